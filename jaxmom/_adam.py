@@ -1,6 +1,6 @@
 """Adam, with torch.optim.Adam's semantics."""
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +20,7 @@ class ScaleByAdamState(NamedTuple):
     count: jax.Array  # steps taken so far
     mu: optax.Updates  # m, the first moment
     nu: optax.Updates  # v, the second moment
-    nu_max: Optional[optax.Updates]  # the running maximum of v (amsgrad only)
+    nu_max: optax.Updates | None  # the running maximum of v (amsgrad only)
 
 
 def scale_by_adam(

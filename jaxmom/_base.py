@@ -5,14 +5,14 @@ through the same arithmetic, so one compiled program serves every value. Only co
 checked, and only at construction.
 """
 
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-ScalarOrSchedule = Union[jax.typing.ArrayLike, optax.Schedule]
+ScalarOrSchedule = jax.typing.ArrayLike | optax.Schedule
 
 
 def concrete(value):

@@ -1,6 +1,6 @@
 """RMSprop, with torch.optim.RMSprop's semantics."""
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +18,7 @@ from jaxmom._sgd import scale_by_momentum
 
 class ScaleByRmsState(NamedTuple):
     square_avg: optax.Updates  # v, the average of g^2
-    grad_avg: Optional[optax.Updates]  # m, the average of g (centered only)
+    grad_avg: optax.Updates | None  # m, the average of g (centered only)
 
 
 def scale_by_rms(

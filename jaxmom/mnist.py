@@ -1,0 +1,406 @@
+"""The seed tutorials' MNIST optimizer study as a small Flax library.
+
+The model is the tutorials' 784-200-10 ReLU MLP. Inputs are scaled as
+:math:`x \\mapsto (x/255 - 0.5)/0.5 \\in [-1, 1]` and flattened. The loss of a batch is its mean
+softmax cross-entropy; the last, partial batch of an epoch averages over its real examples only,
+as PyTorch's ``DataLoader`` (no ``drop_last``) does.
+
+Initialisation ``"torch"`` is PyTorch's ``nn.Linear`` default: ``kaiming_uniform_(a=sqrt(5))``
+gives :math:`W \\sim U(-1/\\sqrt{n_{in}}, 1/\\sqrt{n_{in}})` (gain :math:`\\sqrt{2/(1+a^2)}`
+times :math:`\\sqrt{3/n_{in}}`) and the bias has the same bound. ``"flax"`` is Flax's default
+(LeCun-normal kernel, zero bias).
+
+Everything is made of small pure functions: :func:`init_params`, :func:`init_opt_state`, :func:`train_epoch` (one
+``lax.scan`` over the epoch's batches, data on device) and :func:`evaluate`. Numeric hyperparameters
+are function ARGUMENTS (a dict of scalars), never closure constants, so one compiled program serves
+every value, and :func:`make_train_fn` (the whole run as one pure function) can be vmapped over them
+for a sweep. :func:`train_and_evaluate` is the entry point, as in Flax's MNIST example: it compiles
+ahead of time (timing compilation separately), trains epoch by epoch, checkpoints after every epoch
+and resumes bit-identically.
+
+Randomness, for a given ``seed``: ``init_key, shuffle_key = split(key(seed))``; epoch ``e`` shuffles
+with ``fold_in(shuffle_key, e)``. A resumed run therefore sees exactly the batches it would have seen.
+"""
+
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxmom
+
+# name -> (factory, the study's default numeric hyperparameters, boolean options).
+# Defaults are the seed tutorials' settings where they use the optimizer (rmsprop: lr 1e-3,
+# alpha 0.9), else jaxmom's. ema_sgd's lr 0.1 with beta 0.9 equals sgd(0.01, momentum=0.9).
+OPTIMIZERS = {
+    "sgd": (
+        jaxmom.sgd,
+        {"learning_rate": 1e-2, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0},
+        ("nesterov",),
+    ),
+    "sutskever_sgd": (jaxmom.sutskever_sgd, {"learning_rate": 1e-2, "momentum": 0.9}, ("nesterov",)),
+    "ema_sgd": (jaxmom.ema_sgd, {"learning_rate": 1e-1, "beta": 0.9}, ("debias",)),
+    "adagrad": (
+        jaxmom.adagrad,
+        {"learning_rate": 1e-2, "lr_decay": 0.0, "initial_accumulator_value": 0.0, "eps": 1e-10,
+         "weight_decay": 0.0},
+        (),
+    ),
+    "adadelta": (
+        jaxmom.adadelta,
+        {"learning_rate": 1.0, "rho": 0.9, "eps": 1e-6, "weight_decay": 0.0},
+        (),
+    ),
+    "rmsprop": (
+        jaxmom.rmsprop,
+        {"learning_rate": 1e-3, "alpha": 0.9, "eps": 1e-8, "momentum": 0.0, "weight_decay": 0.0},
+        ("centered",),
+    ),
+    "adam": (
+        jaxmom.adam,
+        {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0},
+        ("amsgrad",),
+    ),
+}
+INITS = ("torch", "flax")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One training run. ``hparams`` overrides the optimizer's numeric defaults (see OPTIMIZERS);
+    ``options`` sets its boolean options (e.g. ``{"nesterov": True}``)."""
+
+    optimizer: str = "sgd"
+    hparams: dict = dataclasses.field(default_factory=dict)
+    options: dict = dataclasses.field(default_factory=dict)
+    epochs: int = 5
+    batch_size: int = 64
+    seed: int = 0
+    init: str = "torch"
+    log_every: int = 30
+    label: str = ""
+
+    def full_hparams(self) -> dict:
+        """All numeric hyperparameters: the optimizer's defaults overridden by ``hparams``."""
+        return {**OPTIMIZERS[self.optimizer][1], **self.hparams}
+
+
+def check_config(config: Config) -> None:
+    """Raises ValueError with a one-line message for any bad setting, before anything compiles."""
+    if config.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {config.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+    _, defaults, options = OPTIMIZERS[config.optimizer]
+    for kind, given, allowed in (("hyperparameter", config.hparams, defaults),
+                                 ("option", config.options, options)):
+        unknown = sorted(set(given) - set(allowed))
+        if unknown:
+            raise ValueError(f"{config.optimizer} has no {kind} {', '.join(unknown)}")
+    for name in ("epochs", "batch_size", "log_every"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
+    if config.init not in INITS:
+        raise ValueError(f"unknown init {config.init!r}; choose from {', '.join(INITS)}")
+    make_optimizer(config.optimizer, config.full_hparams(), **config.options)  # jaxmom checks values
+
+
+def make_optimizer(name: str, hparams: dict, **options) -> optax.GradientTransformation:
+    """The jaxmom optimizer ``name`` with numeric ``hparams`` (floats, arrays or traced values)."""
+    factory, defaults, _ = OPTIMIZERS[name]
+    return factory(**{**defaults, **hparams}, **options)
+
+
+def torch_linear_init(fan_in: int):
+    """PyTorch nn.Linear's default for weight and bias alike: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+class MLP(nn.Module):
+    """784-200-10 with ReLU, as in the seed tutorials."""
+
+    features: tuple = (200, 10)
+    init_scheme: str = "torch"  # or "flax"
+
+    @nn.compact
+    def __call__(self, x):
+        for i, width in enumerate(self.features):
+            if i:
+                x = nn.relu(x)
+            if self.init_scheme == "torch":
+                fan_in_init = torch_linear_init(x.shape[-1])
+                x = nn.Dense(width, kernel_init=fan_in_init, bias_init=fan_in_init)(x)
+            else:
+                x = nn.Dense(width)(x)
+        return x
+
+
+def preprocess(images):
+    """uint8 (n, 28, 28) -> float32 (n, 784) in [-1, 1]: (x/255 - 0.5)/0.5, as the tutorials."""
+    x = images.astype(jnp.float32) / 255.0
+    return ((x - 0.5) / 0.5).reshape(images.shape[0], -1)
+
+
+def keys(seed_key):
+    """(init_key, shuffle_key) from the run's root key, e.g. ``jax.random.key(seed)``."""
+    return jax.random.split(seed_key)
+
+
+def init_params(init_key, *, model: MLP):
+    """The model's parameters; the same for every optimizer, so runs differ only in the optimizer."""
+    return model.init(init_key, jnp.zeros((1, 784), jnp.float32))["params"]
+
+
+def init_opt_state(params, hparams, *, optimizer: str, options=()):
+    """The optimizer state. Jit it with ``hparams`` as an argument: the state layout must match the
+    traced one used in training (a concrete momentum of 0 would drop the buffer)."""
+    return make_optimizer(optimizer, hparams, **dict(options)).init(params)
+
+
+def batch_loss(params, model, images, labels, weights):
+    """Mean cross-entropy over the examples with weight 1 (padding has weight 0)."""
+    logits = model.apply({"params": params}, preprocess(images))
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return jnp.sum(weights * losses) / jnp.sum(weights)
+
+
+def epoch_batches(key, n: int, batch_size: int):
+    """A shuffled epoch: (indices, weights), both (ceil(n/B), B); the last batch is padded with
+    index 0 and weight 0, so it averages over its n mod B real examples like PyTorch's DataLoader."""
+    steps = -(-n // batch_size)
+    pad = steps * batch_size - n
+    order = jnp.concatenate([jax.random.permutation(key, n), jnp.zeros(pad, jnp.int32)])
+    weights = jnp.concatenate([jnp.ones(n, jnp.float32), jnp.zeros(pad, jnp.float32)])
+    return order.reshape(steps, batch_size), weights.reshape(steps, batch_size)
+
+
+def train_epoch(params, opt_state, hparams, epoch_key, images, labels, *, model: MLP,
+                optimizer: str, batch_size: int, options=()):
+    """One epoch as one ``lax.scan`` over its batches. Returns (params, opt_state, batch losses)."""
+    tx = make_optimizer(optimizer, hparams, **dict(options))
+    order, weights = epoch_batches(epoch_key, images.shape[0], batch_size)
+
+    def step(carry, batch):
+        params, opt_state = carry
+        idx, w = batch
+        loss, grads = jax.value_and_grad(batch_loss)(params, model, images[idx], labels[idx], w)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (order, weights))
+    return params, opt_state, losses
+
+
+def evaluate(params, images, labels, *, model: MLP):
+    """Classification accuracy."""
+    logits = model.apply({"params": params}, preprocess(images))
+    return jnp.mean(jnp.argmax(logits, -1) == labels)
+
+
+def as_hparams(hparams: dict) -> dict:
+    """Numeric hyperparameters as float32 scalars, so every value shares one compiled program."""
+    return {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
+
+
+def make_train_fn(config: Config):
+    """The whole run as one pure function ``train_fn(hparams, key, data) -> metrics`` (for sweeps).
+
+    ``hparams`` is a dict of scalars (traced is fine), ``key`` the root key (``jax.random.key(seed)``
+    reproduces :func:`train_and_evaluate`'s run up to float reassociation), and ``data`` the tuple
+    (train_images, train_labels, test_images, test_labels) of device arrays. Epochs are a
+    ``lax.scan``, so e.g. ``jax.jit(jax.vmap(train_fn, in_axes=(0, None, None)))`` trains one model
+    per row of stacked hyperparameters in one program. Metrics: ``epoch_train_loss`` (epochs,),
+    ``step_loss`` (epochs * steps,) and ``test_accuracy`` (a scalar).
+    """
+    model, options = MLP(init_scheme=config.init), tuple(sorted(config.options.items()))
+    common = {"model": model, "optimizer": config.optimizer, "options": options}
+
+    def train_fn(hparams, key, data):
+        train_images, train_labels, test_images, test_labels = data
+        init_key, shuffle_key = keys(key)
+        params = init_params(init_key, model=model)
+        opt_state = init_opt_state(params, hparams, optimizer=config.optimizer, options=options)
+
+        def one_epoch(carry, epoch):
+            params, opt_state, losses = train_epoch(
+                *carry, hparams, jax.random.fold_in(shuffle_key, epoch), train_images,
+                train_labels, batch_size=config.batch_size, **common)
+            return (params, opt_state), losses
+
+        (params, _), losses = jax.lax.scan(one_epoch, (params, opt_state), jnp.arange(config.epochs))
+        return {
+            "epoch_train_loss": losses.mean(axis=1),
+            "step_loss": losses.reshape(-1),
+            "test_accuracy": evaluate(params, test_images, test_labels, model=model),
+        }
+
+    return train_fn
+
+
+class Programs(NamedTuple):
+    """A run's compiled programs, and how long compiling them took."""
+
+    init_params: Any
+    init_opt_state: Any
+    epoch: Any
+    evaluate: Any
+    compile_seconds: float
+
+
+def compile_programs(config: Config, data, cache: dict) -> tuple[Programs, bool]:
+    """Compiles ahead of time (``jit(...).lower(...).compile()``), timing compilation apart from
+    training, and returns (programs, whether all were already in ``cache``). Programs depend only on
+    the optimizer name, its boolean options, the init scheme, the batch size and the data shapes:
+    never on hyperparameter values or the seed, so e.g. sgd with and without momentum share one."""
+    model, options = MLP(init_scheme=config.init), tuple(sorted(config.options.items()))
+    common = {"model": model, "optimizer": config.optimizer, "options": options}
+    hparams = as_hparams(config.full_hparams())
+    shapes = tuple((x.shape, str(x.dtype)) for x in data)
+    init_key = ("init_params", config.init)
+    key = (config.optimizer, options, config.init, config.batch_size, shapes)
+    if key in cache:
+        return cache[key], True
+    start = time.perf_counter()
+    if init_key not in cache:
+        cache[init_key] = jax.jit(functools.partial(init_params, model=model)).lower(
+            jax.random.key(0)).compile()
+    params = jax.eval_shape(functools.partial(init_params, model=model), jax.random.key(0))
+    opt_init = functools.partial(init_opt_state, optimizer=config.optimizer, options=options)
+    opt_state = jax.eval_shape(opt_init, params, hparams)
+    cache[key] = Programs(
+        cache[init_key],
+        jax.jit(opt_init).lower(params, hparams).compile(),
+        jax.jit(functools.partial(train_epoch, batch_size=config.batch_size, **common)).lower(
+            params, opt_state, hparams, jax.random.key(0), data[0], data[1]).compile(),
+        jax.jit(functools.partial(evaluate, model=model)).lower(params, data[2], data[3]).compile(),
+        time.perf_counter() - start,
+    )
+    return cache[key], False
+
+
+def checkpoint_path(checkpoint_dir, config: Config, data_source: str) -> Path:
+    """One file per distinct run: a readable name plus a hash of everything that shapes the run."""
+    fingerprint = json.dumps([dataclasses.asdict(config), config.full_hparams(), data_source],
+                             sort_keys=True, default=str)
+    digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in (config.label or config.optimizer))
+    return Path(checkpoint_dir) / f"{name}-{digest}.msgpack"
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """flax.serialization msgpack, written to a temporary file and renamed: a kill never leaves a
+    half-written checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(flax.serialization.to_bytes(state))
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, params, opt_state) -> dict | None:
+    """The saved state, with params and opt_state restored into the given templates; None if absent."""
+    if not path.is_file():
+        return None
+    try:
+        raw = flax.serialization.msgpack_restore(path.read_bytes())
+        raw["params"] = flax.serialization.from_state_dict(params, raw["params"])
+        raw["opt_state"] = flax.serialization.from_state_dict(opt_state, raw["opt_state"])
+    except Exception as e:  # noqa: BLE001 - any decoding failure means an unusable file
+        raise ValueError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+    return raw
+
+
+class Run(NamedTuple):
+    params: Any
+    opt_state: Any
+    record: dict  # the results.json record
+
+
+def train_and_evaluate(config: Config, data, checkpoint_dir=None, *, programs: dict | None = None,
+                       on_epoch: Callable | None = None) -> Run:
+    """Trains ``config`` on ``data`` (a :class:`jaxmom.datasets.Dataset`) and returns the final state.
+
+    ``programs`` is a cache of compiled programs shared between runs (a dict; pass the same one to
+    every call). With ``checkpoint_dir`` the state is saved after every epoch, and an existing
+    checkpoint for the same run is resumed: the result is bit-identical to an uninterrupted run.
+    ``on_epoch(epoch, record)`` is called after every epoch (e.g. to print or update a progress bar).
+    """
+    check_config(config)
+    arrays = tuple(jax.device_put(np.asarray(x)) for x in data[:4])
+    prog, reused = compile_programs(config, arrays, {} if programs is None else programs)
+    hparams = as_hparams(config.full_hparams())
+    init_key, shuffle_key = keys(jax.random.key(config.seed))
+    params = prog.init_params(init_key)
+    opt_state = prog.init_opt_state(params, hparams)
+    record = {
+        "label": config.label or config.optimizer,
+        "optimizer": config.optimizer,
+        "hyperparameters": {**config.full_hparams(), **config.options},
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "seed": config.seed,
+        "init": config.init,
+        "data_source": data.source,
+        "train_examples": int(arrays[0].shape[0]),
+        "test_examples": int(arrays[2].shape[0]),
+        "steps_per_epoch": -(-int(arrays[0].shape[0]) // config.batch_size),
+        "epoch_train_loss": [],
+        "epoch_test_accuracy": [],
+        "log_every": config.log_every,
+        "logged_steps": [],
+        "logged_loss": [],
+        "train_seconds": 0.0,
+        "compile_seconds": prog.compile_seconds,
+        "compiled_program_reused": reused,
+        "resumed_from_epoch": 0,
+    }
+    path = checkpoint_path(checkpoint_dir, config, data.source) if checkpoint_dir else None
+    saved = load_checkpoint(path, params, opt_state) if path else None
+    if saved is not None:
+        params, opt_state = saved["params"], saved["opt_state"]
+        for name in ("epoch_train_loss", "epoch_test_accuracy", "logged_steps", "logged_loss"):
+            record[name] = np.asarray(saved[name]).tolist()
+        record["train_seconds"] = float(saved["train_seconds"])
+        record["resumed_from_epoch"] = int(saved["epoch"])
+
+    for epoch in range(record["resumed_from_epoch"], config.epochs):
+        start = time.perf_counter()
+        params, opt_state, losses = prog.epoch(
+            params, opt_state, hparams, jax.random.fold_in(shuffle_key, epoch), *arrays[:2])
+        accuracy = prog.evaluate(params, *arrays[2:])
+        losses, accuracy = np.asarray(losses), float(accuracy)  # waits for the device
+        record["train_seconds"] += time.perf_counter() - start
+        steps = epoch * len(losses) + np.arange(len(losses))
+        logged = steps % config.log_every == 0
+        record["logged_steps"] += steps[logged].tolist()
+        record["logged_loss"] += losses[logged].tolist()
+        record["epoch_train_loss"].append(float(losses.mean()))
+        record["epoch_test_accuracy"].append(accuracy)
+        if path:
+            save_checkpoint(path, {
+                "epoch": epoch + 1, "params": params, "opt_state": opt_state,
+                **{k: np.asarray(record[k]) for k in ("epoch_train_loss", "epoch_test_accuracy",
+                                                       "logged_steps", "logged_loss")},
+                "train_seconds": record["train_seconds"],
+            })
+        if on_epoch:
+            on_epoch(epoch, record)
+
+    record["test_accuracy"] = record["epoch_test_accuracy"][-1]
+    record["final_train_loss"] = record["epoch_train_loss"][-1]
+    return Run(params, opt_state, record)

@@ -66,12 +66,15 @@ def plot_run(path, loss):
     ax3d = fig.add_subplot(2, 2, 1, projection="3d")
     ax3d.plot_surface(*grid, cmap="viridis", alpha=0.55, linewidth=0, rstride=5, cstride=5)
     ax3d.plot(path[:, 0], path[:, 1], loss, "-o", color="crimson", ms=2.5, lw=1.2, zorder=10)
-    ax3d.scatter(*path[-1], loss[-1], color="crimson", s=60, edgecolor="k", depthshade=False)
+    ax3d.scatter(*path[0], loss[0], color="crimson", s=60, marker="s", edgecolor="k",
+                 depthshade=False)
+    ax3d.scatter(*path[-1], loss[-1], color="gold", s=120, marker="*", edgecolor="k",
+                 depthshade=False)
     ax3d.set_xlabel("slope a")
     ax3d.set_ylabel("intercept b")
     ax3d.set_zlabel("loss")
     ax3d.view_init(elev=35, azim=-60)
-    ax3d.set_title("loss surface and the momentum path")
+    ax3d.set_title("loss surface and the momentum path (square: start, star: step 100)")
 
     ax = fig.add_subplot(2, 2, 2)
     filled = contour(ax, grid)

@@ -18,8 +18,8 @@ each device runs ``lax.map`` over its chunks of ``C`` cells and ``vmap`` inside 
 most ``C`` configurations per device are live at once. With ``jax.distributed`` initialised, the
 mesh spans every process's devices and every process receives the whole gathered grid.
 
-A cell's PRNG key is ``jax.random.PRNGKey(seed)``, its seed taken from the grid's ``seed`` axis (or
-the ``seed`` argument), so a cell reproduces ``train_fn(hparams, jax.random.PRNGKey(seed))``.
+A cell's PRNG key is ``jax.random.key(seed)``, its seed taken from the grid's ``seed`` axis (or
+the ``seed`` argument), so a cell reproduces ``train_fn(hparams, jax.random.key(seed), *args)``.
 """
 
 from __future__ import annotations
@@ -173,38 +173,54 @@ def zipped(axis: str | None = None, **values: Sequence[float]) -> Grid:
 _COMPILED: dict = {}
 
 
-def _program(train_fn: Callable, mesh: Mesh, chunk: int) -> Callable:
-    """``f(hparams, seeds)`` over flat, sharded cells: per device, lax.map over vmapped chunks."""
+def _program(train_fn: Callable, mesh: Mesh, chunk: int, seeded: bool) -> Callable:
+    """``f(hparams, seeds, args)`` over flat cells sharded on the mesh's axis: each device runs
+    ``lax.map`` over chunks of ``chunk`` cells, ``vmap`` inside. Without a seed axis ``seeds`` is one
+    replicated scalar, so the key (and anything derived from it, such as a shuffled batch order) is
+    shared by all cells rather than batched, and ``args`` is always shared."""
 
-    def one(hparams, seed):
-        return train_fn(hparams, jax.random.PRNGKey(seed))
+    def one(hparams, seed, args):
+        return train_fn(hparams, jax.random.key(seed), *args)
 
-    def local(hparams, seeds):
-        m = seeds.shape[0]
+    batched = jax.vmap(one, in_axes=(0, 0 if seeded else None, None))
+
+    def local(hparams, seeds, args):
+        m = next(iter(jax.tree.leaves(hparams)), seeds).shape[0]
         if m == chunk:
-            return jax.vmap(one)(hparams, seeds)
+            return batched(hparams, seeds, args)
         split = lambda a: a.reshape(m // chunk, chunk, *a.shape[1:])
-        out = jax.lax.map(lambda hs: jax.vmap(one)(*hs), jax.tree.map(split, (hparams, seeds)))
+        cells = jax.tree.map(split, (hparams, seeds) if seeded else hparams)
+        run = (lambda c: batched(*c, args)) if seeded else (lambda c: batched(c, seeds, args))
+        out = jax.lax.map(run, cells)
         return jax.tree.map(lambda a: a.reshape(m, *a.shape[2:]), out)
 
-    spec = P(mesh.axis_names[0])
-    return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec))
+    cell = P(mesh.axis_names[0])
+    specs = (cell, cell if seeded else P(), P())
+    # check_vma=False: train_fn needs no pcast where a shared key meets per-cell values.
+    program = jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=cell, check_vma=False)
+    return jax.jit(program)
 
 
-def _compile(train_fn, mesh, chunk, hparams, seeds):
-    """Compile once per (train_fn, devices, chunk, input shapes and dtypes); return (exe, seconds)."""
-    sig = tuple((k, v.shape, v.dtype) for k, v in sorted(hparams.items()))
-    key = (train_fn, tuple(mesh.devices.flat), chunk, sig, seeds.shape)
-    if key not in _COMPILED:
-        t0 = time.perf_counter()
-        exe = _program(train_fn, mesh, chunk).lower(hparams, seeds).compile()
-        _COMPILED[key] = (exe, time.perf_counter() - t0)
-        return _COMPILED[key]
-    return _COMPILED[key][0], 0.0
+def _signature(tree) -> tuple:
+    return tuple((str(k), v.shape, str(v.dtype)) for k, v in jax.tree_util.tree_leaves_with_path(tree))
 
 
-def _put(arr: np.ndarray, sharding: NamedSharding) -> jax.Array:
-    """A global array sharded over the mesh; each process fills only its own devices' parts."""
+def _compile(train_fn, mesh, chunk, seeded, inputs):
+    """Compile once per (train_fn, devices, chunk, input shapes and dtypes); return (exe, seconds).
+
+    Hyperparameter *values* are not part of the key: a new grid of the same shape reuses the program.
+    """
+    key = (train_fn, tuple(mesh.devices.flat), chunk, seeded, _signature(inputs))
+    if key in _COMPILED:
+        return _COMPILED[key], 0.0
+    t0 = time.perf_counter()
+    _COMPILED[key] = _program(train_fn, mesh, chunk, seeded).lower(*inputs).compile()
+    return _COMPILED[key], time.perf_counter() - t0
+
+
+def _put(arr, sharding: NamedSharding) -> jax.Array:
+    """A global array laid out by ``sharding``; each process fills only its own devices' parts."""
+    arr = np.asarray(arr)
     return jax.make_array_from_callback(arr.shape, sharding, lambda idx: arr[idx])
 
 
@@ -218,9 +234,10 @@ def _fetch(x: jax.Array) -> np.ndarray:
 
 
 def sweep(
-    train_fn: Callable[[dict, jax.Array], Any],
+    train_fn: Callable[..., Any],
     grid: Grid,
     *,
+    args: tuple = (),
     chunk_size: int | None = None,
     devices: Sequence[jax.Device] | None = None,
     seed: int = 0,
@@ -229,16 +246,20 @@ def sweep(
     """Train every configuration of ``grid`` in one compiled program.
 
     Args:
-      train_fn: ``train_fn(hparams, key) -> metrics``; ``hparams`` maps each hyperparameter name
-        of the grid to a traced scalar, ``key`` is ``PRNGKey(seed)``, ``metrics`` is a pytree of
-        arrays. It must be jittable and vmappable. Keep the same function object between calls:
-        the compiled program is cached on it.
+      train_fn: ``train_fn(hparams, key, *args) -> metrics``; ``hparams`` maps each hyperparameter
+        name of the grid to a traced scalar, ``key`` is ``jax.random.key(seed)``, ``metrics`` is a
+        pytree of arrays. It must be jittable and vmappable. Keep the same function object between
+        calls: the compiled program is cached on it.
       grid: from :func:`product`, :func:`zipped`, their ``*`` product and ``with_seeds``.
+      args: arrays shared by every configuration (e.g. the training data), passed to ``train_fn``
+        after the key, unbatched: a first-layer matmul of shared inputs against ``K`` stacked
+        weight matrices then lowers to one wide matmul.
       chunk_size: at most this many configurations are live per device at once (``lax.map``
         over chunks, ``vmap`` inside). ``None`` runs each device's whole share in one ``vmap``.
       devices: devices to shard the grid over; default ``jax.devices()``, which after
         ``jax.distributed.initialize`` spans every process.
-      seed: the PRNG seed of every cell when the grid has no ``seed`` axis.
+      seed: the PRNG seed of every cell when the grid has no ``seed`` axis; the key is then shared
+        (not batched), so all cells see the same initialisation and batch order.
       history: name of a per-step metric (first per-cell axis = step) used to locate the step
         at which a diverged configuration first produced NaN or inf.
 
@@ -261,15 +282,16 @@ def sweep(
 
     coords = {k: v.reshape(-1)[pad] for k, v in grid.coords().items()}
     coords = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in coords.items()}
-    seeds = coords.pop(SEED, np.full(pad.shape, seed, np.int32))
+    seeded = SEED in coords
     mesh = Mesh(np.array(devices), ("grid",))
-    sharding = NamedSharding(mesh, P("grid"))
-    hparams = {k: _put(v, sharding) for k, v in coords.items()}
-    seeds = _put(seeds, sharding)
+    cells, shared = NamedSharding(mesh, P("grid")), NamedSharding(mesh, P())
+    seeds = _put(coords.pop(SEED), cells) if seeded else _put(np.int32(seed), shared)
+    hparams = {k: _put(v, cells) for k, v in coords.items()}
+    inputs = (hparams, seeds, jax.tree.map(lambda a: _put(a, shared), tuple(args)))
 
-    exe, compile_seconds = _compile(train_fn, mesh, chunk, hparams, seeds)
+    exe, compile_seconds = _compile(train_fn, mesh, chunk, seeded, inputs)
     t0 = time.perf_counter()
-    out = jax.block_until_ready(exe(hparams, seeds))
+    out = jax.block_until_ready(exe(*inputs))
     train_seconds = time.perf_counter() - t0
 
     metrics = jax.tree.map(lambda x: _fetch(x)[:n].reshape(grid.shape + x.shape[1:]), out)

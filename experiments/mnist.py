@@ -29,6 +29,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import matplotlib.pyplot as plt
+import numpy as np
 from _plotting import save
 from tqdm import tqdm
 
@@ -202,16 +203,21 @@ def write_outputs(out, records, title):
     print(f"wrote {out / 'results.json'}\nwrote {out / 'loss_every_30_steps.csv'}")
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(13, 5), width_ratios=(3, 2))
-    for r in records:
+    for i, r in enumerate(records):
+        # A run whose curve matches an earlier one (e.g. the two momentum forms) is drawn dashed.
+        twin = next((q["label"] for q in records[:i] if len(q["logged_loss"]) == len(r["logged_loss"])
+                     and np.allclose(q["logged_loss"], r["logged_loss"], rtol=1e-3)), None)
+        style = {"ls": "--", "lw": 2.0} if twin else {"ls": "-", "lw": 1.3}
+        label = f"{r['label']} ({r['final_train_loss']:.3f})" + (f", = {twin}" if twin else "")
         x = [s / r["steps_per_epoch"] for s in r["logged_steps"]]
-        (line,) = ax_loss.semilogy(x, r["logged_loss"], lw=1.2, alpha=0.9,
-                                   label=f"{r['label']} ({r['final_train_loss']:.3f})")
+        (line,) = ax_loss.semilogy(x, r["logged_loss"], label=label, **style)
         ax_acc.plot(range(1, len(r["epoch_test_accuracy"]) + 1),
-                    [100 * a for a in r["epoch_test_accuracy"]], "o-", color=line.get_color())
+                    [100 * a for a in r["epoch_test_accuracy"]], marker="o", color=line.get_color(),
+                    **style)
     ax_loss.set(xlabel="epoch", ylabel=f"training loss (batch, every {records[0]['log_every']} steps)",
                 title="Training loss (legend: final epoch mean)")
     ax_loss.grid(True, which="both", alpha=0.3)
-    ax_loss.legend(fontsize=8)
+    ax_loss.legend(fontsize=8, loc="lower left")
     ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy after each epoch")
     ax_acc.grid(True, alpha=0.3)
     fig.suptitle(title)
@@ -222,12 +228,12 @@ def main(argv=None):
     p, args = parse_args(argv)
     start = time.perf_counter()
     try:
-        data = load_data(args)
         configs = run_configs(p, args)
         from jaxmom import mnist
 
         for config in configs:
             mnist.check_config(config)
+        data = load_data(args)
     except ValueError as e:  # DataError included: one line, no traceback
         p.exit(1, f"{p.prog}: error: {e}\n")
     out = args.out or Path("runs") / time.strftime("mnist-%Y%m%d-%H%M%S")

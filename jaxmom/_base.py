@@ -5,6 +5,7 @@ through the same arithmetic, so one compiled program serves every value. Only co
 checked, and only at construction.
 """
 
+import numbers
 from typing import NamedTuple
 
 import jax
@@ -25,12 +26,11 @@ def concrete(value):
 def check(name, value, low=0.0, high=np.inf, *, high_open=True):
     """Raises ValueError unless every concrete element of ``value`` lies in [low, high) or [low, high]."""
     interval = f"[{low:g}, {'inf' if high == np.inf else f'{high:g}'}{')' if high_open else ']'}"
-    try:
-        v = concrete(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in {interval}, got {value!r}") from None
-    if v is None:
+    if callable(value) or isinstance(value, jax.core.Tracer):
         return
+    if not isinstance(value, (numbers.Real, np.ndarray, np.generic, jax.Array)):
+        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
+    v = concrete(value)
     inside = np.isfinite(v) & (v >= low) & ((v < high) if high_open else (v <= high))
     if not np.all(inside):
         raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")

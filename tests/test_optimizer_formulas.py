@@ -175,9 +175,7 @@ def test_first_steps_by_hand():
     )
     # EMA: v = 0.1, 0.19, 0.271 with lr 1; debiased v_hat = 1, 1, 1
     np.testing.assert_allclose(path(jaxmom.ema_sgd(1.0, 0.9)), [-0.1, -0.29, -0.561], rtol=1e-6)
-    np.testing.assert_allclose(
-        path(jaxmom.ema_sgd(1.0, 0.9, debias=True)), [-1, -2, -3], rtol=1e-6
-    )
+    np.testing.assert_allclose(path(jaxmom.ema_sgd(1.0, 0.9, debias=True)), [-1, -2, -3], rtol=1e-6)
     # Adam's first step is lr * sign(g); with constant g every step is lr
     np.testing.assert_allclose(path(jaxmom.adam(0.1)), [-0.1, -0.2, -0.3], rtol=1e-5)
     # Adagrad: G = 1, 2, 3 -> steps 0.1/1, 0.1/sqrt(2), 0.1/sqrt(3)

@@ -154,9 +154,7 @@ def test_differences_from_optax_are_the_stated_ones():
         corrected_max = optax.chain(
             optax.scale_by_amsgrad(), optax.scale_by_learning_rate(0.05)
         )  # Optax's own rule, written out: max over v_t / (1 - b2^t)
-        np.testing.assert_allclose(
-            run(corrected_max, params, noise)["w"], theirs["w"], rtol=1e-12
-        )
+        np.testing.assert_allclose(run(corrected_max, params, noise)["w"], theirs["w"], rtol=1e-12)
 
         # rmsprop momentum under a schedule: Optax keeps lr inside its buffer, PyTorch outside.
         schedule = optax.linear_schedule(0.02, 0.0, 50)
@@ -192,7 +190,7 @@ def adam(parameters, vs, sqrs, lr, t, beta1=0.9, beta2=0.999):
         param.data = param.data - lr * v_hat / torch.sqrt(s_hat + eps)
 
 
-def GD_momentum(x_start, df, epochs, lr, momentum):  # noqa: N802 (the tutorial's name)
+def GD_momentum(x_start, df, epochs, lr, momentum):
     dx = 0
     v = 0
     x = x_start

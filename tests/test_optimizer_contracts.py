@@ -384,7 +384,7 @@ def test_multi_steps_accumulates(name):
     p_multi, _ = steps(
         optax.MultiSteps(factory(**kwargs), every_k_schedule=2), params, [g1, g2, g3, g4]
     )
-    mean = lambda a, b: jax.tree.map(lambda x, y: (x + y) / 2, a, b)  # noqa: E731
+    mean = lambda a, b: jax.tree.map(lambda x, y: (x + y) / 2, a, b)
     assert_close(p_multi, steps(factory(**kwargs), params, [mean(g1, g2), mean(g3, g4)])[0])
 
 

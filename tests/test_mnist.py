@@ -6,10 +6,13 @@ import dataclasses
 import importlib.util
 import itertools
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -209,30 +212,50 @@ def test_default_study_headline_momentum_beats_plain_sgd(embedded, programs):
     assert all(a > b for a, b in itertools.pairwise(sgd))  # plain SGD still descending
 
 
-def test_cli_end_to_end_on_tiny_embedded_data(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "mnist.py"), "--optimizer", "sgd",
-         "--optimizer", "ema_sgd,sgd", "--lr", "0.05", "--epochs", "2", "--batch-size", "16",
-         "--max-train-samples", "256", "--max-test-samples", "100", "--source", "embedded",
-         "--out", "out", "--checkpoint-dir", "ck"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False)
+def test_cli_killed_and_restarted_ends_bit_identical(embedded, programs, tmp_path):
+    """The CLI end to end: SIGKILL after the first checkpoint, the same command again, then its
+    outputs and the final parameters against an uninterrupted in-process run."""
+    command = [sys.executable, str(ROOT / "experiments" / "mnist.py"), "--optimizer", "sgd",
+               "--optimizer", "ema_sgd", "--lr", "0.05", "--epochs", "5", "--batch-size", "16",
+               "--max-test-samples", "100", "--source", "embedded", "--out", "out",
+               "--checkpoint-dir", "ck"]
+    first = subprocess.Popen([*command, "--quiet"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    while first.poll() is None and not list((tmp_path / "ck").glob("*.msgpack")):
+        time.sleep(0.002)
+    first.kill()
+    assert first.wait() == -signal.SIGKILL
+    assert not (tmp_path / "out").exists()
+
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                            check=False)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
-    out = tmp_path / "out"
     assert "NOTICE" in result.stdout and "subset" in result.stdout
-    assert result.stdout.count("epoch: 0, Train Loss: ") == 3
+    assert result.stdout.count("epoch: 4, Train Loss: ") == 2  # both runs ended training here
+    out = tmp_path / "out"
     records = json.loads((out / "results.json").read_text())
-    assert [r["optimizer"] for r in records] == ["sgd", "ema_sgd", "sgd"]
-    assert [r["compiled_program_reused"] for r in records] == [False, False, True]
+    assert [r["optimizer"] for r in records] == ["sgd", "ema_sgd"]
+    assert 1 <= records[0]["resumed_from_epoch"] < 5  # killed in the middle of the sgd run
     for r in records:
         assert r["hyperparameters"]["learning_rate"] == 0.05
-        assert len(r["epoch_train_loss"]) == 2 and 0 <= r["test_accuracy"] <= 1
+        assert len(r["epoch_train_loss"]) == 5 and 0 <= r["test_accuracy"] <= 1
         assert r["train_seconds"] > 0 and r["compile_seconds"] > 0
-        assert r["data_source"].startswith("embedded") and "first 256 train" in r["data_source"]
+        assert r["data_source"].startswith("embedded") and "first all train / 100 test" in (
+            r["data_source"])
         assert f"| {r['label']} | {r['optimizer']} |" in result.stdout
     with open(out / "loss_every_30_steps.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(row["optimizer"], int(row["step"])) for row in rows[:2]] == [("sgd", 0), ("sgd", 30)]
-    assert len(rows) == 3 * 2  # 16 steps per epoch, 2 epochs: steps 0 and 30
+    assert len(rows) == 2 * len(range(0, 1250, 30))  # 250 steps per epoch, 5 epochs
     assert (out / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(list((tmp_path / "ck").glob("*.msgpack"))) == 3
+
+    config = mnist.Config(optimizer="sgd", hparams={"learning_rate": 0.05}, epochs=5,
+                          batch_size=16, label="sgd")
+    whole = mnist.train_and_evaluate(config, subset(embedded, 4000, 100), programs=programs)
+    assert records[0]["epoch_train_loss"] == whole.record["epoch_train_loss"]
+    assert records[0]["logged_loss"] == whole.record["logged_loss"]
+    (path,) = (tmp_path / "ck").glob("sgd_*.msgpack")
+    saved = flax.serialization.msgpack_restore(path.read_bytes())
+    for a, b in zip(leaves(whole.params), leaves(saved["params"])):
+        assert np.array_equal(a, b)

@@ -219,19 +219,23 @@ def as_hparams(hparams: dict) -> dict:
 
 
 def make_train_fn(config: Config):
-    """The whole run as one pure function ``train_fn(hparams, key, data) -> metrics`` (for sweeps).
+    """The whole run as one pure function ``train_fn(hparams, key, data) -> metrics``, for sweeps.
 
-    ``hparams`` is a dict of scalars (traced is fine), ``key`` the root key (``jax.random.key(seed)``
-    reproduces :func:`train_and_evaluate`'s run up to float reassociation), and ``data`` the tuple
-    (train_images, train_labels, test_images, test_labels) of device arrays. Epochs are a
-    ``lax.scan``, so e.g. ``jax.jit(jax.vmap(train_fn, in_axes=(0, None, None)))`` trains one model
-    per row of stacked hyperparameters in one program. Metrics: ``epoch_train_loss`` (epochs,),
-    ``step_loss`` (epochs * steps,) and ``test_accuracy`` (a scalar).
+    ``hparams`` maps some of the optimizer's hyperparameter names (e.g. ``learning_rate``,
+    ``momentum``) to scalars, traced or not; the rest come from ``config``. ``key`` is the root key:
+    ``jax.random.key(seed)`` reproduces :func:`train_and_evaluate`'s run up to float rounding.
+    ``data`` is the tuple (train_images, train_labels, test_images, test_labels) of arrays, passed
+    as an argument so that it is not baked into the program as a constant. Epochs are a
+    ``lax.scan``, so ``jax.vmap(train_fn, in_axes=(0, None, None))`` trains one model per row of
+    stacked hyperparameters in one program (this is the signature ``jaxmom.sweep.sweep`` expects,
+    with ``args=(data,)``). Metrics: ``loss`` (every step's batch loss, ``(epochs * steps,)``),
+    ``epoch_train_loss`` ``(epochs,)``, ``final_loss`` (the last epoch's mean) and ``test_accuracy``.
     """
     model, options = MLP(init_scheme=config.init), tuple(sorted(config.options.items()))
     common = {"model": model, "optimizer": config.optimizer, "options": options}
 
     def train_fn(hparams, key, data):
+        hparams = {**config.full_hparams(), **hparams}
         train_images, train_labels, test_images, test_labels = data
         init_key, shuffle_key = keys(key)
         params = init_params(init_key, model=model)
@@ -245,8 +249,9 @@ def make_train_fn(config: Config):
 
         (params, _), losses = jax.lax.scan(one_epoch, (params, opt_state), jnp.arange(config.epochs))
         return {
+            "loss": losses.reshape(-1),
             "epoch_train_loss": losses.mean(axis=1),
-            "step_loss": losses.reshape(-1),
+            "final_loss": losses[-1].mean(),
             "test_accuracy": evaluate(params, test_images, test_labels, model=model),
         }
 

@@ -29,6 +29,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 from _plotting import save
 from tqdm import tqdm
@@ -208,17 +209,19 @@ def write_outputs(out, records, title):
         twin = next((q["label"] for q in records[:i] if len(q["logged_loss"]) == len(r["logged_loss"])
                      and np.allclose(q["logged_loss"], r["logged_loss"], rtol=1e-3)), None)
         style = {"ls": "--", "lw": 2.0} if twin else {"ls": "-", "lw": 1.3}
-        label = f"{r['label']} ({r['final_train_loss']:.3f})" + (f", = {twin}" if twin else "")
+        label = f"{r['label']}: {r['final_train_loss']:.3f}" + (f" (same path as {twin})" if twin else "")
         x = [s / r["steps_per_epoch"] for s in r["logged_steps"]]
         (line,) = ax_loss.semilogy(x, r["logged_loss"], label=label, **style)
         ax_acc.plot(range(1, len(r["epoch_test_accuracy"]) + 1),
                     [100 * a for a in r["epoch_test_accuracy"]], marker="o", color=line.get_color(),
                     **style)
     ax_loss.set(xlabel="epoch", ylabel=f"training loss (batch, every {records[0]['log_every']} steps)",
-                title="Training loss (legend: final epoch mean)")
+                title="Training loss")
     ax_loss.grid(True, which="both", alpha=0.3)
-    ax_loss.legend(fontsize=8, loc="lower left")
+    fig.legend(*ax_loss.get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0),
+               ncol=2, fontsize=9, title="run: final epoch's mean training loss")
     ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy after each epoch")
+    ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_acc.grid(True, alpha=0.3)
     fig.suptitle(title)
     save(fig, out / "loss_curves.png")

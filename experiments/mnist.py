@@ -191,6 +191,18 @@ def summary_table(records):
     return "\n".join(rows)
 
 
+SMOOTH_FROM = 60  # logged points per run from which the plot also draws a smoothed curve
+
+
+def smoothed(values, beta=0.9):
+    """The seed tutorials' bias-corrected EMA: v_t = beta v_{t-1} + (1-beta) x_t, shown v_t/(1-beta^t)."""
+    v, out = 0.0, []
+    for t, x in enumerate(values, 1):
+        v = beta * v + (1 - beta) * x
+        out.append(v / (1 - beta**t))
+    return out
+
+
 def write_outputs(out, records, title):
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(records, indent=2) + "\n")
@@ -211,12 +223,18 @@ def write_outputs(out, records, title):
         style = {"ls": "--", "lw": 2.0} if twin else {"ls": "-", "lw": 1.3}
         label = f"{r['label']}: {r['final_train_loss']:.3f}" + (f" (same path as {twin})" if twin else "")
         x = [s / r["steps_per_epoch"] for s in r["logged_steps"]]
-        (line,) = ax_loss.semilogy(x, r["logged_loss"], label=label, **style)
+        if len(x) >= SMOOTH_FROM:  # long, noisy curves: faint raw losses under their average
+            (line,) = ax_loss.semilogy(x, smoothed(r["logged_loss"]), label=label, **style)
+            ax_loss.semilogy(x, r["logged_loss"], color=line.get_color(), lw=0.6, alpha=0.25)
+        else:
+            (line,) = ax_loss.semilogy(x, r["logged_loss"], label=label, **style)
         ax_acc.plot(range(1, len(r["epoch_test_accuracy"]) + 1),
                     [100 * a for a in r["epoch_test_accuracy"]], marker="o", color=line.get_color(),
                     **style)
+    smooth = " (bold: bias-corrected EMA, beta 0.9)" if any(
+        len(r["logged_steps"]) >= SMOOTH_FROM for r in records) else ""
     ax_loss.set(xlabel="epoch", ylabel=f"training loss (batch, every {records[0]['log_every']} steps)",
-                title="Training loss")
+                title=f"Training loss{smooth}")
     ax_loss.grid(True, which="both", alpha=0.3)
     fig.legend(*ax_loss.get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0),
                ncol=2, fontsize=9, title="run: final epoch's mean training loss")

@@ -258,3 +258,9 @@ def test_cli_killed_and_restarted_ends_bit_identical(embedded, programs, tmp_pat
     saved = flax.serialization.msgpack_restore(path.read_bytes())
     for a, b in zip(leaves(whole.params), leaves(saved["params"])):
         assert np.array_equal(a, b)
+
+
+def test_plot_smoothing_is_the_bias_corrected_ema():
+    smoothed = load_cli().smoothed
+    np.testing.assert_allclose(smoothed([3.0, 3.0, 3.0]), [3.0, 3.0, 3.0])  # weights sum to 1
+    np.testing.assert_allclose(smoothed([2.0, 0.0]), [2.0, 0.9 * 0.2 / (1 - 0.81)])

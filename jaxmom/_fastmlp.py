@@ -1,0 +1,108 @@
+"""The MNIST study's workload, laid out for speed: used by ``experiments/benchmark.py`` and sweeps.
+
+Same model and maths as :mod:`jaxmom.mnist`: the 784-200-10 ReLU MLP with PyTorch's ``nn.Linear``
+initialisation, mean softmax cross-entropy over batches of 64. Only the memory layout differs:
+
+* weights are stored as PyTorch stores them, ``(out, in)``;
+* activations are feature-major, ``(features, batch)``;
+* every input batch is stored twice, as ``x`` (batch, 784) and ``xT`` (784, batch), and labels
+  one-hot and feature-major, (10, batch).
+
+The first layer's forward ``hT = W1 @ xT`` and its weight gradient ``dW1 = dhT @ x`` are then plain
+row-major matmuls with no transposes (a ``custom_vjp`` picks ``x`` for the backward). Under ``vmap``
+over K configurations sharing the data, ``W1`` stacks to (K, 200, 784), which is contiguously a
+(K*200, 784) matrix, so both become ONE wide matmul: ``(K*200, 784) @ (784, 64)`` and
+``(K*200, 64) @ (64, 784)``, and the optimizer's update runs over contiguous memory.
+
+FLOPs per step (forward + backward, no input gradient): ``2*64*(784*200 + 200*10)`` forward,
+the same for the weight gradients, plus ``2*64*200*10`` for the hidden gradient: 41.2 MFLOP.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxmom import mnist
+
+SIZES = (784, 200, 10)
+FLOPS_PER_STEP = 2 * 64 * (2 * (784 * 200 + 200 * 10) + 200 * 10)  # 41.2e6
+
+
+def init_params(key) -> dict:
+    """PyTorch ``nn.Linear`` default: weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    params = {}
+    for i, (fan_in, fan_out) in enumerate(zip(SIZES[:-1], SIZES[1:]), start=1):
+        key, kw, kb = jax.random.split(key, 3)
+        bound = 1 / math.sqrt(fan_in)
+        params[f"w{i}"] = jax.random.uniform(kw, (fan_out, fan_in), jnp.float32, -bound, bound)
+        params[f"b{i}"] = jax.random.uniform(kb, (fan_out, 1), jnp.float32, -bound, bound)
+    return params
+
+
+def batches(x: np.ndarray, y: np.ndarray, batch_size: int = 64):
+    """Device arrays ``(x, xT, onehotT)`` of shapes (S, B, 784), (S, 784, B), (S, 10, B), with
+    S = len(x) // batch_size full batches (the remainder is dropped)."""
+    steps = len(x) // batch_size
+    xb = np.asarray(x[: steps * batch_size], np.float32).reshape(steps, batch_size, -1)
+    onehot = np.eye(SIZES[-1], dtype=np.float32)[np.asarray(y[: steps * batch_size])]
+    onehot_t = onehot.reshape(steps, batch_size, -1).transpose(0, 2, 1)
+    return tuple(jnp.asarray(np.ascontiguousarray(a)) for a in (xb, xb.transpose(0, 2, 1), onehot_t))
+
+
+@jax.custom_vjp
+def first_layer(w, x, xT):
+    """``w @ xT``: (out, 784) @ (784, batch); its weight gradient is ``g @ x`` (no transpose)."""
+    return w @ xT
+
+
+def _first_fwd(w, x, xT):
+    return w @ xT, (x, xT)
+
+
+def _first_bwd(res, g):
+    x, xT = res
+    return g @ x, jnp.zeros_like(x), jnp.zeros_like(xT)
+
+
+first_layer.defvjp(_first_fwd, _first_bwd)
+
+
+def loss(params: dict, x, xT, onehot_t):
+    """Mean softmax cross-entropy of the batch, feature-major: logits are (10, batch)."""
+    h = jax.nn.relu(first_layer(params["w1"], x, xT) + params["b1"])
+    logits = params["w2"] @ h + params["b2"]
+    return jnp.mean(jax.nn.logsumexp(logits, axis=0) - jnp.sum(onehot_t * logits, axis=0))
+
+
+def make_train_fn(optimizer: str = "sgd"):
+    """``train_fn(hparams, key, data) -> {"loss": per-step losses}``: one epoch as a ``lax.scan``.
+
+    ``hparams`` are the numeric hyperparameters of ``jaxmom.mnist.OPTIMIZERS[optimizer]`` (e.g.
+    ``learning_rate``, ``momentum``), scalars that may be traced; ``data`` is :func:`batches`'
+    output. Ready for ``jaxmom.sweep.sweep(train_fn, grid, args=(data,))``.
+    """
+
+    def train_fn(hparams, key, data):
+        params = init_params(key)
+        tx = mnist.make_optimizer(optimizer, hparams)
+        state = tx.init(params)
+
+        def step(carry, batch):
+            params, state = carry
+            value, grads = jax.value_and_grad(loss)(params, *batch)
+            updates, state = tx.update(grads, state, params)
+            return (optax.apply_updates(params, updates), state), value
+
+        _, losses = jax.lax.scan(step, (params, state), data)
+        return {"loss": losses}
+
+    return train_fn
+
+
+def synthetic(n: int = 60000, seed: int = 0):
+    """MNIST-shaped synthetic data: inputs uniform in [-1, 1], random labels."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1, 1, (n, 784)).astype(np.float32), rng.integers(0, 10, n)

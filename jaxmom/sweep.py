@@ -295,7 +295,7 @@ def sweep(
     train_seconds = time.perf_counter() - t0
 
     metrics = jax.tree.map(lambda x: _fetch(x)[:n].reshape(grid.shape + x.shape[1:]), out)
-    return SweepResult(grid, metrics, compile_seconds, train_seconds, history)
+    return SweepResult(grid, metrics, compile_seconds, train_seconds, history, devices)
 
 
 def finite(tree) -> jax.Array:
@@ -325,10 +325,12 @@ class SweepResult:
         inf, -1 where none is (or where the cell has no such metric).
       compile_seconds: compile time of this call (0.0 when the cached program was reused).
       train_seconds: run time of the compiled program, compilation excluded.
+      devices: the devices the grid was sharded over.
     """
 
-    def __init__(self, grid, metrics, compile_seconds, train_seconds, history="loss"):
+    def __init__(self, grid, metrics, compile_seconds, train_seconds, history="loss", devices=()):
         self.grid = grid
+        self.devices = tuple(devices)
         self.metrics = metrics
         self.compile_seconds = compile_seconds
         self.train_seconds = train_seconds
@@ -432,8 +434,7 @@ class SweepResult:
         fig, ax = plt.subplots(figsize=(1.2 * len(xv) + 2.5, 0.9 * len(yv) + 1.8))
         fin = z[np.isfinite(z)]
         norm = LogNorm() if fin.size and fin.min() > 0 and fin.max() >= 10 * fin.min() else None
-        cmap = plt.get_cmap("viridis").copy()
-        cmap.set_bad("0.75")
+        cmap = plt.get_cmap("viridis").with_extremes(bad="0.75")
         xe, xlog = _edges(xv)
         ye, ylog = _edges(yv)
         mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), cmap=cmap, norm=norm)

@@ -1,0 +1,235 @@
+"""jaxmom.sweep: grids, one compile per grid shape, chunking, seeds, divergence, exports, devices.
+
+References are independent NumPy transcriptions of torch.optim.SGD (FORMULAS.md), not sweep output.
+"""
+
+import csv
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import matplotlib.image
+import numpy as np
+import optax
+import pytest
+
+import jaxmom
+from jaxmom import sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = 12
+TRACES = {"n": 0}
+
+# A shared least-squares problem: X (32, 8), targets (32, 4); the model is a (8, 4) matrix.
+_rng = np.random.default_rng(0)
+X = _rng.normal(size=(32, 8)).astype(np.float32)
+Y = _rng.normal(size=(32, 4)).astype(np.float32)
+
+
+def regression(hparams, key, x, y):
+    """SGD with momentum on 0.5*mean((xW - y)^2); W ~ N(0, 1) from the key. Counts its traces."""
+    TRACES["n"] += 1
+    w = jax.random.normal(key, (8, 4))
+    tx = jaxmom.sgd(hparams["lr"], hparams["momentum"])
+
+    def step(carry, _):
+        w, state = carry
+        loss, g = jax.value_and_grad(lambda w: 0.5 * jnp.mean((x @ w - y) ** 2))(w)
+        updates, state = tx.update(g, state, w)
+        return (optax.apply_updates(w, updates), state), loss
+
+    (w, _), losses = jax.lax.scan(step, (w, tx.init(w)), None, length=STEPS)
+    return {"loss": losses, "final_loss": losses[-1], "w": w}
+
+
+def numpy_sgd(lr, momentum, w0):
+    """torch.optim.SGD (b_1 = g_1; b = mu*b + g; p -= lr*b) on the same problem, in float64."""
+    w, b, losses = np.asarray(w0, np.float64), None, []
+    x, y = X.astype(np.float64), Y.astype(np.float64)
+    for _ in range(STEPS):
+        r = x @ w - y
+        losses.append(0.5 * np.mean(r**2))
+        g = x.T @ r / r.size
+        b = g if b is None else momentum * b + g
+        w = w - lr * b
+    return np.array(losses), w
+
+
+def initial_w(seed):
+    return np.asarray(jax.random.normal(jax.random.key(seed), (8, 4)))
+
+
+# ---- grid specification ------------------------------------------------------------------------
+
+
+def test_product_zipped_and_seeds_build_the_expected_cells():
+    grid = sweep.product(lr=[0.1, 0.2, 0.3], momentum=[0.0, 0.9]) * sweep.zipped(
+        wd=[0.0, 1e-4], eps=[1e-8, 1e-6]).with_seeds([3, 5])
+    assert grid.shape == (3, 2, 2, 2)
+    assert grid.names == ("lr", "momentum", "wd+eps", "seed")
+    assert grid.params == ("lr", "momentum", "wd", "eps")
+    c = grid.coords()
+    assert c["lr"][2, 1, 0, 1] == 0.3 and c["momentum"][2, 1, 0, 1] == 0.9
+    assert np.all(c["eps"][:, :, 1] == 1e-6) and np.all(c["eps"][:, :, 0] == 1e-8)
+    assert np.all(c["wd"][:, :, 1] == 1e-4) and np.all(c["seed"][..., 1] == 5)
+    assert sweep.product(a=[1.0]).with_seeds(3).coords()["seed"].tolist() == [[0, 1, 2]]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: sweep.zipped(lr=[0.1, 0.2], momentum=[0.9]), "equal lengths"),
+    (lambda: sweep.product(lr=[]), "non-empty"),
+    (lambda: sweep.product(lr=["a", "b"]), "non-numeric"),
+    (lambda: sweep.product(lr=[0.1]) * sweep.product(lr=[0.2]), "duplicate"),
+    (lambda: sweep.product(lr=[0.1]).with_seeds([0.5]), "seeds"),
+    (lambda: sweep.product(), "at least one"),
+])
+def test_bad_grids_raise_one_clear_error(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+# ---- results against independent references ----------------------------------------------------
+
+
+def test_every_cell_equals_a_numpy_transcription_of_torch_sgd():
+    grid = sweep.product(lr=[0.05, 0.2], momentum=[0.0, 0.5, 0.9]).with_seeds(2)
+    res = sweep.sweep(regression, grid, args=(X, Y))
+    assert res.metrics["loss"].shape == (2, 3, 2, STEPS)
+    assert res.metrics["w"].shape == (2, 3, 2, 8, 4)
+    for i, lr in enumerate([0.05, 0.2]):
+        for j, mu in enumerate([0.0, 0.5, 0.9]):
+            for s in range(2):
+                losses, w = numpy_sgd(lr, mu, initial_w(s))
+                np.testing.assert_allclose(res.metrics["loss"][i, j, s], losses, rtol=2e-5)
+                np.testing.assert_allclose(res.metrics["w"][i, j, s], w, rtol=2e-5, atol=1e-6)
+    assert not res.diverged.any() and (res.diverged_step == -1).all()
+
+
+def test_a_cell_reproduces_train_fn_called_alone_with_its_seed():
+    grid = sweep.zipped(lr=[0.05, 0.1], momentum=[0.9, 0.0]).with_seeds([7, 11])
+    res = sweep.sweep(regression, grid, args=(X, Y))
+    alone = regression({"lr": jnp.float32(0.1), "momentum": jnp.float32(0.0)}, jax.random.key(11), X, Y)
+    np.testing.assert_allclose(res.metrics["loss"][1, 1], alone["loss"], rtol=1e-6)
+    no_seed_axis = sweep.sweep(regression, sweep.zipped(lr=[0.1], momentum=[0.0]), args=(X, Y), seed=11)
+    np.testing.assert_allclose(no_seed_axis.metrics["loss"][0], alone["loss"], rtol=1e-6)
+
+
+def test_one_compile_per_grid_shape_and_none_for_new_values():
+    def fresh(hparams, key, x, y):  # its own function object: its own cache entry
+        return regression(hparams, key, x, y)
+
+    TRACES["n"] = 0
+    first = sweep.sweep(fresh, sweep.product(lr=[0.01, 0.02, 0.03], momentum=[0.0, 0.9]), args=(X, Y))
+    assert TRACES["n"] == 1 and first.compile_seconds > 0
+    second = sweep.sweep(fresh, sweep.product(lr=[0.3, 0.2, 0.1], momentum=[0.5, 0.7]), args=(X, Y))
+    assert TRACES["n"] == 1 and second.compile_seconds == 0.0
+    np.testing.assert_allclose(second.metrics["loss"][2, 1], numpy_sgd(0.1, 0.7, initial_w(0))[0],
+                               rtol=2e-5)
+    sweep.sweep(fresh, sweep.product(lr=[0.3, 0.2], momentum=[0.5, 0.7]), args=(X, Y))
+    assert TRACES["n"] == 2  # a new shape does compile again: the counter can count
+
+
+def test_chunks_equal_the_unchunked_grid_and_trace_once():
+    def fresh(hparams, key, x, y):
+        return regression(hparams, key, x, y)
+
+    grid = sweep.product(lr=[0.01, 0.05, 0.1, 0.2, 0.3], momentum=[0.0, 0.9]).with_seeds(1)
+    whole = sweep.sweep(regression, grid, args=(X, Y))
+    TRACES["n"] = 0
+    chunked = sweep.sweep(fresh, grid, args=(X, Y), chunk_size=3)  # 10 cells: 4 chunks, 2 padded
+    assert TRACES["n"] == 1
+    np.testing.assert_allclose(chunked.metrics["loss"], whole.metrics["loss"], rtol=1e-6)
+    np.testing.assert_allclose(chunked.metrics["w"], whole.metrics["w"], rtol=1e-6, atol=1e-7)
+
+
+def test_a_diverging_cell_is_marked_and_leaves_the_others_bit_identical():
+    lrs, explosive = [0.05, 0.2, 0.1], 1e20
+    stable = sweep.sweep(regression, sweep.product(lr=lrs, momentum=[0.0, 0.9]), args=(X, Y))
+    lrs[2] = explosive
+    res = sweep.sweep(regression, sweep.product(lr=lrs, momentum=[0.0, 0.9]), args=(X, Y))
+    # Hand-derived: after one step |W| ~ 1e20, so the loss at step index 1 overflows float32.
+    assert res.diverged.tolist() == [[False, False], [False, False], [True, True]]
+    assert res.diverged_step.tolist() == [[-1, -1], [-1, -1], [1, 1]]
+    for name, x in res.metrics.items():
+        assert np.array_equal(x[:2], stable.metrics[name][:2]), name  # bit-identical
+        assert np.isfinite(x[:2]).all(), name
+    rows = res.rows()
+    assert [r["diverged"] for r in rows] == [False] * 4 + [True] * 2
+    assert res.best("final_loss")["lr"] != explosive
+
+
+# ---- exports ------------------------------------------------------------------------------------
+
+
+def test_csv_dataframe_table_and_best_agree_with_the_metrics(tmp_path):
+    grid = sweep.product(lr=[0.05, 0.1, 0.2], momentum=[0.0, 0.9]).with_seeds(2)
+    res = sweep.sweep(regression, grid, args=(X, Y))
+    res.to_csv(tmp_path / "grid.csv")
+    with open(tmp_path / "grid.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 12
+    assert set(table[0]) >= {"lr", "momentum", "seed", "final_loss", "loss_last", "diverged"}
+    cell = next(r for r in table if (r["lr"], r["momentum"], r["seed"]) == ("0.2", "0.9", "1"))
+    assert float(cell["final_loss"]) == pytest.approx(float(res.metrics["final_loss"][2, 1, 1]))
+
+    df = res.to_dataframe()
+    assert df.shape[0] == 12 and df["final_loss"].min() == pytest.approx(res.metrics["final_loss"].min())
+    flat = res.metrics["final_loss"].reshape(-1)
+    i, j, s = np.unravel_index(np.argmin(flat), grid.shape)
+    best = res.best("final_loss")
+    assert (best["lr"], best["momentum"], best["seed"]) == ([0.05, 0.1, 0.2][i], [0.0, 0.9][j], s)
+    assert res.best("final_loss", "max")["final_loss"] == pytest.approx(flat.max())
+    assert "final_loss" in res.table().splitlines()[0]
+    with pytest.raises(ValueError, match="nope"):
+        res.best("nope")
+
+
+def test_heatmap_png_with_log_axis_where_values_span_decades(tmp_path):
+    grid = sweep.product(lr=[0.01, 0.1, 1.0], momentum=[0.0, 0.5, 0.9]).with_seeds(2)
+    res = sweep.sweep(regression, grid, args=(X, Y))
+    res.heatmap("final_loss", "lr", "momentum", tmp_path / "h.png")
+    image = matplotlib.image.imread(tmp_path / "h.png")
+    assert image.ndim == 3 and image.shape[0] > 100
+    assert sweep._edges(np.array([0.01, 0.1, 1.0]))[1] is True  # spans decades: log
+    assert sweep._edges(np.array([0.0, 0.5, 0.9]))[1] is False  # holds 0: categorical
+    with pytest.raises(ValueError, match="same grid axis"):
+        res.heatmap("final_loss", "lr", "lr", tmp_path / "x.png")
+
+
+def test_bad_arguments_raise_clear_errors():
+    grid = sweep.product(lr=[0.1], momentum=[0.0])
+    with pytest.raises(ValueError, match="chunk_size"):
+        sweep.sweep(regression, grid, args=(X, Y), chunk_size=0)
+    with pytest.raises(TypeError, match="Grid"):
+        sweep.sweep(regression, {"lr": [0.1]})
+
+
+# ---- several devices ----------------------------------------------------------------------------
+
+FOUR_DEVICES = textwrap.dedent("""
+    import jax, numpy as np
+    from jaxmom import sweep
+    from tests.test_sweep import regression, X, Y
+    assert jax.device_count() == 4, jax.devices()
+    grid = sweep.product(lr=[0.01, 0.05, 0.1], momentum=[0.0, 0.9]).with_seeds(1)   # 6 cells
+    one = sweep.sweep(regression, grid, args=(X, Y), devices=jax.devices()[:1])
+    four = sweep.sweep(regression, grid, args=(X, Y))                  # padded to 8, 2 per device
+    chunked = sweep.sweep(regression, grid, args=(X, Y), chunk_size=1)
+    for other in (four, chunked):
+        for k in one.metrics:
+            np.testing.assert_allclose(other.metrics[k], one.metrics[k], rtol=1e-6, atol=1e-7)
+    print("ok", len(four.devices))
+""")
+
+
+def test_grid_sharded_over_four_devices_equals_one_device():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", FOUR_DEVICES], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["ok", "4"]

@@ -139,8 +139,8 @@ def parse_args(argv=None):
     # --sweep (issue 3) belongs here: a flag, then a branch in main() that hands
     # jaxmom.mnist.make_train_fn(config) (a pure train_fn(hparams, key, data)) to jaxmom.sweep.
     args = p.parse_args(argv)
-    for name in ("epochs", "batch_size"):
-        if getattr(args, name) < 1:
+    for name in ("epochs", "batch_size", "max_train_samples", "max_test_samples"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     return p, args
 
@@ -193,8 +193,6 @@ def load_data(args):
                              test_labels=data.test_labels[:n_test],
                              source=f"{data.source} (first {n_train or 'all'} train / "
                                     f"{n_test or 'all'} test examples)")
-    if len(data.train_images) == 0 or len(data.test_images) == 0:
-        raise datasets.DataError("no training or test examples left")
     print(f"data: {data.source}: {len(data.train_images):,} train / {len(data.test_images):,} "
           "test examples")
     return data
@@ -225,7 +223,6 @@ def smoothed(values, beta=0.9):
 
 
 def write_outputs(out, records, title):
-    out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(records, indent=2) + "\n")
     with open(out / "loss_every_30_steps.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -279,6 +276,10 @@ def main(argv=None):
     except ValueError as e:  # DataError included: one line, no traceback
         p.exit(1, f"{p.prog}: error: {e}\n")
     out = args.out or Path("runs") / time.strftime("mnist-%Y%m%d-%H%M%S")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        p.exit(1, f"{p.prog}: error: cannot create --out folder {str(out)!r}: {e.strerror}\n")
 
     records, programs = [], {}
     bar = tqdm(total=len(configs) * args.epochs, unit="epoch", disable=True if args.quiet else None, delay=1,

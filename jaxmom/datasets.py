@@ -338,7 +338,8 @@ def load(
             tried.append(str(e))
 
     if dataset != "mnist":
-        raise DataError(f"no {dataset} data found ({'; '.join(tried)}); no embedded copy exists")
+        found = f"no {dataset} data found ({'; '.join(tried)}); " if tried else ""
+        raise DataError(f"{found}only MNIST has an embedded copy, {dataset} does not")
     if tried:
         log(f"falling back to embedded data ({'; '.join(tried)})")
     log(EMBEDDED_NOTICE.format(data_dir=data_dir))

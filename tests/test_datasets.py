@@ -196,7 +196,7 @@ def test_auto_falls_back_past_unprepared_tfds_and_a_failed_download(tmp_path, mo
     with pytest.raises(datasets.DataError) as excinfo:
         datasets.load("mnist", "tfds")
     assert_one_line_error(excinfo, "could not find data")
-    with pytest.raises(datasets.DataError, match="no embedded copy"):
+    with pytest.raises(datasets.DataError, match="only MNIST has an embedded copy"):
         datasets.load("fashion_mnist", "auto", tmp_path, timeout=2, log=lines.append)
 
 
@@ -264,7 +264,7 @@ def run_cli(*args, cwd):
 
 
 @pytest.mark.parametrize("case", ["bad file", "missing dir", "bad source", "bad optimizer",
-                                  "flag applies to none", "bad value"])
+                                  "flag applies to none", "bad value", "bad out"])
 def test_cli_errors_are_one_line_without_traceback(tmp_path, case):
     write_dir(tmp_path / "d", gz=False)
     bad = tmp_path / "d" / NAMES["test_images"]
@@ -278,8 +278,10 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, case):
                                  "--rho applies to none"),
         "bad value": (["--optimizer", "sgd", "--momentum", "1.5", "--source", "embedded"],
                       "momentum"),
+        "bad out": (["--source", "embedded", "--out", str(bad / "out")], "cannot create --out"),
     }[case]
-    result = run_cli(*args, "--out", str(tmp_path / "out"), cwd=tmp_path)
+    result = run_cli(*args, "--out", str(tmp_path / "out"), cwd=tmp_path) if case != "bad out" else (
+        run_cli(*args, cwd=tmp_path))
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     error_lines = [line for line in result.stderr.splitlines() if "error" in line]

@@ -224,7 +224,7 @@ def test_cli_killed_and_restarted_ends_bit_identical(embedded, programs, tmp_pat
         time.sleep(0.002)
     first.kill()
     assert first.wait() == -signal.SIGKILL
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out" / "results.json").exists()
 
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120,
                             check=False)

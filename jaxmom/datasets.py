@@ -279,7 +279,9 @@ def load_embedded() -> Dataset:
     rank = np.zeros(len(y), int)  # position of each digit within its class
     for c in range(10):
         rank[y == c] = np.arange((y == c).sum())
-    order = np.lexsort((y, rank))  # interleave the classes 0..9, 0..9, ... so any prefix is balanced
+    order = np.lexsort(
+        (y, rank)
+    )  # interleave the classes 0..9, 0..9, ... so any prefix is balanced
     x, y, train = x[order], y[order].astype(np.int32), rank[order] < 400
     return Dataset(
         x[train],

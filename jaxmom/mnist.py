@@ -10,8 +10,9 @@ gives :math:`W \\sim U(-1/\\sqrt{n_{in}}, 1/\\sqrt{n_{in}})` (gain :math:`\\sqrt
 times :math:`\\sqrt{3/n_{in}}`) and the bias has the same bound. ``"flax"`` is Flax's default
 (LeCun-normal kernel, zero bias).
 
-Everything is made of small pure functions: :func:`init_params`, :func:`init_opt_state`, :func:`train_epoch` (one
-``lax.scan`` over the epoch's batches, data on device) and :func:`evaluate`. Numeric hyperparameters
+Everything is made of small pure functions: :func:`init_params`, :func:`init_opt_state`,
+:func:`train_epoch` (one ``lax.scan`` over the epoch's batches, data on device) and
+:func:`evaluate`. Numeric hyperparameters
 are function ARGUMENTS (a dict of scalars), never closure constants, so one compiled program serves
 every value, and :func:`make_train_fn` (the whole run as one pure function) can be vmapped over them
 for a sweep. :func:`train_and_evaluate` is the entry point, as in Flax's MNIST example: it compiles
@@ -51,12 +52,21 @@ OPTIMIZERS = {
         {"learning_rate": 1e-2, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0},
         ("nesterov",),
     ),
-    "sutskever_sgd": (jaxmom.sutskever_sgd, {"learning_rate": 1e-2, "momentum": 0.9}, ("nesterov",)),
+    "sutskever_sgd": (
+        jaxmom.sutskever_sgd,
+        {"learning_rate": 1e-2, "momentum": 0.9},
+        ("nesterov",),
+    ),
     "ema_sgd": (jaxmom.ema_sgd, {"learning_rate": 1e-1, "beta": 0.9}, ("debias",)),
     "adagrad": (
         jaxmom.adagrad,
-        {"learning_rate": 1e-2, "lr_decay": 0.0, "initial_accumulator_value": 0.0, "eps": 1e-10,
-         "weight_decay": 0.0},
+        {
+            "learning_rate": 1e-2,
+            "lr_decay": 0.0,
+            "initial_accumulator_value": 0.0,
+            "eps": 1e-10,
+            "weight_decay": 0.0,
+        },
         (),
     ),
     "adadelta": (
@@ -101,10 +111,14 @@ class Config:
 def check_config(config: Config) -> None:
     """Raises ValueError with a one-line message for any bad setting, before anything compiles."""
     if config.optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {config.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+        raise ValueError(
+            f"unknown optimizer {config.optimizer!r}; choose from {', '.join(OPTIMIZERS)}"
+        )
     _, defaults, options = OPTIMIZERS[config.optimizer]
-    for kind, given, allowed in (("hyperparameter", config.hparams, defaults),
-                                 ("option", config.options, options)):
+    for kind, given, allowed in (
+        ("hyperparameter", config.hparams, defaults),
+        ("option", config.options, options),
+    ):
         unknown = sorted(set(given) - set(allowed))
         if unknown:
             raise ValueError(f"{config.optimizer} has no {kind} {', '.join(unknown)}")
@@ -113,7 +127,9 @@ def check_config(config: Config) -> None:
             raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
     if config.init not in INITS:
         raise ValueError(f"unknown init {config.init!r}; choose from {', '.join(INITS)}")
-    make_optimizer(config.optimizer, config.full_hparams(), **config.options)  # jaxmom checks values
+    make_optimizer(
+        config.optimizer, config.full_hparams(), **config.options
+    )  # jaxmom checks values
 
 
 def make_optimizer(name: str, hparams: dict, **options) -> optax.GradientTransformation:
@@ -190,8 +206,19 @@ def epoch_batches(key, n: int, batch_size: int):
     return order.reshape(steps, batch_size), weights.reshape(steps, batch_size)
 
 
-def train_epoch(params, opt_state, hparams, epoch_key, images, labels, *, model: MLP,
-                optimizer: str, batch_size: int, options=()):
+def train_epoch(
+    params,
+    opt_state,
+    hparams,
+    epoch_key,
+    images,
+    labels,
+    *,
+    model: MLP,
+    optimizer: str,
+    batch_size: int,
+    options=(),
+):
     """One epoch as one ``lax.scan`` over its batches. Returns (params, opt_state, batch losses)."""
     tx = make_optimizer(optimizer, hparams, **dict(options))
     order, weights = epoch_batches(epoch_key, images.shape[0], batch_size)
@@ -243,11 +270,19 @@ def make_train_fn(config: Config):
 
         def one_epoch(carry, epoch):
             params, opt_state, losses = train_epoch(
-                *carry, hparams, jax.random.fold_in(shuffle_key, epoch), train_images,
-                train_labels, batch_size=config.batch_size, **common)
+                *carry,
+                hparams,
+                jax.random.fold_in(shuffle_key, epoch),
+                train_images,
+                train_labels,
+                batch_size=config.batch_size,
+                **common,
+            )
             return (params, opt_state), losses
 
-        (params, _), losses = jax.lax.scan(one_epoch, (params, opt_state), jnp.arange(config.epochs))
+        (params, _), losses = jax.lax.scan(
+            one_epoch, (params, opt_state), jnp.arange(config.epochs)
+        )
         return {
             "loss": losses.reshape(-1),
             "epoch_train_loss": losses.mean(axis=1),
@@ -304,10 +339,12 @@ def compile_programs(config: Config, data, cache: dict) -> tuple[Programs, bool]
     cache[key] = Programs(
         init,
         jax.jit(opt_init).lower(params, hparams).compile(quick),
-        jax.jit(functools.partial(train_epoch, batch_size=config.batch_size, **common)).lower(
-            params, opt_state, hparams, jax.random.key(0), data[0], data[1]).compile(),
-        jax.jit(functools.partial(evaluate, model=model)).lower(
-            params, data[2], data[3]).compile(quick),
+        jax.jit(functools.partial(train_epoch, batch_size=config.batch_size, **common))
+        .lower(params, opt_state, hparams, jax.random.key(0), data[0], data[1])
+        .compile(),
+        jax.jit(functools.partial(evaluate, model=model))
+        .lower(params, data[2], data[3])
+        .compile(quick),
         time.perf_counter() - start,
     )
     return cache[key], False
@@ -315,10 +352,15 @@ def compile_programs(config: Config, data, cache: dict) -> tuple[Programs, bool]
 
 def checkpoint_path(checkpoint_dir, config: Config, data_source: str) -> Path:
     """One file per distinct run: a readable name plus a hash of everything that shapes the run."""
-    fingerprint = json.dumps([dataclasses.asdict(config), config.full_hparams(), data_source],
-                             sort_keys=True, default=str)
+    fingerprint = json.dumps(
+        [dataclasses.asdict(config), config.full_hparams(), data_source],
+        sort_keys=True,
+        default=str,
+    )
     digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in (config.label or config.optimizer))
+    name = "".join(
+        c if c.isalnum() or c in "-_." else "_" for c in (config.label or config.optimizer)
+    )
     return Path(checkpoint_dir) / f"{name}-{digest}.msgpack"
 
 
@@ -350,8 +392,14 @@ class Run(NamedTuple):
     record: dict  # the results.json record
 
 
-def train_and_evaluate(config: Config, data, checkpoint_dir=None, *, programs: dict | None = None,
-                       on_epoch: Callable | None = None) -> Run:
+def train_and_evaluate(
+    config: Config,
+    data,
+    checkpoint_dir=None,
+    *,
+    programs: dict | None = None,
+    on_epoch: Callable | None = None,
+) -> Run:
     """Trains ``config`` on ``data`` (a :class:`jaxmom.datasets.Dataset`) and returns the final state.
 
     ``programs`` is a cache of compiled programs shared between runs (a dict; pass the same one to
@@ -400,7 +448,8 @@ def train_and_evaluate(config: Config, data, checkpoint_dir=None, *, programs: d
     for epoch in range(record["resumed_from_epoch"], config.epochs):
         start = time.perf_counter()
         params, opt_state, losses = prog.epoch(
-            params, opt_state, hparams, jax.random.fold_in(shuffle_key, epoch), *arrays[:2])
+            params, opt_state, hparams, jax.random.fold_in(shuffle_key, epoch), *arrays[:2]
+        )
         accuracy = prog.evaluate(params, *arrays[2:])
         losses, accuracy = np.asarray(losses), float(accuracy)  # waits for the device
         record["train_seconds"] += time.perf_counter() - start
@@ -411,12 +460,24 @@ def train_and_evaluate(config: Config, data, checkpoint_dir=None, *, programs: d
         record["epoch_train_loss"].append(float(losses.mean()))
         record["epoch_test_accuracy"].append(accuracy)
         if path:
-            save_checkpoint(path, {
-                "epoch": epoch + 1, "params": params, "opt_state": opt_state,
-                **{k: np.asarray(record[k]) for k in ("epoch_train_loss", "epoch_test_accuracy",
-                                                       "logged_steps", "logged_loss")},
-                "train_seconds": record["train_seconds"],
-            })
+            save_checkpoint(
+                path,
+                {
+                    "epoch": epoch + 1,
+                    "params": params,
+                    "opt_state": opt_state,
+                    **{
+                        k: np.asarray(record[k])
+                        for k in (
+                            "epoch_train_loss",
+                            "epoch_test_accuracy",
+                            "logged_steps",
+                            "logged_loss",
+                        )
+                    },
+                    "train_seconds": record["train_seconds"],
+                },
+            )
         if on_epoch:
             on_epoch(epoch, record)
 

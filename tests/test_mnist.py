@@ -41,9 +41,12 @@ def initial_params(seed, programs, init="torch"):
 
 
 def subset(data, n_train, n_test=200):
-    return data._replace(train_images=data.train_images[:n_train],
-                         train_labels=data.train_labels[:n_train],
-                         test_images=data.test_images[:n_test], test_labels=data.test_labels[:n_test])
+    return data._replace(
+        train_images=data.train_images[:n_train],
+        train_labels=data.train_labels[:n_train],
+        test_images=data.test_images[:n_test],
+        test_labels=data.test_labels[:n_test],
+    )
 
 
 def leaves(tree):
@@ -61,7 +64,9 @@ def test_torch_init_matches_nn_linear_and_flax_init_differs(programs):
         assert np.abs(kernel).max() <= 1 / np.sqrt(fan_in)
         np.testing.assert_allclose(np.abs(kernel).max(), torch_bound, rtol=0.02)
         np.testing.assert_allclose(kernel.std(), reference.weight.detach().std().item(), rtol=0.05)
-        assert np.abs(bias).max() <= 1 / np.sqrt(fan_in) and np.abs(bias).max() > 0.8 / np.sqrt(fan_in)
+        assert np.abs(bias).max() <= 1 / np.sqrt(fan_in) and np.abs(bias).max() > 0.8 / np.sqrt(
+            fan_in
+        )
     flax_params = initial_params(3, programs, init="flax")
     assert not np.any(np.asarray(flax_params["Dense_0"]["bias"]))
 
@@ -117,18 +122,28 @@ def test_one_epoch_matches_the_tutorials_torch_loop(embedded, programs, optimize
         else:
             sgd_momentum(net.parameters(), vs, 1e-2, 0.9)
         losses.append(loss.item())
-    assert [len(i[w > 0]) for i, w in zip(np.asarray(order), np.asarray(weights))] == [64, 64, 64, 8]
+    assert [len(i[w > 0]) for i, w in zip(np.asarray(order), np.asarray(weights))] == [
+        64,
+        64,
+        64,
+        8,
+    ]
 
     np.testing.assert_allclose(run.record["epoch_train_loss"][0], np.mean(losses), rtol=1e-5)
     np.testing.assert_allclose(run.record["logged_loss"][0], losses[0], rtol=1e-5)
     got = torch_net(run.params)
     for ours, theirs in zip(got.parameters(), net.parameters()):
         # Adam's step is about lr wherever g is tiny, so float32 rounding in g shows more.
-        np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(),
-                                   rtol=1e-4, atol=1e-5 if optimizer == "adam" else 1e-6)
+        np.testing.assert_allclose(
+            ours.detach().numpy(),
+            theirs.detach().numpy(),
+            rtol=1e-4,
+            atol=1e-5 if optimizer == "adam" else 1e-6,
+        )
     with torch.no_grad():
-        want = (net(tutorial_transform(data.test_images)).argmax(1).numpy()
-                == data.test_labels).mean()
+        want = (
+            net(tutorial_transform(data.test_images)).argmax(1).numpy() == data.test_labels
+        ).mean()
     np.testing.assert_allclose(run.record["test_accuracy"], want, atol=1.5 / len(data.test_labels))
 
 
@@ -147,21 +162,27 @@ def test_resume_is_bit_identical_and_runs_are_deterministic(embedded, programs, 
             raise Killed
 
     with pytest.raises(Killed):
-        mnist.train_and_evaluate(config, data, tmp_path, programs=programs,
-                                 on_epoch=kill_after_first_epoch)
+        mnist.train_and_evaluate(
+            config, data, tmp_path, programs=programs, on_epoch=kill_after_first_epoch
+        )
     assert [p.suffix for p in tmp_path.iterdir()] == [".msgpack"]  # no temporary file left
-    resumed = mnist.train_and_evaluate(config, data, tmp_path)  # fresh compilation, as a new process
+    resumed = mnist.train_and_evaluate(
+        config, data, tmp_path
+    )  # fresh compilation, as a new process
     assert resumed.record["resumed_from_epoch"] == 1
     finished = mnist.train_and_evaluate(config, data, tmp_path, programs=programs)
     assert finished.record["resumed_from_epoch"] == 3
     for run in (again, resumed, finished):
-        for a, b in zip(leaves((whole.params, whole.opt_state)), leaves((run.params, run.opt_state))):
+        for a, b in zip(
+            leaves((whole.params, whole.opt_state)), leaves((run.params, run.opt_state))
+        ):
             assert a.dtype == b.dtype and np.array_equal(a, b)
         for name in ("epoch_train_loss", "logged_steps", "logged_loss", "epoch_test_accuracy"):
             assert run.record[name] == whole.record[name]
     assert whole.record["logged_steps"] == list(range(0, 12, 2))
-    other_seed = mnist.train_and_evaluate(dataclasses.replace(config, seed=2), data,
-                                          programs=programs)
+    other_seed = mnist.train_and_evaluate(
+        dataclasses.replace(config, seed=2), data, programs=programs
+    )
     assert other_seed.record["epoch_train_loss"] != whole.record["epoch_train_loss"]
 
 
@@ -171,13 +192,20 @@ def test_train_fn_vmaps_over_hyperparameters_and_matches_train_and_evaluate(embe
     arrays = tuple(jnp.asarray(x) for x in data[:4])
     grid = {"learning_rate": jnp.array([0.01, 0.05]), "momentum": jnp.array([0.0, 0.9])}
     sweep = jax.jit(jax.vmap(mnist.make_train_fn(config), in_axes=(0, None, None)))(
-        grid, jax.random.key(config.seed), arrays)
+        grid, jax.random.key(config.seed), arrays
+    )
     assert sweep["loss"].shape == (2, 8) and sweep["final_loss"].shape == (2,)
     for i, (lr, mu) in enumerate([(0.01, 0.0), (0.05, 0.9)]):
         one = mnist.train_and_evaluate(
-            mnist.Config(optimizer="sgd", hparams={"learning_rate": lr, "momentum": mu}, epochs=2,
-                         log_every=1),
-            data, programs=programs).record
+            mnist.Config(
+                optimizer="sgd",
+                hparams={"learning_rate": lr, "momentum": mu},
+                epochs=2,
+                log_every=1,
+            ),
+            data,
+            programs=programs,
+        ).record
         np.testing.assert_allclose(sweep["epoch_train_loss"][i], one["epoch_train_loss"], rtol=2e-5)
         np.testing.assert_allclose(sweep["loss"][i], one["logged_loss"], rtol=2e-5)
         np.testing.assert_allclose(sweep["test_accuracy"][i], one["test_accuracy"], atol=0.011)
@@ -187,7 +215,9 @@ def test_train_fn_vmaps_over_hyperparameters_and_matches_train_and_evaluate(embe
 def load_cli():
     sys.path.insert(0, str(ROOT / "experiments"))
     try:
-        spec = importlib.util.spec_from_file_location("mnist_cli", ROOT / "experiments" / "mnist.py")
+        spec = importlib.util.spec_from_file_location(
+            "mnist_cli", ROOT / "experiments" / "mnist.py"
+        )
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
@@ -201,7 +231,10 @@ def test_default_study_headline_momentum_beats_plain_sgd(embedded, programs):
     parser, args = cli.parse_args([])
     configs = {c.label: c for c in cli.run_configs(parser, args)}
     assert [(c.optimizer, c.epochs, c.batch_size) for c in configs.values()][:3] == [
-        ("sgd", 5, 64), ("sutskever_sgd", 5, 64), ("sgd", 5, 64)]
+        ("sgd", 5, 64),
+        ("sutskever_sgd", 5, 64),
+        ("sgd", 5, 64),
+    ]
     final = {}
     for label in list(configs)[:3]:
         final[label] = mnist.train_and_evaluate(configs[label], embedded, programs=programs).record
@@ -214,20 +247,40 @@ def test_default_study_headline_momentum_beats_plain_sgd(embedded, programs):
 def test_cli_killed_and_restarted_ends_bit_identical(embedded, programs, tmp_path):
     """The CLI end to end: SIGKILL after the first checkpoint, the same command again, then its
     outputs and the final parameters against an uninterrupted in-process run."""
-    command = [sys.executable, str(ROOT / "experiments" / "mnist.py"), "--optimizer", "sgd",
-               "--optimizer", "ema_sgd", "--lr", "0.05", "--epochs", "5", "--batch-size", "16",
-               "--max-test-samples", "100", "--source", "embedded", "--out", "out",
-               "--checkpoint-dir", "ck"]
-    first = subprocess.Popen([*command, "--quiet"], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        str(ROOT / "experiments" / "mnist.py"),
+        "--optimizer",
+        "sgd",
+        "--optimizer",
+        "ema_sgd",
+        "--lr",
+        "0.05",
+        "--epochs",
+        "5",
+        "--batch-size",
+        "16",
+        "--max-test-samples",
+        "100",
+        "--source",
+        "embedded",
+        "--out",
+        "out",
+        "--checkpoint-dir",
+        "ck",
+    ]
+    first = subprocess.Popen(
+        [*command, "--quiet"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     while first.poll() is None and not list((tmp_path / "ck").glob("*.msgpack")):
         time.sleep(0.002)
     first.kill()
     assert first.wait() == -signal.SIGKILL
     assert not (tmp_path / "out" / "results.json").exists()
 
-    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                            check=False)
+    result = subprocess.run(
+        command, capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert "NOTICE" in result.stdout and "subset" in result.stdout
@@ -240,8 +293,10 @@ def test_cli_killed_and_restarted_ends_bit_identical(embedded, programs, tmp_pat
         assert r["hyperparameters"]["learning_rate"] == 0.05
         assert len(r["epoch_train_loss"]) == 5 and 0 <= r["test_accuracy"] <= 1
         assert r["train_seconds"] > 0 and r["compile_seconds"] > 0
-        assert r["data_source"].startswith("embedded") and "first all train / 100 test" in (
-            r["data_source"])
+        assert (
+            r["data_source"].startswith("embedded")
+            and "first all train / 100 test" in (r["data_source"])
+        )
         assert f"| {r['label']} | {r['optimizer']} |" in result.stdout
     with open(out / "loss_every_30_steps.csv") as f:
         rows = list(csv.DictReader(f))
@@ -249,8 +304,9 @@ def test_cli_killed_and_restarted_ends_bit_identical(embedded, programs, tmp_pat
     assert len(rows) == 2 * len(range(0, 1250, 30))  # 250 steps per epoch, 5 epochs
     assert (out / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    config = mnist.Config(optimizer="sgd", hparams={"learning_rate": 0.05}, epochs=5,
-                          batch_size=16, label="sgd")
+    config = mnist.Config(
+        optimizer="sgd", hparams={"learning_rate": 0.05}, epochs=5, batch_size=16, label="sgd"
+    )
     whole = mnist.train_and_evaluate(config, subset(embedded, 4000, 100), programs=programs)
     assert records[0]["epoch_train_loss"] == whole.record["epoch_train_loss"]
     assert records[0]["logged_loss"] == whole.record["logged_loss"]

@@ -386,6 +386,8 @@ def main(argv=None):
     except ValueError as e:  # DataError included: one line, no traceback
         p.exit(1, f"{p.prog}: error: {e}\n")
     out = args.out or Path("runs") / time.strftime("mnist-%Y%m%d-%H%M%S")
+    # --sweep (issue 3) branches off here, with `configs` and `data` ready: e.g.
+    # jaxmom.sweep.sweep(mnist.make_train_fn(configs[0]), grid, args=(data[:4],)).
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

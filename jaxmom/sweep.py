@@ -26,9 +26,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -408,7 +411,8 @@ class SweepResult:
             raise ValueError(f"unknown metric {metric!r}; table columns are {list(rows[0])}")
         return np.array([r[metric] for r in rows], float).reshape(self.grid.shape)
 
-    def heatmap(self, metric: str, x: str, y: str, path, *, title: str | None = None) -> None:
+    def heatmap(self, metric: str, x: str, y: str, path, *, title: str | None = None,
+                label: str | None = None) -> None:
         """Save a PNG heatmap of ``metric`` over the axes carrying ``x`` and ``y``.
 
         Other axes (e.g. seeds) are averaged; a cell where any averaged run diverged is shown
@@ -438,7 +442,7 @@ class SweepResult:
         xe, xlog = _edges(xv)
         ye, ylog = _edges(yv)
         mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), cmap=cmap, norm=norm)
-        fig.colorbar(mesh, ax=ax, label=metric)
+        fig.colorbar(mesh, ax=ax, label=label or metric)
         xc, yc = _centres(xe, xlog), _centres(ye, ylog)
         for (i, j), v in np.ndenumerate(z):
             dark = np.isfinite(v) and mesh.norm(v) < 0.6  # viridis is dark at its low end
@@ -484,3 +488,136 @@ def _edges(values: np.ndarray) -> tuple[np.ndarray, bool]:
 
 def _centres(edges: np.ndarray, log: bool) -> np.ndarray:
     return np.sqrt(edges[1:] * edges[:-1]) if log else (edges[1:] + edges[:-1]) / 2
+
+
+# --------------------------------------------------------------------------------------------
+# The MNIST study as a sweep (``experiments/mnist.py --sweep``)
+# --------------------------------------------------------------------------------------------
+
+
+def run_mnist_sweep(config, data, grid: Grid, *, chunk_size: int | None = None) -> SweepResult:
+    """Train :mod:`jaxmom.mnist`'s study, one run per cell of ``grid``, in one compiled program.
+
+    ``config`` is a :class:`jaxmom.mnist.Config` (optimizer, epochs, batch size, seed, and the
+    hyperparameters that stay fixed); ``grid``'s hyperparameter names are the optimizer's (e.g.
+    ``learning_rate``, ``momentum``); ``data`` is a :class:`jaxmom.datasets.Dataset`. Without a
+    seed axis every cell starts from the same weights and sees the same batches, as in the study.
+    Metrics per cell: ``epoch_train_loss``, ``step_loss``, ``test_accuracy``.
+    """
+    from jaxmom import mnist
+
+    names = mnist.OPTIMIZERS[config.optimizer][1]
+    unknown = [p for p in grid.params if p not in names]
+    if unknown:
+        raise ValueError(f"{config.optimizer} has no hyperparameter {', '.join(unknown)}")
+    mnist.check_config(config)
+    fixed = mnist.as_hparams({k: v for k, v in config.full_hparams().items() if k not in grid.params})
+    base = mnist.make_train_fn(config)
+
+    def train_fn(hparams, key, arrays):
+        return base({**fixed, **hparams}, key, arrays)
+
+    arrays = tuple(np.asarray(x) for x in data[:4])
+    return sweep(train_fn, grid, args=(arrays,), chunk_size=chunk_size, seed=config.seed,
+                 history="step_loss")
+
+
+def _split_grid_flags(argv: list[str], flags: Mapping[str, str]) -> tuple[list[str], dict]:
+    """Pull comma lists (``--lr 0.01,0.1`` or ``--lr=0.01,0.1``) of the hyperparameter ``flags``
+    (flag -> hyperparameter name) out of ``argv``; each is replaced by its first value, so the
+    script's own parser still checks it. Returns (argv, {hyperparameter: [values]})."""
+    out, grid, i = [], {}, 0
+    while i < len(argv):
+        arg = argv[i]
+        flag, _, value = arg.partition("=")
+        if flag in flags and (value or i + 1 < len(argv)):
+            value = value or argv[i + 1]
+            i += 1 if "=" in arg else 2
+            if "," in value:
+                try:
+                    grid[flags[flag]] = [float(v) for v in value.split(",") if v.strip()]
+                except ValueError:
+                    raise ValueError(f"{flag}: expected numbers separated by commas, got {value!r}") from None
+                value = value.split(",")[0]
+            out += [flag, value]
+        else:
+            out.append(arg)
+            i += 1
+    return out, grid
+
+
+def mnist_cli(argv: Sequence[str], script) -> int:
+    """``experiments/mnist.py --sweep``: every comma-listed hyperparameter flag becomes a grid
+    axis (``--lr 0.003,0.01,0.03,0.1 --momentum 0,0.5,0.9,0.99``); the full product trains in one
+    compiled program. ``script`` is the mnist.py module, whose parser, flag table and data loader
+    are reused. Prints a table; writes ``sweep.csv``, ``results.json`` and one heatmap per pair of
+    axes and metric into ``--out``."""
+    flags = {f"--{f.replace('_', '-')}": hp for f, (hp, _) in script.HPARAM_FLAGS.items()}
+    try:
+        argv, values = _split_grid_flags(list(argv), flags)
+    except ValueError as e:
+        print(f"mnist.py: error: {e}", file=sys.stderr)
+        return 2
+    if not any(a == "--optimizer" or a.startswith("--optimizer=") for a in argv):
+        argv += ["--optimizer", "sgd"]
+    p, args = script.parse_args(argv)
+    configs = script.run_configs(p, args)
+    if len(configs) != 1:
+        p.error("--sweep trains one --optimizer at a time")
+    if not values:
+        p.error("--sweep needs at least one hyperparameter flag with a comma list, e.g. --lr 0.01,0.1")
+    config = configs[0]
+    try:
+        grid = product(**values)
+        from jaxmom import mnist
+
+        mnist.check_config(config)
+        for name, vals in values.items():  # every grid value must be valid on its own
+            for v in vals:
+                mnist.check_config(dataclasses.replace(config, hparams={**config.hparams, name: v}))
+        data = script.load_data(args)
+    except ValueError as e:
+        p.exit(1, f"{p.prog}: error: {e}\n")
+    out = args.out or Path("runs") / time.strftime("sweep-%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+
+    print(f"sweep: {config.optimizer}, {grid!r}, {config.epochs} epochs each, one compiled program")
+    res = run_mnist_sweep(config, data, grid)
+    print(f"compile {res.compile_seconds:.2f} s, train {res.train_seconds:.2f} s "
+          f"for {grid.size} configurations")
+    cols = [*grid.params, "epoch_train_loss_last", "test_accuracy", "diverged"]
+    print(res.table(cols))
+    best = res.best("test_accuracy", "max")
+    print("best: " + ", ".join(f"{k}={best[k]:g}" for k in grid.params)
+          + f": test accuracy {100 * best['test_accuracy']:.2f}%")
+
+    res.to_csv(out / "sweep.csv")
+    rows = res.rows()
+    loss = res.metrics["epoch_train_loss"].reshape(grid.size, -1)
+    for r, curve in zip(rows, loss):
+        r["epoch_train_loss"] = curve.tolist()
+    record = {
+        "optimizer": config.optimizer, "fixed_hyperparameters": config.full_hparams(),
+        "grid": {k: list(v) for k, v in values.items()}, "epochs": config.epochs,
+        "batch_size": config.batch_size, "seed": config.seed, "data_source": data.source,
+        "train_seconds": res.train_seconds, "compile_seconds": res.compile_seconds,
+        "best": best, "configurations": rows,
+    }
+    for r in record["configurations"]:
+        r.pop("epoch_train_loss_last", None)
+        r["final_train_loss"] = r["epoch_train_loss"][-1]
+    (out / "results.json").write_text(json.dumps(record, indent=2, default=float) + "\n")
+    written = [out / "sweep.csv", out / "results.json"]
+    names = list(values)
+    for i, x in enumerate(names):
+        for y in names[i + 1:]:
+            for metric, stem, label in (
+                ("epoch_train_loss_last", "train_loss", "final epoch's mean training loss"),
+                ("test_accuracy", "test_accuracy", "test accuracy"),
+            ):
+                path = out / f"heatmap_{stem}_{x}_{y}.png"
+                title = f"{config.optimizer}, {config.epochs} epochs: {label}"
+                res.heatmap(metric, x, y, path, title=title, label=label)
+                written.append(path)
+    print("\n".join(f"wrote {w}" for w in written))
+    return 0

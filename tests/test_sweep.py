@@ -233,3 +233,80 @@ def test_grid_sharded_over_four_devices_equals_one_device():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["ok", "4"]
+
+
+# ---- the MNIST study as a sweep -----------------------------------------------------------------
+
+
+def tiny_mnist(n_train=192, n_test=64):
+    from jaxmom.datasets import Dataset
+
+    rng = np.random.default_rng(1)
+    return Dataset(rng.integers(0, 256, (n_train, 28, 28), np.uint8), rng.integers(0, 10, n_train),
+                   rng.integers(0, 256, (n_test, 28, 28), np.uint8), rng.integers(0, 10, n_test),
+                   "synthetic")
+
+
+def test_mnist_sweep_cells_equal_separate_train_and_evaluate_runs():
+    from jaxmom import mnist
+
+    data = tiny_mnist()
+    config = mnist.Config(optimizer="sgd", epochs=2, batch_size=64, seed=3)
+    grid = sweep.product(learning_rate=[0.01, 0.1], momentum=[0.0, 0.9])
+    res = sweep.run_mnist_sweep(config, data, grid)
+    programs = {}
+    for i, lr in enumerate([0.01, 0.1]):
+        for j, mu in enumerate([0.0, 0.9]):
+            one = mnist.train_and_evaluate(
+                mnist.Config(optimizer="sgd", hparams={"learning_rate": lr, "momentum": mu},
+                             epochs=2, batch_size=64, seed=3), data, programs=programs).record
+            np.testing.assert_allclose(res.metrics["epoch_train_loss"][i, j],
+                                       one["epoch_train_loss"], rtol=1e-5)
+            assert res.metrics["test_accuracy"][i, j] == pytest.approx(one["test_accuracy"], abs=1e-6)
+    with pytest.raises(ValueError, match="no hyperparameter alpha"):
+        sweep.run_mnist_sweep(config, data, sweep.product(alpha=[0.9]))
+
+
+def load_script():
+    import importlib.util
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    spec = importlib.util.spec_from_file_location("mnist_script", ROOT / "experiments" / "mnist.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_split_grid_flags_takes_comma_lists_and_leaves_the_rest():
+    flags = {"--lr": "learning_rate", "--momentum": "momentum", "--eps": "eps"}
+    argv, grid = sweep._split_grid_flags(
+        ["--lr", "0.1,0.3", "--momentum=0,0.9", "--eps", "1e-7", "--epochs", "2"], flags)
+    assert grid == {"learning_rate": [0.1, 0.3], "momentum": [0.0, 0.9]}
+    assert argv == ["--lr", "0.1", "--momentum", "0", "--eps", "1e-7", "--epochs", "2"]
+    with pytest.raises(ValueError, match="--lr: expected numbers"):
+        sweep._split_grid_flags(["--lr", "0.1,x"], flags)
+
+
+def test_mnist_cli_writes_table_csv_heatmaps_and_results_json(tmp_path, monkeypatch, capsys):
+    import json
+
+    script = load_script()
+    monkeypatch.setattr(script, "load_data", lambda args: tiny_mnist())
+    code = sweep.mnist_cli(["--lr", "0.003,0.03", "--momentum", "0,0.5,0.9", "--epochs", "1",
+                            "--out", str(tmp_path)], script)
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "best: learning_rate=" in printed and "momentum" in printed
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert record["optimizer"] == "sgd" and record["grid"]["momentum"] == [0.0, 0.5, 0.9]
+    assert record["train_seconds"] > 0 and record["compile_seconds"] > 0
+    assert len(record["configurations"]) == 6
+    assert {"learning_rate", "momentum", "test_accuracy", "final_train_loss",
+            "epoch_train_loss", "diverged"} <= set(record["configurations"][0])
+    with open(tmp_path / "sweep.csv") as f:
+        assert len(list(csv.DictReader(f))) == 6
+    for stem in ("train_loss", "test_accuracy"):
+        assert (tmp_path / f"heatmap_{stem}_learning_rate_momentum.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit):  # two optimizers in one sweep: a one-line error
+        sweep.mnist_cli(["--optimizer", "sgd,adam", "--lr", "0.1,0.2"], script)
+    assert "one --optimizer" in capsys.readouterr().err

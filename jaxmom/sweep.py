@@ -1,22 +1,26 @@
 """Hyperparameter sweeps: a whole grid trained in one compiled program.
 
 jaxmom's hyperparameters are traced values, so a training run is a pure function
-``train_fn(hparams, key) -> metrics`` of a dict of scalars. A grid of ``K`` configurations is then
-one program: ``vmap(train_fn)`` over ``K`` stacked hyperparameter values, compiled once. Because
-``vmap`` maps each configuration to its own independent lane, a configuration that blows up
-(NaN or inf) cannot touch any other one.
+``train_fn(hparams, key, *args) -> metrics`` of a dict of scalars. A grid of ``K`` configurations
+is then one program: ``vmap(train_fn)`` over ``K`` stacked hyperparameter values, compiled once and
+reused for any other values of the same grid shape. Because ``vmap`` gives each configuration its
+own independent lane, a configuration that blows up (NaN or inf) cannot touch any other one.
 
     grid = sweep.product(lr=[3e-3, 1e-2, 3e-2, 1e-1], momentum=[0, 0.5, 0.9, 0.99]).with_seeds(2)
-    res = sweep.sweep(train_fn, grid)           # one compile, K = 4*4*2 runs
-    res.metrics["loss"].shape                   # (4, 4, 2, steps): shaped like the grid
+    res = sweep.sweep(train_fn, grid, args=(data,))  # one compile, K = 4*4*2 runs
+    res.metrics["loss"].shape                        # (4, 4, 2, steps): shaped like the grid
     res.best("final_loss"); res.to_csv("grid.csv"); res.heatmap("final_loss", "lr", "momentum", "h.png")
+
+``args`` (e.g. the training data) are shared by all cells, not batched: a first layer applied to a
+shared input batch then lowers to one wide matmul against all ``K`` weight matrices.
 
 Layout of the compiled program, for ``K`` cells on ``D`` devices with ``chunk_size=C``:
 the grid is flattened in C order, padded (by repeating its last cell) to ``D * ceil(K / D / C) * C``
-cells, and sharded along its only axis over a one-axis ``Mesh`` of all devices (``NamedSharding``);
-each device runs ``lax.map`` over its chunks of ``C`` cells and ``vmap`` inside each chunk, so at
-most ``C`` configurations per device are live at once. With ``jax.distributed`` initialised, the
-mesh spans every process's devices and every process receives the whole gathered grid.
+cells, and sharded along its only axis over a one-axis ``Mesh`` of all devices (``NamedSharding``,
+``shard_map``); each device runs ``lax.map`` over its chunks of ``C`` cells and ``vmap`` inside a
+chunk, so at most ``C`` configurations per device are live at once. After
+``jax.distributed.initialize(...)`` in every process, ``jax.devices()`` and so the mesh span all
+processes' devices, and every process receives the whole gathered grid.
 
 A cell's PRNG key is ``jax.random.key(seed)``, its seed taken from the grid's ``seed`` axis (or
 the ``seed`` argument), so a cell reproduces ``train_fn(hparams, jax.random.key(seed), *args)``.

@@ -26,11 +26,11 @@ def concrete(value):
 def check(name, value, low=0.0, high=np.inf, *, high_open=True):
     """Raises ValueError unless every concrete element of ``value`` lies in [low, high) or [low, high]."""
     interval = f"[{low:g}, {'inf' if high == np.inf else f'{high:g}'}{')' if high_open else ']'}"
-    if callable(value) or isinstance(value, jax.core.Tracer):
-        return
-    if not isinstance(value, (numbers.Real, np.ndarray, np.generic, jax.Array)):
+    if not (callable(value) or isinstance(value, (numbers.Real, np.ndarray, np.generic, jax.Array))):
         raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
     v = concrete(value)
+    if v is None:
+        return
     inside = np.isfinite(v) & (v >= low) & ((v < high) if high_open else (v <= high))
     if not np.all(inside):
         raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
@@ -45,11 +45,6 @@ def is_zero(value) -> bool:
 def learning_rate_at(learning_rate: ScalarOrSchedule, count):
     """The learning rate for the step that has ``count`` steps before it."""
     return learning_rate(count) if callable(learning_rate) else learning_rate
-
-
-def cast_like(tree, like):
-    """Casts each leaf of ``tree`` to the dtype of the matching leaf of ``like``."""
-    return jax.tree.map(lambda x, y: x.astype(y.dtype), tree, like)
 
 
 def update_moment(values, moments, decay):

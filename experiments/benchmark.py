@@ -189,14 +189,16 @@ def peak(n=4096):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--samples", type=int, default=60000, help="samples per epoch (default 60000)")
-    ap.add_argument("--repeats", type=int, default=3, help="timed rounds; best is kept (default 3)")
+    ap.add_argument("--samples", type=int, help="samples per epoch (default 60000; --quick: 640)")
+    ap.add_argument("--repeats", type=int, help="timed rounds; the best is kept (default 3; --quick: 1)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 640 samples, 1 round")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch row")
     ap.add_argument("--out", default="runs/benchmark.json", help="JSON output path")
     args = ap.parse_args(argv)
-    if args.quick:
-        args.samples, args.repeats = 640, 1
+    if args.samples is None:
+        args.samples = 640 if args.quick else 60000
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
     if args.samples < 64 or args.repeats < 1:
         print("error: --samples must be >= 64 and --repeats >= 1", file=sys.stderr)
         return 2

@@ -310,3 +310,45 @@ def test_mnist_cli_writes_table_csv_heatmaps_and_results_json(tmp_path, monkeypa
     with pytest.raises(SystemExit):  # two optimizers in one sweep: a one-line error
         sweep.mnist_cli(["--optimizer", "sgd,adam", "--lr", "0.1,0.2"], script)
     assert "one --optimizer" in capsys.readouterr().err
+
+
+# ---- the benchmark's fast workload and a smoke run of the benchmark -------------------------------
+
+
+def test_fast_mlp_epoch_equals_the_flax_model_trained_by_hand():
+    """jaxmom._fastmlp's transposed layout trains the same function as jaxmom.mnist's Flax MLP."""
+    from jaxmom import _fastmlp, mnist
+
+    x, y = _fastmlp.synthetic(256, seed=2)
+    data = _fastmlp.batches(x, y)
+    hp = {"learning_rate": jnp.float32(0.05), "momentum": jnp.float32(0.9)}
+    fast = _fastmlp.make_train_fn("sgd")(hp, jax.random.key(4), data)["loss"]
+
+    p = _fastmlp.init_params(jax.random.key(4))  # the same initial weights, as Flax lays them out
+    params = {"Dense_0": {"kernel": p["w1"].T, "bias": p["b1"][:, 0]},
+              "Dense_1": {"kernel": p["w2"].T, "bias": p["b2"][:, 0]}}
+    model, tx = mnist.MLP(), optax.sgd(0.05, 0.9)
+    state, losses = tx.init(params), []
+    for xb, yb in zip(x.reshape(4, 64, 784), y.reshape(4, 64)):
+        loss, g = jax.value_and_grad(lambda q: optax.softmax_cross_entropy_with_integer_labels(
+            model.apply({"params": q}, xb), yb).mean())(params)
+        updates, state = tx.update(g, state, params)
+        params, losses = optax.apply_updates(params, updates), losses + [loss]
+    np.testing.assert_allclose(fast, losses, rtol=1e-5)
+
+
+def test_benchmark_quick_run_writes_every_row(tmp_path):
+    import json
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import benchmark
+
+    assert benchmark.main(["--quick", "--samples", "128", "--no-torch",
+                           "--out", str(tmp_path / "b.json")]) == 0
+    report = json.loads((tmp_path / "b.json").read_text())
+    rows = {r["row"]: r for r in report["rows"]}
+    assert {"jaxmom epoch", "optax+flax jitted-step loop", "jaxmom sweep 4x4",
+            "optax inject_hyperparams + vmap 4x4", "16 sequential jitted-step loops"} <= set(rows)
+    assert all(r["seconds"] > 0 and r["compile_seconds"] >= 0 for r in rows.values())
+    assert rows["jaxmom sweep 4x4"]["configs"] == 16 and report["steps"] == 2
+    assert len(report["speedups"]) == 3  # no PyTorch row: its ratio is left out

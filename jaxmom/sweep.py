@@ -226,7 +226,10 @@ def _compile(train_fn, mesh, chunk, seeded, inputs):
 
 
 def _put(arr, sharding: NamedSharding) -> jax.Array:
-    """A global array laid out by ``sharding``; each process fills only its own devices' parts."""
+    """A global array laid out by ``sharding`` (no copy if it already is); with several processes
+    each one fills only its own devices' parts."""
+    if jax.process_count() == 1:
+        return jax.device_put(arr, sharding)
     arr = np.asarray(arr)
     return jax.make_array_from_callback(arr.shape, sharding, lambda idx: arr[idx])
 

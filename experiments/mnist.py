@@ -188,8 +188,10 @@ def parse_args(argv=None):
         action="store_true",
         help="no progress bar or per-epoch lines; only notices and the summary",
     )
-    # --sweep (issue 3) belongs here: a flag, then a branch in main() that hands
-    # jaxmom.mnist.make_train_fn(config) (a pure train_fn(hparams, key, data)) to jaxmom.sweep.
+    group = p.add_argument_group("sweep")
+    group.add_argument("--sweep", action="store_true", help="train the grid of every comma-listed "
+                       "hyperparameter flag (e.g. --lr 0.003,0.01,0.03,0.1 --momentum 0,0.5,0.9,0.99) "
+                       "in one compiled program; writes sweep.csv, heatmaps and results.json")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size", "max_train_samples", "max_test_samples"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
@@ -374,6 +376,11 @@ def write_outputs(out, records, title):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--sweep" in argv:  # comma lists are grid axes; jaxmom.sweep.mnist_cli reuses this parser
+        from jaxmom import sweep
+
+        return sweep.mnist_cli([a for a in argv if a != "--sweep"], sys.modules[__name__])
     p, args = parse_args(argv)
     start = time.perf_counter()
     try:
@@ -386,8 +393,6 @@ def main(argv=None):
     except ValueError as e:  # DataError included: one line, no traceback
         p.exit(1, f"{p.prog}: error: {e}\n")
     out = args.out or Path("runs") / time.strftime("mnist-%Y%m%d-%H%M%S")
-    # --sweep (issue 3) branches off here, with `configs` and `data` ready: e.g.
-    # jaxmom.sweep.sweep(mnist.make_train_fn(configs[0]), grid, args=(data[:4],)).
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -563,8 +563,7 @@ def mnist_cli(argv: Sequence[str], script) -> int:
     try:
         argv, values = _split_grid_flags(list(argv), flags)
     except ValueError as e:
-        print(f"mnist.py: error: {e}", file=sys.stderr)
-        return 2
+        sys.exit(f"mnist.py: error: {e}")
     if not any(a == "--optimizer" or a.startswith("--optimizer=") for a in argv):
         argv += ["--optimizer", "sgd"]
     p, args = script.parse_args(argv)

@@ -419,18 +419,24 @@ class SweepResult:
         return np.array([r[metric] for r in rows], float).reshape(self.grid.shape)
 
     def heatmap(self, metric: str, x: str, y: str, path, *, title: str | None = None,
-                label: str | None = None) -> None:
+                label: str | None = None, best: str | None = None,
+                log_color: bool | None = None) -> None:
         """Save a PNG heatmap of ``metric`` over the axes carrying ``x`` and ``y``.
 
         Other axes (e.g. seeds) are averaged; a cell where any averaged run diverged is shown
         grey and labelled "div". An axis whose values are all positive and span at least a
-        decade is drawn on a log scale, as is the colour scale of a metric that does.
+        decade is drawn on a log scale. The colour scale is logarithmic when ``log_color`` is
+        True or, by default, when the metric's values are positive and span a factor of 5 or
+        more (losses; pass False for bounded metrics such as accuracy). ``best="min"`` or
+        ``"max"`` outlines the best cell in red.
         """
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         from matplotlib.colors import LogNorm
+        from matplotlib.patches import Rectangle
+        from matplotlib.ticker import FuncFormatter, NullFormatter
 
         ix, iy = self.grid.axis_of(x), self.grid.axis_of(y)
         if ix == iy:
@@ -444,12 +450,17 @@ class SweepResult:
 
         fig, ax = plt.subplots(figsize=(1.2 * len(xv) + 2.5, 0.9 * len(yv) + 1.8))
         fin = z[np.isfinite(z)]
-        norm = LogNorm() if fin.size and fin.min() > 0 and fin.max() >= 10 * fin.min() else None
+        if log_color is None:
+            log_color = bool(fin.size) and fin.min() > 0 and fin.max() >= 5 * fin.min()
+        norm = LogNorm() if log_color else None
         cmap = plt.get_cmap("viridis").with_extremes(bad="0.75")
         xe, xlog = _edges(xv)
         ye, ylog = _edges(yv)
         mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), cmap=cmap, norm=norm)
-        fig.colorbar(mesh, ax=ax, label=label or metric)
+        bar = fig.colorbar(mesh, ax=ax, label=label or metric)
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        bar.ax.yaxis.set_major_formatter(plain)
+        bar.ax.yaxis.set_minor_formatter(plain if log_color else NullFormatter())
         xc, yc = _centres(xe, xlog), _centres(ye, ylog)
         for (i, j), v in np.ndenumerate(z):
             dark = np.isfinite(v) and mesh.norm(v) < 0.6  # viridis is dark at its low end
@@ -462,6 +473,10 @@ class SweepResult:
                 fontsize=8,
                 color="white" if dark else "black",
             )
+        if best is not None and fin.size:
+            i, j = np.unravel_index((np.nanargmin if best == "min" else np.nanargmax)(z), z.shape)
+            ax.add_patch(Rectangle((xe[j], ye[i]), xe[j + 1] - xe[j], ye[i + 1] - ye[i],
+                                   fill=False, edgecolor="red", linewidth=2.5))
         ax.set_xscale("log" if xlog else "linear")
         ax.set_yscale("log" if ylog else "linear")
         ax.set_xticks(xc, [f"{v:g}" for v in xv])
@@ -623,7 +638,9 @@ def mnist_cli(argv: Sequence[str], script) -> int:
             ):
                 path = out / f"heatmap_{stem}_{x}_{y}.png"
                 title = f"{config.optimizer}, {config.epochs} epochs: {label}"
-                res.heatmap(metric, x, y, path, title=title, label=label)
+                res.heatmap(metric, x, y, path, title=title + " (best in red)", label=label,
+                            best="max" if metric == "test_accuracy" else "min",
+                            log_color=metric != "test_accuracy")
                 written.append(path)
     print("\n".join(f"wrote {w}" for w in written))
     return 0

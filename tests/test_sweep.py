@@ -273,6 +273,7 @@ def load_script():
     sys.path.insert(0, str(ROOT / "experiments"))
     spec = importlib.util.spec_from_file_location("mnist_script", ROOT / "experiments" / "mnist.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules["mnist_script"] = module
     spec.loader.exec_module(module)
     return module
 
@@ -310,6 +311,15 @@ def test_mnist_cli_writes_table_csv_heatmaps_and_results_json(tmp_path, monkeypa
     with pytest.raises(SystemExit):  # two optimizers in one sweep: a one-line error
         sweep.mnist_cli(["--optimizer", "sgd,adam", "--lr", "0.1,0.2"], script)
     assert "one --optimizer" in capsys.readouterr().err
+
+
+def test_mnist_script_sweep_flag_reaches_the_sweep(tmp_path, monkeypatch, capsys):
+    script = load_script()
+    monkeypatch.setattr(script, "load_data", lambda args: tiny_mnist())
+    script.main(["--sweep", "--optimizer", "adam", "--lr", "1e-3,1e-2", "--b1", "0.8,0.9",
+                 "--epochs", "1", "--out", str(tmp_path)])
+    assert "sweep: adam, Grid(learning_rate=2, b1=2; 4 configurations)" in capsys.readouterr().out
+    assert (tmp_path / "heatmap_test_accuracy_learning_rate_b1.png").exists()
 
 
 # ---- the benchmark's fast workload and a smoke run of the benchmark -------------------------------

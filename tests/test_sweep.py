@@ -159,6 +159,8 @@ def test_a_diverging_cell_is_marked_and_leaves_the_others_bit_identical():
         assert np.isfinite(x[:2]).all(), name
     rows = res.rows()
     assert [r["diverged"] for r in rows] == [False] * 4 + [True] * 2
+    assert bool(sweep.finite({"a": jnp.ones(2), "b": (jnp.zeros(3),)}))
+    assert not bool(sweep.finite({"a": jnp.ones(2), "b": (jnp.array([0.0, jnp.inf]),)}))
     assert res.best("final_loss")["lr"] != explosive
 
 

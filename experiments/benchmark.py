@@ -46,8 +46,11 @@ def machine() -> str:
     """CPU model name from lscpu (or platform), and the core count."""
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        name = next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                    if line.startswith("Model name"))
+        name = next(
+            line.split(":", 1)[1].strip()
+            for line in out.splitlines()
+            if line.startswith("Model name")
+        )
     except (OSError, StopIteration, subprocess.SubprocessError):
         name = platform.processor() or platform.machine()
     return f"{name}, {os.cpu_count()} cores"
@@ -100,8 +103,11 @@ def optax_vmap(xb, yb):
         def step(carry, batch):
             p, s = carry
             x, y = batch
-            loss, grads = jax.value_and_grad(lambda p: optax.softmax_cross_entropy_with_integer_labels(
-                model.apply({"params": p}, x), y).mean())(p)
+            loss, grads = jax.value_and_grad(
+                lambda p: optax.softmax_cross_entropy_with_integer_labels(
+                    model.apply({"params": p}, x), y
+                ).mean()
+            )(p)
             updates, s = tx.update(grads, s, p)
             return (optax.apply_updates(p, updates), s), loss
 
@@ -123,7 +129,9 @@ def torch_eager(x, y, lr, momentum, threads):
 
     def run():
         torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(784, 200), torch.nn.ReLU(), torch.nn.Linear(200, 10))
+        model = torch.nn.Sequential(
+            torch.nn.Linear(784, 200), torch.nn.ReLU(), torch.nn.Linear(200, 10)
+        )
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
         for xb, yb in zip(xs[:steps], ys[:steps]):
             opt.zero_grad()
@@ -141,6 +149,7 @@ def torch_eager(x, y, lr, momentum, threads):
 def wide_matmuls(data, k):
     """The sweep's first-layer matmuls alone: (k*200, 784) @ (784, 64) then (k*200, 64) @ (64, 784)
     per step, chained through a cheap normalisation so nothing is optimised away."""
+
     def run(w):
         def step(w, x):
             h = w @ x.T
@@ -186,9 +195,13 @@ def peak(n=4096):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--samples", type=int, help="samples per epoch (default 60000; --quick: 640)")
-    ap.add_argument("--repeats", type=int, help="timed rounds; the best is kept (default 3; --quick: 1)")
+    ap.add_argument(
+        "--repeats", type=int, help="timed rounds; the best is kept (default 3; --quick: 1)"
+    )
     ap.add_argument("--quick", action="store_true", help="smoke run: 640 samples, 1 round")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch row")
     ap.add_argument("--out", default="runs/benchmark.json", help="JSON output path")
@@ -210,8 +223,12 @@ def main(argv=None) -> int:
     k = len(LRS) * len(MOMENTA)
 
     train_fn = _fastmlp.make_train_fn("sgd")
-    one, one_c = compiled(train_fn, {"learning_rate": jnp.float32(lr), "momentum": jnp.float32(mu)},
-                          jax.random.key(0), data)
+    one, one_c = compiled(
+        train_fn,
+        {"learning_rate": jnp.float32(lr), "momentum": jnp.float32(mu)},
+        jax.random.key(0),
+        data,
+    )
     hp1 = {"learning_rate": jnp.float32(lr), "momentum": jnp.float32(mu)}
     grid = sweep.product(learning_rate=list(LRS), momentum=list(MOMENTA))
     first = sweep.sweep(train_fn, grid, args=(data,))  # compiles; later calls reuse it
@@ -223,12 +240,27 @@ def main(argv=None) -> int:
 
     rows = {  # name: (callable returning seconds, configurations, compile seconds, flop)
         "peak: 4096^2 float32 matmul": (pk, None, pk_c, pk_flop),
-        "jaxmom epoch": (lambda: jax.block_until_ready(one(hp1, jax.random.key(0), data)), 1, one_c, None),
+        "jaxmom epoch": (
+            lambda: jax.block_until_ready(one(hp1, jax.random.key(0), data)),
+            1,
+            one_c,
+            None,
+        ),
         "optax+flax jitted-step loop": (loop, 1, loop_c, None),
-        "jaxmom sweep 4x4": (lambda: sweep.sweep(train_fn, grid, args=(data,)), k, first.compile_seconds, None),
+        "jaxmom sweep 4x4": (
+            lambda: sweep.sweep(train_fn, grid, args=(data,)),
+            k,
+            first.compile_seconds,
+            None,
+        ),
         "optax inject_hyperparams + vmap 4x4": (vmapped, k, vmap_c, None),
         "16 sequential jitted-step loops": (lambda: [loop() for _ in range(k)], k, loop_c, None),
-        "part: wide first-layer matmuls, 16 configs": (matmuls, None, mm_c, 2 * 2 * 64 * 784 * 200 * k * steps),
+        "part: wide first-layer matmuls, 16 configs": (
+            matmuls,
+            None,
+            mm_c,
+            2 * 2 * 64 * 784 * 200 * k * steps,
+        ),
         "part: jaxmom.sgd update, 16 configs": (update, None, up_c, None),
     }
     if not args.no_torch:
@@ -250,21 +282,36 @@ def main(argv=None) -> int:
     records = []
     for name, (_, configs, compile_s, flop) in rows.items():
         flop = flop if flop is not None else (configs or 0) * steps * _fastmlp.FLOPS_PER_STEP
-        rec = {"row": name, "configs": configs, "seconds": best[name],
-               "compile_seconds": compile_s, "gflops": flop / best[name] / 1e9 if flop else None}
+        rec = {
+            "row": name,
+            "configs": configs,
+            "seconds": best[name],
+            "compile_seconds": compile_s,
+            "gflops": flop / best[name] / 1e9 if flop else None,
+        }
         if name.startswith("part: jaxmom.sgd"):  # read p, b, g and write p, b: 5 float32 arrays
             rec["gbytes_per_s"] = 5 * 4 * params * k * steps / best[name] / 1e9
         records.append(rec)
-    ratios = {f"{a} vs {b}": {"speedup": best[b] / best[a], "target": t}
-              for (a, b), t in TARGETS.items() if a in best and b in best}
+    ratios = {
+        f"{a} vs {b}": {"speedup": best[b] / best[a], "target": t}
+        for (a, b), t in TARGETS.items()
+        if a in best and b in best
+    }
 
-    print(f"machine: {machine()}; jax {jax.__version__}, {jax.devices()[0].platform}; "
-          f"{steps} steps of batch 64 per epoch")
+    print(
+        f"machine: {machine()}; jax {jax.__version__}, {jax.devices()[0].platform}; "
+        f"{steps} steps of batch 64 per epoch"
+    )
     print(f"{'row':45s} {'configs':>7s} {'seconds':>9s} {'compile s':>9s} {'GFLOP/s':>8s}")
     for r in records:
-        gf = f"{r['gflops']:8.1f}" if r["gflops"] else (f"{r['gbytes_per_s']:6.1f}GB/s"
-                                                        if "gbytes_per_s" in r else "")
-        print(f"{r['row']:45s} {r['configs'] or '':>7} {r['seconds']:9.3f} {r['compile_seconds']:9.2f} {gf}")
+        gf = (
+            f"{r['gflops']:8.1f}"
+            if r["gflops"]
+            else (f"{r['gbytes_per_s']:6.1f}GB/s" if "gbytes_per_s" in r else "")
+        )
+        print(
+            f"{r['row']:45s} {r['configs'] or '':>7} {r['seconds']:9.3f} {r['compile_seconds']:9.2f} {gf}"
+        )
     print()
     for name, r in ratios.items():
         ok = "meets" if r["speedup"] >= r["target"] else "MISSES"
@@ -272,11 +319,22 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "machine": machine(), "jax": jax.__version__, "device": str(jax.devices()[0]),
-        "samples": args.samples, "steps": steps, "repeats": args.repeats,
-        "flop_per_step_per_config": _fastmlp.FLOPS_PER_STEP, "rows": records, "speedups": ratios,
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": machine(),
+                "jax": jax.__version__,
+                "device": str(jax.devices()[0]),
+                "samples": args.samples,
+                "steps": steps,
+                "repeats": args.repeats,
+                "flop_per_step_per_config": _fastmlp.FLOPS_PER_STEP,
+                "rows": records,
+                "speedups": ratios,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out}")
     return 0
 

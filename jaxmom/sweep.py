@@ -209,7 +209,9 @@ def _program(train_fn: Callable, mesh: Mesh, chunk: int, seeded: bool) -> Callab
 
 
 def _signature(tree) -> tuple:
-    return tuple((str(k), v.shape, str(v.dtype)) for k, v in jax.tree_util.tree_leaves_with_path(tree))
+    return tuple(
+        (str(k), v.shape, str(v.dtype)) for k, v in jax.tree_util.tree_leaves_with_path(tree)
+    )
 
 
 def _compile(train_fn, mesh, chunk, seeded, inputs):
@@ -418,9 +420,18 @@ class SweepResult:
             raise ValueError(f"unknown metric {metric!r}; table columns are {list(rows[0])}")
         return np.array([r[metric] for r in rows], float).reshape(self.grid.shape)
 
-    def heatmap(self, metric: str, x: str, y: str, path, *, title: str | None = None,
-                label: str | None = None, best: str | None = None,
-                log_color: bool | None = None) -> None:
+    def heatmap(
+        self,
+        metric: str,
+        x: str,
+        y: str,
+        path,
+        *,
+        title: str | None = None,
+        label: str | None = None,
+        best: str | None = None,
+        log_color: bool | None = None,
+    ) -> None:
         """Save a PNG heatmap of ``metric`` over the axes carrying ``x`` and ``y``.
 
         Other axes (e.g. seeds) are averaged; a cell where any averaged run diverged is shown
@@ -475,8 +486,16 @@ class SweepResult:
             )
         if best is not None and fin.size:
             i, j = np.unravel_index((np.nanargmin if best == "min" else np.nanargmax)(z), z.shape)
-            ax.add_patch(Rectangle((xe[j], ye[i]), xe[j + 1] - xe[j], ye[i + 1] - ye[i],
-                                   fill=False, edgecolor="red", linewidth=2.5))
+            ax.add_patch(
+                Rectangle(
+                    (xe[j], ye[i]),
+                    xe[j + 1] - xe[j],
+                    ye[i + 1] - ye[i],
+                    fill=False,
+                    edgecolor="red",
+                    linewidth=2.5,
+                )
+            )
         ax.set_xscale("log" if xlog else "linear")
         ax.set_yscale("log" if ylog else "linear")
         ax.set_xticks(xc, [f"{v:g}" for v in xv])
@@ -533,15 +552,18 @@ def run_mnist_sweep(config, data, grid: Grid, *, chunk_size: int | None = None) 
     if unknown:
         raise ValueError(f"{config.optimizer} has no hyperparameter {', '.join(unknown)}")
     mnist.check_config(config)
-    fixed = mnist.as_hparams({k: v for k, v in config.full_hparams().items() if k not in grid.params})
+    fixed = mnist.as_hparams(
+        {k: v for k, v in config.full_hparams().items() if k not in grid.params}
+    )
     base = mnist.make_train_fn(config)
 
     def train_fn(hparams, key, arrays):
         return base({**fixed, **hparams}, key, arrays)
 
     arrays = tuple(np.asarray(x) for x in data[:4])
-    return sweep(train_fn, grid, args=(arrays,), chunk_size=chunk_size, seed=config.seed,
-                 history="step_loss")
+    return sweep(
+        train_fn, grid, args=(arrays,), chunk_size=chunk_size, seed=config.seed, history="step_loss"
+    )
 
 
 def _split_grid_flags(argv: list[str], flags: Mapping[str, str]) -> tuple[list[str], dict]:
@@ -559,7 +581,9 @@ def _split_grid_flags(argv: list[str], flags: Mapping[str, str]) -> tuple[list[s
                 try:
                     grid[flags[flag]] = [float(v) for v in value.split(",") if v.strip()]
                 except ValueError:
-                    raise ValueError(f"{flag}: expected numbers separated by commas, got {value!r}") from None
+                    raise ValueError(
+                        f"{flag}: expected numbers separated by commas, got {value!r}"
+                    ) from None
                 value = value.split(",")[0]
             out += [flag, value]
         else:
@@ -586,7 +610,9 @@ def mnist_cli(argv: Sequence[str], script) -> int:
     if len(configs) != 1:
         p.error("--sweep trains one --optimizer at a time")
     if not values:
-        p.error("--sweep needs at least one hyperparameter flag with a comma list, e.g. --lr 0.01,0.1")
+        p.error(
+            "--sweep needs at least one hyperparameter flag with a comma list, e.g. --lr 0.01,0.1"
+        )
     config = configs[0]
     try:
         grid = product(**values)
@@ -604,13 +630,18 @@ def mnist_cli(argv: Sequence[str], script) -> int:
 
     print(f"sweep: {config.optimizer}, {grid!r}, {config.epochs} epochs each, one compiled program")
     res = run_mnist_sweep(config, data, grid)
-    print(f"compile {res.compile_seconds:.2f} s, train {res.train_seconds:.2f} s "
-          f"for {grid.size} configurations")
+    print(
+        f"compile {res.compile_seconds:.2f} s, train {res.train_seconds:.2f} s "
+        f"for {grid.size} configurations"
+    )
     cols = [*grid.params, "epoch_train_loss_last", "test_accuracy", "diverged"]
     print(res.table(cols))
     best = res.best("test_accuracy", "max")
-    print("best: " + ", ".join(f"{k}={best[k]:g}" for k in grid.params)
-          + f": test accuracy {100 * best['test_accuracy']:.2f}%")
+    print(
+        "best: "
+        + ", ".join(f"{k}={best[k]:g}" for k in grid.params)
+        + f": test accuracy {100 * best['test_accuracy']:.2f}%"
+    )
 
     res.to_csv(out / "sweep.csv")
     rows = res.rows()
@@ -618,11 +649,17 @@ def mnist_cli(argv: Sequence[str], script) -> int:
     for r, curve in zip(rows, loss):
         r["epoch_train_loss"] = curve.tolist()
     record = {
-        "optimizer": config.optimizer, "fixed_hyperparameters": config.full_hparams(),
-        "grid": {k: list(v) for k, v in values.items()}, "epochs": config.epochs,
-        "batch_size": config.batch_size, "seed": config.seed, "data_source": data.source,
-        "train_seconds": res.train_seconds, "compile_seconds": res.compile_seconds,
-        "best": best, "configurations": rows,
+        "optimizer": config.optimizer,
+        "fixed_hyperparameters": config.full_hparams(),
+        "grid": {k: list(v) for k, v in values.items()},
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "seed": config.seed,
+        "data_source": data.source,
+        "train_seconds": res.train_seconds,
+        "compile_seconds": res.compile_seconds,
+        "best": best,
+        "configurations": rows,
     }
     for r in record["configurations"]:
         r.pop("epoch_train_loss_last", None)
@@ -631,16 +668,23 @@ def mnist_cli(argv: Sequence[str], script) -> int:
     written = [out / "sweep.csv", out / "results.json"]
     names = list(values)
     for i, x in enumerate(names):
-        for y in names[i + 1:]:
+        for y in names[i + 1 :]:
             for metric, stem, label in (
                 ("epoch_train_loss_last", "train_loss", "final epoch's mean training loss"),
                 ("test_accuracy", "test_accuracy", "test accuracy"),
             ):
                 path = out / f"heatmap_{stem}_{x}_{y}.png"
                 title = f"{config.optimizer}, {config.epochs} epochs: {label}"
-                res.heatmap(metric, x, y, path, title=title + " (best in red)", label=label,
-                            best="max" if metric == "test_accuracy" else "min",
-                            log_color=metric != "test_accuracy")
+                res.heatmap(
+                    metric,
+                    x,
+                    y,
+                    path,
+                    title=title + " (best in red)",
+                    label=label,
+                    best="max" if metric == "test_accuracy" else "min",
+                    log_color=metric != "test_accuracy",
+                )
                 written.append(path)
     print("\n".join(f"wrote {w}" for w in written))
     return 0

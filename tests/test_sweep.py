@@ -68,7 +68,8 @@ def initial_w(seed):
 
 def test_product_zipped_and_seeds_build_the_expected_cells():
     grid = sweep.product(lr=[0.1, 0.2, 0.3], momentum=[0.0, 0.9]) * sweep.zipped(
-        wd=[0.0, 1e-4], eps=[1e-8, 1e-6]).with_seeds([3, 5])
+        wd=[0.0, 1e-4], eps=[1e-8, 1e-6]
+    ).with_seeds([3, 5])
     assert grid.shape == (3, 2, 2, 2)
     assert grid.names == ("lr", "momentum", "wd+eps", "seed")
     assert grid.params == ("lr", "momentum", "wd", "eps")
@@ -79,14 +80,17 @@ def test_product_zipped_and_seeds_build_the_expected_cells():
     assert sweep.product(a=[1.0]).with_seeds(3).coords()["seed"].tolist() == [[0, 1, 2]]
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: sweep.zipped(lr=[0.1, 0.2], momentum=[0.9]), "equal lengths"),
-    (lambda: sweep.product(lr=[]), "non-empty"),
-    (lambda: sweep.product(lr=["a", "b"]), "non-numeric"),
-    (lambda: sweep.product(lr=[0.1]) * sweep.product(lr=[0.2]), "duplicate"),
-    (lambda: sweep.product(lr=[0.1]).with_seeds([0.5]), "seeds"),
-    (lambda: sweep.product(), "at least one"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: sweep.zipped(lr=[0.1, 0.2], momentum=[0.9]), "equal lengths"),
+        (lambda: sweep.product(lr=[]), "non-empty"),
+        (lambda: sweep.product(lr=["a", "b"]), "non-numeric"),
+        (lambda: sweep.product(lr=[0.1]) * sweep.product(lr=[0.2]), "duplicate"),
+        (lambda: sweep.product(lr=[0.1]).with_seeds([0.5]), "seeds"),
+        (lambda: sweep.product(), "at least one"),
+    ],
+)
 def test_bad_grids_raise_one_clear_error(make, message):
     with pytest.raises(ValueError, match=message):
         make()
@@ -112,9 +116,13 @@ def test_every_cell_equals_a_numpy_transcription_of_torch_sgd():
 def test_a_cell_reproduces_train_fn_called_alone_with_its_seed():
     grid = sweep.zipped(lr=[0.05, 0.1], momentum=[0.9, 0.0]).with_seeds([7, 11])
     res = sweep.sweep(regression, grid, args=(X, Y))
-    alone = regression({"lr": jnp.float32(0.1), "momentum": jnp.float32(0.0)}, jax.random.key(11), X, Y)
+    alone = regression(
+        {"lr": jnp.float32(0.1), "momentum": jnp.float32(0.0)}, jax.random.key(11), X, Y
+    )
     np.testing.assert_allclose(res.metrics["loss"][1, 1], alone["loss"], rtol=1e-6)
-    no_seed_axis = sweep.sweep(regression, sweep.zipped(lr=[0.1], momentum=[0.0]), args=(X, Y), seed=11)
+    no_seed_axis = sweep.sweep(
+        regression, sweep.zipped(lr=[0.1], momentum=[0.0]), args=(X, Y), seed=11
+    )
     np.testing.assert_allclose(no_seed_axis.metrics["loss"][0], alone["loss"], rtol=1e-6)
 
 
@@ -123,12 +131,15 @@ def test_one_compile_per_grid_shape_and_none_for_new_values():
         return regression(hparams, key, x, y)
 
     TRACES["n"] = 0
-    first = sweep.sweep(fresh, sweep.product(lr=[0.01, 0.02, 0.03], momentum=[0.0, 0.9]), args=(X, Y))
+    first = sweep.sweep(
+        fresh, sweep.product(lr=[0.01, 0.02, 0.03], momentum=[0.0, 0.9]), args=(X, Y)
+    )
     assert TRACES["n"] == 1 and first.compile_seconds > 0
     second = sweep.sweep(fresh, sweep.product(lr=[0.3, 0.2, 0.1], momentum=[0.5, 0.7]), args=(X, Y))
     assert TRACES["n"] == 1 and second.compile_seconds == 0.0
-    np.testing.assert_allclose(second.metrics["loss"][2, 1], numpy_sgd(0.1, 0.7, initial_w(0))[0],
-                               rtol=2e-5)
+    np.testing.assert_allclose(
+        second.metrics["loss"][2, 1], numpy_sgd(0.1, 0.7, initial_w(0))[0], rtol=2e-5
+    )
     sweep.sweep(fresh, sweep.product(lr=[0.3, 0.2], momentum=[0.5, 0.7]), args=(X, Y))
     assert TRACES["n"] == 2  # a new shape does compile again: the counter can count
 
@@ -179,7 +190,9 @@ def test_csv_dataframe_table_and_best_agree_with_the_metrics(tmp_path):
     assert float(cell["final_loss"]) == pytest.approx(float(res.metrics["final_loss"][2, 1, 1]))
 
     df = res.to_dataframe()
-    assert df.shape[0] == 12 and df["final_loss"].min() == pytest.approx(res.metrics["final_loss"].min())
+    assert df.shape[0] == 12 and df["final_loss"].min() == pytest.approx(
+        res.metrics["final_loss"].min()
+    )
     flat = res.metrics["final_loss"].reshape(-1)
     i, j, s = np.unravel_index(np.argmin(flat), grid.shape)
     best = res.best("final_loss")
@@ -229,10 +242,20 @@ FOUR_DEVICES = textwrap.dedent("""
 
 
 def test_grid_sharded_over_four_devices_equals_one_device():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", FOUR_DEVICES], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": str(ROOT),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", FOUR_DEVICES],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["ok", "4"]
 
@@ -244,9 +267,13 @@ def tiny_mnist(n_train=192, n_test=64):
     from jaxmom.datasets import Dataset
 
     rng = np.random.default_rng(1)
-    return Dataset(rng.integers(0, 256, (n_train, 28, 28), np.uint8), rng.integers(0, 10, n_train),
-                   rng.integers(0, 256, (n_test, 28, 28), np.uint8), rng.integers(0, 10, n_test),
-                   "synthetic")
+    return Dataset(
+        rng.integers(0, 256, (n_train, 28, 28), np.uint8),
+        rng.integers(0, 10, n_train),
+        rng.integers(0, 256, (n_test, 28, 28), np.uint8),
+        rng.integers(0, 10, n_test),
+        "synthetic",
+    )
 
 
 def test_mnist_sweep_cells_equal_separate_train_and_evaluate_runs():
@@ -260,11 +287,22 @@ def test_mnist_sweep_cells_equal_separate_train_and_evaluate_runs():
     for i, lr in enumerate([0.01, 0.1]):
         for j, mu in enumerate([0.0, 0.9]):
             one = mnist.train_and_evaluate(
-                mnist.Config(optimizer="sgd", hparams={"learning_rate": lr, "momentum": mu},
-                             epochs=2, batch_size=64, seed=3), data, programs=programs).record
-            np.testing.assert_allclose(res.metrics["epoch_train_loss"][i, j],
-                                       one["epoch_train_loss"], rtol=1e-5)
-            assert res.metrics["test_accuracy"][i, j] == pytest.approx(one["test_accuracy"], abs=1e-6)
+                mnist.Config(
+                    optimizer="sgd",
+                    hparams={"learning_rate": lr, "momentum": mu},
+                    epochs=2,
+                    batch_size=64,
+                    seed=3,
+                ),
+                data,
+                programs=programs,
+            ).record
+            np.testing.assert_allclose(
+                res.metrics["epoch_train_loss"][i, j], one["epoch_train_loss"], rtol=1e-5
+            )
+            assert res.metrics["test_accuracy"][i, j] == pytest.approx(
+                one["test_accuracy"], abs=1e-6
+            )
     with pytest.raises(ValueError, match="no hyperparameter alpha"):
         sweep.run_mnist_sweep(config, data, sweep.product(alpha=[0.9]))
 
@@ -283,7 +321,8 @@ def load_script():
 def test_split_grid_flags_takes_comma_lists_and_leaves_the_rest():
     flags = {"--lr": "learning_rate", "--momentum": "momentum", "--eps": "eps"}
     argv, grid = sweep._split_grid_flags(
-        ["--lr", "0.1,0.3", "--momentum=0,0.9", "--eps", "1e-7", "--epochs", "2"], flags)
+        ["--lr", "0.1,0.3", "--momentum=0,0.9", "--eps", "1e-7", "--epochs", "2"], flags
+    )
     assert grid == {"learning_rate": [0.1, 0.3], "momentum": [0.0, 0.9]}
     assert argv == ["--lr", "0.1", "--momentum", "0", "--eps", "1e-7", "--epochs", "2"]
     with pytest.raises(ValueError, match="--lr: expected numbers"):
@@ -295,8 +334,10 @@ def test_mnist_cli_writes_table_csv_heatmaps_and_results_json(tmp_path, monkeypa
 
     script = load_script()
     monkeypatch.setattr(script, "load_data", lambda args: tiny_mnist())
-    code = sweep.mnist_cli(["--lr", "0.003,0.03", "--momentum", "0,0.5,0.9", "--epochs", "1",
-                            "--out", str(tmp_path)], script)
+    code = sweep.mnist_cli(
+        ["--lr", "0.003,0.03", "--momentum", "0,0.5,0.9", "--epochs", "1", "--out", str(tmp_path)],
+        script,
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "best: learning_rate=" in printed and "momentum" in printed
@@ -304,8 +345,14 @@ def test_mnist_cli_writes_table_csv_heatmaps_and_results_json(tmp_path, monkeypa
     assert record["optimizer"] == "sgd" and record["grid"]["momentum"] == [0.0, 0.5, 0.9]
     assert record["train_seconds"] > 0 and record["compile_seconds"] > 0
     assert len(record["configurations"]) == 6
-    assert {"learning_rate", "momentum", "test_accuracy", "final_train_loss",
-            "epoch_train_loss", "diverged"} <= set(record["configurations"][0])
+    assert {
+        "learning_rate",
+        "momentum",
+        "test_accuracy",
+        "final_train_loss",
+        "epoch_train_loss",
+        "diverged",
+    } <= set(record["configurations"][0])
     with open(tmp_path / "sweep.csv") as f:
         assert len(list(csv.DictReader(f))) == 6
     for stem in ("train_loss", "test_accuracy"):
@@ -318,8 +365,21 @@ def test_mnist_cli_writes_table_csv_heatmaps_and_results_json(tmp_path, monkeypa
 def test_mnist_script_sweep_flag_reaches_the_sweep(tmp_path, monkeypatch, capsys):
     script = load_script()
     monkeypatch.setattr(script, "load_data", lambda args: tiny_mnist())
-    script.main(["--sweep", "--optimizer", "adam", "--lr", "1e-3,1e-2", "--b1", "0.8,0.9",
-                 "--epochs", "1", "--out", str(tmp_path)])
+    script.main(
+        [
+            "--sweep",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "1e-3,1e-2",
+            "--b1",
+            "0.8,0.9",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert "sweep: adam, Grid(learning_rate=2, b1=2; 4 configurations)" in capsys.readouterr().out
     assert (tmp_path / "heatmap_test_accuracy_learning_rate_b1.png").exists()
 
@@ -337,13 +397,18 @@ def test_fast_mlp_epoch_equals_the_flax_model_trained_by_hand():
     fast = _fastmlp.make_train_fn("sgd")(hp, jax.random.key(4), data)["loss"]
 
     p = _fastmlp.init_params(jax.random.key(4))  # the same initial weights, as Flax lays them out
-    params = {"Dense_0": {"kernel": p["w1"].T, "bias": p["b1"][:, 0]},
-              "Dense_1": {"kernel": p["w2"].T, "bias": p["b2"][:, 0]}}
+    params = {
+        "Dense_0": {"kernel": p["w1"].T, "bias": p["b1"][:, 0]},
+        "Dense_1": {"kernel": p["w2"].T, "bias": p["b2"][:, 0]},
+    }
     model, tx = mnist.MLP(), optax.sgd(0.05, 0.9)
     state, losses = tx.init(params), []
     for xb, yb in zip(x.reshape(4, 64, 784), y.reshape(4, 64)):
-        loss, g = jax.value_and_grad(lambda q: optax.softmax_cross_entropy_with_integer_labels(
-            model.apply({"params": q}, xb), yb).mean())(params)
+        loss, g = jax.value_and_grad(
+            lambda q: optax.softmax_cross_entropy_with_integer_labels(
+                model.apply({"params": q}, xb), yb
+            ).mean()
+        )(params)
         updates, state = tx.update(g, state, params)
         params, losses = optax.apply_updates(params, updates), losses + [loss]
     np.testing.assert_allclose(fast, losses, rtol=1e-5)
@@ -355,12 +420,21 @@ def test_benchmark_quick_run_writes_every_row(tmp_path):
     sys.path.insert(0, str(ROOT / "experiments"))
     import benchmark
 
-    assert benchmark.main(["--quick", "--samples", "128", "--no-torch",
-                           "--out", str(tmp_path / "b.json")]) == 0
+    assert (
+        benchmark.main(
+            ["--quick", "--samples", "128", "--no-torch", "--out", str(tmp_path / "b.json")]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "b.json").read_text())
     rows = {r["row"]: r for r in report["rows"]}
-    assert {"jaxmom epoch", "optax+flax jitted-step loop", "jaxmom sweep 4x4",
-            "optax inject_hyperparams + vmap 4x4", "16 sequential jitted-step loops"} <= set(rows)
+    assert {
+        "jaxmom epoch",
+        "optax+flax jitted-step loop",
+        "jaxmom sweep 4x4",
+        "optax inject_hyperparams + vmap 4x4",
+        "16 sequential jitted-step loops",
+    } <= set(rows)
     assert all(r["seconds"] > 0 and r["compile_seconds"] >= 0 for r in rows.values())
     assert rows["jaxmom sweep 4x4"]["configs"] == 16 and report["steps"] == 2
     assert len(report["speedups"]) == 3  # no PyTorch row: its ratio is left out

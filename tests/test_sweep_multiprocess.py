@@ -37,13 +37,25 @@ def free_port() -> int:
 
 
 def test_two_processes_equal_one_process(tmp_path):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-           "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": str(ROOT),
+    }
     port = free_port()
     outs = [tmp_path / f"p{i}.npz" for i in range(2)]
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(port), str(i), str(outs[i])],
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(port), str(i), str(outs[i])],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     try:
         logs = [p.communicate(timeout=120)[0] for p in procs]
     finally:
@@ -52,8 +64,14 @@ def test_two_processes_equal_one_process(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], "\n".join(log[-2000:] for log in logs)
 
     single = tmp_path / "single.npz"
-    one = subprocess.run([sys.executable, "-c", WORKER, "0", "-1", str(single)], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
+    one = subprocess.run(
+        [sys.executable, "-c", WORKER, "0", "-1", str(single)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert one.returncode == 0, one.stderr[-2000:]
 
     ref = np.load(single)

@@ -609,6 +609,8 @@ def mnist_cli(argv: Sequence[str], script) -> int:
     configs = script.run_configs(p, args)
     if len(configs) != 1:
         p.error("--sweep trains one --optimizer at a time")
+    if args.checkpoint_dir:
+        p.error("--checkpoint-dir does not apply to --sweep (the grid is one compiled program)")
     if not values:
         p.error(
             "--sweep needs at least one hyperparameter flag with a comma list, e.g. --lr 0.01,0.1"

@@ -360,6 +360,9 @@ def test_mnist_cli_writes_table_csv_heatmaps_and_results_json(tmp_path, monkeypa
     with pytest.raises(SystemExit):  # two optimizers in one sweep: a one-line error
         sweep.mnist_cli(["--optimizer", "sgd,adam", "--lr", "0.1,0.2"], script)
     assert "one --optimizer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sweep.mnist_cli(["--lr", "0.1,0.2", "--checkpoint-dir", str(tmp_path)], script)
+    assert "--checkpoint-dir does not apply" in capsys.readouterr().err
 
 
 def test_mnist_script_sweep_flag_reaches_the_sweep(tmp_path, monkeypatch, capsys):

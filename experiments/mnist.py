@@ -189,9 +189,13 @@ def parse_args(argv=None):
         help="no progress bar or per-epoch lines; only notices and the summary",
     )
     group = p.add_argument_group("sweep")
-    group.add_argument("--sweep", action="store_true", help="train the grid of every comma-listed "
-                       "hyperparameter flag (e.g. --lr 0.003,0.01,0.03,0.1 --momentum 0,0.5,0.9,0.99) "
-                       "in one compiled program; writes sweep.csv, heatmaps and results.json")
+    group.add_argument(
+        "--sweep",
+        action="store_true",
+        help="train the grid of every comma-listed "
+        "hyperparameter flag (e.g. --lr 0.003,0.01,0.03,0.1 --momentum 0,0.5,0.9,0.99) "
+        "in one compiled program; writes sweep.csv, heatmaps and results.json",
+    )
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size", "max_train_samples", "max_test_samples"):
         if getattr(args, name) is not None and getattr(args, name) < 1:

@@ -86,14 +86,16 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> optax.GradientTra
 def add_weight_decay(weight_decay: jax.typing.ArrayLike = 0.0) -> optax.GradientTransformation:
     r"""PyTorch's ``weight_decay``, an L2 term added to the gradient: :math:`g \leftarrow g + wd\,p`.
 
-    ``update`` needs ``params`` unless ``weight_decay`` is concretely zero.
+    A concrete zero is skipped, as PyTorch's ``if weight_decay != 0`` does: ``g + 0 * p`` would
+    cost a read of every parameter (and turn an infinite parameter into a NaN gradient). Otherwise
+    ``update`` needs ``params``; a traced value is always applied.
     """
     check("weight_decay", weight_decay)
 
     def update_fn(updates, state, params=None):
+        if is_zero(weight_decay):
+            return updates, state
         if params is None:
-            if is_zero(weight_decay):
-                return updates, state
             raise ValueError("weight_decay needs the parameters: call update(grads, state, params)")
         updates = jax.tree.map(lambda g, p: (g + weight_decay * p).astype(g.dtype), updates, params)
         return updates, state

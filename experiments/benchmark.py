@@ -178,9 +178,12 @@ def update_only(steps, k, momentum=0.9):
 
         return jax.lax.scan(step, (params, tx.init(params)), None, length=steps)[0][0]
 
-    grads = jax.tree.map(lambda a: jnp.full_like(a, 1e-3), _fastmlp.init_params(jax.random.key(1)))
+    # one gradient per configuration, as in the sweep
+    grads = jax.tree.map(
+        lambda a: jnp.full((k, *a.shape), 1e-3, a.dtype), _fastmlp.init_params(jax.random.key(1))
+    )
     lrs, mus = jnp.full((k,), 0.01), jnp.full((k,), momentum)
-    exe, compile_s = compiled(jax.vmap(run, in_axes=(0, 0, None)), lrs, mus, grads)
+    exe, compile_s = compiled(jax.vmap(run), lrs, mus, grads)
     return lambda: jax.block_until_ready(exe(lrs, mus, grads)), compile_s
 
 

@@ -17,8 +17,12 @@ def output_dir(argv, name, description):
     A directory that cannot be created ends the script with a one-line message on stderr, exit 1.
     """
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--out", type=Path, default=Path("runs") / name,
-                        help=f"folder for the PNG figures (default: runs/{name}/)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs") / name,
+        help=f"folder for the PNG figures (default: runs/{name}/)",
+    )
     out = parser.parse_args(argv).out
     try:
         out.mkdir(parents=True, exist_ok=True)

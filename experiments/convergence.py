@@ -30,12 +30,22 @@ def run(kappas=KAPPAS, steps=STEPS, n=8):
     results = {}
     for method in theory.METHODS:
         lrs, momenta = np.array([theory.tuning(method, 1.0, k) for k in kappas]).T
-        errors = demos.quadratic_errors(lrs, momenta, eigenvalues, nesterov=method == "nesterov",
-                                        steps=steps)
+        errors = demos.quadratic_errors(
+            lrs, momenta, eigenvalues, nesterov=method == "nesterov", steps=steps
+        )
         measured = np.array([demos.measured_rate(e) for e in errors])
-        radius = np.array([theory.spectral_radius(method, lr, m, ev)
-                           for lr, m, ev in zip(lrs, momenta, eigenvalues)])
-        results[method] = (errors, measured, radius, theory.closed_form_rate(method, np.array(kappas)))
+        radius = np.array(
+            [
+                theory.spectral_radius(method, lr, m, ev)
+                for lr, m, ev in zip(lrs, momenta, eigenvalues)
+            ]
+        )
+        results[method] = (
+            errors,
+            measured,
+            radius,
+            theory.closed_form_rate(method, np.array(kappas)),
+        )
     return results
 
 
@@ -49,10 +59,21 @@ def plot(results, kappas=KAPPAS):
         steps = np.arange(horizon + 1)
         for method, (errors, measured, radius, _) in results.items():
             e = errors[k, : horizon + 1] / errors[k, 0]
-            ax.semilogy(steps, e, color=COLORS[method], lw=2,
-                        label=f"{NAMES[method]}: measured {measured[k]:.5f}")
-            ax.semilogy(steps, radius[k] ** steps, color=COLORS[method], lw=1.2, ls="--",
-                        label=rf"   theory $\rho^t$, $\rho$ = {radius[k]:.5f}")
+            ax.semilogy(
+                steps,
+                e,
+                color=COLORS[method],
+                lw=2,
+                label=f"{NAMES[method]}: measured {measured[k]:.5f}",
+            )
+            ax.semilogy(
+                steps,
+                radius[k] ** steps,
+                color=COLORS[method],
+                lw=1.2,
+                ls="--",
+                label=rf"   theory $\rho^t$, $\rho$ = {radius[k]:.5f}",
+            )
         ax.set_ylim(1e-13, 3)
         ax.set_xlim(0, horizon)
         ax.set_title(f"κ = {kappa:g}")
@@ -63,22 +84,38 @@ def plot(results, kappas=KAPPAS):
     ax = fig.add_subplot(grid[:, 2])
     dense = np.geomspace(3, 3e4, 200)
     for method, (_, measured, _, _) in results.items():
-        ax.loglog(dense, -1 / np.log(theory.closed_form_rate(method, dense)), color=COLORS[method],
-                  lw=1.5, ls="--")
-        ax.loglog(kappas, -1 / np.log(measured), "o", color=COLORS[method], ms=9, mec="k",
-                  label=f"{NAMES[method]}")
+        ax.loglog(
+            dense,
+            -1 / np.log(theory.closed_form_rate(method, dense)),
+            color=COLORS[method],
+            lw=1.5,
+            ls="--",
+        )
+        ax.loglog(
+            kappas,
+            -1 / np.log(measured),
+            "o",
+            color=COLORS[method],
+            ms=9,
+            mec="k",
+            label=f"{NAMES[method]}",
+        )
     ax.text(300, 3e3, "gradient descent:\n≈ κ/2 steps per e-fold", fontsize=9, color=COLORS["gd"])
-    ax.text(300, 3.5, "momentum:\n≈ √κ/2 (heavy ball)\n≈ √κ (Nesterov)", fontsize=9, color="crimson")
+    ax.text(
+        300, 3.5, "momentum:\n≈ √κ/2 (heavy ball)\n≈ √κ (Nesterov)", fontsize=9, color="crimson"
+    )
     ax.set_xlabel("condition number κ = L / μ")
     ax.set_ylabel("steps to shrink the error by e:  −1 / log ρ")
     ax.set_title("dots: measured, dashed: closed form\n(κ−1)/(κ+1), (√κ−1)/(√κ+1), 1 − 1/√κ")
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="upper left")
-    fig.suptitle("What momentum buys on f(x) = ½ Σ λᵢ xᵢ², λ evenly spaced in [1, κ]: "
-                 "error per step (solid) against the theoretical rate ρ^t (dashed)\n"
-                 "ρ = spectral radius of each method's 2×2 iteration; heavy ball and Nesterov have a "
-                 "repeated root there, so their error is ≈ C·t·ρ^t and runs slightly above ρ^t",
-                 fontsize=12)
+    fig.suptitle(
+        "What momentum buys on f(x) = ½ Σ λᵢ xᵢ², λ evenly spaced in [1, κ]: "
+        "error per step (solid) against the theoretical rate ρ^t (dashed)\n"
+        "ρ = spectral radius of each method's 2×2 iteration; heavy ball and Nesterov have a "
+        "repeated root there, so their error is ≈ C·t·ρ^t and runs slightly above ρ^t",
+        fontsize=12,
+    )
     fig.tight_layout()
     return fig
 
@@ -86,16 +123,22 @@ def plot(results, kappas=KAPPAS):
 def main(argv=None):
     out = output_dir(argv, "convergence", __doc__.splitlines()[0])
     results = run()
-    print(f"rate per step, measured on the late half of {STEPS} steps (float64) | spectral radius | "
-          "closed form | -log(measured) / -log(theory) - 1")
+    print(
+        f"rate per step, measured on the late half of {STEPS} steps (float64) | spectral radius | "
+        "closed form | -log(measured) / -log(theory) - 1"
+    )
     for method, (_, measured, radius, closed) in results.items():
         for kappa, m, r, c in zip(KAPPAS, measured, radius, closed):
-            print(f"{NAMES[method]:>20}  kappa {kappa:>7g}: {m:.6f} | {r:.6f} | {c:.6f} | "
-                  f"{np.log(m) / np.log(r) - 1:+.2%}")
+            print(
+                f"{NAMES[method]:>20}  kappa {kappa:>7g}: {m:.6f} | {r:.6f} | {c:.6f} | "
+                f"{np.log(m) / np.log(r) - 1:+.2%}"
+            )
     gd, hb = results["gd"][1], results["heavy_ball"][1]
-    print("steps per e-fold of error at kappa = 10000: gradient descent "
-          f"{-1 / np.log(gd[-1]):.0f}, heavy ball {-1 / np.log(hb[-1]):.0f}, Nesterov "
-          f"{-1 / np.log(results['nesterov'][1][-1]):.0f}")
+    print(
+        "steps per e-fold of error at kappa = 10000: gradient descent "
+        f"{-1 / np.log(gd[-1]):.0f}, heavy ball {-1 / np.log(hb[-1]):.0f}, Nesterov "
+        f"{-1 / np.log(results['nesterov'][1][-1]):.0f}"
+    )
     save(plot(results), out / "convergence.png")
 
 

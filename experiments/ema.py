@@ -27,20 +27,38 @@ def plot(series, source, plain, corrected):
     days = np.arange(1, len(series) + 1)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 9), sharex=True)
     for ax in (top, bottom):
-        ax.scatter(days, series, s=9, color="tab:blue", alpha=0.55, label=r"daily temperature $\theta_t$")
+        ax.scatter(
+            days, series, s=9, color="tab:blue", alpha=0.55, label=r"daily temperature $\theta_t$"
+        )
         ax.grid(alpha=0.25)
         ax.set_ylabel("temperature (°C)")
     for beta, curve in zip(BETAS, plain):
-        top.plot(days, curve, color=COLORS[beta], lw=2.2,
-                 label=f"β = {beta}  (averages ≈ 1/(1-β) = {1 / (1 - beta):.0f} days)")
-    top.set_title(r"$v_t = \beta\, v_{t-1} + (1-\beta)\,\theta_t$, $v_0 = 0$: "
-                  "larger β is smoother but lags behind the data")
+        top.plot(
+            days,
+            curve,
+            color=COLORS[beta],
+            lw=2.2,
+            label=f"β = {beta}  (averages ≈ 1/(1-β) = {1 / (1 - beta):.0f} days)",
+        )
+    top.set_title(
+        r"$v_t = \beta\, v_{t-1} + (1-\beta)\,\theta_t$, $v_0 = 0$: "
+        "larger β is smoother but lags behind the data"
+    )
     top.legend(loc="upper left", fontsize=9)
-    bottom.plot(days, plain[-1], color="purple", lw=2.2, label=r"β = 0.98, no bias correction: $v_t$")
-    bottom.plot(days, corrected, color="green", lw=2.2,
-                label=r"β = 0.98, bias-corrected: $v_t\,/\,(1 - \beta^t)$")
-    bottom.set_title(r"Bias correction: $v_0 = 0$ drags the early average towards zero; "
-                     r"dividing by $1 - \beta^t$ removes it")
+    bottom.plot(
+        days, plain[-1], color="purple", lw=2.2, label=r"β = 0.98, no bias correction: $v_t$"
+    )
+    bottom.plot(
+        days,
+        corrected,
+        color="green",
+        lw=2.2,
+        label=r"β = 0.98, bias-corrected: $v_t\,/\,(1 - \beta^t)$",
+    )
+    bottom.set_title(
+        r"Bias correction: $v_0 = 0$ drags the early average towards zero; "
+        r"dividing by $1 - \beta^t$ removes it"
+    )
     bottom.legend(loc="upper left", fontsize=9)
     bottom.set_xlabel("day of the year")
     bottom.set_xlim(0, len(series) + 1)
@@ -54,8 +72,10 @@ def main(argv=None):
     series, source = demos.seattle_temperature_2012()
     plain = demos.ema_curves(series, BETAS)
     corrected = demos.ema_curves(series, BETAS[-1:], debias=True)[0]
-    print(f"{len(series)} days of {source}: mean {series.mean():.1f} °C, "
-          f"range {series.min():.1f} to {series.max():.1f} °C")
+    print(
+        f"{len(series)} days of {source}: mean {series.mean():.1f} °C, "
+        f"range {series.min():.1f} to {series.max():.1f} °C"
+    )
     print("beta   window 1/(1-beta)   RMS distance to data (°C)   std of daily change (°C)")
     print(f"data   {'-':>19}   {0.0:>26.2f}   {np.std(np.diff(series)):>24.2f}")
     for beta, curve in zip(BETAS, plain):
@@ -63,10 +83,14 @@ def main(argv=None):
         print(f"{beta:<6} {1 / (1 - beta):>19.0f}   {rms:>26.2f}   {rough:>24.2f}")
     print("beta = 0.98, first days: data / plain v_t / corrected v_t/(1-beta^t):")
     for t in (1, 2, 5, 10, 30, 60):
-        print(f"  day {t:>2}: {series[t - 1]:6.2f} / {plain[-1, t - 1]:6.2f} / {corrected[t - 1]:6.2f}")
-    print(f"mean gap to the data over the first 30 days: plain "
-          f"{np.mean(np.abs(plain[-1, :30] - series[:30])):.2f} °C, corrected "
-          f"{np.mean(np.abs(corrected[:30] - series[:30])):.2f} °C")
+        print(
+            f"  day {t:>2}: {series[t - 1]:6.2f} / {plain[-1, t - 1]:6.2f} / {corrected[t - 1]:6.2f}"
+        )
+    print(
+        f"mean gap to the data over the first 30 days: plain "
+        f"{np.mean(np.abs(plain[-1, :30] - series[:30])):.2f} °C, corrected "
+        f"{np.mean(np.abs(corrected[:30] - series[:30])):.2f} °C"
+    )
     save(plot(series, source, plain, corrected), out / "ema.png")
 
 

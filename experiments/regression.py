@@ -46,7 +46,9 @@ def contour(ax, grid, cmap="viridis"):
     filled = ax.contourf(a, b, loss, levels=levels, norm=LogNorm(), cmap=cmap, alpha=0.85)
     ax.contour(a, b, loss, levels=levels, colors="w", linewidths=0.4, alpha=0.6)
     a_star, b_star, _ = least_squares()
-    ax.plot(a_star, b_star, "*", color="gold", ms=16, mec="k", label="least-squares minimum", zorder=5)
+    ax.plot(
+        a_star, b_star, "*", color="gold", ms=16, mec="k", label="least-squares minimum", zorder=5
+    )
     ax.set_xlabel("slope a")
     ax.set_ylabel("intercept b")
     return filled
@@ -66,10 +68,12 @@ def plot_run(path, loss):
     ax3d = fig.add_subplot(2, 2, 1, projection="3d")
     ax3d.plot_surface(*grid, cmap="viridis", alpha=0.55, linewidth=0, rstride=5, cstride=5)
     ax3d.plot(path[:, 0], path[:, 1], loss, "-o", color="crimson", ms=2.5, lw=1.2, zorder=10)
-    ax3d.scatter(*path[0], loss[0], color="crimson", s=60, marker="s", edgecolor="k",
-                 depthshade=False)
-    ax3d.scatter(*path[-1], loss[-1], color="gold", s=120, marker="*", edgecolor="k",
-                 depthshade=False)
+    ax3d.scatter(
+        *path[0], loss[0], color="crimson", s=60, marker="s", edgecolor="k", depthshade=False
+    )
+    ax3d.scatter(
+        *path[-1], loss[-1], color="gold", s=120, marker="*", edgecolor="k", depthshade=False
+    )
     ax3d.set_xlabel("slope a")
     ax3d.set_ylabel("intercept b")
     ax3d.set_zlabel("loss")
@@ -86,12 +90,29 @@ def plot_run(path, loss):
     ax = fig.add_subplot(2, 2, 3)
     xs = np.linspace(-0.05, 1.05, 2)
     for t in (40, 60, 80):
-        ax.plot(xs, path[t, 0] * xs + path[t, 1], color="0.35", lw=1, alpha=t / 90,
-                label="steps 40, 60, 80 (fainter = earlier)" if t == 80 else None)
-    ax.plot(xs, path[-1, 0] * xs + path[-1, 1], color="crimson", lw=2.5,
-            label=f"after {STEPS} steps: y = {path[-1, 0]:.3f}x {path[-1, 1]:+.3f}")
-    ax.plot(xs, a_star * xs + b_star, "--", color="goldenrod", lw=1.5,
-            label=f"least squares: y = {a_star:.3f}x {b_star:+.3f}")
+        ax.plot(
+            xs,
+            path[t, 0] * xs + path[t, 1],
+            color="0.35",
+            lw=1,
+            alpha=t / 90,
+            label="steps 40, 60, 80 (fainter = earlier)" if t == 80 else None,
+        )
+    ax.plot(
+        xs,
+        path[-1, 0] * xs + path[-1, 1],
+        color="crimson",
+        lw=2.5,
+        label=f"after {STEPS} steps: y = {path[-1, 0]:.3f}x {path[-1, 1]:+.3f}",
+    )
+    ax.plot(
+        xs,
+        a_star * xs + b_star,
+        "--",
+        color="goldenrod",
+        lw=1.5,
+        label=f"least squares: y = {a_star:.3f}x {b_star:+.3f}",
+    )
     ax.scatter(x, y, s=45, color="k", zorder=5, label="data (min-max normalised)")
     ax.set_ylim(-0.6, 1.6)
     ax.set_xlim(-0.05, 1.05)
@@ -108,21 +129,30 @@ def plot_run(path, loss):
     ax.legend()
     ax.grid(alpha=0.3, which="both")
     ax.set_title(f"loss per step (final {loss[-1]:.4f})")
-    fig.suptitle(f"Linear regression with momentum: lr {LR}, momentum {MOMENTUM}, start (a, b) = "
-                 f"(10, -20), gradient = sum over the 8 points", fontsize=13)
+    fig.suptitle(
+        f"Linear regression with momentum: lr {LR}, momentum {MOMENTUM}, start (a, b) = "
+        f"(10, -20), gradient = sum over the 8 points",
+        fontsize=13,
+    )
     fig.tight_layout()
     return fig
 
 
 def plot_comparison(paths):
-    fig, (ax, curves) = plt.subplots(1, 2, figsize=(15, 6.2), gridspec_kw={"width_ratios": [1.25, 1]})
+    fig, (ax, curves) = plt.subplots(
+        1, 2, figsize=(15, 6.2), gridspec_kw={"width_ratios": [1.25, 1]}
+    )
     filled = contour(ax, loss_grid(), cmap="Greys")
     fig.colorbar(filled, ax=ax, label="loss (log scale)", format="%.3g")
     data = demos.regression_data()
     for (name, _, _, _, setting, color), path in zip(COMPARISON, paths):
         draw_path(ax, path, color, f"{name} ({setting})")
-        curves.semilogy(demos.regression_loss(path[:, 0], path[:, 1], *data), color=color, lw=2,
-                        label=f"{name} ({setting})")
+        curves.semilogy(
+            demos.regression_loss(path[:, 0], path[:, 1], *data),
+            color=color,
+            lw=2,
+            label=f"{name} ({setting})",
+        )
     ax.legend(loc="lower left", fontsize=8.5)
     ax.set_title("paths from (10, -20); square = start, large dot = step 100")
     curves.axhline(least_squares()[2], color="goldenrod", ls="--", label="least-squares minimum")
@@ -131,8 +161,10 @@ def plot_comparison(paths):
     curves.grid(alpha=0.3, which="both")
     curves.legend(fontsize=9)
     curves.set_title("loss per step")
-    fig.suptitle("Same problem, four optimizers (jaxmom.sutskever_sgd, its Nesterov form, jaxmom.adam)",
-                 fontsize=13)
+    fig.suptitle(
+        "Same problem, four optimizers (jaxmom.sutskever_sgd, its Nesterov form, jaxmom.adam)",
+        fontsize=13,
+    )
     fig.tight_layout()
     return fig
 
@@ -153,18 +185,24 @@ def main(argv=None):
     path = demos.regression_paths([LR], [MOMENTUM], steps=STEPS)[0]
     loss = demos.regression_loss(path[:, 0], path[:, 1], x, y)
     a_star, b_star, best = least_squares()
-    print(f"start (a, b) = (10, -20), loss {loss[0]:.2f}; least squares ({a_star:.4f}, {b_star:+.4f}),"
-          f" loss {best:.5f}")
-    print(f"momentum (lr {LR}, momentum {MOMENTUM}): loss at steps 10/25/50/100 = "
-          + " / ".join(f"{loss[t]:.4g}" for t in (10, 25, 50, 100))
-          + f"; final (a, b) = ({path[-1, 0]:.4f}, {path[-1, 1]:+.4f})")
+    print(
+        f"start (a, b) = (10, -20), loss {loss[0]:.2f}; least squares ({a_star:.4f}, {b_star:+.4f}),"
+        f" loss {best:.5f}"
+    )
+    print(
+        f"momentum (lr {LR}, momentum {MOMENTUM}): loss at steps 10/25/50/100 = "
+        + " / ".join(f"{loss[t]:.4g}" for t in (10, 25, 50, 100))
+        + f"; final (a, b) = ({path[-1, 0]:.4f}, {path[-1, 1]:+.4f})"
+    )
     save(plot_run(path, loss), out / "regression.png")
     paths = comparison_paths()
     for (name, _, _, _, setting, _), p in zip(COMPARISON, paths):
         losses = demos.regression_loss(p[:, 0], p[:, 1], x, y)
-        print(f"{name:>16} ({setting}): loss at steps 25/50/100 = "
-              + " / ".join(f"{losses[t]:.4g}" for t in (25, 50, 100))
-              + f", distance to the minimum {np.hypot(p[-1, 0] - a_star, p[-1, 1] - b_star):.4f}")
+        print(
+            f"{name:>16} ({setting}): loss at steps 25/50/100 = "
+            + " / ".join(f"{losses[t]:.4g}" for t in (25, 50, 100))
+            + f", distance to the minimum {np.hypot(p[-1, 0] - a_star, p[-1, 1] - b_star):.4f}"
+        )
     save(plot_comparison(paths), out / "regression_optimizers.png")
 
 

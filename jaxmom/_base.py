@@ -26,7 +26,9 @@ def concrete(value):
 def check(name, value, low=0.0, high=np.inf, *, high_open=True):
     """Raises ValueError unless every concrete element of ``value`` lies in [low, high) or [low, high]."""
     interval = f"[{low:g}, {'inf' if high == np.inf else f'{high:g}'}{')' if high_open else ']'}"
-    if not (callable(value) or isinstance(value, (numbers.Real, np.ndarray, np.generic, jax.Array))):
+    if not (
+        callable(value) or isinstance(value, (numbers.Real, np.ndarray, np.generic, jax.Array))
+    ):
         raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
     v = concrete(value)
     if v is None:

@@ -55,7 +55,10 @@ def seattle_temperature_2012():
     try:
         from vega_datasets import data
     except ImportError:
-        return synthetic_temperature(), "synthetic seasonal series, seed 0 (vega_datasets not installed)"
+        return (
+            synthetic_temperature(),
+            "synthetic seasonal series, seed 0 (vega_datasets not installed)",
+        )
     frame = data.seattle_weather()
     year = frame[frame["date"].dt.year == 2012]
     temps = ((year["temp_max"] + year["temp_min"]) / 2).to_numpy(dtype=np.float64)

@@ -136,14 +136,17 @@ def test_regression_comparison_paths():
     gd, heavy_ball, nesterov, adam = regression.comparison_paths()
     np.testing.assert_allclose(gd, tutorial_regression(0.02, 0.0), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(heavy_ball, tutorial_regression(0.02, 0.9), rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(nesterov, tutorial_regression(0.02, 0.9, nesterov=True),
-                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        nesterov, tutorial_regression(0.02, 0.9, nesterov=True), rtol=1e-10, atol=1e-10
+    )
     # Adam's first step is lr * sign(-g) in each coordinate; here both gradients are negative
     np.testing.assert_allclose(adam[1], [10.0 + 1.0, -20.0 + 1.0], rtol=1e-9)
     # what the figure shows: at lr 0.02, momentum arrives in 100 steps and plain GD does not
     best = regression.least_squares()[2]
-    final = [demos.regression_loss(*p[-1], *demos.regression_data()) for p in (gd, heavy_ball,
-                                                                                nesterov, adam)]
+    final = [
+        demos.regression_loss(*p[-1], *demos.regression_data())
+        for p in (gd, heavy_ball, nesterov, adam)
+    ]
     assert final[0] > 50 * best
     assert final[1] < 1.05 * best and final[2] < 1.05 * best and final[3] < 2.5 * best
 
@@ -183,23 +186,31 @@ def test_nesterov_on_a_quadratic_matches_theory_tuning():
     """The vmapped runner gives each row its own eigenvalues and hyperparameters."""
     kappas = np.array([4.0, 25.0])
     tunings = np.array([theory.nesterov_tuning(1.0, k) for k in kappas])
-    errors = demos.quadratic_errors(tunings[:, 0], tunings[:, 1],
-                                    np.stack([demos.spectrum(k, 3) for k in kappas]), nesterov=True,
-                                    steps=3000)
+    errors = demos.quadratic_errors(
+        tunings[:, 0],
+        tunings[:, 1],
+        np.stack([demos.spectrum(k, 3) for k in kappas]),
+        nesterov=True,
+        steps=3000,
+    )
     for row, kappa in zip(errors, kappas):
         assert np.log(demos.measured_rate(row)) == pytest.approx(
-            np.log(theory.nesterov_rate(kappa)), rel=0.05)
+            np.log(theory.nesterov_rate(kappa)), rel=0.05
+        )
 
 
 # --- the scripts -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, figures", [
-    ("ema", ["ema.png"]),
-    ("quadratic", ["quadratic.png"]),
-    ("regression", ["regression.png", "regression_optimizers.png"]),
-    ("convergence", ["convergence.png"]),
-])
+@pytest.mark.parametrize(
+    "name, figures",
+    [
+        ("ema", ["ema.png"]),
+        ("quadratic", ["quadratic.png"]),
+        ("regression", ["regression.png", "regression_optimizers.png"]),
+        ("convergence", ["convergence.png"]),
+    ],
+)
 def test_script_writes_its_figures_and_reports_numbers(name, figures, tmp_path, capsys):
     load(name).main(["--out", str(tmp_path / "out")])
     printed = capsys.readouterr().out

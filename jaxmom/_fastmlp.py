@@ -19,8 +19,6 @@ FLOPs per step, as the benchmark counts them: 41.2 MFLOP per configuration, forw
 with no input gradient, is 40.9 MFLOP).
 """
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,9 +35,9 @@ def init_params(key) -> dict:
     params = {}
     for i, (fan_in, fan_out) in enumerate(zip(SIZES[:-1], SIZES[1:]), start=1):
         key, kw, kb = jax.random.split(key, 3)
-        bound = 1 / math.sqrt(fan_in)
-        params[f"w{i}"] = jax.random.uniform(kw, (fan_out, fan_in), jnp.float32, -bound, bound)
-        params[f"b{i}"] = jax.random.uniform(kb, (fan_out, 1), jnp.float32, -bound, bound)
+        init = mnist.torch_linear_init(fan_in)
+        params[f"w{i}"] = init(kw, (fan_out, fan_in))
+        params[f"b{i}"] = init(kb, (fan_out, 1))
     return params
 
 

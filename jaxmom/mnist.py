@@ -184,8 +184,8 @@ def init_params(init_key, *, model: MLP):
 
 
 def init_opt_state(params, hparams, *, optimizer: str, options=()):
-    """The optimizer state. Jit it with ``hparams`` as an argument: the state layout must match the
-    traced one used in training (a concrete momentum of 0 would drop the buffer)."""
+    """The optimizer state. Jit it with ``hparams`` as an argument, as training does, so that one
+    compiled program serves every hyperparameter value."""
     return make_optimizer(optimizer, hparams, **dict(options)).init(params)
 
 
@@ -245,6 +245,16 @@ def as_hparams(hparams: dict) -> dict:
     return {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
 
 
+def _static_args(config: Config) -> dict:
+    """The keyword arguments that shape a run's programs: the model, optimizer name and options."""
+    options = tuple(sorted(config.options.items()))
+    return {
+        "model": MLP(init_scheme=config.init),
+        "optimizer": config.optimizer,
+        "options": options,
+    }
+
+
 def make_train_fn(config: Config):
     """The whole run as one pure function ``train_fn(hparams, key, data) -> metrics``, for sweeps.
 
@@ -258,8 +268,8 @@ def make_train_fn(config: Config):
     with ``args=(data,)``). Metrics: ``loss`` (every step's batch loss, ``(epochs * steps,)``),
     ``epoch_train_loss`` ``(epochs,)``, ``final_loss`` (the last epoch's mean) and ``test_accuracy``.
     """
-    model, options = MLP(init_scheme=config.init), tuple(sorted(config.options.items()))
-    common = {"model": model, "optimizer": config.optimizer, "options": options}
+    common = _static_args(config)
+    model, options = common["model"], common["options"]
 
     def train_fn(hparams, key, data):
         hparams = {**config.full_hparams(), **hparams}
@@ -323,8 +333,8 @@ def compile_programs(config: Config, data, cache: dict) -> tuple[Programs, bool]
     training, and returns (programs, whether all were already in ``cache``). Programs depend only on
     the optimizer name, its boolean options, the init scheme, the batch size and the data shapes:
     never on hyperparameter values or the seed, so e.g. sgd with and without momentum share one."""
-    model, options = MLP(init_scheme=config.init), tuple(sorted(config.options.items()))
-    common = {"model": model, "optimizer": config.optimizer, "options": options}
+    common = _static_args(config)
+    model, options = common["model"], common["options"]
     hparams = as_hparams(config.full_hparams())
     shapes = tuple((x.shape, str(x.dtype)) for x in data)
     key = (config.optimizer, options, config.init, config.batch_size, shapes)

@@ -92,7 +92,7 @@ def check(name, value, low=0.0, high=np.inf, *, high_open=True, allow_schedule=N
     index = tuple(int(i) for i in np.argwhere(~inside)[0])
     raise ValueError(
         f"{name} must be finite numbers in {interval}; element {list(index)} of the "
-        f"{v.shape} array is {np.asarray(value)[index]}"
+        f"{v.shape} array is {np.asarray(value)[index]!s}"
     )
 
 

@@ -245,6 +245,11 @@ def test_matches_seed_gd_momentum_on_x_squared(lr, momentum):
             u, state = tx.update(2 * x, state)
             x = optax.apply_updates(x, u)
             xs.append(float(x))
-            # the state's buffer is the tutorial's v, sign included
-            assert float(state[1].buffer) == pytest.approx(xs[-1] - xs[-2], rel=1e-12, abs=1e-15)
+            # the state's buffer is the tutorial's v, sign included (momentum 0 keeps none)
+            if momentum:
+                assert float(state[1].buffer) == pytest.approx(
+                    xs[-1] - xs[-2], rel=1e-12, abs=1e-15
+                )
+            else:
+                assert state[1] == optax.EmptyState()
     np.testing.assert_allclose(xs, GD_momentum(-5.0, lambda x: 2 * x, 20, lr, momentum), rtol=1e-12)

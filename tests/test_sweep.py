@@ -141,6 +141,44 @@ def test_a_diverging_cell_is_marked_and_leaves_the_others_bit_identical():
     assert res.best("final_loss")["lr"] != explosive
 
 
+def test_a_finite_loss_that_grows_past_the_factor_is_diverged_at_that_step():
+    """lr 5 stays finite for 12 steps but its loss passes 10x the first step's: diverged there."""
+    grid = sweep.product(lr=[0.05, 5.0], momentum=[0.0])
+    res = sweep.sweep(regression, grid, args=(X, Y))
+    losses = numpy_sgd(5.0, 0.0, initial_w(0))[0]
+    assert np.isfinite(res.metrics["loss"]).all()
+    expected = int(np.argmax(losses > 10 * losses[0]))  # from the NumPy reference: step 6
+    assert 0 < expected < len(losses) - 1
+    assert res.diverged.tolist() == [[False], [True]]
+    assert res.diverged_step.tolist() == [[-1], [expected]]
+    assert res.best("final_loss", "max")["lr"] == 0.05  # best() skips the diverged cell
+    z = plot.cell_values(res, "final_loss", "momentum", "lr")
+    assert np.isfinite(z[0, 0]) and np.isnan(z[1, 0])  # the heatmap greys it out
+    wide = sweep.sweep(regression, grid, args=(X, Y), divergence_factor=1e6)
+    assert wide.diverged.tolist() == [[False], [False]]
+    only_nan = sweep.sweep(regression, grid, args=(X, Y), divergence_factor=None)
+    assert only_nan.diverged_step.tolist() == [[-1], [-1]]
+    with pytest.raises(ValueError, match="divergence_factor"):
+        sweep.sweep(regression, grid, args=(X, Y), divergence_factor=0.5)
+
+
+def test_the_compile_cache_is_a_bounded_lru(monkeypatch):
+    from jaxmom.sweep import _engine
+
+    monkeypatch.setattr(_engine, "CACHE_SIZE", 2)
+    monkeypatch.setattr(_engine, "_COMPILED", type(_engine._COMPILED)())
+
+    def fresh(hparams, key, x, y):
+        return regression(hparams, key, x, y)
+
+    grids = [sweep.product(lr=[0.1] * n, momentum=[0.0]) for n in (1, 2, 3)]
+    seconds = [sweep.sweep(fresh, g, args=(X, Y)).compile_seconds for g in grids]
+    assert all(t > 0 for t in seconds) and len(_engine._COMPILED) == 2
+    assert sweep.sweep(fresh, grids[2], args=(X, Y)).compile_seconds == 0  # most recent: kept
+    assert sweep.sweep(fresh, grids[0], args=(X, Y)).compile_seconds > 0  # oldest: evicted
+    assert len(_engine._COMPILED) == 2
+
+
 # ---- exports ------------------------------------------------------------------------------------
 
 

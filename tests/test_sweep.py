@@ -16,7 +16,6 @@ import matplotlib.image
 import numpy as np
 import optax
 import pytest
-
 from sweep_problem import STEPS, TRACES, X, Y, numpy_sgd, regression
 
 from jaxmom import sweep

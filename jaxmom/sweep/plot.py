@@ -59,10 +59,10 @@ def heatmap(
     bar.ax.yaxis.set_minor_formatter(plain if log_color else NullFormatter())
     xc, yc = _centres(xe, xlog), _centres(ye, ylog)
     for (i, j), v in np.ndenumerate(z):
-        dark = np.isfinite(v) and mesh.norm(v) < 0.6  # viridis is dark at its low end
+        dark = np.isfinite(v) and np.asarray(mesh.norm(v)) < 0.6  # viridis is dark at its low end
         ax.text(
-            xc[j],
-            yc[i],
+            float(xc[j]),
+            float(yc[i]),
             f"{v:.3g}" if np.isfinite(v) else "div",
             ha="center",
             va="center",

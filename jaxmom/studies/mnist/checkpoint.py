@@ -39,7 +39,7 @@ def load_checkpoint(path: Path, params, opt_state) -> dict | None:
     if not path.is_file():
         return None
     try:
-        raw = flax.serialization.msgpack_restore(path.read_bytes())
+        raw: dict = dict(flax.serialization.msgpack_restore(path.read_bytes()))  # type: ignore[arg-type]
         raw["params"] = flax.serialization.from_state_dict(params, raw["params"])
         raw["opt_state"] = flax.serialization.from_state_dict(opt_state, raw["opt_state"])
     except Exception as e:

@@ -5,9 +5,9 @@ import functools
 import numpy as np
 
 from jaxmom import sweep as engine
-from jaxmom.sweep._engine import CACHE_SIZE
 from jaxmom.studies.mnist.config import Config
 from jaxmom.studies.mnist.train import as_hparams, make_train_fn
+from jaxmom.sweep._engine import CACHE_SIZE
 
 
 def static_parts(config: Config) -> tuple:

@@ -95,7 +95,7 @@ def train_epoch(
 
 def evaluate(params, images, labels, *, model: MLP):
     """Classification accuracy."""
-    logits = model.apply({"params": params}, preprocess(images))
+    logits = jnp.asarray(model.apply({"params": params}, preprocess(images)))
     return jnp.mean(jnp.argmax(logits, -1) == labels)
 
 
@@ -140,7 +140,8 @@ def make_train_fn(config: Config):
 
         def one_epoch(carry, epoch):
             params, opt_state, losses = train_epoch(
-                *carry,
+                carry[0],
+                carry[1],
                 hparams,
                 jax.random.fold_in(shuffle_key, epoch),
                 train_images,
@@ -173,7 +174,7 @@ class Programs(NamedTuple):
     compile_seconds: float
 
 
-def _quick_compile_options():
+def _quick_compile_options() -> dict[str, Any]:
     """For the programs that run once per run or epoch: less LLVM optimisation, which on CPU cuts
     the random init's compile time about threefold. Training keeps XLA's default."""
     return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else {}

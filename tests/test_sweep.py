@@ -226,6 +226,24 @@ def test_bad_arguments_raise_clear_errors():
         sweep.sweep(regression, {"lr": [0.1]})
 
 
+def test_the_library_and_the_engine_import_without_the_study():
+    """`import jaxmom` and `jaxmom.sweep` need only the core dependencies, and know no study."""
+    code = textwrap.dedent("""
+        import sys, importlib.metadata, jaxmom, jaxmom.sweep
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in
+                        ("flax", "matplotlib", "tqdm", "mlxtend", "vega_datasets", "pandas")
+                        or m.startswith("jaxmom.studies"))
+        try:
+            version = importlib.metadata.version("jaxmom")
+        except importlib.metadata.PackageNotFoundError:
+            version = "0+unknown"
+        print(loaded, jaxmom.__version__ == version)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["[]", "True"], out.stderr[-2000:]
+
+
 # ---- several devices ----------------------------------------------------------------------------
 
 FOUR_DEVICES = textwrap.dedent("""

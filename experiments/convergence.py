@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from _plotting import output_dir, save
 
-from jaxmom import demos, theory
+from jaxmom import theory
+from jaxmom.studies import tutorials
 
 KAPPAS = (10.0, 100.0, 1000.0, 10000.0)
 STEPS = 20000
@@ -26,14 +27,14 @@ COLORS = {"gd": "0.25", "heavy_ball": "crimson", "nesterov": "royalblue"}
 def run(kappas=KAPPAS, steps=STEPS, n=8):
     """Error curves and rates per method: ``{method: (errors (len(kappas), steps+1), measured,
     spectral radius, closed form)}``, rates as arrays over ``kappas``."""
-    eigenvalues = np.stack([demos.spectrum(k, n) for k in kappas])
+    eigenvalues = np.stack([tutorials.spectrum(k, n) for k in kappas])
     results = {}
     for method in theory.METHODS:
         lrs, momenta = np.array([theory.tuning(method, 1.0, k) for k in kappas]).T
-        errors = demos.quadratic_errors(
+        errors = tutorials.quadratic_errors(
             lrs, momenta, eigenvalues, nesterov=method == "nesterov", steps=steps
         )
-        measured = np.array([demos.measured_rate(e) for e in errors])
+        measured = np.array([tutorials.measured_rate(e) for e in errors])
         radius = np.array(
             [
                 theory.spectral_radius(method, lr, m, ev)

@@ -22,6 +22,34 @@ from jaxmom._sgd import ScaleByMomentumState as ScaleByMomentumState
 from jaxmom._sgd import scale_by_momentum as scale_by_momentum
 from jaxmom._sgd import sgd as sgd
 from jaxmom._sutskever_sgd import sutskever_sgd as sutskever_sgd
+
+# the rest of the momentum family (issue 10)
+from jaxmom._adamax import ScaleByAdamaxState as ScaleByAdamaxState
+from jaxmom._adamax import adamax as adamax
+from jaxmom._adamax import scale_by_adamax as scale_by_adamax
+from jaxmom._adamw import adamw as adamw
+from jaxmom._aggmo import ScaleByAggmoState as ScaleByAggmoState
+from jaxmom._aggmo import aggmo as aggmo
+from jaxmom._aggmo import scale_by_aggmo as scale_by_aggmo
+from jaxmom._lion import ScaleByLionState as ScaleByLionState
+from jaxmom._lion import lion as lion
+from jaxmom._lion import scale_by_lion as scale_by_lion
+from jaxmom._nadam import ScaleByNadamState as ScaleByNadamState
+from jaxmom._nadam import nadam as nadam
+from jaxmom._nadam import scale_by_nadam as scale_by_nadam
+from jaxmom._qhadam import ScaleByQhadamState as ScaleByQhadamState
+from jaxmom._qhadam import qhadam as qhadam
+from jaxmom._qhadam import scale_by_qhadam as scale_by_qhadam
+from jaxmom._qhm import ScaleByQhmState as ScaleByQhmState
+from jaxmom._qhm import qhm as qhm
+from jaxmom._qhm import scale_by_qhm as scale_by_qhm
+from jaxmom._radam import ScaleByRadamState as ScaleByRadamState
+from jaxmom._radam import radam as radam
+from jaxmom._radam import scale_by_radam as scale_by_radam
+from jaxmom._schedule_free import ScheduleFreeSgdState as ScheduleFreeSgdState
+from jaxmom._schedule_free import scale_by_schedule_free_sgd as scale_by_schedule_free_sgd
+from jaxmom._schedule_free import schedule_free_eval_params as schedule_free_eval_params
+from jaxmom._schedule_free import schedule_free_sgd as schedule_free_sgd
 from jaxmom.conventions import CONVENTIONS as CONVENTIONS
 from jaxmom.conventions import convert_momentum as convert_momentum
 

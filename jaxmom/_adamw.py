@@ -52,7 +52,7 @@ def adamw(
       >>> tx = jaxmom.adamw(0.5, weight_decay=0.5)
       >>> params = jnp.array([1.0, -2.0])
       >>> updates, state = tx.update(2 * params, tx.init(params), params)
-      >>> optax.apply_updates(params, updates)  # p - lr * (sign(g) + wd * p)
+      >>> optax.apply_updates(params, updates).round(4)  # p - lr * (sign(g) + wd * p)
       Array([ 0.25, -1.  ], dtype=float32)
 
     References:

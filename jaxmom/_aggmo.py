@@ -23,12 +23,15 @@ def scale_by_aggmo(betas: jax.typing.ArrayLike = (0.0, 0.9, 0.99)) -> optax.Grad
     Returns:
       An ``optax.GradientTransformation`` whose updates are :math:`\frac1K \sum_i b_{t,i}`.
     """
-    if isinstance(betas, (tuple, list)):
-        betas = jnp.asarray(betas)
-    if jnp.ndim(betas) != 1 or jnp.shape(betas)[0] == 0:
-        raise ValueError(f"betas must be a non-empty 1-D array, got shape {jnp.shape(betas)}")
-    check("betas", betas, 0.0, 1.0)
-    count = jnp.shape(betas)[0]
+    if isinstance(betas, (tuple, list)):  # kept as Python numbers: float64 under x64
+        for i, beta in enumerate(betas):
+            check(f"betas[{i}]", beta, 0.0, 1.0)
+        count = len(betas)
+    else:
+        check("betas", betas, 0.0, 1.0)
+        count = jnp.shape(betas)[0] if jnp.ndim(betas) == 1 else 0
+    if count == 0:
+        raise ValueError(f"betas must be a non-empty 1-D sequence, got {betas!r}")
 
     def init_fn(params):
         return ScaleByAggmoState(
@@ -39,7 +42,7 @@ def scale_by_aggmo(betas: jax.typing.ArrayLike = (0.0, 0.9, 0.99)) -> optax.Grad
         del params
 
         def accumulate(g, b):
-            decay = jnp.reshape(betas, (count,) + (1,) * g.ndim)
+            decay = jnp.reshape(jnp.asarray(betas), (count,) + (1,) * g.ndim)
             return (decay * b + g).astype(b.dtype)
 
         buffers = jax.tree.map(accumulate, updates, state.buffers)

@@ -126,7 +126,7 @@ def radam(
       >>> tx = jaxmom.radam(0.25)
       >>> params = jnp.array([1.0, -2.0])
       >>> updates, state = tx.update(2 * params, tx.init(params))
-      >>> optax.apply_updates(params, updates)  # rho_1 = 1: the first step is lr * g
+      >>> optax.apply_updates(params, updates).round(4)  # rho_1 = 1: the first step is lr * g
       Array([ 0.5, -1. ], dtype=float32)
 
     References:

@@ -63,9 +63,10 @@ def scale_by_schedule_free_sgd(
                 "schedule_free_sgd needs the parameters: call update(g, state, params)"
             )
         k = state.count
-        lr = learning_rate_at(learning_rate, k) * jnp.minimum((k + 1) / warmup_steps, 1.0)
+        steps = (k + 1).astype(state.weight_sum.dtype)  # int32 / int would be float32
+        lr = learning_rate_at(learning_rate, k) * jnp.minimum(steps / warmup_steps, 1.0)
         lr_max = jnp.maximum(lr, state.lr_max).astype(state.lr_max.dtype)
-        weight = (k + 1) ** r * lr_max**weight_lr_power
+        weight = steps**r * lr_max**weight_lr_power
         weight_sum = (state.weight_sum + weight).astype(state.weight_sum.dtype)
         positive = weight_sum > 0
         c = jnp.where(positive, weight / jnp.where(positive, weight_sum, 1.0), 0.0)

@@ -11,12 +11,16 @@ from jaxmom._base import (
     add_weight_decay,
     bias_correction,
     check,
+    check_params,
     scale_by_learning_rate,
     update_moment,
+    zeros_like,
 )
 
 
 class ScaleByAdamaxState(NamedTuple):
+    """State of :func:`scale_by_adamax`."""
+
     count: jax.Array  # steps taken so far
     mu: optax.Updates  # m, the first moment
     inf_norm: optax.Updates  # u, the decayed running maximum of |g| + eps
@@ -43,10 +47,11 @@ def scale_by_adamax(
     check("eps", eps)
 
     def init_fn(params):
+        check_params(params)
         return ScaleByAdamaxState(
             count=jnp.zeros([], jnp.int32),
-            mu=jax.tree.map(jnp.zeros_like, params),
-            inf_norm=jax.tree.map(jnp.zeros_like, params),
+            mu=zeros_like(params),
+            inf_norm=zeros_like(params),
         )
 
     def update_fn(updates, state, params=None):

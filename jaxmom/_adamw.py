@@ -4,7 +4,7 @@ import jax
 import optax
 
 from jaxmom._adam import scale_by_adam
-from jaxmom._base import ScalarOrSchedule, add_weight_decay, scale_by_learning_rate
+from jaxmom._base import ScalarOrSchedule, add_weight_decay, check_flag, scale_by_learning_rate
 
 
 def adamw(
@@ -58,6 +58,7 @@ def adamw(
     References:
       Loshchilov and Hutter, *Decoupled weight decay regularization*, ICLR 2019.
     """
+    check_flag("amsgrad", amsgrad)
     return optax.chain(
         scale_by_adam(b1, b2, eps, amsgrad=amsgrad),
         add_weight_decay(weight_decay),

@@ -6,10 +6,19 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmom._base import ScalarOrSchedule, add_weight_decay, check, scale_by_learning_rate
+from jaxmom._base import (
+    ScalarOrSchedule,
+    add_weight_decay,
+    check,
+    check_flag,
+    check_params,
+    scale_by_learning_rate,
+)
 
 
 class ScaleByAggmoState(NamedTuple):
+    """State of :func:`scale_by_aggmo`."""
+
     buffers: optax.Updates  # b_1 ... b_K, stacked on a new leading axis of each leaf
 
 
@@ -34,6 +43,7 @@ def scale_by_aggmo(betas: jax.typing.ArrayLike = (0.0, 0.9, 0.99)) -> optax.Grad
         raise ValueError(f"betas must be a non-empty 1-D sequence, got {betas!r}")
 
     def init_fn(params):
+        check_params(params)
         return ScaleByAggmoState(
             buffers=jax.tree.map(lambda p: jnp.zeros((count, *p.shape), p.dtype), params)
         )
@@ -103,6 +113,7 @@ def aggmo(
       Lucas, Sun, Zemel and Grosse, *Aggregated momentum: stability through passive damping*,
       ICLR 2019.
     """
+    check_flag("decoupled_weight_decay", decoupled_weight_decay)
     block, decay = scale_by_aggmo(betas), add_weight_decay(weight_decay)
     parts = (block, decay) if decoupled_weight_decay else (decay, block)
     return optax.chain(*parts, scale_by_learning_rate(learning_rate))

@@ -10,12 +10,17 @@ from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
     check,
+    check_params,
     scale_by_learning_rate,
     update_moment,
+    zeros_like,
 )
 
 
 class ScaleByLionState(NamedTuple):
+    """State of :func:`scale_by_lion`, the fields of ``optax.ScaleByLionState``."""
+
+    count: jax.Array  # steps taken so far
     mu: optax.Updates  # m, the momentum (an average with decay b2)
 
 
@@ -37,12 +42,14 @@ def scale_by_lion(
     check("b2", b2, 0.0, 1.0, high_open=False)
 
     def init_fn(params):
-        return ScaleByLionState(mu=jax.tree.map(jnp.zeros_like, params))
+        check_params(params)
+        return ScaleByLionState(count=jnp.zeros([], jnp.int32), mu=zeros_like(params))
 
     def update_fn(updates, state, params=None):
         del params
         direction = jax.tree.map(jnp.sign, update_moment(updates, state.mu, b1))
-        return direction, ScaleByLionState(mu=update_moment(updates, state.mu, b2))
+        mu = update_moment(updates, state.mu, b2)
+        return direction, ScaleByLionState(count=optax.safe_increment(state.count), mu=mu)
 
     return optax.GradientTransformation(init_fn, update_fn)
 

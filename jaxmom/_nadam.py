@@ -11,12 +11,18 @@ from jaxmom._base import (
     add_weight_decay,
     bias_correction,
     check,
+    check_flag,
+    check_params,
     scale_by_learning_rate,
     update_moment,
+    update_second_moment,
+    zeros_like,
 )
 
 
 class ScaleByNadamState(NamedTuple):
+    """State of :func:`scale_by_nadam`."""
+
     count: jax.Array  # steps taken so far
     mu_product: jax.Array  # the product of the momentum schedule, mu_1 ... mu_t
     mu: optax.Updates  # m, the first moment
@@ -48,11 +54,12 @@ def scale_by_nadam(
     check("momentum_decay", momentum_decay)
 
     def init_fn(params):
+        check_params(params)
         return ScaleByNadamState(
             count=jnp.zeros([], jnp.int32),
             mu_product=jnp.ones([]),
-            mu=jax.tree.map(jnp.zeros_like, params),
-            nu=jax.tree.map(jnp.zeros_like, params),
+            mu=zeros_like(params),
+            nu=zeros_like(params),
         )
 
     def update_fn(updates, state, params=None):
@@ -62,7 +69,7 @@ def scale_by_nadam(
         mu_next = b1 * (1 - 0.5 * 0.96 ** ((count + 1) * momentum_decay))
         mu_product = (state.mu_product * mu_t).astype(state.mu_product.dtype)
         mu = update_moment(updates, state.mu, b1)
-        nu = update_moment(jax.tree.map(jnp.square, updates), state.nu, b2)
+        nu = update_second_moment(updates, state.nu, b2)
         c2 = bias_correction(b2, count)
         g_weight = (1 - mu_t) / (1 - mu_product)
         m_weight = mu_next / (1 - mu_product * mu_next)
@@ -135,5 +142,6 @@ def nadam(
     check("weight_decay", weight_decay)
     block = scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay)
     decay = add_weight_decay(weight_decay)
+    check_flag("decoupled_weight_decay", decoupled_weight_decay)
     parts = (block, decay) if decoupled_weight_decay else (decay, block)
     return optax.chain(*parts, scale_by_learning_rate(learning_rate))

@@ -9,15 +9,22 @@ import optax
 
 from jaxmom._base import (
     ScalarOrSchedule,
+    abs_sq,
     add_weight_decay,
     bias_correction,
     check,
+    check_flag,
+    check_params,
     scale_by_learning_rate,
     update_moment,
+    update_second_moment,
+    zeros_like,
 )
 
 
 class ScaleByQhadamState(NamedTuple):
+    """State of :func:`scale_by_qhadam`."""
+
     count: jax.Array  # steps taken so far
     mu: optax.Updates  # m, the first moment (not debiased)
     nu: optax.Updates  # v, the second moment (not debiased)
@@ -50,22 +57,23 @@ def scale_by_qhadam(
     check("eps", eps)
 
     def init_fn(params):
+        check_params(params)
         return ScaleByQhadamState(
             count=jnp.zeros([], jnp.int32),
-            mu=jax.tree.map(jnp.zeros_like, params),
-            nu=jax.tree.map(jnp.zeros_like, params),
+            mu=zeros_like(params),
+            nu=zeros_like(params),
         )
 
     def update_fn(updates, state, params=None):
         del params
         count = optax.safe_increment(state.count)
         mu = update_moment(updates, state.mu, b1)
-        nu = update_moment(jax.tree.map(jnp.square, updates), state.nu, b2)
+        nu = update_second_moment(updates, state.nu, b2)
         c1, c2 = bias_correction(b1, count), bias_correction(b2, count)
 
         def direction(g, m, v):
             numerator = nu1 * (m / c1) + (1 - nu1) * g
-            denom = jnp.sqrt(nu2 * (v / c2) + (1 - nu2) * jnp.square(g)) + eps
+            denom = jnp.sqrt(nu2 * (v / c2) + (1 - nu2) * abs_sq(g)) + eps
             return (numerator / denom).astype(g.dtype)
 
         updates = jax.tree.map(direction, updates, mu, nu)
@@ -135,5 +143,6 @@ def qhadam(
     """
     block = scale_by_qhadam(b1, b2, nu1, nu2, eps)
     decay = add_weight_decay(weight_decay)
+    check_flag("decoupled_weight_decay", decoupled_weight_decay)
     parts = (block, decay) if decoupled_weight_decay else (decay, block)
     return optax.chain(*parts, scale_by_learning_rate(learning_rate))

@@ -3,7 +3,6 @@
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -11,12 +10,17 @@ from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
     check,
+    check_flag,
+    check_params,
     scale_by_learning_rate,
     update_moment,
+    zeros_like,
 )
 
 
 class ScaleByQhmState(NamedTuple):
+    """State of :func:`scale_by_qhm`."""
+
     buffer: optax.Updates  # b, the exponentially weighted average of gradients
 
 
@@ -36,7 +40,8 @@ def scale_by_qhm(
     check("nu", nu, -np.inf, np.inf)
 
     def init_fn(params):
-        return ScaleByQhmState(buffer=jax.tree.map(jnp.zeros_like, params))
+        check_params(params)
+        return ScaleByQhmState(buffer=zeros_like(params))
 
     def update_fn(updates, state, params=None):
         del params
@@ -100,5 +105,6 @@ def qhm(
       Ma and Yarats, *Quasi-hyperbolic momentum and Adam for deep learning*, ICLR 2019.
     """
     block, decay = scale_by_qhm(momentum, nu), add_weight_decay(weight_decay)
+    check_flag("decoupled_weight_decay", decoupled_weight_decay)
     parts = (block, decay) if decoupled_weight_decay else (decay, block)
     return optax.chain(*parts, scale_by_learning_rate(learning_rate))

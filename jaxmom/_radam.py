@@ -11,12 +11,18 @@ from jaxmom._base import (
     add_weight_decay,
     bias_correction,
     check,
+    check_flag,
+    check_params,
     scale_by_learning_rate,
     update_moment,
+    update_second_moment,
+    zeros_like,
 )
 
 
 class ScaleByRadamState(NamedTuple):
+    """State of :func:`scale_by_radam`, the fields of ``optax.ScaleByAdamState``."""
+
     count: jax.Array  # steps taken so far
     mu: optax.Updates  # m, the first moment
     nu: optax.Updates  # v, the second moment
@@ -45,17 +51,18 @@ def scale_by_radam(
     check("eps", eps)
 
     def init_fn(params):
+        check_params(params)
         return ScaleByRadamState(
             count=jnp.zeros([], jnp.int32),
-            mu=jax.tree.map(jnp.zeros_like, params),
-            nu=jax.tree.map(jnp.zeros_like, params),
+            mu=zeros_like(params),
+            nu=zeros_like(params),
         )
 
     def update_fn(updates, state, params=None):
         del params
         count = optax.safe_increment(state.count)
         mu = update_moment(updates, state.mu, b1)
-        nu = update_moment(jax.tree.map(jnp.square, updates), state.nu, b2)
+        nu = update_second_moment(updates, state.nu, b2)
         c1, c2 = bias_correction(b1, count), bias_correction(b2, count)
         rho_inf = 2 / (1 - b2) - 1
         rho_t = rho_inf - 2 * count * b2**count / c2
@@ -134,5 +141,6 @@ def radam(
     """
     check("weight_decay", weight_decay)
     block, decay = scale_by_radam(b1, b2, eps), add_weight_decay(weight_decay)
+    check_flag("decoupled_weight_decay", decoupled_weight_decay)
     parts = (block, decay) if decoupled_weight_decay else (decay, block)
     return optax.chain(*parts, scale_by_learning_rate(learning_rate))

@@ -6,10 +6,19 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmom._base import ScalarOrSchedule, add_weight_decay, check, is_zero, learning_rate_at
+from jaxmom._base import (
+    ScalarOrSchedule,
+    add_weight_decay,
+    check,
+    check_params,
+    is_zero,
+    learning_rate_at,
+)
 
 
 class ScheduleFreeSgdState(NamedTuple):
+    """State of :func:`scale_by_schedule_free_sgd`; :func:`schedule_free_eval_params` reads it."""
+
     count: jax.Array  # k, steps taken so far
     z: optax.Updates  # z_k, the plain SGD sequence; starts at the parameters
     weight_sum: jax.Array  # the sum of the averaging weights so far
@@ -49,6 +58,7 @@ def scale_by_schedule_free_sgd(
     check("r", r)
 
     def init_fn(params):
+        check_params(params)
         return ScheduleFreeSgdState(
             count=jnp.zeros([], jnp.int32),
             z=jax.tree.map(jnp.copy, params),

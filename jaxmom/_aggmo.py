@@ -4,6 +4,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxmom._base import (
@@ -40,7 +41,7 @@ def scale_by_aggmo(betas: jax.typing.ArrayLike = (0.0, 0.9, 0.99)) -> optax.Grad
         check("betas", betas, 0.0, 1.0)
         count = jnp.shape(betas)[0] if jnp.ndim(betas) == 1 else 0
     if count == 0:
-        raise ValueError(f"betas must be a non-empty 1-D sequence, got {betas!r}")
+        raise ValueError(f"betas must be a non-empty 1-D sequence, got shape {np.shape(betas)}")
 
     def init_fn(params):
         check_params(params)

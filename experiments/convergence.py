@@ -25,7 +25,8 @@ import optax
 from _plotting import output_dir, save
 
 import jaxmom
-from jaxmom import demos, theory
+from jaxmom import theory
+from jaxmom.studies import tutorials
 
 KAPPAS = (10.0, 100.0, 1000.0, 10000.0)
 STEPS = 20000
@@ -48,14 +49,14 @@ COLORS = {
 def run(kappas=KAPPAS, steps=STEPS, n=8):
     """Error curves and rates per method: ``{method: (errors (len(kappas), steps+1), measured,
     spectral radius, closed form)}``, rates as arrays over ``kappas``."""
-    eigenvalues = np.stack([demos.spectrum(k, n) for k in kappas])
+    eigenvalues = np.stack([tutorials.spectrum(k, n) for k in kappas])
     results = {}
     for method in theory.METHODS:
         lrs, momenta = np.array([theory.tuning(method, 1.0, k) for k in kappas]).T
-        errors = demos.quadratic_errors(
+        errors = tutorials.quadratic_errors(
             lrs, momenta, eigenvalues, nesterov=method == "nesterov", steps=steps
         )
-        measured = np.array([demos.measured_rate(e) for e in errors])
+        measured = np.array([tutorials.measured_rate(e) for e in errors])
         radius = np.array(
             [
                 theory.spectral_radius(method, lr, m, ev)
@@ -94,7 +95,7 @@ def _errors(make, hparams, eigenvalues, steps):
 
 def run_family(kappas=KAPPAS, steps=STEPS, n=8):
     """QHM and AggMo as :func:`run`: ``{method: (errors, measured, spectral radius)}``."""
-    eigenvalues = np.stack([demos.spectrum(k, n) for k in kappas])
+    eigenvalues = np.stack([tutorials.spectrum(k, n) for k in kappas])
     qhm = np.array([theory.qhm_tuning(1.0, k) for k in kappas])
     aggmo = [theory.aggmo_tuning(1.0, k) for k in kappas]
     settings = {
@@ -112,7 +113,7 @@ def run_family(kappas=KAPPAS, steps=STEPS, n=8):
     results = {}
     for method, (make, hparams, radius) in settings.items():
         errors = _errors(make, hparams, eigenvalues, steps)
-        measured = np.array([demos.measured_rate(e) for e in errors])
+        measured = np.array([tutorials.measured_rate(e) for e in errors])
         results[method] = (errors, measured, np.array(radius), None)
     return results
 

@@ -7,7 +7,8 @@ import optax
 import pytest
 
 import jaxmom
-from jaxmom import demos, theory
+from jaxmom import theory
+from jaxmom.studies import tutorials
 
 KAPPAS = [2.0, 10.0, 100.0, 1e4]
 
@@ -143,7 +144,7 @@ def test_qhm_and_aggmo_contain_heavy_ball_and_nesterov():
 @pytest.mark.parametrize("kappa", [10.0, 100.0])
 def test_qhm_and_aggmo_measured_rates_equal_the_spectral_radius(kappa):
     """-log(rate) measured on jaxmom.qhm and jaxmom.aggmo is within 5% of the spectral radius."""
-    eigenvalues = demos.spectrum(kappa)
+    eigenvalues = tutorials.spectrum(kappa)
     lr, beta, nu = theory.qhm_tuning(1.0, kappa)
     lr_a, betas = theory.aggmo_tuning(1.0, kappa)
     cases = [
@@ -161,7 +162,7 @@ def test_qhm_and_aggmo_measured_rates_equal_the_spectral_radius(kappa):
 
             x0 = jnp.ones(eigenvalues.size, jnp.float64)
             _, errors = jax.jit(lambda x: jax.lax.scan(step, (x, tx.init(x)), length=3000))(x0)
-            measured = demos.measured_rate(np.r_[np.sqrt(eigenvalues.size), errors])
+            measured = tutorials.measured_rate(np.r_[np.sqrt(eigenvalues.size), errors])
             assert np.log(measured) == pytest.approx(np.log(radius), rel=0.05)
             assert radius < theory.gd_rate(kappa)  # momentum helps
 

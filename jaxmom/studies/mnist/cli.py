@@ -9,6 +9,7 @@ then a summary table, and writes into --out: results.json (one record per run), 
 and loss_curves.png (semilogy loss every 30 steps, test accuracy per epoch).
 
     python3 experiments/mnist.py                                    # the study
+    python3 experiments/mnist.py --study family                     # AdamW ... schedule-free SGD
     python3 experiments/mnist.py --optimizer sgd,adam --lr 0.05     # chosen optimizers
     python3 experiments/mnist.py --dataset fashion_mnist --data-dir /usr/share/datasets/fashion-mnist
     python3 experiments/mnist.py --sweep --lr 0.003,0.01,0.03,0.1 --momentum 0,0.5,0.9,0.99
@@ -31,7 +32,7 @@ from jaxmom.studies.mnist import data, report
 from jaxmom.studies.mnist.config import (
     INITS,
     OPTIMIZERS,
-    STUDY,
+    STUDIES,
     Config,
     StudyRun,
     hyperparameters,
@@ -109,6 +110,14 @@ def build_parser() -> Parser:
         help="optimizer(s) to train, repeatable or comma-separated, from: "
         f"{', '.join(OPTIMIZERS)}. Without it: the seed tutorials' study "
         "(sgd, momentum in both forms, adam, rmsprop, adagrad, adadelta)",
+    )
+    group.add_argument(
+        "--study",
+        choices=STUDIES,
+        help="without --optimizer: tutorials (the default) is the seed tutorials' study; family "
+        "trains momentum sgd, adam and the rest of the momentum family (adamw, nadam, radam, "
+        "adamax, lion, qhm, qhadam, aggmo, schedule_free_sgd) at their published defaults, from "
+        "the same initial weights and batches",
     )
     for name, h in hyperparameters().items():
         text = f"{h['help']} ({', '.join(h['optimizers'])})"
@@ -215,6 +224,10 @@ def parse_args(argv=None):
     for name in ("epochs", "batch_size", "max_train_samples", "max_test_samples"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.study is not None and (args.optimizer or args.sweep):
+        p.error(
+            "--study trains a fixed list of optimizers: give it without --optimizer and --sweep"
+        )
     if not args.divergence_factor > 1:
         p.error(f"--divergence-factor must be above 1, got {args.divergence_factor:g}")
     lists = [h["flag"] for n, h in hyperparameters().items() if len(getattr(args, n) or ()) > 1]
@@ -249,7 +262,7 @@ def run_configs(p: Parser, args: argparse.Namespace) -> list[Config]:
     elif args.sweep:
         runs = [StudyRun("sgd", "sgd")]
     else:
-        runs = list(STUDY)
+        runs = list(STUDIES[args.study or "tutorials"])
     given = {k: v[0] for k, v in given_hparams(args).items()}
     chosen = {k: True for k in options() if getattr(args, k)}
     flags = {n: h["flag"] for n, h in hyperparameters().items()}
@@ -428,6 +441,8 @@ def study_main(p: Parser, args: argparse.Namespace) -> int:
         f"init {args.init}\n{report.summary_table(records)}"
     )
     subset = " (embedded 4k/1k subset)" if dataset.source.startswith("embedded") else ""
+    if args.study == "family":
+        subset += ", the momentum family"
     report.write_outputs(
         out,
         records,

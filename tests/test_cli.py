@@ -319,7 +319,7 @@ def test_one_registry_entry_adds_an_optimizer_with_array_and_integer_hyperparame
     monkeypatch.setattr(cli, "OPTIMIZERS", patched)
     monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
     text = " ".join(cli.build_parser().format_help().split())
-    assert "rmsprop, adam, toy." in text
+    assert "qhadam, aggmo, schedule_free_sgd, toy." in text
     assert "--betas X momentum terms, averaged (toy); an array" in text
     assert "--warmup-steps N divides the learning rate (toy)" in text
     assert "--nesterov Nesterov momentum (sgd, sutskever_sgd, toy)" in text

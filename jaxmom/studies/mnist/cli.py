@@ -78,7 +78,8 @@ def study_defaults() -> str:
     lines = ["hyperparameter defaults when a flag is not given (the seed tutorials' settings):"]
     for spec in OPTIMIZERS.values():
         values = " ".join(f"{k}={fmt(v)}" for k, v in spec.defaults.items())
-        flags = f"  [--{', --'.join(spec.options)}]" if spec.options else ""
+        names = [o.replace("_", "-") for o in spec.options]
+        flags = f"  [--{', --'.join(names)}]" if spec.options else ""
         lines.append(f"  {spec.name:14s} {values}{flags}")
     lines += [spec.note for spec in OPTIMIZERS.values() if spec.note]
     return "\n".join(lines)
@@ -132,7 +133,10 @@ def build_parser() -> Parser:
         )
     for name, o in options().items():
         group.add_argument(
-            f"--{name}", action="store_true", help=f"{o['help']} ({', '.join(o['optimizers'])})"
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            action="store_true",
+            help=f"{o['help']} ({', '.join(o['optimizers'])})",
         )
     group = p.add_argument_group("training")
     group.add_argument("--epochs", type=int, default=5, help="epochs per optimizer (default 5)")
@@ -274,7 +278,7 @@ def run_configs(p: Parser, args: argparse.Namespace) -> list[Config]:
     for name in [*given, *chosen]:
         if name not in takes:
             p.error(
-                f"--{flags.get(name, name)} applies to none of the optimizers "
+                f"--{flags.get(name, name.replace('_', '-'))} applies to none of the optimizers "
                 f"({', '.join(sorted({r.optimizer for r in runs}))})"
             )
     configs, labels = [], set()

@@ -21,7 +21,7 @@ from jaxmom._base import (
 class ScaleByAdamaxState(NamedTuple):
     """State of :func:`scale_by_adamax`."""
 
-    count: jax.Array  # steps taken so far
+    count: jax.typing.ArrayLike  # steps taken so far
     mu: optax.Updates  # m, the first moment
     inf_norm: optax.Updates  # u, the decayed running maximum of |g| + eps
 

@@ -1,5 +1,6 @@
 """Aggregated momentum (AggMo), with pytorch_optimizer.AggMo's semantics."""
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
@@ -14,16 +15,19 @@ from jaxmom._base import (
     check_flag,
     check_params,
     scale_by_learning_rate,
+    zeros_like,
 )
 
 
 class ScaleByAggmoState(NamedTuple):
     """State of :func:`scale_by_aggmo`."""
 
-    buffers: optax.Updates  # b_1 ... b_K, stacked on a new leading axis of each leaf
+    buffers: tuple  # (b_1, ..., b_K), one tree like the parameters each
 
 
-def scale_by_aggmo(betas: jax.typing.ArrayLike = (0.0, 0.9, 0.99)) -> optax.GradientTransformation:
+def scale_by_aggmo(
+    betas: jax.typing.ArrayLike | Sequence[float] = (0.0, 0.9, 0.99),
+) -> optax.GradientTransformation:
     r"""AggMo's direction, the mean of K momentum buffers; see :func:`jaxmom.aggmo`.
 
     Args:
@@ -45,21 +49,17 @@ def scale_by_aggmo(betas: jax.typing.ArrayLike = (0.0, 0.9, 0.99)) -> optax.Grad
 
     def init_fn(params):
         check_params(params)
-        return ScaleByAggmoState(
-            buffers=jax.tree.map(lambda p: jnp.zeros((count, *p.shape), p.dtype), params)
-        )
+        return ScaleByAggmoState(buffers=tuple(zeros_like(params) for _ in range(count)))
 
     def update_fn(updates, state, params=None):
         del params
-
-        def accumulate(g, b):
-            decay = jnp.reshape(jnp.asarray(betas), (count,) + (1,) * g.ndim)
-            return (decay * b + g).astype(b.dtype)
-
-        buffers = jax.tree.map(accumulate, updates, state.buffers)
-        updates = jax.tree.map(
-            lambda g, b: (jnp.sum(b, 0) / count).astype(g.dtype), updates, buffers
+        # K separate trees, not one stacked axis: XLA:CPU runs the stacked form 10x slower
+        decay = jnp.asarray(betas)
+        buffers = tuple(
+            jax.tree.map(lambda g, b, i=i: (decay[i] * b + g).astype(b.dtype), updates, buffer)
+            for i, buffer in enumerate(state.buffers)
         )
+        updates = jax.tree.map(lambda g, *b: (sum(b) / count).astype(g.dtype), updates, *buffers)
         return updates, ScaleByAggmoState(buffers=buffers)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -67,7 +67,7 @@ def scale_by_aggmo(betas: jax.typing.ArrayLike = (0.0, 0.9, 0.99)) -> optax.Grad
 
 def aggmo(
     learning_rate: ScalarOrSchedule,
-    betas: jax.typing.ArrayLike = (0.0, 0.9, 0.99),
+    betas: jax.typing.ArrayLike | Sequence[float] = (0.0, 0.9, 0.99),
     *,
     weight_decay: jax.typing.ArrayLike = 0.0,
     decoupled_weight_decay: bool = False,

@@ -20,7 +20,7 @@ from jaxmom._base import (
 class ScaleByLionState(NamedTuple):
     """State of :func:`scale_by_lion`, the fields of ``optax.ScaleByLionState``."""
 
-    count: jax.Array  # steps taken so far
+    count: jax.typing.ArrayLike  # steps taken so far
     mu: optax.Updates  # m, the momentum (an average with decay b2)
 
 

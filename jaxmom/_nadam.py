@@ -23,7 +23,7 @@ from jaxmom._base import (
 class ScaleByNadamState(NamedTuple):
     """State of :func:`scale_by_nadam`."""
 
-    count: jax.Array  # steps taken so far
+    count: jax.typing.ArrayLike  # steps taken so far
     mu_product: jax.Array  # the product of the momentum schedule, mu_1 ... mu_t
     mu: optax.Updates  # m, the first moment
     nu: optax.Updates  # v, the second moment

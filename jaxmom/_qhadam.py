@@ -25,7 +25,7 @@ from jaxmom._base import (
 class ScaleByQhadamState(NamedTuple):
     """State of :func:`scale_by_qhadam`."""
 
-    count: jax.Array  # steps taken so far
+    count: jax.typing.ArrayLike  # steps taken so far
     mu: optax.Updates  # m, the first moment (not debiased)
     nu: optax.Updates  # v, the second moment (not debiased)
 

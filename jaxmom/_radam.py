@@ -23,7 +23,7 @@ from jaxmom._base import (
 class ScaleByRadamState(NamedTuple):
     """State of :func:`scale_by_radam`, the fields of ``optax.ScaleByAdamState``."""
 
-    count: jax.Array  # steps taken so far
+    count: jax.typing.ArrayLike  # steps taken so far
     mu: optax.Updates  # m, the first moment
     nu: optax.Updates  # v, the second moment
 

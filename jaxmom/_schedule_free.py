@@ -19,7 +19,7 @@ from jaxmom._base import (
 class ScheduleFreeSgdState(NamedTuple):
     """State of :func:`scale_by_schedule_free_sgd`; :func:`schedule_free_eval_params` reads it."""
 
-    count: jax.Array  # k, steps taken so far
+    count: jax.typing.ArrayLike  # k, steps taken so far
     z: optax.Updates  # z_k, the plain SGD sequence; starts at the parameters
     weight_sum: jax.Array  # the sum of the averaging weights so far
     lr_max: jax.Array  # the largest learning rate so far (-1 before the first step)

@@ -23,7 +23,7 @@ from jaxmom._base import (
 class ScaleByAdamState(NamedTuple):
     """State of :func:`scale_by_adam`, the fields of ``optax.ScaleByAdamState``."""
 
-    count: jax.Array  # steps taken so far
+    count: jax.typing.ArrayLike  # steps taken so far
     mu: optax.Updates  # m, the first moment
     nu: optax.Updates  # v, the second moment, of |g|^2
 
@@ -35,7 +35,7 @@ class ScaleByAmsgradState(NamedTuple):
     the maximum of the bias-corrected ones.
     """
 
-    count: jax.Array  # steps taken so far
+    count: jax.typing.ArrayLike  # steps taken so far
     mu: optax.Updates  # m, the first moment
     nu: optax.Updates  # v, the second moment, of |g|^2
     nu_max: optax.Updates  # max(v_1, ..., v_t)

@@ -12,7 +12,7 @@ as a concrete array and to ``update`` as a traced one.
 """
 
 import numbers
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -74,8 +74,10 @@ def check(name, value, low=0.0, high=np.inf, *, high_open=True, allow_schedule=N
         raise TypeError(f"{name} must be a number in {interval}, got the callable {value!r}")
     dtype = getattr(value, "dtype", None)
     numeric = isinstance(value, _NUMBERS) and not isinstance(value, (bool, np.bool_))
-    array = isinstance(value, (np.ndarray, jax.Array)) and (
-        jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)
+    array = (
+        isinstance(value, (np.ndarray, jax.Array))
+        and dtype is not None
+        and (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating))
     )
     if not (numeric or array):
         kind = f"{type(value).__name__}" + (f" of dtype {dtype}" if dtype is not None else "")
@@ -167,7 +169,7 @@ def bias_correction(decay, count):
 class ScaleByLearningRateState(NamedTuple):
     """State of :func:`scale_by_learning_rate` with a schedule (a constant keeps none)."""
 
-    count: jax.Array  # steps taken so far, the schedule's argument
+    count: jax.typing.ArrayLike  # steps taken so far, the schedule's argument
 
 
 def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> optax.GradientTransformation:
@@ -185,21 +187,19 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> optax.GradientTra
       :class:`ScaleByLearningRateState` with the step count.
     """
     check("learning_rate", learning_rate)
-    schedule = callable(learning_rate)
 
     def init_fn(params):
         check_params(params)
-        if schedule:
+        if callable(learning_rate):
             return ScaleByLearningRateState(count=jnp.zeros([], jnp.int32))
         return optax.EmptyState()
 
     def update_fn(updates, state, params=None):
         del params
-        if schedule:
+        lr: Any = learning_rate
+        if callable(learning_rate):
             lr = learning_rate(state.count)
             state = ScaleByLearningRateState(count=optax.safe_increment(state.count))
-        else:
-            lr = learning_rate
         updates = jax.tree.map(lambda u: (-lr * u).astype(u.dtype), updates)
         return updates, state
 

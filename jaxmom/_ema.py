@@ -21,7 +21,7 @@ from jaxmom._base import (
 class EmaState(NamedTuple):
     """State of :func:`ema`, the fields of ``optax.EmaState``."""
 
-    count: jax.Array  # values seen so far
+    count: jax.typing.ArrayLike  # values seen so far
     ema: optax.Updates  # v_t, never debiased
 
 

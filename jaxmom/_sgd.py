@@ -23,7 +23,7 @@ from jaxmom._base import (
 class ScaleByMomentumState(NamedTuple):
     """State of :func:`scale_by_momentum`: PyTorch's ``momentum_buffer`` and the step count."""
 
-    count: jax.Array  # steps taken so far; the first step sets b_1 = g_1
+    count: jax.typing.ArrayLike  # steps taken so far; the first step sets b_1 = g_1
     buffer: optax.Updates  # b, the momentum buffer, like the parameters
 
 
@@ -55,8 +55,8 @@ def scale_by_momentum(
       An ``optax.GradientTransformation`` whose updates are :math:`d_t`, with a
       :class:`ScaleByMomentumState` (or ``optax.EmptyState`` for a static zero momentum).
 
-    Equal to ``optax.trace(momentum, nesterov=nesterov)`` when ``dampening`` is 0, defaults
-    included (``optax.trace`` needs its ``decay``).
+    Equal to ``optax.trace(momentum, nesterov=nesterov)`` when ``dampening`` is 0; both default
+    to ``nesterov=False``.
     """
     check("momentum", momentum, 0.0, 1.0)
     check("dampening", dampening, 0.0, 1.0, high_open=False)
@@ -79,9 +79,9 @@ def scale_by_momentum(
         del params
         first = state.count == 0
         # torch ignores dampening when momentum == 0 (it keeps no buffer): so must a traced 0
-        damping = jnp.where(momentum == 0, 0.0, dampening)
+        kept = jnp.where(momentum == 0, 1.0, 1 - dampening)
         buffer = jax.tree.map(
-            lambda g, b: jnp.where(first, g, momentum * b + (1 - damping) * g).astype(b.dtype),
+            lambda g, b: jnp.where(first, g, momentum * b + kept * g).astype(b.dtype),
             updates,
             state.buffer,
         )

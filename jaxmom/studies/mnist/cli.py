@@ -22,6 +22,7 @@ jaxmom/studies/mnist/config.py.
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -454,6 +455,18 @@ def study_main(p: Parser, args: argparse.Namespace) -> int:
     )
     print(f"total wall time: {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def run() -> NoReturn:
+    """The script's entry point: ``sys.exit(main())``, except after Ctrl-C, where the process
+    ends at once with status 130: JAX's compile and run threads may still be busy, and tearing
+    the interpreter down around them can crash it."""
+    status = main()
+    if status == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(status)
 
 
 def main(argv=None) -> int:

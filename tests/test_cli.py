@@ -97,7 +97,7 @@ def test_errors_are_one_line_without_traceback(tmp_path, case):
         "bad file": (["--data-dir", str(tmp_path / "d")], f"{bad}: truncated"),
         "missing dir": (["--data-dir", str(tmp_path / "nope")], "does not exist"),
         "bad source": (["--source", "ftp"], "invalid choice: 'ftp'"),
-        "bad optimizer": (["--optimizer", "sgd,lion"], "unknown optimizer 'lion'"),
+        "bad optimizer": (["--optimizer", "sgd,lamb"], "unknown optimizer 'lamb'"),
         "flag applies to none": (
             ["--optimizer", "adam", "--rho", "0.5", "--source", "embedded"],
             "--rho applies to none",
@@ -319,9 +319,10 @@ def test_one_registry_entry_adds_an_optimizer_with_array_and_integer_hyperparame
     monkeypatch.setattr(cli, "OPTIMIZERS", patched)
     monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
     text = " ".join(cli.build_parser().format_help().split())
-    assert "rmsprop, adam, toy." in text
-    assert "--betas X momentum terms, averaged (toy); an array" in text
-    assert "--warmup-steps N divides the learning rate (toy)" in text
+    assert "qhadam, aggmo, schedule_free_sgd, toy." in text
+    # betas and warmup_steps already have their help (from aggmo, schedule_free_sgd)
+    assert "--betas X damping of each of AggMo's K velocities (aggmo, toy); an array" in text
+    assert "--warmup-steps N linear learning-rate warmup, in steps (schedule_free_sgd, toy)" in text
     assert "--nesterov Nesterov momentum (sgd, sutskever_sgd, toy)" in text
     assert "toy learning_rate=0.1 betas=0,0.9 warmup_steps=10 [--nesterov]" in text
 

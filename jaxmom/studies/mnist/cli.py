@@ -9,6 +9,7 @@ then a summary table, and writes into --out: results.json (one record per run), 
 and loss_curves.png (semilogy loss every 30 steps, test accuracy per epoch).
 
     python3 experiments/mnist.py                                    # the study
+    python3 experiments/mnist.py --study family                     # AdamW ... schedule-free SGD
     python3 experiments/mnist.py --optimizer sgd,adam --lr 0.05     # chosen optimizers
     python3 experiments/mnist.py --dataset fashion_mnist --data-dir /usr/share/datasets/fashion-mnist
     python3 experiments/mnist.py --sweep --lr 0.003,0.01,0.03,0.1 --momentum 0,0.5,0.9,0.99
@@ -32,7 +33,7 @@ from jaxmom.studies.mnist import data, report
 from jaxmom.studies.mnist.config import (
     INITS,
     OPTIMIZERS,
-    STUDY,
+    STUDIES,
     Config,
     StudyRun,
     hyperparameters,
@@ -78,7 +79,8 @@ def study_defaults() -> str:
     lines = ["hyperparameter defaults when a flag is not given (the seed tutorials' settings):"]
     for spec in OPTIMIZERS.values():
         values = " ".join(f"{k}={fmt(v)}" for k, v in spec.defaults.items())
-        flags = f"  [--{', --'.join(spec.options)}]" if spec.options else ""
+        names = [o.replace("_", "-") for o in spec.options]
+        flags = f"  [--{', --'.join(names)}]" if spec.options else ""
         lines.append(f"  {spec.name:14s} {values}{flags}")
     lines += [spec.note for spec in OPTIMIZERS.values() if spec.note]
     return "\n".join(lines)
@@ -111,6 +113,14 @@ def build_parser() -> Parser:
         f"{', '.join(OPTIMIZERS)}. Without it: the seed tutorials' study "
         "(sgd, momentum in both forms, adam, rmsprop, adagrad, adadelta)",
     )
+    group.add_argument(
+        "--study",
+        choices=STUDIES,
+        help="without --optimizer: tutorials (the default) is the seed tutorials' study; family "
+        "trains momentum sgd, adam and the rest of the momentum family (adamw, nadam, radam, "
+        "adamax, lion, qhm, qhadam, aggmo, schedule_free_sgd) at their published defaults, from "
+        "the same initial weights and batches",
+    )
     for name, h in hyperparameters().items():
         text = f"{h['help']} ({', '.join(h['optimizers'])})"
         if h["kind"] is tuple:
@@ -124,7 +134,10 @@ def build_parser() -> Parser:
         )
     for name, o in options().items():
         group.add_argument(
-            f"--{name}", action="store_true", help=f"{o['help']} ({', '.join(o['optimizers'])})"
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            action="store_true",
+            help=f"{o['help']} ({', '.join(o['optimizers'])})",
         )
     group = p.add_argument_group("training")
     group.add_argument("--epochs", type=int, default=5, help="epochs per optimizer (default 5)")
@@ -216,6 +229,10 @@ def parse_args(argv=None):
     for name in ("epochs", "batch_size", "max_train_samples", "max_test_samples"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.study is not None and (args.optimizer or args.sweep):
+        p.error(
+            "--study trains a fixed list of optimizers: give it without --optimizer and --sweep"
+        )
     if not args.divergence_factor > 1:
         p.error(f"--divergence-factor must be above 1, got {args.divergence_factor:g}")
     lists = [h["flag"] for n, h in hyperparameters().items() if len(getattr(args, n) or ()) > 1]
@@ -250,7 +267,7 @@ def run_configs(p: Parser, args: argparse.Namespace) -> list[Config]:
     elif args.sweep:
         runs = [StudyRun("sgd", "sgd")]
     else:
-        runs = list(STUDY)
+        runs = list(STUDIES[args.study or "tutorials"])
     given = {k: v[0] for k, v in given_hparams(args).items()}
     chosen = {k: True for k in options() if getattr(args, k)}
     flags = {n: h["flag"] for n, h in hyperparameters().items()}
@@ -262,7 +279,7 @@ def run_configs(p: Parser, args: argparse.Namespace) -> list[Config]:
     for name in [*given, *chosen]:
         if name not in takes:
             p.error(
-                f"--{flags.get(name, name)} applies to none of the optimizers "
+                f"--{flags.get(name, name.replace('_', '-'))} applies to none of the optimizers "
                 f"({', '.join(sorted({r.optimizer for r in runs}))})"
             )
     configs, labels = [], set()
@@ -429,6 +446,8 @@ def study_main(p: Parser, args: argparse.Namespace) -> int:
         f"init {args.init}\n{report.summary_table(records)}"
     )
     subset = " (embedded 4k/1k subset)" if dataset.source.startswith("embedded") else ""
+    if args.study == "family":
+        subset += ", the momentum family"
     report.write_outputs(
         out,
         records,

@@ -38,7 +38,7 @@ FLAG_NAMES = {"learning_rate": "lr"}
 COMMON_HELP = {
     "learning_rate": "learning rate",
     "momentum": "momentum mu",
-    "weight_decay": "L2 term wd*p added to the gradient",
+    "weight_decay": "weight decay wd: L2 term wd*p added to the gradient (decoupled for adamw, lion)",
     "eps": "denominator epsilon",
 }
 
@@ -62,6 +62,8 @@ class OptimizerSpec:
       flags: hyperparameter -> flag name (without ``--``), where the default, the name with
         ``-`` for ``_`` (or :data:`FLAG_NAMES`), does not suit.
       note: a line for ``--help``'s list of defaults.
+      eval_params: ``eval_params(opt_state, params)``, the parameters to test where they are not
+        the trained ones (schedule-free SGD's :math:`x`); None tests ``params``.
     """
 
     name: str
@@ -71,6 +73,7 @@ class OptimizerSpec:
     help: Mapping[str, str] = dataclasses.field(default_factory=dict)
     flags: Mapping[str, str] = dataclasses.field(default_factory=dict)
     note: str = ""
+    eval_params: Callable[[Any, Any], Any] | None = None
 
     def __post_init__(self):
         for field in ("defaults", "options", "help", "flags"):
@@ -198,6 +201,94 @@ OPTIMIZERS: Mapping[str, OptimizerSpec] = registry(
         options={"amsgrad": "AMSGrad"},
         help={"b1": "first-moment decay", "b2": "second-moment decay"},
     ),
+    # the rest of the momentum family (issue 10): the reference implementations' defaults
+    OptimizerSpec(
+        "adamw",
+        jaxmom.adamw,
+        defaults={"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-2},
+        options={"amsgrad": "AMSGrad"},
+        note="adamw, lion: weight_decay is decoupled, p -= lr * wd * p (torch.optim.AdamW).",
+    ),
+    OptimizerSpec(
+        "nadam",
+        jaxmom.nadam,
+        defaults={
+            "learning_rate": 2e-3,
+            "b1": 0.9,
+            "b2": 0.999,
+            "eps": 1e-8,
+            "momentum_decay": 4e-3,
+            "weight_decay": 0.0,
+        },
+        options={"decoupled_weight_decay": "AdamW-style weight decay"},
+        help={"momentum_decay": "psi in NAdam's mu_t = b1 (1 - 0.96^(t psi) / 2)"},
+    ),
+    OptimizerSpec(
+        "radam",
+        jaxmom.radam,
+        defaults={"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0},
+        options={"decoupled_weight_decay": "AdamW-style weight decay"},
+    ),
+    OptimizerSpec(
+        "adamax",
+        jaxmom.adamax,
+        defaults={"learning_rate": 2e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0},
+    ),
+    OptimizerSpec(
+        "lion",
+        jaxmom.lion,
+        defaults={"learning_rate": 1e-4, "b1": 0.9, "b2": 0.99, "weight_decay": 0.0},
+    ),
+    OptimizerSpec(
+        "qhm",
+        jaxmom.qhm,
+        defaults={"learning_rate": 1.0, "momentum": 0.999, "nu": 0.7, "weight_decay": 0.0},
+        options={"decoupled_weight_decay": "AdamW-style weight decay"},
+        help={"nu": "QHM's immediate discount: 0 is SGD, 1 is EMA momentum"},
+        note="qhm's momentum is an EMA: qhm at lr 0.1, nu 1 takes sgd's steps at lr 0.01, 0.9.",
+    ),
+    OptimizerSpec(
+        "qhadam",
+        jaxmom.qhadam,
+        defaults={
+            "learning_rate": 1e-3,
+            "b1": 0.9,
+            "b2": 0.999,
+            "nu1": 1.0,
+            "nu2": 1.0,
+            "eps": 1e-8,
+            "weight_decay": 0.0,
+        },
+        options={"decoupled_weight_decay": "AdamW-style weight decay"},
+        help={"nu1": "QHAdam's first-moment discount", "nu2": "QHAdam's second-moment discount"},
+    ),
+    OptimizerSpec(
+        "aggmo",
+        jaxmom.aggmo,
+        defaults={"learning_rate": 1e-2, "betas": (0.0, 0.9, 0.99), "weight_decay": 0.0},
+        options={"decoupled_weight_decay": "AdamW-style weight decay"},
+        help={"betas": "damping of each of AggMo's K velocities"},
+    ),
+    OptimizerSpec(
+        "schedule_free_sgd",
+        jaxmom.schedule_free_sgd,
+        defaults={
+            "learning_rate": 1.0,
+            "b1": 0.9,
+            "warmup_steps": 0,
+            "weight_decay": 0.0,
+            "weight_lr_power": 2.0,
+            "r": 0.0,
+        },
+        help={
+            "warmup_steps": "linear learning-rate warmup, in steps",
+            "weight_lr_power": "the average's weights are lr_max to this power",
+            "r": "and (t+1)^r times that",
+        },
+        flags={"r": "average-power"},
+        note="schedule_free_sgd is tested at its evaluation parameters x (schedulefree's .eval()).",
+        eval_params=jaxmom.schedule_free_eval_params,
+    ),
 )
 
 INITS = ("torch", "flax")
@@ -292,6 +383,12 @@ def check_config(config: Config) -> None:
     spec.make(config.hparams, config.options)  # jaxmom checks the values
 
 
+def eval_params(name: str, opt_state, params):
+    """The parameters to test after training ``name``: its spec's ``eval_params``, or ``params``."""
+    spec = OPTIMIZERS[name]
+    return params if spec.eval_params is None else spec.eval_params(opt_state, params)
+
+
 def make_optimizer(name: str, hparams: Mapping, **options) -> optax.GradientTransformation:
     """The jaxmom optimizer ``name`` with numeric ``hparams`` (floats, arrays or traced values)."""
     return OPTIMIZERS[name].make(hparams, options)
@@ -320,3 +417,26 @@ STUDY = (
     StudyRun("adagrad", "adagrad", {"learning_rate": 1e-2}),
     StudyRun("adadelta", "adadelta", {"learning_rate": 1.0}),
 )
+
+# ``--study family``: the rest of the momentum family at the settings their authors publish, beside
+# the tutorials' momentum SGD and Adam. QHM's and QHAdam's are the QHM paper's recommendations
+# (QHM: beta 0.999, nu 0.7 at momentum SGD's EMA-form lr, here 0.01 / (1 - 0.9) = 0.1); AggMo's
+# are its paper's betas at the tutorials' SGD lr; the others are their packages' defaults.
+FAMILY_STUDY = (
+    StudyRun("momentum 0.9 (sgd)", "sgd", {"learning_rate": 1e-2, "momentum": 0.9}),
+    StudyRun("adam", "adam", {"learning_rate": 1e-3}),
+    StudyRun("adamw", "adamw", {"learning_rate": 1e-3, "weight_decay": 1e-2}),
+    StudyRun("nadam", "nadam", {"learning_rate": 2e-3}),
+    StudyRun("radam", "radam", {"learning_rate": 1e-3}),
+    StudyRun("adamax", "adamax", {"learning_rate": 2e-3}),
+    StudyRun("lion", "lion", {"learning_rate": 1e-4}),
+    StudyRun("qhm nu 0.7 beta 0.999", "qhm", {"learning_rate": 0.1, "momentum": 0.999, "nu": 0.7}),
+    StudyRun(
+        "qhadam nu1 0.7 b1 0.995",
+        "qhadam",
+        {"learning_rate": 1e-3, "b1": 0.995, "b2": 0.999, "nu1": 0.7, "nu2": 1.0},
+    ),
+    StudyRun("aggmo 0,0.9,0.99", "aggmo", {"learning_rate": 1e-2, "betas": (0.0, 0.9, 0.99)}),
+    StudyRun("schedule-free sgd", "schedule_free_sgd", {"learning_rate": 1.0}),
+)
+STUDIES = {"tutorials": STUDY, "family": FAMILY_STUDY}

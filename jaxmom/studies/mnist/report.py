@@ -86,15 +86,19 @@ def write_outputs(out, records, title):
             None,
         )
         style = {"ls": "--", "lw": 2.0} if twin else {"ls": "-", "lw": 1.3}
+        # more runs than the default colour cycle has colours: tab20
+        colour = {"color": plt.cm.tab20(i % 20)} if len(records) > 10 else {}
         label = f"{r['label']}: {r['final_train_loss']:.3f}" + (
             f" (same path as {twin})" if twin else ""
         )
         x = [s / r["steps_per_epoch"] for s in r["logged_steps"]]
         if len(x) >= SMOOTH_FROM:  # long, noisy curves: faint raw losses under their average
-            (line,) = ax_loss.semilogy(x, smoothed(r["logged_loss"]), label=label, **style)
+            (line,) = ax_loss.semilogy(
+                x, smoothed(r["logged_loss"]), label=label, **style, **colour
+            )
             ax_loss.semilogy(x, r["logged_loss"], color=line.get_color(), lw=0.6, alpha=0.25)
         else:
-            (line,) = ax_loss.semilogy(x, r["logged_loss"], label=label, **style)
+            (line,) = ax_loss.semilogy(x, r["logged_loss"], label=label, **style, **colour)
         ax_acc.plot(
             range(1, len(r["epoch_test_accuracy"]) + 1),
             [100 * a for a in r["epoch_test_accuracy"]],

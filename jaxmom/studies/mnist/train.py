@@ -28,7 +28,7 @@ import numpy as np
 import optax
 
 from jaxmom.studies.mnist.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from jaxmom.studies.mnist.config import Config, dtype_of, make_optimizer
+from jaxmom.studies.mnist.config import Config, dtype_of, eval_params, make_optimizer
 from jaxmom.studies.mnist.model import MLP, preprocess
 
 
@@ -126,7 +126,8 @@ def make_train_fn(config: Config):
     ``lax.scan``, so ``jax.vmap(train_fn, in_axes=(0, None, None))`` trains one model per row of
     stacked hyperparameters in one program (this is the signature ``jaxmom.sweep.sweep`` expects,
     with ``args=(data,)``). Metrics: ``loss`` (every step's batch loss, ``(epochs * steps,)``),
-    ``epoch_train_loss`` ``(epochs,)``, ``final_loss`` (the last epoch's mean) and ``test_accuracy``.
+    ``epoch_train_loss`` ``(epochs,)``, ``final_loss`` (the last epoch's mean) and ``test_accuracy``
+    (at the optimizer's evaluation parameters: schedule-free SGD's :math:`x`).
     """
     common = _static_args(config)
     model, options = common["model"], common["options"]
@@ -151,14 +152,15 @@ def make_train_fn(config: Config):
             )
             return (params, opt_state), losses
 
-        (params, _), losses = jax.lax.scan(
+        (params, opt_state), losses = jax.lax.scan(
             one_epoch, (params, opt_state), jnp.arange(config.epochs)
         )
+        tested = eval_params(config.optimizer, opt_state, params)
         return {
             "loss": losses.reshape(-1),
             "epoch_train_loss": losses.mean(axis=1),
             "final_loss": losses[-1].mean(),
-            "test_accuracy": evaluate(params, test_images, test_labels, model=model),
+            "test_accuracy": evaluate(tested, test_images, test_labels, model=model),
         }
 
     return train_fn
@@ -286,7 +288,7 @@ def train_and_evaluate(
         params, opt_state, losses = prog.epoch(
             params, opt_state, hparams, jax.random.fold_in(shuffle_key, epoch), *arrays[:2]
         )
-        accuracy = prog.evaluate(params, *arrays[2:])
+        accuracy = prog.evaluate(eval_params(config.optimizer, opt_state, params), *arrays[2:])
         losses, accuracy = np.asarray(losses), float(accuracy)  # waits for the device
         record["train_seconds"] += time.perf_counter() - start
         steps = epoch * len(losses) + np.arange(len(losses))

@@ -83,15 +83,20 @@ def bytes_per_config(config: Config, train_examples: int) -> int:
     """An upper estimate of the memory one configuration of a sweep keeps live: the parameters
     five times (params, gradients, updates, new params, final params out), the optimizer state
     twice (old and new), every step's loss, and the activations of a training and a test batch."""
+    return _bytes_per_config(static_parts(config), train_examples)
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _bytes_per_config(static: tuple, train_examples: int) -> int:
+    optimizer, options, _, epochs, batch_size = static
+    config = Config(optimizer, options=dict(options), epochs=epochs, batch_size=batch_size)
     hparams = as_hparams(config.full_hparams())
     params = jax.eval_shape(functools.partial(init_params, model=MLP()), jax.random.key(0))
-    opt_init = functools.partial(
-        init_opt_state, optimizer=config.optimizer, options=tuple(sorted(config.options.items()))
-    )
+    opt_init = functools.partial(init_opt_state, optimizer=optimizer, options=options)
     opt_state = jax.eval_shape(opt_init, params, hparams)
     size = lambda tree: sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(tree))
-    steps = config.epochs * -(-train_examples // config.batch_size)
-    activations = 4 * (200 + 10) * (3 * config.batch_size + 2 * EVAL_BATCH)
+    steps = epochs * -(-train_examples // batch_size)
+    activations = 4 * (200 + 10) * (3 * batch_size + 2 * EVAL_BATCH)
     return 5 * size(params) + 2 * size(opt_state) + 4 * steps + activations
 
 

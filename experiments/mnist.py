@@ -12,7 +12,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jaxmom.studies.mnist.cli import main
+from jaxmom.studies.mnist.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -1,4 +1,10 @@
-"""jaxmom: momentum-centred first-order optimizers for JAX, as Optax gradient transformations."""
+"""jaxmom: momentum-centred first-order optimizers for JAX, as Optax gradient transformations.
+
+``import jaxmom`` gives the optimizer library only. The sweep engine is :mod:`jaxmom.sweep`; the
+MNIST study and the tutorials' helpers are under :mod:`jaxmom.studies` (the ``study`` extra).
+"""
+
+import importlib.metadata
 
 from jaxmom._adadelta import ScaleByAdadeltaState as ScaleByAdadeltaState
 from jaxmom._adadelta import adadelta as adadelta
@@ -25,4 +31,7 @@ from jaxmom._sutskever_sgd import sutskever_sgd as sutskever_sgd
 from jaxmom.conventions import CONVENTIONS as CONVENTIONS
 from jaxmom.conventions import convert_momentum as convert_momentum
 
-__version__ = "0.1.0"
+try:
+    __version__ = importlib.metadata.version("jaxmom")
+except importlib.metadata.PackageNotFoundError:  # a checkout on sys.path, not installed
+    __version__ = "0+unknown"

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import flax.serialization
 import jax
+import jax.numpy as jnp
 import matplotlib.image
 import numpy as np
 import pytest
 
-from jaxmom.studies.mnist import cli
-from jaxmom.studies.mnist.config import Config
+import jaxmom
+from jaxmom.studies.mnist import cli, config
+from jaxmom.studies.mnist.config import OPTIMIZERS, Config, OptimizerSpec, registry
 from jaxmom.studies.mnist.train import train_and_evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,6 +295,52 @@ def test_sweep_marks_exploding_runs_as_diverged_and_greys_them(
     assert finite and not any(r["diverged"] for r in finite)  # only NaN/inf count now
 
 
+# ---- the registry makes the command line --------------------------------------------------------
+
+
+def toy(learning_rate, betas=(0.0, 0.9), warmup_steps=10, *, nesterov=False):
+    """SGD with momentum mean(betas) and learning rate / warmup_steps: an array and an integer
+    hyperparameter, concrete or traced."""
+    return jaxmom.sgd(learning_rate / warmup_steps, jnp.mean(jnp.asarray(betas)), nesterov=nesterov)
+
+
+def test_one_registry_entry_adds_an_optimizer_with_array_and_integer_hyperparameters(
+    tmp_path, monkeypatch, capsys, tiny_mnist
+):
+    spec = OptimizerSpec(
+        "toy",
+        toy,
+        defaults={"learning_rate": 0.1, "betas": (0.0, 0.9), "warmup_steps": 10},
+        options={"nesterov": "Nesterov momentum"},
+        help={"betas": "momentum terms, averaged", "warmup_steps": "divides the learning rate"},
+    )
+    patched = registry(*OPTIMIZERS.values(), spec)
+    monkeypatch.setattr(config, "OPTIMIZERS", patched)
+    monkeypatch.setattr(cli, "OPTIMIZERS", patched)
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    text = " ".join(cli.build_parser().format_help().split())
+    assert "rmsprop, adam, toy." in text
+    assert "--betas X momentum terms, averaged (toy); an array" in text
+    assert "--warmup-steps N divides the learning rate (toy)" in text
+    assert "--nesterov Nesterov momentum (sgd, sutskever_sgd, toy)" in text
+    assert "toy learning_rate=0.1 betas=0,0.9 warmup_steps=10 [--nesterov]" in text
+
+    argv = ["--optimizer", "toy", "--betas", "0,0.5", "--warmup-steps", "4", "--epochs", "1"]
+    assert cli.main([*argv, "--quiet", "--out", str(tmp_path / "run")]) == 0
+    (record,) = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert record["hyperparameters"]["betas"] == [0.0, 0.5]
+    assert record["hyperparameters"]["warmup_steps"] == 4
+    argv = ["--sweep", "--optimizer", "toy", "--warmup-steps", "2,4", "--betas", "0,0.5"]
+    assert cli.main([*argv, "--epochs", "1", "--out", str(tmp_path / "grid")]) == 0
+    sweep = json.loads((tmp_path / "grid" / "results.json").read_text())
+    assert sweep["grid"] == {"warmup_steps": [2, 4]}
+    assert sweep["fixed_hyperparameters"]["betas"] == [0.0, 0.5]
+    (one,) = [r for r in sweep["configurations"] if r["warmup_steps"] == 4]
+    assert one["final_train_loss"] == pytest.approx(record["final_train_loss"], rel=1e-5)
+    code, err = one_line_exit(capsys, ["--optimizer", "toy", "--warmup-steps", "2.5"])
+    assert code == 2 and "expected integers separated by commas" in err
+
+
 # ---- experiments/mnist.py: mistakes a user makes ----------------------------------------------------
 
 
@@ -376,6 +424,15 @@ def test_demo_script_unknown_option_exits_with_usage(capsys, load_script):
         load_script("ema").main(["--bogus"])
     assert exit_info.value.code == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_the_script_loader_leaves_sys_path_and_sys_modules_as_it_found_them(load_script):
+    import jaxmom.studies.tutorials  # noqa: F401  (imported by the script; may stay loaded)
+
+    path, modules = list(sys.path), set(sys.modules)
+    module = load_script("quadratic")  # imports its neighbour _plotting
+    assert callable(module.main) and module.save.__module__ == "_plotting"
+    assert sys.path == path and set(sys.modules) - modules == set()
 
 
 def test_benchmark_quick_run_writes_every_row(tmp_path, load_script):

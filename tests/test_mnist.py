@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from jaxmom.studies.mnist import checkpoint, report, train
-from jaxmom.studies.mnist.config import STUDY, Config
+from jaxmom.studies.mnist.config import OPTIMIZERS, STUDY, Config, OptimizerSpec, registry
 from jaxmom.studies.mnist.sweep import auto_chunk_size, bytes_per_config, run_sweep
 from jaxmom.sweep import product
 
@@ -333,3 +333,44 @@ def test_a_checkpoint_of_another_format_or_shape_is_refused_in_one_line(programs
     assert checkpoint.checkpoint_path(tmp_path, config, "x") != checkpoint.checkpoint_path(
         tmp_path, dataclasses.replace(config, seed=1), "x"
     )
+
+
+def test_a_second_sweep_of_the_same_shape_compiles_nothing(tiny_mnist):
+    """The program is keyed on what shapes it (static config, grid shape, devices, chunk size):
+    other grid values, other fixed hyperparameters, another seed all reuse it."""
+    config = Config(optimizer="sgd", hparams={"momentum": 0.5}, epochs=1, batch_size=64, seed=3)
+    first = run_sweep(config, tiny_mnist, product(learning_rate=[0.01, 0.1]))
+    other = Config(optimizer="sgd", hparams={"momentum": 0.9}, epochs=1, batch_size=64, seed=4)
+    second = run_sweep(other, tiny_mnist, product(learning_rate=[0.2, 0.3]))
+    assert first.compile_seconds > 0 and second.compile_seconds == 0
+    assert not np.allclose(first.metrics["loss"], second.metrics["loss"])
+    longer = dataclasses.replace(config, epochs=2)  # a static change: a new program
+    assert run_sweep(longer, tiny_mnist, product(learning_rate=[0.2, 0.3])).compile_seconds > 0
+
+
+def test_the_registry_refuses_specs_that_disagree():
+    specs = list(OPTIMIZERS.values())
+    sgd = OPTIMIZERS["sgd"]
+    with pytest.raises(ValueError, match="registered twice"):
+        registry(*specs, sgd)
+    with pytest.raises(ValueError, match="momentum is int here but float elsewhere"):
+        registry(*specs, OptimizerSpec("x", sgd.factory, {"learning_rate": 0.1, "momentum": 1}))
+    with pytest.raises(ValueError, match=r"no help text for hyperparameter\(s\) \['gamma'\]"):
+        registry(*specs, OptimizerSpec("x", sgd.factory, {"learning_rate": 0.1, "gamma": 0.5}))
+    with pytest.raises(ValueError, match="flag 'mom' here"):
+        registry(
+            *specs, OptimizerSpec("x", sgd.factory, {"momentum": 0.5}, flags={"momentum": "mom"})
+        )
+    with pytest.raises(TypeError, match="default of nesterov must be a float"):
+        OptimizerSpec("x", sgd.factory, {"nesterov": True})
+    with pytest.raises(ValueError, match="unknown hyperparameter"):
+        OptimizerSpec("x", sgd.factory, {"learning_rate": 0.1}, help={"lr": "typo"})
+
+
+def test_config_is_checked_once_where_it_is_built():
+    with pytest.raises(ValueError, match="momentum"):
+        Config(optimizer="sgd", hparams={"momentum": 1.5})
+    with pytest.raises(ValueError, match="adam has no hyperparameter momentum"):
+        Config(optimizer="adam", hparams={"momentum": 0.9})
+    with pytest.raises(ValueError, match="epochs must be at least 1"):
+        Config(epochs=0)

@@ -15,7 +15,6 @@ import jax.numpy as jnp
 import matplotlib.image
 import numpy as np
 import pytest
-
 from sweep_problem import STEPS, TRACES, X, Y, numpy_sgd, regression
 
 from jaxmom import sweep
@@ -140,6 +139,44 @@ def test_a_diverging_cell_is_marked_and_leaves_the_others_bit_identical():
     assert res.best("final_loss")["lr"] != explosive
 
 
+def test_a_finite_loss_that_grows_past_the_factor_is_diverged_at_that_step():
+    """lr 5 stays finite for 12 steps but its loss passes 10x the first step's: diverged there."""
+    grid = sweep.product(lr=[0.05, 5.0], momentum=[0.0])
+    res = sweep.sweep(regression, grid, args=(X, Y))
+    losses = numpy_sgd(5.0, 0.0, initial_w(0))[0]
+    assert np.isfinite(res.metrics["loss"]).all()
+    expected = int(np.argmax(losses > 10 * losses[0]))  # from the NumPy reference: step 6
+    assert 0 < expected < len(losses) - 1
+    assert res.diverged.tolist() == [[False], [True]]
+    assert res.diverged_step.tolist() == [[-1], [expected]]
+    assert res.best("final_loss", "max")["lr"] == 0.05  # best() skips the diverged cell
+    z = plot.cell_values(res, "final_loss", "momentum", "lr")
+    assert np.isfinite(z[0, 0]) and np.isnan(z[1, 0])  # the heatmap greys it out
+    wide = sweep.sweep(regression, grid, args=(X, Y), divergence_factor=1e6)
+    assert wide.diverged.tolist() == [[False], [False]]
+    only_nan = sweep.sweep(regression, grid, args=(X, Y), divergence_factor=None)
+    assert only_nan.diverged_step.tolist() == [[-1], [-1]]
+    with pytest.raises(ValueError, match="divergence_factor"):
+        sweep.sweep(regression, grid, args=(X, Y), divergence_factor=0.5)
+
+
+def test_the_compile_cache_is_a_bounded_lru(monkeypatch):
+    from jaxmom.sweep import _engine
+
+    monkeypatch.setattr(_engine, "CACHE_SIZE", 2)
+    monkeypatch.setattr(_engine, "_COMPILED", type(_engine._COMPILED)())
+
+    def fresh(hparams, key, x, y):
+        return regression(hparams, key, x, y)
+
+    grids = [sweep.product(lr=[0.1] * n, momentum=[0.0]) for n in (1, 2, 3)]
+    seconds = [sweep.sweep(fresh, g, args=(X, Y)).compile_seconds for g in grids]
+    assert all(t > 0 for t in seconds) and len(_engine._COMPILED) == 2
+    assert sweep.sweep(fresh, grids[2], args=(X, Y)).compile_seconds == 0  # most recent: kept
+    assert sweep.sweep(fresh, grids[0], args=(X, Y)).compile_seconds > 0  # oldest: evicted
+    assert len(_engine._COMPILED) == 2
+
+
 # ---- exports ------------------------------------------------------------------------------------
 
 
@@ -186,6 +223,24 @@ def test_bad_arguments_raise_clear_errors():
         sweep.sweep(regression, grid, args=(X, Y), chunk_size=0)
     with pytest.raises(TypeError, match="Grid"):
         sweep.sweep(regression, {"lr": [0.1]})
+
+
+def test_the_library_and_the_engine_import_without_the_study():
+    """`import jaxmom` and `jaxmom.sweep` need only the core dependencies, and know no study."""
+    code = textwrap.dedent("""
+        import sys, importlib.metadata, jaxmom, jaxmom.sweep
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in
+                        ("flax", "matplotlib", "tqdm", "mlxtend", "vega_datasets", "pandas")
+                        or m.startswith("jaxmom.studies"))
+        try:
+            version = importlib.metadata.version("jaxmom")
+        except importlib.metadata.PackageNotFoundError:
+            version = "0+unknown"
+        print(loaded, jaxmom.__version__ == version)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["[]", "True"], out.stderr[-2000:]
 
 
 # ---- several devices ----------------------------------------------------------------------------

@@ -35,7 +35,7 @@ CACHE_SIZE = 16
 _COMPILED: collections.OrderedDict = collections.OrderedDict()
 
 
-def _program(train_fn: Callable, mesh: Mesh, chunk: int, seeded: bool) -> Callable:
+def _program(train_fn: Callable, mesh: Mesh, chunk: int, seeded: bool) -> Any:
     """``f(hparams, seeds, args)`` over flat cells sharded on the mesh's axis: each device runs
     ``lax.map`` over chunks of ``chunk`` cells, ``vmap`` inside. Without a seed axis ``seeds`` is one
     replicated scalar, so the key (and anything derived from it, such as a shuffled batch order) is
@@ -52,7 +52,9 @@ def _program(train_fn: Callable, mesh: Mesh, chunk: int, seeded: bool) -> Callab
             return batched(hparams, seeds, args)
         split = lambda a: a.reshape(m // chunk, chunk, *a.shape[1:])
         cells = jax.tree.map(split, (hparams, seeds) if seeded else hparams)
-        run = (lambda c: batched(*c, args)) if seeded else (lambda c: batched(c, seeds, args))
+        run = (
+            (lambda c: batched(c[0], c[1], args)) if seeded else (lambda c: batched(c, seeds, args))
+        )
         out = jax.lax.map(run, cells)
         return jax.tree.map(lambda a: a.reshape(m, *a.shape[2:]), out)
 
@@ -112,7 +114,7 @@ def sweep(
     *,
     args: tuple = (),
     chunk_size: int | None = None,
-    devices: Sequence[jax.Device] | None = None,
+    devices: Sequence[Any] | None = None,
     seed: int = 0,
     history: str = "loss",
     divergence_factor: float | None = 10.0,

@@ -39,10 +39,8 @@ def heatmap(
     ix, iy = result.grid.axis_of(x), result.grid.axis_of(y)
     if ix == iy:
         raise ValueError(f"{x!r} and {y!r} lie on the same grid axis; pick two axes")
-    vals = result.metric_grid(metric)
-    vals = np.where(result.diverged, np.nan, vals)
-    others = tuple(i for i in range(vals.ndim) if i not in (ix, iy))
-    z = _two_axes(vals, iy, ix)
+    others = tuple(i for i in range(len(result.grid.shape)) if i not in (ix, iy))
+    z = cell_values(result, metric, x, y)
     xv = result.grid.axes[ix].columns.get(x, next(iter(result.grid.axes[ix].columns.values())))
     yv = result.grid.axes[iy].columns.get(y, next(iter(result.grid.axes[iy].columns.values())))
 
@@ -61,10 +59,10 @@ def heatmap(
     bar.ax.yaxis.set_minor_formatter(plain if log_color else NullFormatter())
     xc, yc = _centres(xe, xlog), _centres(ye, ylog)
     for (i, j), v in np.ndenumerate(z):
-        dark = np.isfinite(v) and mesh.norm(v) < 0.6  # viridis is dark at its low end
+        dark = np.isfinite(v) and np.asarray(mesh.norm(v)) < 0.6  # viridis is dark at its low end
         ax.text(
-            xc[j],
-            yc[i],
+            float(xc[j]),
+            float(yc[i]),
             f"{v:.3g}" if np.isfinite(v) else "div",
             ha="center",
             va="center",
@@ -95,6 +93,13 @@ def heatmap(
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def cell_values(result: SweepResult, metric: str, x: str, y: str) -> np.ndarray:
+    """The heatmap's numbers, shape (len y, len x): ``metric`` averaged over the other axes, NaN
+    (drawn grey, "div") where any averaged run diverged."""
+    vals = np.where(result.diverged, np.nan, result.metric_grid(metric))
+    return _two_axes(vals, result.grid.axis_of(y), result.grid.axis_of(x))
 
 
 def _two_axes(vals: np.ndarray, iy: int, ix: int) -> np.ndarray:

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import flax.serialization
-
 import jax
 import numpy as np
 
@@ -50,10 +49,10 @@ def load_checkpoint(path: Path, params, opt_state) -> dict | None:
     if not path.is_file():
         return None
     try:
-        raw = flax.serialization.msgpack_restore(path.read_bytes())
+        raw: dict = dict(flax.serialization.msgpack_restore(path.read_bytes()))  # type: ignore[arg-type]
     except Exception as e:
         raise ValueError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
-    found = int(raw.get("format", 1)) if isinstance(raw, dict) else None
+    found = int(raw.get("format", 1))
     if found != FORMAT:
         raise ValueError(
             f"{path}: checkpoint format {found}, but this version reads format {FORMAT} "

@@ -21,9 +21,11 @@ jaxmom/studies/mnist/config.py.
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from jaxmom import sweep as engine
 from jaxmom.studies.mnist import data, report
@@ -43,7 +45,7 @@ PROG = "mnist.py"
 
 
 class Parser(argparse.ArgumentParser):
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         """One line on stderr and exit status 2, instead of argparse's usage block."""
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
@@ -93,7 +95,7 @@ def build_parser() -> Parser:
     """The parser: optimizer choices, hyperparameter flags and their help come from the registry."""
     p = Parser(
         prog=PROG,
-        description=__doc__.split("\n\n")[0],
+        description=(__doc__ or "").split("\n\n")[0],
         epilog=study_defaults(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -234,7 +236,7 @@ def given_hparams(args) -> dict:
     return {n: getattr(args, n) for n in hyperparameters() if getattr(args, n) is not None}
 
 
-def run_configs(p, args) -> list[Config]:
+def run_configs(p: Parser, args: argparse.Namespace) -> list[Config]:
     """The list of Config to train, from the flags (first value of each flag; the grid is
     --sweep's)."""
     if args.optimizer:
@@ -314,7 +316,7 @@ def load_data(args):
     return dataset
 
 
-def make_out(p, args, stem: str) -> Path:
+def make_out(p: Parser, args: argparse.Namespace, stem: str) -> Path:
     out = args.out or Path("runs") / time.strftime(f"{stem}-%Y%m%d-%H%M%S")
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -323,7 +325,7 @@ def make_out(p, args, stem: str) -> Path:
     return out
 
 
-def sweep_main(p, args) -> int:
+def sweep_main(p: Parser, args: argparse.Namespace) -> int:
     """--sweep: every comma-listed hyperparameter flag is a grid axis; the full product of one
     optimizer trains in one compiled program. Prints a table; writes sweep.csv, results.json and
     one heatmap per pair of axes and metric into --out."""
@@ -357,7 +359,7 @@ def sweep_main(p, args) -> int:
     return 0
 
 
-def study_main(p, args) -> int:
+def study_main(p: Parser, args: argparse.Namespace) -> int:
     """The study: each chosen optimizer (or the default study) trained in turn, with a progress
     bar, per-epoch lines, a summary table, results.json, a CSV of losses and the loss curves."""
     from tqdm import tqdm
@@ -434,6 +436,18 @@ def study_main(p, args) -> int:
     )
     print(f"total wall time: {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def run() -> NoReturn:
+    """The script's entry point: ``sys.exit(main())``, except after Ctrl-C, where the process
+    ends at once with status 130: JAX's compile and run threads may still be busy, and tearing
+    the interpreter down around them can crash it."""
+    status = main()
+    if status == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(status)
 
 
 def main(argv=None) -> int:

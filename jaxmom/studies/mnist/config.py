@@ -118,10 +118,8 @@ def registry(*specs: OptimizerSpec) -> Mapping[str, OptimizerSpec]:
         for name, value in spec.defaults.items():
             kind = hyperparameter_kind(value)
             if kinds.setdefault(name, kind) is not kind:
-                raise ValueError(
-                    f"{spec.name}: {name} is a {kind.__name__ if kind else kind} here but a "
-                    f"{kinds[name].__name__ if kinds[name] else kinds[name]} elsewhere"
-                )
+                here, there = (getattr(k, "__name__", k) for k in (kind, kinds[name]))
+                raise ValueError(f"{spec.name}: {name} is {here} here but {there} elsewhere")
             flag = spec.flags.get(name, FLAG_NAMES.get(name, name))
             if flags.setdefault(name, flag) != flag:
                 raise ValueError(

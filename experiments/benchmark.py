@@ -115,7 +115,7 @@ class DenseMLP(nn.Module):
 
 def accuracy(model, params, images, labels):
     """The straightforward evaluation: the whole test set in one forward pass."""
-    logits = model.apply({"params": params}, preprocess(images))
+    logits = jnp.asarray(model.apply({"params": params}, preprocess(images)))
     return jnp.mean(jnp.argmax(logits, -1) == labels)
 
 
@@ -190,7 +190,7 @@ def optax_vmap(data):
             x, y = preprocess(images[idx]), labels[idx]
             loss, grads = jax.value_and_grad(
                 lambda p: optax.softmax_cross_entropy_with_integer_labels(
-                    model.apply({"params": p}, x), y
+                    jnp.asarray(model.apply({"params": p}, x)), y
                 ).mean()
             )(p)
             updates, s = tx.update(grads, s, p)
@@ -216,7 +216,7 @@ def flax_loop(data):
 
     def train_step(params, opt_state, x, y):
         def loss_fn(p):
-            logits = model.apply({"params": p}, preprocess(x))
+            logits = jnp.asarray(model.apply({"params": p}, preprocess(x)))
             return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
         loss, grads = jax.value_and_grad(loss_fn)(params)

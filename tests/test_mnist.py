@@ -316,7 +316,8 @@ def test_a_checkpoint_of_another_format_or_shape_is_refused_in_one_line(programs
     )
     path = tmp_path / "run.msgpack"
     checkpoint.save_checkpoint(path, {"epoch": 1, "params": params, "opt_state": opt_state})
-    assert checkpoint.load_checkpoint(path, params, opt_state)["format"] == checkpoint.FORMAT
+    loaded = checkpoint.load_checkpoint(path, params, opt_state)
+    assert loaded is not None and loaded["format"] == checkpoint.FORMAT
     old = jax.tree.map(lambda a: a.T, params)  # the (in, out) kernels of format 1
     for state, message in (
         ({"epoch": 1, "params": old, "opt_state": opt_state}, "checkpoint format 1, but"),

@@ -28,6 +28,10 @@ from jaxmom.studies.mnist.train import (
 from jaxmom.sweep._engine import CACHE_SIZE
 
 EVAL_CONFIGS = 16  # configurations evaluated together: their weights stay in cache per batch
+# On CPU, chunks of at most this many configurations: measured on a 2-core Xeon, a 16x16 grid ran
+# 13% faster in chunks of 8 or 16 than in one vmap of 256 (whose 160 MB of first-layer weights
+# stream through memory at every step). Accelerators keep the whole memory-bound chunk.
+CPU_CHUNK = 16
 
 
 def static_parts(config: Config) -> tuple:
@@ -117,9 +121,12 @@ def auto_chunk_size(
     config: Config, train_examples: int, configs: int, memory_budget: int | None = None
 ) -> int:
     """The most configurations per device whose :func:`bytes_per_config` fit in ``memory_budget``
-    bytes (default: half the memory available now), at least 1 and at most ``configs``."""
+    bytes (default: half the memory available now), at least 1 and at most ``configs`` (and at
+    most :data:`CPU_CHUNK` on CPU, which is faster)."""
     budget = available_memory() // 2 if memory_budget is None else memory_budget
     per_device = -(-configs // len(jax.devices()))
+    if jax.default_backend() == "cpu":
+        per_device = min(per_device, CPU_CHUNK)
     return max(1, min(per_device, budget // bytes_per_config(config, train_examples)))
 
 

@@ -3,17 +3,24 @@ tutorials' own loop, resume, the vmappable train_fn, the study as a sweep, and t
 
 import dataclasses
 import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 
-from jaxmom.studies.mnist import report, train
+from jaxmom.studies.mnist import checkpoint, report, train
 from jaxmom.studies.mnist.config import OPTIMIZERS, STUDY, Config, OptimizerSpec, registry
-from jaxmom.studies.mnist.sweep import run_sweep
+from jaxmom.studies.mnist.sweep import auto_chunk_size, bytes_per_config, run_sweep
 from jaxmom.sweep import product
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def initial_params(seed, programs, init="torch"):
@@ -31,7 +38,8 @@ def test_torch_init_matches_nn_linear_and_flax_init_differs(programs):
     for layer, (fan_in, fan_out) in (("Dense_0", (784, 200)), ("Dense_1", (200, 10))):
         reference = torch.nn.Linear(fan_in, fan_out)  # PyTorch's own default init
         kernel, bias = np.asarray(params[layer]["kernel"]), np.asarray(params[layer]["bias"])
-        assert kernel.shape == (fan_in, fan_out) and bias.shape == (fan_out,)
+        assert kernel.shape == reference.weight.shape == (fan_out, fan_in)  # (out, in) as PyTorch
+        assert bias.shape == (fan_out,)
         torch_bound = reference.weight.detach().abs().max().item()
         assert np.abs(kernel).max() <= 1 / np.sqrt(fan_in)
         np.testing.assert_allclose(np.abs(kernel).max(), torch_bound, rtol=0.02)
@@ -57,7 +65,7 @@ def torch_net(params):
     net = torch.nn.Sequential(torch.nn.Linear(784, 200), torch.nn.ReLU(), torch.nn.Linear(200, 10))
     with torch.no_grad():
         for i, layer in ((0, "Dense_0"), (2, "Dense_1")):
-            net[i].weight.copy_(torch.from_numpy(np.asarray(params[layer]["kernel"]).T.copy()))
+            net[i].weight.copy_(torch.from_numpy(np.asarray(params[layer]["kernel"]).copy()))
             net[i].bias.copy_(torch.from_numpy(np.asarray(params[layer]["bias"]).copy()))
     return net
 
@@ -239,6 +247,93 @@ def test_sweep_cells_equal_separate_train_and_evaluate_runs(tiny_mnist):
             )
     with pytest.raises(ValueError, match="no hyperparameter alpha"):
         run_sweep(config, data, product(alpha=[0.9]))
+
+
+def test_sweep_chunked_by_a_memory_budget_equals_the_whole_grid_and_times_evaluation(tiny_mnist):
+    config = Config(optimizer="sgd", epochs=1, batch_size=64, seed=2)
+    grid = product(learning_rate=[0.01, 0.1], momentum=[0.0, 0.5, 0.9])
+    budget = 2 * bytes_per_config(config, len(tiny_mnist.train_images))
+    assert auto_chunk_size(config, len(tiny_mnist.train_images), grid.size, budget) == 2
+    chunked = run_sweep(config, tiny_mnist, grid, memory_budget=budget)
+    whole = run_sweep(config, tiny_mnist, grid, chunk_size=None)
+    for name in ("loss", "test_accuracy"):
+        np.testing.assert_allclose(chunked.metrics[name], whole.metrics[name], rtol=1e-6)
+    assert "params" not in whole.metrics and whole.eval_seconds > 0
+    with pytest.raises(ValueError, match="chunk_size must be"):
+        run_sweep(config, tiny_mnist, grid, chunk_size="big")
+
+
+RSS_SCRIPT = """
+import sys
+import numpy as np
+from jaxmom.studies.mnist.config import Config
+from jaxmom.studies.mnist.data import Dataset
+from jaxmom.studies.mnist.sweep import bytes_per_config, run_sweep
+from jaxmom.sweep import product
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith(key))
+
+rng = np.random.default_rng(0)
+data = Dataset(rng.integers(0, 256, (640, 28, 28), np.uint8), rng.integers(0, 10, 640),
+               rng.integers(0, 256, (100, 28, 28), np.uint8), rng.integers(0, 10, 100), "synthetic")
+config = Config(optimizer="sgd", epochs=1)
+grid = product(learning_rate=np.linspace(0.01, 0.1, 8).tolist(), momentum=[0.0, 0.5, 0.9, 0.99])
+budget = 4 * bytes_per_config(config, 640)
+for chunk in ("auto", None):
+    run = lambda: run_sweep(config, data, grid, chunk_size=chunk, memory_budget=budget)
+    run()  # compiles; later runs allocate the same buffers
+    base = status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak (VmHWM) to the current RSS
+    run()
+    print(status("VmHWM") - base, budget)
+"""
+
+
+def test_auto_chunk_size_keeps_the_peak_memory_of_a_grid_within_its_budget():
+    """Peak RSS of a 32-configuration grid run with a budget of 4 configurations' estimate, and of
+    the same grid run whole (which must exceed the budget, or the measurement could not fail).
+    Big buffers are mmapped and unmapped (MALLOC_MMAP_THRESHOLD_), so RSS follows XLA's buffers."""
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("needs Linux's /proc/self/clear_refs to reset the peak RSS")
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", RSS_SCRIPT], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    (auto_peak, budget), (whole_peak, _) = [
+        map(int, line.split()) for line in out.stdout.split("\n")[:2]
+    ]
+    assert auto_peak <= budget < whole_peak, (auto_peak, budget, whole_peak)
+
+
+def test_a_checkpoint_of_another_format_or_shape_is_refused_in_one_line(programs, tmp_path):
+    params = initial_params(0, programs)
+    opt_state = train.init_opt_state(
+        params, train.as_hparams({"learning_rate": 0.1}), optimizer="sgd"
+    )
+    path = tmp_path / "run.msgpack"
+    checkpoint.save_checkpoint(path, {"epoch": 1, "params": params, "opt_state": opt_state})
+    loaded = checkpoint.load_checkpoint(path, params, opt_state)
+    assert loaded is not None and loaded["format"] == checkpoint.FORMAT
+    old = jax.tree.map(lambda a: a.T, params)  # the (in, out) kernels of format 1
+    for state, message in (
+        ({"epoch": 1, "params": old, "opt_state": opt_state}, "checkpoint format 1, but"),
+        (
+            {"epoch": 1, "params": old, "opt_state": opt_state, "format": checkpoint.FORMAT},
+            r"unreadable checkpoint .*shape \(784, 200\) where \(200, 784\)",
+        ),
+    ):
+        path.write_bytes(flax.serialization.to_bytes(state))
+        with pytest.raises(ValueError, match=message) as error:
+            checkpoint.load_checkpoint(path, params, opt_state)
+        assert "\n" not in str(error.value)
+    config = Config(optimizer="sgd")
+    assert checkpoint.checkpoint_path(tmp_path, config, "x") != checkpoint.checkpoint_path(
+        tmp_path, dataclasses.replace(config, seed=1), "x"
+    )
 
 
 def test_a_second_sweep_of_the_same_shape_compiles_nothing(tiny_mnist):

@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 import matplotlib.image
 import numpy as np
-import optax
 import pytest
 from sweep_problem import STEPS, TRACES, X, Y, numpy_sgd, regression
 
@@ -279,34 +278,3 @@ def test_grid_sharded_over_four_devices_equals_one_device():
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["ok", "4"]
-
-
-# ---- the benchmark's fast workload -------------------------------
-
-
-def test_fast_mlp_epoch_equals_the_flax_model_trained_by_hand():
-    """jaxmom._fastmlp's transposed layout trains the same function as the study's Flax MLP."""
-    from jaxmom import _fastmlp
-    from jaxmom.studies.mnist.model import MLP
-
-    x, y = _fastmlp.synthetic(256, seed=2)
-    data = _fastmlp.batches(x, y)
-    hp = {"learning_rate": jnp.float32(0.05), "momentum": jnp.float32(0.9)}
-    fast = _fastmlp.make_train_fn("sgd")(hp, jax.random.key(4), data)["loss"]
-
-    p = _fastmlp.init_params(jax.random.key(4))  # the same initial weights, as Flax lays them out
-    params = {
-        "Dense_0": {"kernel": p["w1"].T, "bias": p["b1"][:, 0]},
-        "Dense_1": {"kernel": p["w2"].T, "bias": p["b2"][:, 0]},
-    }
-    model, tx = MLP(), optax.sgd(0.05, 0.9)
-    state, losses = tx.init(params), []
-    for xb, yb in zip(x.reshape(4, 64, 784), y.reshape(4, 64)):
-        loss, g = jax.value_and_grad(
-            lambda q: optax.softmax_cross_entropy_with_integer_labels(
-                model.apply({"params": q}, xb), yb
-            ).mean()
-        )(params)
-        updates, state = tx.update(g, state, params)
-        params, losses = optax.apply_updates(params, updates), losses + [loss]
-    np.testing.assert_allclose(fast, losses, rtol=1e-5)

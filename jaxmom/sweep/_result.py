@@ -30,6 +30,8 @@ class SweepResult:
         none (or where the cell has no such metric).
       compile_seconds: compile time of this call (0.0 when the cached program was reused).
       train_seconds: run time of the compiled program, compilation excluded.
+      eval_seconds: run time of an evaluation that the caller ran apart from the grid's program
+        (e.g. the MNIST study's test accuracy); 0.0 if none.
       devices: the devices the grid was sharded over.
     """
 
@@ -42,12 +44,14 @@ class SweepResult:
         history: str = "loss",
         devices: Sequence = (),
         divergence_factor: float | None = 10.0,
+        eval_seconds: float = 0.0,
     ):
         self.grid = grid
         self.devices = tuple(devices)
         self.metrics = metrics
         self.compile_seconds = compile_seconds
         self.train_seconds = train_seconds
+        self.eval_seconds = eval_seconds
         self.divergence_factor = divergence_factor
         nd = len(grid.shape)
         self._flat = {

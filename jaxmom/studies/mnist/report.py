@@ -157,8 +157,8 @@ def sweep_summary(res: SweepResult, config: Config) -> str:
         )
     return "\n".join(
         [
-            f"compile {res.compile_seconds:.2f} s, train {res.train_seconds:.2f} s "
-            f"for {grid.size} configurations",
+            f"compile {res.compile_seconds:.2f} s, train {res.train_seconds:.2f} s, "
+            f"evaluate {res.eval_seconds:.2f} s for {grid.size} configurations",
             res.table(cols),
             verdict,
         ]
@@ -185,6 +185,7 @@ def write_sweep_outputs(out, res: SweepResult, config: Config, data_source: str)
         "data_source": data_source,
         "divergence_factor": res.divergence_factor,
         "train_seconds": res.train_seconds,
+        "eval_seconds": res.eval_seconds,
         "compile_seconds": res.compile_seconds,
         "best": best_run(res),
         "configurations": rows,

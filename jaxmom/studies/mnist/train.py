@@ -93,10 +93,32 @@ def train_epoch(
     return params, opt_state, losses
 
 
-def evaluate(params, images, labels, *, model: MLP):
-    """Classification accuracy."""
-    logits = jnp.asarray(model.apply({"params": params}, preprocess(images)))
-    return jnp.mean(jnp.argmax(logits, -1) == labels)
+EVAL_BATCH = 1000  # test images per matmul: 16 configurations' activations stay in cache
+
+
+def evaluate(params, images, labels, *, model: MLP, batch_size: int = EVAL_BATCH):
+    """Classification accuracy, over the test set in batches of ``batch_size`` (a ``lax.scan``).
+
+    Under ``vmap`` over K configurations the images are shared, so each batch is one wide
+    ``(K*200, 784) @ (784, batch_size)`` matmul whose activations fit in cache, instead of one
+    (K, 200, n) activation array for the whole test set. The last batch is padded with label -1,
+    which no prediction equals."""
+    n = images.shape[0]
+    size = min(batch_size, n)
+    steps = -(-n // size)
+    pad = steps * size - n
+    if pad:
+        images = jnp.concatenate([images, jnp.zeros((pad, *images.shape[1:]), images.dtype)])
+        labels = jnp.concatenate([labels, jnp.full(pad, -1, labels.dtype)])
+
+    def count(correct, batch):
+        x, y = batch
+        logits = jnp.asarray(model.apply({"params": params}, preprocess(x)))
+        return correct + jnp.sum(jnp.argmax(logits, -1) == y), None
+
+    batches = (images.reshape(steps, size, *images.shape[1:]), labels.reshape(steps, size))
+    correct, _ = jax.lax.scan(count, jnp.int32(0), batches)
+    return correct / n
 
 
 def as_hparams(hparams: dict) -> dict:
@@ -115,7 +137,7 @@ def _static_args(config: Config) -> dict:
     }
 
 
-def make_train_fn(config: Config):
+def make_train_fn(config: Config, *, test: bool = True):
     """The whole run as one pure function ``train_fn(hparams, key, data) -> metrics``, for sweeps.
 
     ``hparams`` maps some of the optimizer's hyperparameter names (e.g. ``learning_rate``,
@@ -127,7 +149,9 @@ def make_train_fn(config: Config):
     stacked hyperparameters in one program (this is the signature ``jaxmom.sweep.sweep`` expects,
     with ``args=(data,)``). Metrics: ``loss`` (every step's batch loss, ``(epochs * steps,)``),
     ``epoch_train_loss`` ``(epochs,)``, ``final_loss`` (the last epoch's mean) and ``test_accuracy``
-    (at the optimizer's evaluation parameters: schedule-free SGD's :math:`x`).
+    (at the optimizer's evaluation parameters: schedule-free SGD's :math:`x`). With ``test=False``
+    the metrics hold those evaluation ``params`` instead of ``test_accuracy``, for a caller that
+    evaluates in a program of its own (as the study's sweep does, to time it apart).
     """
     common = _static_args(config)
     model, options = common["model"], common["options"]
@@ -156,12 +180,14 @@ def make_train_fn(config: Config):
             one_epoch, (params, opt_state), jnp.arange(config.epochs)
         )
         tested = eval_params(config.optimizer, opt_state, params)
-        return {
+        metrics = {
             "loss": losses.reshape(-1),
             "epoch_train_loss": losses.mean(axis=1),
             "final_loss": losses[-1].mean(),
-            "test_accuracy": evaluate(tested, test_images, test_labels, model=model),
         }
+        if not test:
+            return {**metrics, "params": tested}
+        return {**metrics, "test_accuracy": evaluate(tested, test_images, test_labels, model=model)}
 
     return train_fn
 

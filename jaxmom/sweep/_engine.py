@@ -71,23 +71,31 @@ def _signature(tree) -> tuple:
     )
 
 
-def _compile(train_fn, mesh, chunk, seeded, inputs):
-    """Compile once per (train_fn, devices, chunk, input shapes and dtypes); return (exe, seconds).
+def compiled(key, build: Callable[[], Any]) -> tuple[Any, float]:
+    """(program, compile seconds) for ``key``: ``build()`` compiles it on a miss, else 0 seconds.
 
-    Hyperparameter *values* are not part of the key: a new grid of the same shape reuses the program.
-    The cache keeps the :data:`CACHE_SIZE` most recently used programs.
+    One bounded LRU cache of the :data:`CACHE_SIZE` most recently used programs serves every
+    compiled program of the sweeps (training here, a study's evaluation), so none grows unbounded.
     """
-    key = (train_fn, tuple(mesh.devices.flat), chunk, seeded, _signature(inputs))
     if key in _COMPILED:
         _COMPILED.move_to_end(key)
         return _COMPILED[key], 0.0
     t0 = time.perf_counter()
-    exe = _program(train_fn, mesh, chunk, seeded).lower(*inputs).compile()
+    exe = build()
     seconds = time.perf_counter() - t0
     _COMPILED[key] = exe
     while len(_COMPILED) > CACHE_SIZE:
         _COMPILED.popitem(last=False)
     return exe, seconds
+
+
+def _compile(train_fn, mesh, chunk, seeded, inputs):
+    """Compile once per (train_fn, devices, chunk, input shapes and dtypes); return (exe, seconds).
+
+    Hyperparameter *values* are not part of the key: a new grid of the same shape reuses the program.
+    """
+    key = (train_fn, tuple(mesh.devices.flat), chunk, seeded, _signature(inputs))
+    return compiled(key, lambda: _program(train_fn, mesh, chunk, seeded).lower(*inputs).compile())
 
 
 def _put(arr, sharding: NamedSharding) -> jax.Array:

@@ -25,7 +25,7 @@ from jaxmom.studies.mnist.train import (
     init_params,
     make_train_fn,
 )
-from jaxmom.sweep._engine import CACHE_SIZE
+from jaxmom.sweep._engine import CACHE_SIZE, compiled
 
 EVAL_CONFIGS = 16  # configurations evaluated together: their weights stay in cache per batch
 # On CPU, chunks of at most this many configurations: measured on a 2-core Xeon, a 16x16 grid ran
@@ -66,21 +66,14 @@ def _evaluate_grid(params, images, labels):
     return jax.lax.map(one, params, batch_size=EVAL_CONFIGS)
 
 
-_EVALUATORS: dict = {}
-
-
 def evaluate_grid(params, images, labels) -> tuple[np.ndarray, float, float]:
     """(accuracies, compile seconds, run seconds) of the stacked ``params`` (K configurations in
-    front) on the test set; the program is compiled once per shape."""
+    front) on the test set; the program is compiled once per shape, in the sweeps' bounded cache."""
     args = (jax.device_put(params), jax.device_put(images), jax.device_put(labels))
-    key = tuple((x.shape, str(x.dtype)) for x in jax.tree.leaves(args))
-    compile_seconds = 0.0
-    if key not in _EVALUATORS:
-        start = time.perf_counter()
-        _EVALUATORS[key] = jax.jit(_evaluate_grid).lower(*args).compile()
-        compile_seconds = time.perf_counter() - start
+    key = (_evaluate_grid, tuple((x.shape, str(x.dtype)) for x in jax.tree.leaves(args)))
+    program, compile_seconds = compiled(key, lambda: jax.jit(_evaluate_grid).lower(*args).compile())
     start = time.perf_counter()
-    accuracy = np.asarray(_EVALUATORS[key](*args))
+    accuracy = np.asarray(program(*args))
     return accuracy, compile_seconds, time.perf_counter() - start
 
 

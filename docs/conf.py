@@ -53,6 +53,7 @@ myst_heading_anchors = 3
 
 html_theme = "furo"
 html_title = f"jaxmom {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 pygments_style = "friendly"
 pygments_dark_style = "monokai"

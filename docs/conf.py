@@ -16,7 +16,7 @@ import jaxmom  # noqa: E402
 
 project = "jaxmom"
 author = "the jaxmom authors"
-copyright = "the jaxmom authors"  # noqa: A001
+copyright = "the jaxmom authors"
 version = release = jaxmom.__version__
 
 extensions = [

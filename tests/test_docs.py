@@ -39,7 +39,9 @@ def inventory(path: Path) -> dict[str, str]:
         for _ in range(3):
             f.readline()
         body = zlib.decompress(f.read()).decode()
-    entries = (re.match(r"(.+?)\s+(\S+:\S+)\s+-?\d+\s+\S*\s+.*", line) for line in body.splitlines())
+    entries = (
+        re.match(r"(.+?)\s+(\S+:\S+)\s+-?\d+\s+\S*\s+.*", line) for line in body.splitlines()
+    )
     return {m[1]: m[2] for m in entries if m}
 
 

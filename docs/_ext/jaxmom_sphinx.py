@@ -65,10 +65,14 @@ def _returns_transformation(fn) -> bool:
     return "GradientTransformation" in str(getattr(annotation, "__name__", annotation))
 
 
+def _is_namedtuple(value) -> bool:
+    return inspect.isclass(value) and issubclass(value, tuple) and hasattr(value, "_fields")
+
+
 def kind(value, name: str) -> str:
     """The section of the API page that a public name belongs in."""
     if inspect.isclass(value):
-        return "States" if issubclass(value, tuple) and hasattr(value, "_fields") else "Classes"
+        return "States" if _is_namedtuple(value) and name.endswith("State") else "Classes"
     if callable(value):
         if _returns_transformation(value):
             return "Building blocks" if name.startswith(("scale_by_", "add_")) else "Optimizers"
@@ -89,10 +93,9 @@ def api_rst(module_name: str, names: list[str], underline: str) -> list[str]:
         lines += [section, underline * len(section), "", ".. autosummary::", ""]
         lines += [f"   {n}" for n in members] + [""]
         for name in members:
-            if section == "Classes":
-                lines += [f".. autoclass:: {name}", "   :members:", ""]
-            elif section == "States":
-                lines += [f".. autoclass:: {name}", ""]
+            if inspect.isclass(getattr(module, name)):  # a NamedTuple's fields are in its signature
+                members = [] if _is_namedtuple(getattr(module, name)) else ["   :members:"]
+                lines += [f".. autoclass:: {name}", *members, ""]
             elif section == "Constants":
                 lines += [f".. autodata:: {name}", ""]
             else:

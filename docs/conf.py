@@ -45,7 +45,6 @@ napoleon_use_rtype = False
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
-autodoc_default_options = {"show-inheritance": False}
 autosummary_generate = False
 
 myst_enable_extensions = ["dollarmath", "colon_fence"]

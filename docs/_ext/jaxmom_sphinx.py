@@ -225,6 +225,16 @@ def shorten_signature(app, what, name, obj, options, signature, return_annotatio
     return signature, return_annotation
 
 
+def trim_code_blocks(app, doctree):
+    """Drop the blank line that ends each Markdown ``>>>`` block. It is there for doctest, which
+    would otherwise read the closing fence as part of the expected output."""
+    for block in doctree.findall(nodes.literal_block):
+        text = block.astext()
+        if text != text.rstrip() and block.rawsource == text:  # not a parsed literal
+            block.rawsource = text.rstrip()
+            block.children = [nodes.Text(block.rawsource)]
+
+
 def always_outdated(app, env, added, changed, removed):
     """The generated pages read the package, not their source file: re-read them every build."""
     return [d for d in env.found_docs if d.startswith("api") or d == "twins"]
@@ -237,4 +247,5 @@ def setup(app):
     app.connect("missing-reference", resolve_private_path)
     app.connect("autodoc-process-signature", shorten_signature)
     app.connect("env-get-outdated", always_outdated)
+    app.connect("doctree-read", trim_code_blocks)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

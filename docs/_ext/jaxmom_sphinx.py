@@ -127,7 +127,7 @@ class ModulesDirective(_RstDirective):
     def run(self) -> list[nodes.Node]:
         lines = []
         for name in public_modules():
-            if any(name == m or name.startswith(m + ".") for m in MAIN_MODULES[1:]):
+            if name in MAIN_MODULES:
                 continue
             module = importlib.import_module(name)
             top = set(public_names(importlib.import_module(ROOT)))
@@ -181,9 +181,30 @@ class TwinsDirective(_RstDirective):
         return self.parse(lines, "<jaxmom-twins>")
 
 
+def _exists(dotted: str) -> bool:
+    """Whether ``dotted`` names a module or an attribute of one that can be imported."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            value = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attribute in parts[i:]:
+            if not hasattr(value, attribute):
+                return False
+            value = getattr(value, attribute)
+        return True
+    return False
+
+
 def resolve_private_path(app, env, node, contnode):
-    """Link ``jaxmom._adam.ScaleByAdamState`` (a signature names the defining module) to the
-    public entry of the same name. Unresolved jaxmom references still warn, so fail under -W."""
+    """Resolve what the Python domain cannot, for jaxmom names only:
+
+    * ``jaxmom._adam.ScaleByAdamState`` (a signature names the defining module) links to the
+      public entry of the same name;
+    * a name that exists but has no entry (a private helper) is shown unlinked;
+    * a name that does not exist is left unresolved: it warns, so it fails the build under -W.
+    """
     target = node.get("reftarget", "")
     if node.get("refdomain") != "py" or not target.startswith(ROOT + "."):
         return None
@@ -196,7 +217,7 @@ def resolve_private_path(app, env, node, contnode):
             return make_refnode(
                 app.builder, node["refdoc"], entry.docname, entry.node_id, contnode, candidate
             )
-    return None
+    return contnode if _exists(target) else None
 
 
 @functools.cache

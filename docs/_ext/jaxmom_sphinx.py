@@ -18,6 +18,7 @@ import functools
 import textwrap
 
 from docutils import nodes
+from docutils.parsers.rst import directives
 from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import make_refnode, nested_parse_with_titles
@@ -87,10 +88,13 @@ def api_rst(module_name: str, names: list[str], underline: str) -> list[str]:
     for name in names:
         groups[kind(getattr(module, name), name)].append(name)
     lines = [f".. currentmodule:: {module_name}", ""]
+    titled = sum(1 for members in groups.values() if members) > 1  # one kind: the page's title
     for section, members in groups.items():
         if not members:
             continue
-        lines += [section, underline * len(section), "", ".. autosummary::", ""]
+        if titled:
+            lines += [section, underline * len(section), ""]
+        lines += [".. autosummary::", ""]
         lines += [f"   {n}" for n in members] + [""]
         for name in members:
             if inspect.isclass(getattr(module, name)):  # a NamedTuple's fields are in its signature
@@ -111,14 +115,23 @@ class _RstDirective(SphinxDirective):
 
 
 class ApiDirective(_RstDirective):
-    """``.. jaxmom-api:: MODULE``: the module's whole public API, one section per kind."""
+    """``.. jaxmom-api:: MODULE``: the module's public API, one section per kind; with
+    ``:kinds: Optimizers, States``, only those sections."""
 
     required_arguments = 1
+    option_spec = {"kinds": directives.unchanged}
 
     def run(self) -> list[nodes.Node]:
         name = self.arguments[0]
         module = importlib.import_module(name)
-        return self.parse(api_rst(name, public_names(module), "-"), "<jaxmom-api>")
+        names = public_names(module)
+        if "kinds" in self.options:
+            wanted = [k.strip() for k in self.options["kinds"].split(",")]
+            unknown = sorted(set(wanted) - set(SECTIONS))
+            if unknown:
+                raise self.error(f"unknown kinds {unknown}; known: {SECTIONS}")
+            names = [n for n in names if kind(getattr(module, n), n) in wanted]
+        return self.parse(api_rst(name, names, "-"), "<jaxmom-api>")
 
 
 class ModulesDirective(_RstDirective):

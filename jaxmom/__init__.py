@@ -7,6 +7,7 @@ from jaxmom._adagrad import ScaleByAdagradState as ScaleByAdagradState
 from jaxmom._adagrad import adagrad as adagrad
 from jaxmom._adagrad import scale_by_adagrad as scale_by_adagrad
 from jaxmom._adam import ScaleByAdamState as ScaleByAdamState
+from jaxmom._adam import ScaleByAmsgradState as ScaleByAmsgradState
 from jaxmom._adam import adam as adam
 from jaxmom._adam import scale_by_adam as scale_by_adam
 from jaxmom._base import ScaleByLearningRateState as ScaleByLearningRateState
@@ -16,6 +17,7 @@ from jaxmom._ema import EmaState as EmaState
 from jaxmom._ema import ema as ema
 from jaxmom._ema import ema_sgd as ema_sgd
 from jaxmom._rmsprop import ScaleByRmsState as ScaleByRmsState
+from jaxmom._rmsprop import ScaleByRStdDevState as ScaleByRStdDevState
 from jaxmom._rmsprop import rmsprop as rmsprop
 from jaxmom._rmsprop import scale_by_rms as scale_by_rms
 from jaxmom._sgd import ScaleByMomentumState as ScaleByMomentumState

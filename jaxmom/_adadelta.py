@@ -10,12 +10,16 @@ from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
     check,
+    check_params,
     scale_by_learning_rate,
-    update_moment,
+    update_second_moment,
+    zeros_like,
 )
 
 
 class ScaleByAdadeltaState(NamedTuple):
+    """State of :func:`scale_by_adadelta`, with PyTorch's names (Optax's ``e_g``, ``e_x``)."""
+
     square_avg: optax.Updates  # E[g^2]
     acc_delta: optax.Updates  # E[delta^2]
 
@@ -23,24 +27,41 @@ class ScaleByAdadeltaState(NamedTuple):
 def scale_by_adadelta(
     rho: jax.typing.ArrayLike = 0.9, eps: jax.typing.ArrayLike = 1e-6
 ) -> optax.GradientTransformation:
-    r"""Adadelta's unit-correcting rescaling; see :func:`jaxmom.adadelta`."""
+    r"""Adadelta's unit-correcting rescaling.
+
+    .. math::
+        E[g^2]_t = \rho E[g^2]_{t-1} + (1 - \rho) |g_t|^2, \qquad
+        \delta_t = \frac{\sqrt{E[\delta^2]_{t-1} + \epsilon}}{\sqrt{E[g^2]_t + \epsilon}}\, g_t,
+        \qquad E[\delta^2]_t = \rho E[\delta^2]_{t-1} + (1 - \rho) |\delta_t|^2
+
+    Args:
+      rho: :math:`\rho` in [0, 1], default 0.9.
+      eps: :math:`\epsilon` >= 0, default 1e-6.
+
+    Returns:
+      An ``optax.GradientTransformation`` whose updates are :math:`\delta_t`, with a
+      :class:`ScaleByAdadeltaState`.
+
+    Equal to ``optax.scale_by_adadelta(rho, eps)`` on real parameters, defaults included. On complex
+    ones Optax squares :math:`g^2` (complex), jaxmom :math:`|g|^2`, as Optax's Adam and RMSprop do.
+    """
     check("rho", rho, 0.0, 1.0, high_open=False)
     check("eps", eps)
 
     def init_fn(params):
-        zeros = jax.tree.map(jnp.zeros_like, params)
-        return ScaleByAdadeltaState(square_avg=zeros, acc_delta=zeros)
+        check_params(params)
+        return ScaleByAdadeltaState(square_avg=zeros_like(params), acc_delta=zeros_like(params))
 
     def update_fn(updates, state, params=None):
         del params
-        square_avg = update_moment(jax.tree.map(jnp.square, updates), state.square_avg, rho)
+        square_avg = update_second_moment(updates, state.square_avg, rho)
         delta = jax.tree.map(
             lambda g, eg, ex: (jnp.sqrt(ex + eps) / jnp.sqrt(eg + eps) * g).astype(g.dtype),
             updates,
             square_avg,
             state.acc_delta,
         )
-        acc_delta = update_moment(jax.tree.map(jnp.square, delta), state.acc_delta, rho)
+        acc_delta = update_second_moment(delta, state.acc_delta, rho)
         return delta, ScaleByAdadeltaState(square_avg=square_avg, acc_delta=acc_delta)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -56,10 +77,10 @@ def adadelta(
     r"""Adadelta, exactly as ``torch.optim.Adadelta``.
 
     .. math::
-        E[g^2]_t = \rho E[g^2]_{t-1} + (1 - \rho) g_t^2, \qquad
+        E[g^2]_t = \rho E[g^2]_{t-1} + (1 - \rho) |g_t|^2, \qquad
         \delta_t = \frac{\sqrt{E[\delta^2]_{t-1} + \epsilon}}{\sqrt{E[g^2]_t + \epsilon}}\, g_t,
 
-        E[\delta^2]_t = \rho E[\delta^2]_{t-1} + (1 - \rho) \delta_t^2, \qquad
+        E[\delta^2]_t = \rho E[\delta^2]_{t-1} + (1 - \rho) |\delta_t|^2, \qquad
         p_t = p_{t-1} - \eta_t \delta_t
 
     :math:`E[\delta^2]` tracks :math:`\delta` *before* the learning rate scales it.
@@ -74,7 +95,11 @@ def adadelta(
     Returns:
       An ``optax.GradientTransformation``.
 
-    Equal to ``torch.optim.Adadelta`` and ``optax.adadelta`` with the same values.
+    Equal to ``torch.optim.Adadelta`` (defaults included) and ``optax.adadelta`` with the same
+    values on real parameters. Mind Optax's default ``learning_rate=None``: it applies no
+    descent scaling, so ``optax.adadelta()`` steps *up* the gradient; pass ``1.0``. On
+    complex ones PyTorch treats the real and imaginary parts as two real parameters and Optax
+    squares :math:`g^2`; jaxmom squares :math:`|g|^2`, as Optax's Adam does.
 
     Example:
       >>> import jax.numpy as jnp, optax, jaxmom

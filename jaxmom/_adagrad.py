@@ -8,33 +8,54 @@ import optax
 
 from jaxmom._base import (
     ScalarOrSchedule,
+    abs_sq,
     add_weight_decay,
     check,
+    check_params,
+    full_like,
     learning_rate_at,
     scale_by_learning_rate,
 )
 
 
 class ScaleByAdagradState(NamedTuple):
+    """State of :func:`scale_by_adagrad`: PyTorch's ``sum``, with ``optax.ScaleByRssState``'s name."""
+
     sum_of_squares: optax.Updates  # G, the running sum of squared gradients
 
 
 def scale_by_adagrad(
     initial_accumulator_value: jax.typing.ArrayLike = 0.0, eps: jax.typing.ArrayLike = 1e-10
 ) -> optax.GradientTransformation:
-    r"""Divides by the root of the sum of squared gradients: :math:`G \mathrel{+}= g^2`,
-    :math:`u = g / (\sqrt{G} + \epsilon)`, with :math:`G_0` = ``initial_accumulator_value``."""
+    r"""Divides by the root of the sum of squared gradients, as ``torch.optim.Adagrad``.
+
+    .. math::
+        G_0 = a, \qquad G_t = G_{t-1} + |g_t|^2, \qquad u_t = \frac{g_t}{\sqrt{G_t} + \epsilon}
+
+    Args:
+      initial_accumulator_value: :math:`a` >= 0, default 0 (PyTorch's).
+      eps: :math:`\epsilon` >= 0, outside the root, default 1e-10 (PyTorch's).
+
+    Returns:
+      An ``optax.GradientTransformation`` whose updates are :math:`u_t`, with a
+      :class:`ScaleByAdagradState`.
+
+    Equal to ``optax.scale_by_rss(initial_accumulator_value=a, eps=0)`` when ``eps`` is 0 and
+    :math:`a > 0`. Optax's defaults differ (:math:`a = 0.1`, and its eps 1e-7 sits inside the root,
+    zeroing the update where :math:`G = 0`).
+    """
     check("initial_accumulator_value", initial_accumulator_value)
     check("eps", eps)
 
     def init_fn(params):
-        return ScaleByAdagradState(
-            jax.tree.map(lambda p: jnp.full_like(p, initial_accumulator_value), params)
-        )
+        check_params(params)
+        return ScaleByAdagradState(full_like(params, initial_accumulator_value))
 
     def update_fn(updates, state, params=None):
         del params
-        total = jax.tree.map(lambda g, s: s + g * g, updates, state.sum_of_squares)
+        total = jax.tree.map(
+            lambda g, s: (s + abs_sq(g)).astype(s.dtype), updates, state.sum_of_squares
+        )
         updates = jax.tree.map(
             lambda g, s: (g / (jnp.sqrt(s) + eps)).astype(g.dtype), updates, total
         )
@@ -54,7 +75,7 @@ def adagrad(
     r"""Adagrad, exactly as ``torch.optim.Adagrad``.
 
     .. math::
-        g_t \leftarrow g_t + wd\, p_{t-1}, \qquad G_t = G_{t-1} + g_t^2, \qquad
+        g_t \leftarrow g_t + wd\, p_{t-1}, \qquad G_t = G_{t-1} + |g_t|^2, \qquad
         p_t = p_{t-1} - \frac{\eta_t}{1 + (t - 1)\,\lambda} \cdot \frac{g_t}{\sqrt{G_t} + \epsilon}
 
     Args:
@@ -68,7 +89,9 @@ def adagrad(
       An ``optax.GradientTransformation``.
 
     Equal to:
-      * ``torch.optim.Adagrad`` with the same values.
+      * ``torch.optim.Adagrad`` with the same values, defaults included, on real parameters.
+        On complex ones PyTorch treats the real and imaginary parts as two real parameters;
+        jaxmom follows Optax and squares :math:`|g|^2`.
       * ``optax.adagrad(lr, initial_accumulator_value=a, eps=0)`` when ``eps=0``, ``lr_decay=0``,
         ``weight_decay=0`` and the same ``a > 0``. Optax's defaults differ: :math:`G_0 = 0.1`, and
         its eps (1e-7) sits *inside* the root, :math:`g / \sqrt{G + \epsilon}`.

@@ -11,16 +11,34 @@ from jaxmom._base import (
     add_weight_decay,
     bias_correction,
     check,
+    check_flag,
+    check_params,
     scale_by_learning_rate,
     update_moment,
+    update_second_moment,
+    zeros_like,
 )
 
 
 class ScaleByAdamState(NamedTuple):
-    count: jax.Array  # steps taken so far
+    """State of :func:`scale_by_adam`, the fields of ``optax.ScaleByAdamState``."""
+
+    count: jax.typing.ArrayLike  # steps taken so far
     mu: optax.Updates  # m, the first moment
-    nu: optax.Updates  # v, the second moment
-    nu_max: optax.Updates | None  # the running maximum of v (amsgrad only)
+    nu: optax.Updates  # v, the second moment, of |g|^2
+
+
+class ScaleByAmsgradState(NamedTuple):
+    """State of ``scale_by_adam(amsgrad=True)``, the fields of ``optax.ScaleByAmsgradState``.
+
+    Here ``nu_max`` is the running maximum of the *raw* :math:`v_t`, as in PyTorch; Optax keeps
+    the maximum of the bias-corrected ones.
+    """
+
+    count: jax.typing.ArrayLike  # steps taken so far
+    mu: optax.Updates  # m, the first moment
+    nu: optax.Updates  # v, the second moment, of |g|^2
+    nu_max: optax.Updates  # max(v_1, ..., v_t)
 
 
 def scale_by_adam(
@@ -32,23 +50,56 @@ def scale_by_adam(
     debias: bool = True,
     eps_in_sqrt: bool = False,
 ) -> optax.GradientTransformation:
-    r"""Adam's rescaling of the gradient; see :func:`jaxmom.adam`."""
+    r"""Adam's rescaling of the gradient, as ``torch.optim.Adam`` without the learning rate.
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad
+        v_t = \beta_2 v_{t-1} + (1 - \beta_2) |g_t|^2, \qquad
+        u_t = \frac{m_t / (1 - \beta_1^t)}{\sqrt{\hat v_t / (1 - \beta_2^t)} + \epsilon}
+
+    with :math:`\hat v_t = v_t`, or :math:`\max(v_1, \dots, v_t)` with ``amsgrad``.
+
+    Args:
+      b1: :math:`\beta_1` in [0, 1), default 0.9.
+      b2: :math:`\beta_2` in [0, 1), default 0.999.
+      eps: :math:`\epsilon` >= 0, default 1e-8.
+      amsgrad: use the running maximum of the raw second moment (PyTorch's order).
+      debias: divide by :math:`1 - \beta^t`; False drops both corrections.
+      eps_in_sqrt: :math:`\epsilon` inside the root, :math:`\sqrt{v / (1 - \beta_2^t) + \epsilon}`.
+
+    Returns:
+      An ``optax.GradientTransformation`` whose updates are :math:`u_t`, with a
+      :class:`ScaleByAdamState`, or a :class:`ScaleByAmsgradState` with ``amsgrad``.
+
+    Equal to ``optax.scale_by_adam(b1, b2, eps)``, defaults included (algebraically: the
+    corrections are computed more accurately here, see :func:`jaxmom.adam`). Not to
+    ``optax.scale_by_amsgrad``, which maximises the bias-corrected :math:`v_t`.
+    """
     check("b1", b1, 0.0, 1.0)
     check("b2", b2, 0.0, 1.0)
     check("eps", eps)
+    check_flag("amsgrad", amsgrad)
+    check_flag("debias", debias)
+    check_flag("eps_in_sqrt", eps_in_sqrt)
 
     def init_fn(params):
-        zeros = jax.tree.map(jnp.zeros_like, params)
-        return ScaleByAdamState(
-            count=jnp.zeros([], jnp.int32), mu=zeros, nu=zeros, nu_max=zeros if amsgrad else None
-        )
+        check_params(params)
+        count = jnp.zeros([], jnp.int32)
+        mu, nu = zeros_like(params), zeros_like(params)
+        if amsgrad:
+            return ScaleByAmsgradState(count=count, mu=mu, nu=nu, nu_max=zeros_like(params))
+        return ScaleByAdamState(count=count, mu=mu, nu=nu)
 
     def update_fn(updates, state, params=None):
         del params
         count = optax.safe_increment(state.count)
         mu = update_moment(updates, state.mu, b1)
-        nu = update_moment(jax.tree.map(jnp.square, updates), state.nu, b2)
-        nu_max = jax.tree.map(jnp.maximum, state.nu_max, nu) if amsgrad else None
+        nu = update_second_moment(updates, state.nu, b2)
+        if amsgrad:
+            nu_max = jax.tree.map(jnp.maximum, state.nu_max, nu)
+            new_state, nu_hat = ScaleByAmsgradState(count, mu, nu, nu_max), nu_max
+        else:
+            new_state, nu_hat = ScaleByAdamState(count, mu, nu), nu
         c1, c2 = (bias_correction(b1, count), bias_correction(b2, count)) if debias else (1, 1)
 
         def direction(m, v):
@@ -56,8 +107,7 @@ def scale_by_adam(
             denom = jnp.sqrt(v_hat + eps) if eps_in_sqrt else jnp.sqrt(v_hat) + eps
             return (m_hat / denom).astype(m.dtype)
 
-        updates = jax.tree.map(direction, mu, nu_max if amsgrad else nu)
-        return updates, ScaleByAdamState(count=count, mu=mu, nu=nu, nu_max=nu_max)
+        return jax.tree.map(direction, mu, nu_hat), new_state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -70,14 +120,15 @@ def adam(
     *,
     amsgrad: bool = False,
     weight_decay: jax.typing.ArrayLike = 0.0,
-    bias_correction: bool = True,
+    debias: bool = True,
     eps_in_sqrt: bool = False,
 ) -> optax.GradientTransformation:
     r"""Adam, exactly as ``torch.optim.Adam``.
 
     .. math::
         g_t \leftarrow g_t + wd\, p_{t-1}, \qquad
-        m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2,
+        m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t, \qquad
+        v_t = \beta_2 v_{t-1} + (1 - \beta_2) |g_t|^2,
 
         \hat m_t = \frac{m_t}{1 - \beta_1^t}, \qquad \hat v_t = \frac{v_t}{1 - \beta_2^t}, \qquad
         p_t = p_{t-1} - \eta_t \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
@@ -92,7 +143,8 @@ def adam(
       eps: :math:`\epsilon` >= 0, default 1e-8.
       amsgrad: use the running maximum of the second moment.
       weight_decay: L2 coefficient added to the gradient (not AdamW's decoupled decay), default 0.
-      bias_correction: divide by :math:`1 - \beta^t`; False gives :math:`\hat m = m, \hat v = v`.
+      debias: divide by :math:`1 - \beta^t` (bias correction), default True; False gives
+        :math:`\hat m = m, \hat v = v`.
       eps_in_sqrt: :math:`\hat m / \sqrt{\hat v + \epsilon}`, the seed tutorial's hand-written form.
 
     Returns:
@@ -100,8 +152,12 @@ def adam(
       ``chain(add_weight_decay, scale_by_adam, scale_by_learning_rate)``.
 
     Equal to:
-      * ``torch.optim.Adam(params, lr, (b1, b2), eps, weight_decay, amsgrad)``.
-      * ``optax.adam(lr, b1, b2, eps)`` (algebraically; rounding differs in the last bits).
+      * ``torch.optim.Adam(params, lr, (b1, b2), eps, weight_decay, amsgrad)``, defaults
+        included, on real parameters (on complex ones PyTorch treats the real and imaginary parts
+        as two real parameters; jaxmom squares :math:`|g|^2`, as Optax).
+      * ``optax.adam(lr, b1, b2, eps)``, defaults included, algebraically. In float32 jaxmom is
+        the more accurate: Optax's ``1 - b2**t`` loses digits to cancellation (see
+        :func:`jaxmom._base.bias_correction`).
       * the seed tutorial's ``adam(parameters, vs, sqrs, lr, t)`` with ``eps_in_sqrt=True``.
       * Not ``optax.amsgrad``: Optax takes the maximum of the *bias-corrected* second moments
         (optax issue #1389), so the two differ whenever :math:`v_t` shrinks.
@@ -120,8 +176,6 @@ def adam(
     """
     return optax.chain(
         add_weight_decay(weight_decay),
-        scale_by_adam(
-            b1, b2, eps, amsgrad=amsgrad, debias=bias_correction, eps_in_sqrt=eps_in_sqrt
-        ),
+        scale_by_adam(b1, b2, eps, amsgrad=amsgrad, debias=debias, eps_in_sqrt=eps_in_sqrt),
         scale_by_learning_rate(learning_rate),
     )

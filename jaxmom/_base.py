@@ -1,12 +1,18 @@
-"""Pieces every optimizer shares: hyperparameter checks, the learning rate, weight decay.
+"""Pieces every optimizer shares: checks, state buffers, moments, the learning rate, weight decay.
 
 Hyperparameters are values, never Python branches: a float, a JAX array or a traced value all go
 through the same arithmetic, so one compiled program serves every value. Only concrete values are
 checked, and only at construction.
+
+The state's *structure* follows the flags and the static zeros only, never a value that could be
+traced: a Python or NumPy zero (say ``momentum=0.0``) may drop a buffer, a JAX array never does,
+whether it is concrete or traced. So ``init`` and ``update`` agree on the structure under
+``jax.jit``, ``jax.vmap`` and ``optax.inject_hyperparams``, which hands the same value to ``init``
+as a concrete array and to ``update`` as a traced one.
 """
 
 import numbers
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -15,33 +21,125 @@ import optax
 
 ScalarOrSchedule = jax.typing.ArrayLike | optax.Schedule
 
+_NUMBERS = (int, float, np.integer, np.floating)
+_TRACED = (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError)
+
 
 def concrete(value):
     """Returns ``value`` as a float64 NumPy array, or None when it is traced or a schedule."""
-    if callable(value) or isinstance(value, jax.core.Tracer):
+    if callable(value):
         return None
-    return np.asarray(value, dtype=np.float64)
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except _TRACED:
+        return None
 
 
-def check(name, value, low=0.0, high=np.inf, *, high_open=True):
-    """Raises ValueError unless every concrete element of ``value`` lies in [low, high) or [low, high]."""
-    interval = f"[{low:g}, {'inf' if high == np.inf else f'{high:g}'}{')' if high_open else ']'}"
-    if not (
-        callable(value) or isinstance(value, (numbers.Real, np.ndarray, np.generic, jax.Array))
-    ):
-        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
-    v = concrete(value)
-    if v is None:
-        return
-    inside = np.isfinite(v) & (v >= low) & ((v < high) if high_open else (v <= high))
-    if not np.all(inside):
-        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+def is_traced(value) -> bool:
+    """True when ``value`` is a JAX tracer: a number only known when the program runs."""
+    return not callable(value) and concrete(value) is None
 
 
 def is_zero(value) -> bool:
     """True when ``value`` is concretely zero (a traced value never is)."""
     v = concrete(value)
     return v is not None and not np.any(v)
+
+
+def is_static_zero(value) -> bool:
+    """True when ``value`` is a Python or NumPy zero: the test that may drop a state buffer.
+
+    A JAX array, even a concrete one, is a value that may later arrive traced (``jax.jit``,
+    ``optax.inject_hyperparams``), so it never changes the state's structure.
+    """
+    return isinstance(value, (*_NUMBERS, np.ndarray)) and is_zero(value)
+
+
+def _interval(low, high, high_open):
+    return f"[{low:g}, {'inf' if high == np.inf else f'{high:g}'}{')' if high_open else ']'}"
+
+
+def check(name, value, low=0.0, high=np.inf, *, high_open=True, allow_schedule=None):
+    """Raises a one-line error unless ``value`` is a number in [low, high) (or [low, high]).
+
+    Accepted: a Python int or float, a NumPy or JAX real number or array (each concrete element is
+    checked; traced ones are not), and a callable schedule where ``allow_schedule`` (by default
+    only for ``name == "learning_rate"``). A bool, a Fraction, a string or a complex number is a
+    ``TypeError``; a value outside the interval is a ``ValueError`` naming the first bad element.
+    """
+    interval = _interval(low, high, high_open)
+    if callable(value):
+        if allow_schedule if allow_schedule is not None else name == "learning_rate":
+            return
+        raise TypeError(f"{name} must be a number in {interval}, got the callable {value!r}")
+    dtype = getattr(value, "dtype", None)
+    numeric = isinstance(value, _NUMBERS) and not isinstance(value, (bool, np.bool_))
+    array = (
+        isinstance(value, (np.ndarray, jax.Array))
+        and dtype is not None
+        and (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating))
+    )
+    if not (numeric or array):
+        kind = f"{type(value).__name__}" + (f" of dtype {dtype}" if dtype is not None else "")
+        raise TypeError(f"{name} must be a real number in {interval}, got a {kind}: {value!r:.80}")
+    v = concrete(value)
+    if v is None:
+        return
+    inside = np.isfinite(v) & (v >= low) & ((v < high) if high_open else (v <= high))
+    if np.all(inside):
+        return
+    if v.ndim == 0:
+        shown = value if isinstance(value, numbers.Number) else v.item()
+        raise ValueError(f"{name} must be a finite number in {interval}, got {shown!r}")
+    index = tuple(int(i) for i in np.argwhere(~inside)[0])
+    raise ValueError(
+        f"{name} must be finite numbers in {interval}; element {list(index)} of the "
+        f"{v.shape} array is {np.asarray(value)[index]!s}"
+    )
+
+
+def check_flag(name, value) -> None:
+    """Raises a one-line ``TypeError`` unless ``value`` is a real bool (Python or NumPy)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r:.80}")
+
+
+def check_params(params) -> None:
+    """Raises a one-line ``TypeError`` naming the first leaf whose dtype is not float or complex.
+
+    An integer parameter would get silent zero updates after the cast back to its dtype; PyTorch
+    refuses such parameters too. Call it in every ``init``.
+    """
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        dtype = leaf.dtype if hasattr(leaf, "dtype") else jnp.asarray(leaf).dtype
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            where = f"params{jax.tree_util.keystr(path)}"
+            raise TypeError(
+                f"{where} has dtype {dtype}: optimizers need floating-point or complex parameters"
+            )
+
+
+def zeros_like(params):
+    """A fresh all-zeros tree shaped and typed like ``params``.
+
+    Call it once per state field: every state leaf must be its own buffer, or donating the state
+    (``jax.jit(..., donate_argnums=...)``) fails with "donate the same buffer twice".
+    """
+    return optax.tree.zeros_like(params)
+
+
+def full_like(params, value):
+    """A fresh tree like ``params`` filled with ``value`` (once per state field, as zeros_like)."""
+    return optax.tree.full_like(params, value)
+
+
+def abs_sq(x):
+    """:math:`|x|^2`, real for a complex ``x`` (``optax._src.numerics.abs_sq``): ``conj(x) * x``.
+
+    Every second moment squares with this, never ``x * x``, so complex parameters follow Optax.
+    The result keeps ``x``'s dtype kind: real for real input, the real part for complex input.
+    """
+    return jnp.real(jnp.conj(x) * x) if jnp.iscomplexobj(x) else jnp.square(x)
 
 
 def learning_rate_at(learning_rate: ScalarOrSchedule, count):
@@ -54,6 +152,11 @@ def update_moment(values, moments, decay):
     return jax.tree.map(lambda x, m: (decay * m + (1 - decay) * x).astype(m.dtype), values, moments)
 
 
+def update_second_moment(values, moments, decay):
+    """``decay * m + (1 - decay) * |x|^2`` leaf by leaf (:func:`abs_sq`), in the moment's dtype."""
+    return update_moment(jax.tree.map(abs_sq, values), moments, decay)
+
+
 def bias_correction(decay, count):
     """``1 - decay**count``, computed so that float32 keeps its digits when decay is near 1.
 
@@ -64,23 +167,41 @@ def bias_correction(decay, count):
 
 
 class ScaleByLearningRateState(NamedTuple):
-    count: jax.Array  # steps taken so far, for schedules
+    """State of :func:`scale_by_learning_rate` with a schedule (a constant keeps none)."""
+
+    count: jax.typing.ArrayLike  # steps taken so far, the schedule's argument
 
 
 def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> optax.GradientTransformation:
-    r"""Descent step: :math:`u \leftarrow -\eta_t u`, with :math:`\eta_t` = ``learning_rate(t - 1)``
-    for a schedule. Unlike ``optax.scale``, a float32 learning rate never promotes bf16 updates."""
+    r"""The descent step :math:`u \leftarrow -\eta_t u`.
+
+    Unlike ``optax.scale``, a float32 learning rate never promotes bf16 updates.
+
+    Args:
+      learning_rate: :math:`\eta` >= 0, a number (traced or not) or an Optax schedule, which is
+        called with the number of steps taken before this one.
+
+    Returns:
+      An ``optax.GradientTransformation``. A constant learning rate keeps no state
+      (``optax.EmptyState``), as Optax's does; a schedule keeps a
+      :class:`ScaleByLearningRateState` with the step count.
+    """
     check("learning_rate", learning_rate)
 
     def init_fn(params):
-        del params
-        return ScaleByLearningRateState(count=jnp.zeros([], jnp.int32))
+        check_params(params)
+        if callable(learning_rate):
+            return ScaleByLearningRateState(count=jnp.zeros([], jnp.int32))
+        return optax.EmptyState()
 
     def update_fn(updates, state, params=None):
         del params
-        lr = learning_rate_at(learning_rate, state.count)
+        lr: Any = learning_rate
+        if callable(learning_rate):
+            lr = learning_rate(state.count)
+            state = ScaleByLearningRateState(count=optax.safe_increment(state.count))
         updates = jax.tree.map(lambda u: (-lr * u).astype(u.dtype), updates)
-        return updates, ScaleByLearningRateState(count=optax.safe_increment(state.count))
+        return updates, state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -90,7 +211,13 @@ def add_weight_decay(weight_decay: jax.typing.ArrayLike = 0.0) -> optax.Gradient
 
     A concrete zero is skipped, as PyTorch's ``if weight_decay != 0`` does: ``g + 0 * p`` would
     cost a read of every parameter (and turn an infinite parameter into a NaN gradient). Otherwise
-    ``update`` needs ``params``; a traced value is always applied.
+    ``update`` needs ``params``; a traced value is always applied. It keeps no state.
+
+    Args:
+      weight_decay: :math:`wd` >= 0.
+
+    Returns:
+      An ``optax.GradientTransformation`` with ``optax.EmptyState``.
     """
     check("weight_decay", weight_decay)
 

@@ -10,17 +10,22 @@ from jaxmom._base import (
     ScalarOrSchedule,
     bias_correction,
     check,
+    check_flag,
+    check_params,
     scale_by_learning_rate,
     update_moment,
+    zeros_like,
 )
 
 
 class EmaState(NamedTuple):
-    count: jax.Array  # values seen so far
+    """State of :func:`ema`, the fields of ``optax.EmaState``."""
+
+    count: jax.typing.ArrayLike  # values seen so far
     ema: optax.Updates  # v_t, never debiased
 
 
-def ema(decay: jax.typing.ArrayLike, *, debias: bool = False) -> optax.GradientTransformation:
+def ema(decay: jax.typing.ArrayLike, *, debias: bool = True) -> optax.GradientTransformation:
     r"""The exponentially weighted average of what flows through it.
 
     .. math::
@@ -33,24 +38,27 @@ def ema(decay: jax.typing.ArrayLike, *, debias: bool = False) -> optax.GradientT
 
     Args:
       decay: :math:`\beta` in [0, 1).
-      debias: divide by :math:`1 - \beta^t` (bias correction).
+      debias: divide by :math:`1 - \beta^t` (bias correction), default True as in Optax.
 
     Returns:
       An ``optax.GradientTransformation``; the state keeps the raw average.
 
-    Equal to ``optax.ema(decay, debias=debias)``.
+    Equal to ``optax.ema(decay, debias=debias)``, defaults included: ``ema(decay)`` is
+    ``optax.ema(decay)``.
 
     Example:
       >>> import jax.numpy as jnp, jaxmom
-      >>> tx = jaxmom.ema(0.9, debias=True)
+      >>> tx = jaxmom.ema(0.9)
       >>> out, state = tx.update(jnp.array([3.0]), tx.init(jnp.zeros(1)))
       >>> print(out.round(5))  # the first debiased value is the first observation
       [3.]
     """
     check("decay", decay, 0.0, 1.0)
+    check_flag("debias", debias)
 
     def init_fn(params):
-        return EmaState(count=jnp.zeros([], jnp.int32), ema=jax.tree.map(jnp.zeros_like, params))
+        check_params(params)
+        return EmaState(count=jnp.zeros([], jnp.int32), ema=zeros_like(params))
 
     def update_fn(updates, state, params=None):
         del params
@@ -79,13 +87,15 @@ def ema_sgd(
     Args:
       learning_rate: :math:`\eta`, >= 0, or an Optax schedule.
       beta: :math:`\beta` in [0, 1), default 0.9.
-      debias: bias-correct :math:`v_t`, as Adam does for its first moment.
+      debias: bias-correct :math:`v_t`, as Adam does for its first moment. Default False, the
+        course's form (unlike :func:`ema`, whose default follows ``optax.ema``).
 
     Returns:
       An ``optax.GradientTransformation``: ``chain(ema, scale_by_learning_rate)``.
 
     Equal to:
-      * ``chain(optax.ema(beta, debias=debias), optax.scale_by_learning_rate(lr))``;
+      * ``chain(optax.ema(beta, debias=debias), optax.scale_by_learning_rate(lr))``; mind that
+        ``optax.ema`` debiases by default and ``ema_sgd`` does not;
       * with ``debias=False`` and a constant learning rate, ``jaxmom.sgd(lr * (1 - beta), beta)``,
         ``torch.optim.SGD(lr=lr * (1 - beta), momentum=beta)`` and ``optax.sgd`` likewise,
         first step included. ``torch.optim.SGD(momentum=beta, dampening=beta)`` has the same
@@ -100,4 +110,5 @@ def ema_sgd(
       Array([0.8], dtype=float32)
     """
     check("beta", beta, 0.0, 1.0)
+    check_flag("debias", debias)
     return optax.chain(ema(beta, debias=debias), scale_by_learning_rate(learning_rate))

@@ -8,17 +8,30 @@ import optax
 
 from jaxmom._base import (
     ScalarOrSchedule,
+    abs_sq,
     add_weight_decay,
     check,
+    check_flag,
+    check_params,
     scale_by_learning_rate,
     update_moment,
+    update_second_moment,
+    zeros_like,
 )
 from jaxmom._sgd import scale_by_momentum
 
 
 class ScaleByRmsState(NamedTuple):
-    square_avg: optax.Updates  # v, the average of g^2
-    grad_avg: optax.Updates | None  # m, the average of g (centered only)
+    """State of :func:`scale_by_rms`, the fields of ``optax.ScaleByRmsState``."""
+
+    nu: optax.Updates  # v, the average of |g|^2 (PyTorch's square_avg)
+
+
+class ScaleByRStdDevState(NamedTuple):
+    """State of ``scale_by_rms(centered=True)``, the fields of ``optax.ScaleByRStdDevState``."""
+
+    mu: optax.Updates  # m, the average of g (PyTorch's grad_avg)
+    nu: optax.Updates  # v, the average of |g|^2 (PyTorch's square_avg)
 
 
 def scale_by_rms(
@@ -28,28 +41,55 @@ def scale_by_rms(
     centered: bool = False,
     eps_in_sqrt: bool = False,
 ) -> optax.GradientTransformation:
-    r"""Divides by a running root-mean-square of the gradient; see :func:`jaxmom.rmsprop`."""
+    r"""Divides by a running root-mean-square of the gradient, as ``torch.optim.RMSprop``.
+
+    .. math::
+        v_t = \alpha v_{t-1} + (1 - \alpha) |g_t|^2, \qquad
+        \tilde v_t = v_t - |m_t|^2 \ \text{(centered, with } m_t = \alpha m_{t-1} +
+        (1 - \alpha) g_t) \ \text{else} \ v_t, \qquad
+        u_t = \frac{g_t}{\sqrt{\tilde v_t} + \epsilon} \ \ \text{or, with eps\_in\_sqrt,}
+        \ \frac{g_t}{\sqrt{\tilde v_t + \epsilon}}
+
+    Args:
+      alpha: :math:`\alpha` in [0, 1], default 0.99 (PyTorch's).
+      eps: :math:`\epsilon` >= 0, default 1e-8.
+      centered: divide by the estimated standard deviation instead of the RMS.
+      eps_in_sqrt: put eps inside the root, as Optax does by default.
+
+    Returns:
+      An ``optax.GradientTransformation`` whose updates are :math:`u_t`, with a
+      :class:`ScaleByRmsState`, or a :class:`ScaleByRStdDevState` when centered.
+
+    Equal to ``optax.scale_by_rms(alpha, eps, eps_in_sqrt=eps_in_sqrt)`` and, centered, to
+    ``optax.scale_by_stddev(alpha, eps, eps_in_sqrt=eps_in_sqrt)``. Their defaults differ:
+    decay 0.9 and ``eps_in_sqrt=True``.
+    """
     check("alpha", alpha, 0.0, 1.0, high_open=False)
     check("eps", eps)
+    check_flag("centered", centered)
+    check_flag("eps_in_sqrt", eps_in_sqrt)
 
     def init_fn(params):
-        zeros = jax.tree.map(jnp.zeros_like, params)
-        return ScaleByRmsState(square_avg=zeros, grad_avg=zeros if centered else None)
+        check_params(params)
+        if centered:
+            return ScaleByRStdDevState(mu=zeros_like(params), nu=zeros_like(params))
+        return ScaleByRmsState(nu=zeros_like(params))
 
     def update_fn(updates, state, params=None):
         del params
-        square_avg = update_moment(jax.tree.map(jnp.square, updates), state.square_avg, alpha)
-        variance, grad_avg = square_avg, None
+        nu = update_second_moment(updates, state.nu, alpha)
         if centered:
-            grad_avg = update_moment(updates, state.grad_avg, alpha)
-            variance = jax.tree.map(lambda v, m: v - m * m, square_avg, grad_avg)
+            mu = update_moment(updates, state.mu, alpha)
+            variance = jax.tree.map(lambda v, m: v - abs_sq(m), nu, mu)
+            new_state = ScaleByRStdDevState(mu=mu, nu=nu)
+        else:
+            variance, new_state = nu, ScaleByRmsState(nu=nu)
 
         def scale(g, v):
             denom = jnp.sqrt(v + eps) if eps_in_sqrt else jnp.sqrt(v) + eps
             return (g / denom).astype(g.dtype)
 
-        updates = jax.tree.map(scale, updates, variance)
-        return updates, ScaleByRmsState(square_avg=square_avg, grad_avg=grad_avg)
+        return jax.tree.map(scale, updates, variance), new_state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -67,15 +107,17 @@ def rmsprop(
     r"""RMSprop, exactly as ``torch.optim.RMSprop``.
 
     .. math::
-        g_t \leftarrow g_t + wd\, p_{t-1}, \qquad v_t = \alpha v_{t-1} + (1 - \alpha) g_t^2,
-        \qquad \tilde v_t = v_t - m_t^2 \ \text{(centered, with } m_t = \alpha m_{t-1} +
+        g_t \leftarrow g_t + wd\, p_{t-1}, \qquad v_t = \alpha v_{t-1} + (1 - \alpha) |g_t|^2,
+        \qquad \tilde v_t = v_t - |m_t|^2 \ \text{(centered, with } m_t = \alpha m_{t-1} +
         (1 - \alpha) g_t) \ \text{else} \ v_t,
 
         a_t = \sqrt{\tilde v_t} + \epsilon \ \ (\text{or} \ \sqrt{\tilde v_t + \epsilon}
         \ \text{with eps\_in\_sqrt}), \qquad
         b_t = \mu b_{t-1} + g_t / a_t, \qquad p_t = p_{t-1} - \eta_t b_t
 
-    With momentum 0, :math:`b_t = g_t / a_t`: the buffer is always kept, so momentum may be traced.
+    With momentum 0, :math:`b_t = g_t / a_t`. A Python or NumPy ``momentum`` of 0 keeps no
+    momentum buffer, as PyTorch; a JAX-array or traced one keeps it. The state's structure
+    follows such static values and the flags, never traced values.
 
     Args:
       learning_rate: :math:`\eta`, >= 0, or an Optax schedule. Default 1e-2.
@@ -91,7 +133,9 @@ def rmsprop(
       ``chain(add_weight_decay, scale_by_rms, scale_by_momentum, scale_by_learning_rate)``.
 
     Equal to:
-      * ``torch.optim.RMSprop(params, lr, alpha, eps, weight_decay, momentum, centered)``.
+      * ``torch.optim.RMSprop(params, lr, alpha, eps, weight_decay, momentum, centered)``,
+        defaults included, on real parameters (on complex ones PyTorch treats the real and
+        imaginary parts as two real parameters; jaxmom squares :math:`|g|^2`, as Optax).
       * ``optax.rmsprop(lr, decay=alpha, eps=eps, eps_in_sqrt=eps_in_sqrt, centered=centered,
         momentum=momentum)`` under a constant learning rate. Optax's defaults differ
         (decay 0.9, ``eps_in_sqrt=True``), and its momentum buffer holds ``lr * b``: under a

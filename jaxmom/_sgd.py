@@ -10,15 +10,21 @@ from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
     check,
+    check_flag,
+    check_params,
     concrete,
+    is_static_zero,
     is_zero,
     scale_by_learning_rate,
+    zeros_like,
 )
 
 
 class ScaleByMomentumState(NamedTuple):
-    count: jax.Array  # steps taken so far
-    buffer: optax.Updates  # b, the momentum buffer
+    """State of :func:`scale_by_momentum`: PyTorch's ``momentum_buffer`` and the step count."""
+
+    count: jax.typing.ArrayLike  # steps taken so far; the first step sets b_1 = g_1
+    buffer: optax.Updates  # b, the momentum buffer, like the parameters
 
 
 def scale_by_momentum(
@@ -33,33 +39,49 @@ def scale_by_momentum(
         b_1 = g_1, \qquad b_t = \mu b_{t-1} + (1 - \tau) g_t, \qquad
         d_t = g_t + \mu b_t \ \text{(nesterov)} \ \text{else} \ b_t
 
-    With ``dampening`` 0 this is ``optax.trace(momentum, nesterov)``.
+    With :math:`\mu = 0`, :math:`d_t = g_t` whatever :math:`\tau`: PyTorch keeps no buffer then,
+    so it never applies the dampening. A traced :math:`\mu` that is 0 gives the same.
+
+    The state's structure follows the static values only: a Python or NumPy ``momentum`` of 0
+    keeps no state at all (``optax.EmptyState``), as ``torch.optim.SGD`` and ``optax.sgd`` keep
+    no buffer; a JAX-array or traced ``momentum`` always keeps the buffer and the count.
 
     Args:
-      momentum: :math:`\mu`, in [0, 1).
+      momentum: :math:`\mu`, in [0, 1). Default 0: the updates pass through.
       dampening: :math:`\tau`, in [0, 1]; not applied on the first step, as in PyTorch.
       nesterov: use the Nesterov direction. Needs ``momentum`` > 0 and ``dampening`` 0.
 
     Returns:
-      An ``optax.GradientTransformation`` whose updates are :math:`d_t`.
+      An ``optax.GradientTransformation`` whose updates are :math:`d_t`, with a
+      :class:`ScaleByMomentumState` (or ``optax.EmptyState`` for a static zero momentum).
+
+    Equal to ``optax.trace(momentum, nesterov=nesterov)`` when ``dampening`` is 0; both default
+    to ``nesterov=False``.
     """
     check("momentum", momentum, 0.0, 1.0)
     check("dampening", dampening, 0.0, 1.0, high_open=False)
+    check_flag("nesterov", nesterov)
     if nesterov and concrete(dampening) is not None and not is_zero(dampening):
         raise ValueError(f"nesterov needs dampening == 0, got dampening={dampening!r}")
     if nesterov and is_zero(momentum):
         raise ValueError("nesterov needs momentum > 0, got momentum=0")
+    if is_static_zero(momentum):
+        return optax.GradientTransformation(
+            lambda params: check_params(params) or optax.EmptyState(),
+            lambda updates, state, params=None: (updates, state),
+        )
 
     def init_fn(params):
-        return ScaleByMomentumState(
-            count=jnp.zeros([], jnp.int32), buffer=jax.tree.map(jnp.zeros_like, params)
-        )
+        check_params(params)
+        return ScaleByMomentumState(count=jnp.zeros([], jnp.int32), buffer=zeros_like(params))
 
     def update_fn(updates, state, params=None):
         del params
         first = state.count == 0
+        # torch ignores dampening when momentum == 0 (it keeps no buffer): so must a traced 0
+        kept = jnp.where(momentum == 0, 1.0, 1 - dampening)
         buffer = jax.tree.map(
-            lambda g, b: jnp.where(first, g, momentum * b + (1 - dampening) * g).astype(b.dtype),
+            lambda g, b: jnp.where(first, g, momentum * b + kept * g).astype(b.dtype),
             updates,
             state.buffer,
         )
@@ -92,18 +114,22 @@ def sgd(
     Args:
       learning_rate: :math:`\eta`, >= 0, or an Optax schedule.
       momentum: :math:`\mu` in [0, 1). Default 0: plain SGD.
-      dampening: :math:`\tau` in [0, 1], default 0; PyTorch skips it on the first step, and so do we.
+      dampening: :math:`\tau` in [0, 1], default 0. PyTorch skips it on the first step and when
+        :math:`\mu = 0`, and so do we.
       nesterov: Nesterov's direction; needs momentum > 0 and dampening 0 (as PyTorch).
       weight_decay: L2 coefficient added to the gradient, default 0.
 
     Returns:
       An ``optax.GradientTransformation``:
-      ``chain(add_weight_decay, scale_by_momentum, scale_by_learning_rate)``.
+      ``chain(add_weight_decay, scale_by_momentum, scale_by_learning_rate)``. A Python or NumPy
+      ``momentum`` of 0 keeps no buffer; the state's structure follows such static values and the
+      flags, never traced values.
 
     Equal to:
       * ``torch.optim.SGD(params, lr, momentum, dampening, weight_decay, nesterov)`` with the same
-        values, first step included.
-      * ``optax.sgd(lr, momentum, nesterov=nesterov)`` when dampening and weight_decay are 0.
+        values, first step included; ``sgd(lr)`` is ``torch.optim.SGD(params, lr)``.
+      * ``optax.sgd(lr, momentum, nesterov=nesterov)`` when dampening and weight_decay are 0;
+        ``sgd(lr)`` is ``optax.sgd(lr)``.
       * ``jaxmom.sutskever_sgd(lr, momentum)`` and ``jaxmom.ema_sgd(lr / (1 - momentum), momentum)``
         under a constant learning rate; see :func:`jaxmom.convert_momentum`.
 

@@ -9,7 +9,7 @@ from jaxmom._sgd import scale_by_momentum
 
 def sutskever_sgd(
     learning_rate: ScalarOrSchedule,
-    momentum: jax.typing.ArrayLike = 0.9,
+    momentum: jax.typing.ArrayLike = 0.0,
     *,
     nesterov: bool = False,
 ) -> optax.GradientTransformation:
@@ -26,7 +26,8 @@ def sutskever_sgd(
 
     Args:
       learning_rate: :math:`\eta`, >= 0, or an Optax schedule.
-      momentum: :math:`\mu` in [0, 1), default 0.9.
+      momentum: :math:`\mu` in [0, 1), default 0, as Keras, PyTorch and Optax. A Python or NumPy
+        0 keeps no buffer.
       nesterov: the reparametrised Nesterov step of Sutskever et al. (2013); needs momentum > 0.
 
     Returns:
@@ -34,10 +35,11 @@ def sutskever_sgd(
 
     Equal to:
       * the tutorials' ``sgd_momentum(parameters, vs, lr, gamma)``: ``v = gamma*v + lr*g; p -= v``;
-      * ``keras.optimizers.SGD(lr, momentum, nesterov)``;
+      * ``keras.optimizers.SGD(lr, momentum, nesterov)``, defaults included;
       * under a constant learning rate, ``jaxmom.sgd(lr, momentum, nesterov=nesterov)``,
-        ``torch.optim.SGD`` and ``optax.sgd`` with the same values (:math:`v_t = \eta b_t`).
-        Under a schedule the paths differ.
+        ``torch.optim.SGD`` and ``optax.sgd`` with the same values (:math:`v_t = \eta b_t`), and
+        ``sutskever_sgd(lr)`` is ``sgd(lr)``, ``torch.optim.SGD(params, lr)`` and
+        ``optax.sgd(lr)``. Under a schedule the paths differ.
 
     Example:
       >>> import jax.numpy as jnp, optax, jaxmom

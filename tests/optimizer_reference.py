@@ -1,8 +1,16 @@
-"""Independent NumPy transcriptions of ../shared/FORMULAS.md, written from the formulas, not the code.
+"""Independent NumPy transcriptions: PyTorch's optimizers from its source, the others from the formulas.
+
+``sgd``, ``adagrad``, ``adadelta``, ``rmsprop`` and ``adam`` are transcribed line by line from
+``_single_tensor_*`` in ``torch/optim/{sgd,adagrad,adadelta,rmsprop,adam}.py`` (torch 2.13.0),
+keeping torch's branches (``if momentum != 0``, ``buf is None`` on the first step, ``if
+momentum > 0``). Deliberate extensions, off by default: a callable ``lr`` (a schedule, called with
+``t - 1``), ``eps_in_sqrt`` and ``debias``. Where torch writes ``addcmul(grad, grad)`` these write
+``sq(grad)`` = |grad|^2: the same on real arrays; on complex ones jaxmom follows Optax, while torch
+would treat the real and imaginary parts as two real parameters.
 
 Each factory returns ``step(p, g, s, t) -> (p, s)`` for ONE array: ``s`` is a dict of buffers
-(empty at t = 1), ``t`` counts from 1, and a callable learning rate is called with ``t - 1``.
-Scalars such as bias corrections are computed in Python double precision, as PyTorch does.
+(empty at t = 1), ``t`` counts from 1. Scalars such as bias corrections are computed in Python
+double precision, as PyTorch does.
 """
 
 import numpy as np
@@ -16,17 +24,39 @@ def _get(s, key, like, value=0.0):
     return s.get(key, np.full_like(like, value))
 
 
+def sq(x):
+    """|x|^2, as optax's numerics.abs_sq: conj(x) * x, real-valued."""
+    return np.real(np.conj(x) * x).astype(x.dtype)
+
+
 def sgd(lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
-    def step(p, g, s, t):
-        g = g + weight_decay * p
-        b = g if t == 1 else momentum * s["b"] + (1 - dampening) * g
-        d = g + momentum * b if nesterov else b
-        return p - _lr(lr, t) * d, {"b": b}
+    """torch/optim/sgd.py, _single_tensor_sgd."""
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+
+    def step(param, grad, s, t):
+        s = dict(s)
+        if weight_decay != 0:
+            grad = grad + weight_decay * param
+        if momentum != 0:
+            buf = s.get("momentum_buffer")
+            if buf is None:
+                buf = grad.copy()
+            else:
+                buf = buf * momentum + (1 - dampening) * grad
+            s["momentum_buffer"] = buf
+            if nesterov:
+                grad = grad + momentum * buf
+            else:
+                grad = buf
+        return param - _lr(lr, t) * grad, s
 
     return step
 
 
-def sutskever_sgd(lr, momentum=0.9, nesterov=False):
+def sutskever_sgd(lr, momentum=0.0, nesterov=False):
+    """The seed tutorials' form: v = mu*v + lr*g; p -= v (Sutskever's nesterov: p -= mu*v + lr*g)."""
+
     def step(p, g, s, t):
         v = momentum * _get(s, "v", p) + _lr(lr, t) * g
         return p - (momentum * v + _lr(lr, t) * g if nesterov else v), {"v": v}
@@ -34,7 +64,7 @@ def sutskever_sgd(lr, momentum=0.9, nesterov=False):
     return step
 
 
-def ema(decay, debias=False):
+def ema(decay, debias=True):
     """Here ``p`` is ignored and the returned 'parameter' is the (debiased) average itself."""
 
     def step(p, x, s, t):
@@ -54,23 +84,34 @@ def ema_sgd(lr, beta=0.9, debias=False):
 
 
 def adagrad(lr=1e-2, lr_decay=0.0, initial_accumulator_value=0.0, eps=1e-10, weight_decay=0.0):
-    def step(p, g, s, t):
-        g = g + weight_decay * p
-        clr = _lr(lr, t) / (1 + (t - 1) * lr_decay)
-        G = _get(s, "G", p, initial_accumulator_value) + g * g
-        return p - clr * g / (np.sqrt(G) + eps), {"G": G}
+    """torch/optim/adagrad.py, _single_tensor_adagrad (dense gradients)."""
+
+    def step(param, grad, s, t):
+        state_sum = s.get("sum", np.full_like(param, initial_accumulator_value))
+        step_t = s.get("step", 0) + 1
+        if weight_decay != 0:
+            grad = grad + weight_decay * param
+        clr = _lr(lr, t) / (1 + (step_t - 1) * lr_decay)
+        state_sum = state_sum + sq(grad)
+        std = np.sqrt(state_sum) + eps
+        return param - clr * (grad / std), {"sum": state_sum, "step": step_t}
 
     return step
 
 
 def adadelta(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
-    def step(p, g, s, t):
-        g = g + weight_decay * p
-        Eg = rho * _get(s, "Eg", p) + (1 - rho) * g * g
-        Ex = _get(s, "Ex", p)
-        delta = np.sqrt(Ex + eps) / np.sqrt(Eg + eps) * g
-        Ex = rho * Ex + (1 - rho) * delta * delta
-        return p - _lr(lr, t) * delta, {"Eg": Eg, "Ex": Ex}
+    """torch/optim/adadelta.py, _single_tensor_adadelta."""
+
+    def step(param, grad, s, t):
+        square_avg, acc_delta = _get(s, "square_avg", param), _get(s, "acc_delta", param)
+        if weight_decay != 0:
+            grad = grad + weight_decay * param
+        square_avg = square_avg * rho + (1 - rho) * sq(grad)
+        std = np.sqrt(square_avg + eps)
+        delta = np.sqrt(acc_delta + eps)
+        delta = delta / std * grad
+        acc_delta = acc_delta * rho + (1 - rho) * sq(delta)
+        return param - _lr(lr, t) * delta, {"square_avg": square_avg, "acc_delta": acc_delta}
 
     return step
 
@@ -78,16 +119,27 @@ def adadelta(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
 def rmsprop(
     lr=1e-2, alpha=0.99, eps=1e-8, centered=False, momentum=0.0, weight_decay=0.0, eps_in_sqrt=False
 ):
-    def step(p, g, s, t):
-        g = g + weight_decay * p
-        v = alpha * _get(s, "v", p) + (1 - alpha) * g * g
-        m = alpha * _get(s, "m", p) + (1 - alpha) * g
-        vt = v - m * m if centered else v
-        avg = np.sqrt(vt + eps) if eps_in_sqrt else np.sqrt(vt) + eps
+    """torch/optim/rmsprop.py, _single_tensor_rmsprop (plus eps_in_sqrt)."""
+
+    def step(param, grad, s, t):
+        s = dict(s)
+        if weight_decay != 0:
+            grad = grad + weight_decay * param
+        square_avg = _get(s, "square_avg", param) * alpha + (1 - alpha) * sq(grad)
+        s["square_avg"] = square_avg
+        if centered:
+            grad_avg = _get(s, "grad_avg", param)
+            grad_avg = grad_avg + (1 - alpha) * (grad - grad_avg)  # lerp_(grad, 1 - alpha)
+            s["grad_avg"] = grad_avg
+            avg = square_avg - sq(grad_avg)
+        else:
+            avg = square_avg
+        avg = np.sqrt(avg + eps) if eps_in_sqrt else np.sqrt(avg) + eps
         if momentum > 0:
-            b = momentum * _get(s, "b", p) + g / avg
-            return p - _lr(lr, t) * b, {"v": v, "m": m, "b": b}
-        return p - _lr(lr, t) * g / avg, {"v": v, "m": m}
+            buf = _get(s, "momentum_buffer", param) * momentum + grad / avg
+            s["momentum_buffer"] = buf
+            return param - _lr(lr, t) * buf, s
+        return param - _lr(lr, t) * (grad / avg), s
 
     return step
 
@@ -99,18 +151,32 @@ def adam(
     eps=1e-8,
     amsgrad=False,
     weight_decay=0.0,
-    bias_correction=True,
+    debias=True,
     eps_in_sqrt=False,
 ):
-    def step(p, g, s, t):
-        g = g + weight_decay * p
-        m = b1 * _get(s, "m", p) + (1 - b1) * g
-        v = b2 * _get(s, "v", p) + (1 - b2) * g * g
-        vmax = np.maximum(_get(s, "vmax", p), v)
-        c1, c2 = (1 - b1**t, 1 - b2**t) if bias_correction else (1.0, 1.0)
-        m_hat, v_hat = m / c1, (vmax if amsgrad else v) / c2
-        denom = np.sqrt(v_hat + eps) if eps_in_sqrt else np.sqrt(v_hat) + eps
-        return p - _lr(lr, t) * m_hat / denom, {"m": m, "v": v, "vmax": vmax}
+    """torch/optim/adam.py, _single_tensor_adam (not capturable; plus debias and eps_in_sqrt)."""
+
+    def step(param, grad, s, t):
+        s = dict(s)
+        exp_avg, exp_avg_sq = _get(s, "exp_avg", param), _get(s, "exp_avg_sq", param)
+        step_t = s.get("step", 0) + 1
+        if weight_decay != 0:
+            grad = grad + weight_decay * param
+        exp_avg = exp_avg + (1 - b1) * (grad - exp_avg)  # lerp_(grad, 1 - beta1)
+        exp_avg_sq = exp_avg_sq * b2 + (1 - b2) * sq(grad)
+        bias_correction1 = 1 - b1**step_t if debias else 1.0
+        bias_correction2 = 1 - b2**step_t if debias else 1.0
+        step_size = _lr(lr, t) / bias_correction1
+        bias_correction2_sqrt = bias_correction2**0.5
+        v = exp_avg_sq
+        if amsgrad:
+            v = s["max_exp_avg_sq"] = np.maximum(_get(s, "max_exp_avg_sq", param).real, v.real)
+        if eps_in_sqrt:
+            denom = np.sqrt(v / bias_correction2 + eps)
+        else:
+            denom = np.sqrt(v) / bias_correction2_sqrt + eps
+        s.update(exp_avg=exp_avg, exp_avg_sq=exp_avg_sq, step=step_t)
+        return param - step_size * (exp_avg / denom), s
 
     return step
 

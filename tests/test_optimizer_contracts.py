@@ -1,5 +1,7 @@
 """The contracts every optimizer keeps: traced hyperparameters, bad input, dtypes, chaining."""
 
+from fractions import Fraction
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -174,7 +176,6 @@ BAD = [
     (jaxmom.sgd, dict(learning_rate=-0.1), "learning_rate must be a finite number in [0, inf)"),
     (jaxmom.sgd, dict(learning_rate=float("nan")), "learning_rate"),
     (jaxmom.sgd, dict(learning_rate=float("inf")), "learning_rate"),
-    (jaxmom.sgd, dict(learning_rate="0.1"), "learning_rate must be a number"),
     (jaxmom.sgd, dict(learning_rate=jnp.array([0.1, -0.1])), "learning_rate"),
     (
         jaxmom.sgd,
@@ -261,6 +262,72 @@ def test_bad_hyperparameters_raise_one_line_value_error(factory, kwargs, message
         factory(**kwargs)
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+BAD_TYPES = [
+    (jaxmom.sgd, dict(learning_rate=True), "learning_rate must be a real number in [0, inf)"),
+    (jaxmom.sgd, dict(learning_rate=Fraction(1, 10)), "got a Fraction"),
+    (jaxmom.sgd, dict(learning_rate="0.1"), "got a str"),
+    (jaxmom.sgd, dict(learning_rate=0.1 + 0j), "got a complex"),
+    (jaxmom.sgd, dict(learning_rate=[0.1, 0.2]), "got a list"),
+    (jaxmom.sgd, dict(learning_rate=np.array([True])), "of dtype bool"),
+    (jaxmom.sgd, dict(learning_rate=0.1, momentum=False), "momentum must be a real number"),
+    (jaxmom.sgd, dict(learning_rate=0.1, momentum=lambda c: 0.9), "momentum must be a number"),
+    (jaxmom.sgd, dict(learning_rate=0.1, momentum=0.9, nesterov="yes"), "nesterov must be True"),
+    (jaxmom.sgd, dict(learning_rate=0.1, momentum=0.9, nesterov=1), "nesterov must be True"),
+    (jaxmom.sutskever_sgd, dict(learning_rate=0.1, nesterov=None), "nesterov must be True"),
+    (jaxmom.ema_sgd, dict(learning_rate=0.1, debias="no"), "debias must be True or False"),
+    (jaxmom.ema, dict(decay=0.9, debias=1), "debias must be True or False"),
+    (jaxmom.adam, dict(amsgrad="yes"), "amsgrad must be True or False"),
+    (jaxmom.adam, dict(debias=0), "debias must be True or False"),
+    (jaxmom.adam, dict(eps_in_sqrt="no"), "eps_in_sqrt must be True or False"),
+    (jaxmom.adam, dict(b1=True), "b1 must be a real number"),
+    (jaxmom.rmsprop, dict(centered=1), "centered must be True or False"),
+    (jaxmom.rmsprop, dict(eps_in_sqrt=None), "eps_in_sqrt must be True or False"),
+    (jaxmom.adagrad, dict(lr_decay=Fraction(1, 2)), "lr_decay must be a real number"),
+    (jaxmom.adadelta, dict(rho=True), "rho must be a real number"),
+]
+
+
+@pytest.mark.parametrize(
+    "factory, kwargs, message", BAD_TYPES, ids=[f"{f.__name__}-{k}" for f, k, _ in BAD_TYPES]
+)
+def test_wrong_types_raise_one_line_type_error(factory, kwargs, message):
+    with pytest.raises(TypeError) as error:
+        factory(**kwargs)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_numpy_bools_and_integers_are_accepted():
+    jaxmom.sgd(1, momentum=np.float32(0.5), nesterov=np.bool_(True))
+    jaxmom.adam(np.int64(1), amsgrad=np.True_)
+
+
+@pytest.mark.parametrize("bad", [-0.25, float("nan"), float("inf")])
+def test_an_array_hyperparameter_names_its_first_bad_element_in_one_short_line(bad):
+    values = np.full((40, 50), 0.5, np.float32)
+    values[7, 3], values[9, 9] = bad, -1.0
+    for factory, name in [(jaxmom.sgd, "learning_rate"), (jaxmom.adam, "b2")]:
+        kwargs = {"learning_rate": 0.1, name: jnp.asarray(values)}
+        with pytest.raises(ValueError) as error:
+            factory(**kwargs)
+        message = str(error.value)
+        assert "\n" not in message and len(message) <= 200, message
+        assert message.startswith(name) and "element [7, 3]" in message
+        assert f"is {np.float32(bad)}" in message
+
+
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.int8, jnp.uint8, jnp.bool_])
+@pytest.mark.parametrize("name", ["ema", *CONTRACT])
+def test_integer_parameters_are_refused_at_init(name, dtype):
+    tx = jaxmom.ema(0.9) if name == "ema" else CONTRACT[name][0](**CONTRACT[name][3])
+    params = {"dense": {"w": jnp.ones((2, 2)), "b": [jnp.ones(2), jnp.ones(3, dtype)]}}
+    with pytest.raises(TypeError) as error:
+        tx.init(params)
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"params['dense']['b'][1] has dtype {jnp.dtype(dtype)}")
 
 
 def test_weight_decay_without_params_is_a_clear_error():

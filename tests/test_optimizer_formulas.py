@@ -29,6 +29,11 @@ CASES = {
     ),
     "sgd-schedule": (jaxmom.sgd, ref.sgd, dict(learning_rate=SCHEDULE, momentum=0.9)),
     "sutskever": (jaxmom.sutskever_sgd, ref.sutskever_sgd, dict(learning_rate=0.05)),
+    "sutskever-momentum": (
+        jaxmom.sutskever_sgd,
+        ref.sutskever_sgd,
+        dict(learning_rate=0.05, momentum=0.9),
+    ),
     "sutskever-nesterov": (
         jaxmom.sutskever_sgd,
         ref.sutskever_sgd,
@@ -77,9 +82,9 @@ for centered in (False, True):
             CASES[name] = (jaxmom.rmsprop, ref.rmsprop, dict(learning_rate=0.01, alpha=0.9, **kw))
 CASES["rmsprop-weight-decay"] = (jaxmom.rmsprop, ref.rmsprop, dict(weight_decay=0.1, eps=1e-3))
 for amsgrad in (False, True):
-    for bias_correction in (False, True):
+    for debias in (False, True):
         for eps_in_sqrt in (False, True):
-            kw = dict(amsgrad=amsgrad, bias_correction=bias_correction, eps_in_sqrt=eps_in_sqrt)
+            kw = dict(amsgrad=amsgrad, debias=debias, eps_in_sqrt=eps_in_sqrt)
             name = "adam-" + "-".join(f"{k}={v}" for k, v in kw.items())
             CASES[name] = (jaxmom.adam, ref.adam, dict(learning_rate=0.05, **kw))
 CASES["adam-weight-decay"] = (

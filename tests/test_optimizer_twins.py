@@ -1,4 +1,5 @@
-"""Each optimizer against its twins: torch.optim, Optax, and the seed tutorials' own loops."""
+"""Each optimizer against its twins: Optax, and the seed tutorials' own loops (torch.optim's
+flag products are in test_torch_products.py)."""
 
 import jax
 import jax.numpy as jnp
@@ -10,75 +11,7 @@ from test_optimizer_formulas import CURVATURE, problem, run_jax
 
 import jaxmom
 
-# (jaxmom optimizer, torch optimizer class, torch keyword arguments)
-TORCH_CASES = {
-    "sgd": (jaxmom.sgd(0.05), torch.optim.SGD, dict(lr=0.05)),
-    "sgd-momentum-dampening-wd": (
-        jaxmom.sgd(0.05, 0.9, dampening=0.3, weight_decay=0.1),
-        torch.optim.SGD,
-        dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.1),
-    ),
-    "sgd-nesterov": (
-        jaxmom.sgd(0.05, 0.9, nesterov=True),
-        torch.optim.SGD,
-        dict(lr=0.05, momentum=0.9, nesterov=True),
-    ),
-    "adagrad": (
-        jaxmom.adagrad(0.1, lr_decay=0.05, initial_accumulator_value=0.2, weight_decay=0.1),
-        torch.optim.Adagrad,
-        dict(lr=0.1, lr_decay=0.05, initial_accumulator_value=0.2, weight_decay=0.1),
-    ),
-    "adadelta": (
-        jaxmom.adadelta(0.5, rho=0.8, eps=1e-4, weight_decay=0.1),
-        torch.optim.Adadelta,
-        dict(lr=0.5, rho=0.8, eps=1e-4, weight_decay=0.1),
-    ),
-    "rmsprop": (jaxmom.rmsprop(0.01, 0.9), torch.optim.RMSprop, dict(lr=0.01, alpha=0.9)),
-    "rmsprop-centered-momentum-wd": (
-        jaxmom.rmsprop(0.01, 0.9, 1e-3, centered=True, momentum=0.9, weight_decay=0.1),
-        torch.optim.RMSprop,
-        dict(lr=0.01, alpha=0.9, eps=1e-3, centered=True, momentum=0.9, weight_decay=0.1),
-    ),
-    "adam": (jaxmom.adam(0.05), torch.optim.Adam, dict(lr=0.05)),
-    "adam-amsgrad-wd": (
-        jaxmom.adam(0.05, 0.8, 0.99, 1e-4, amsgrad=True, weight_decay=0.1),
-        torch.optim.Adam,
-        dict(lr=0.05, betas=(0.8, 0.99), eps=1e-4, amsgrad=True, weight_decay=0.1),
-    ),
-}
-
-
-def run_torch(optimizer_class, kwargs, params, noise):
-    tensors = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-    opt = optimizer_class(list(tensors.values()), **kwargs)
-    path = {k: [] for k in params}
-    for t in range(len(noise["s"])):
-        for k, p in tensors.items():
-            p.grad = torch.tensor(noise[k][t]) + CURVATURE * p.detach()
-        opt.step()
-        for k, p in tensors.items():
-            path[k].append(p.detach().numpy().copy())
-    return {k: np.stack(v) for k, v in path.items()}
-
-
-@pytest.mark.parametrize("case", list(TORCH_CASES))
-def test_matches_torch(case):
-    tx, optimizer_class, kwargs = TORCH_CASES[case]
-    with jax.enable_x64(True):
-        params, noise = problem(np.float64)
-        actual = jax.jit(run_jax, static_argnums=0)(tx, params, noise)
-    expected = run_torch(optimizer_class, kwargs, params, noise)
-    for k in params:
-        np.testing.assert_allclose(actual[k], expected[k], rtol=1e-12, atol=1e-12)
-
-
-def test_matches_torch_float32():
-    tx, optimizer_class, kwargs = TORCH_CASES["adam-amsgrad-wd"]
-    params, noise = problem(np.float32)
-    actual = jax.jit(run_jax, static_argnums=0)(tx, params, noise)
-    expected = run_torch(optimizer_class, kwargs, params, noise)
-    for k in params:
-        np.testing.assert_allclose(actual[k], expected[k], rtol=1e-5, atol=1e-5)
+# torch.optim twins: every flag product in test_torch_products.py.
 
 
 # (jaxmom optimizer, the Optax optimizer with matching settings)
@@ -245,6 +178,11 @@ def test_matches_seed_gd_momentum_on_x_squared(lr, momentum):
             u, state = tx.update(2 * x, state)
             x = optax.apply_updates(x, u)
             xs.append(float(x))
-            # the state's buffer is the tutorial's v, sign included
-            assert float(state[1].buffer) == pytest.approx(xs[-1] - xs[-2], rel=1e-12, abs=1e-15)
+            # the state's buffer is the tutorial's v, sign included (momentum 0 keeps none)
+            if momentum:
+                assert float(state[1].buffer) == pytest.approx(
+                    xs[-1] - xs[-2], rel=1e-12, abs=1e-15
+                )
+            else:
+                assert state[1] == optax.EmptyState()
     np.testing.assert_allclose(xs, GD_momentum(-5.0, lambda x: 2 * x, 20, lr, momentum), rtol=1e-12)

@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmom import _fastmlp, mnist, sweep
+from jaxmom import _fastmlp, sweep
+from jaxmom.studies.mnist.model import MLP
 
 LRS = (0.003, 0.01, 0.03, 0.1)
 MOMENTA = (0.0, 0.5, 0.9, 0.99)
@@ -68,7 +69,7 @@ def compiled(fn, *args):
 
 def flax_loop(data_x, data_y, lr, momentum):
     """The common Optax + Flax way: a jitted train step called from a Python loop over batches."""
-    model = mnist.MLP()
+    model = MLP()
     tx = optax.sgd(lr, momentum)
 
     def train_step(params, opt_state, x, y):
@@ -94,7 +95,7 @@ def flax_loop(data_x, data_y, lr, momentum):
 
 def optax_vmap(xb, yb):
     """The straightforward Optax sweep: inject_hyperparams(optax.sgd) + vmap over a scan epoch."""
-    model = mnist.MLP()
+    model = MLP()
     params = model.init(jax.random.key(0), xb[0])["params"]
 
     def epoch(lr, momentum, xb, yb):

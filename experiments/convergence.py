@@ -3,37 +3,60 @@
 f(x) = ½ Σ λ_i x_i² with 8 eigenvalues evenly spaced in [1, kappa]. Gradient descent at lr 2/(L+mu),
 heavy ball at Polyak's lr 4/(√L+√mu)² and momentum ((√κ-1)/(√κ+1))², Nesterov at lr 1/L and momentum
 (√κ-1)/(√κ+1), all through ``jaxmom.sgd``; each method's four kappas are one vmapped, jitted call.
-Theory (``jaxmom.theory``): the spectral radius of each method's 2×2 iteration over the spectrum,
-and the closed forms. The measured rate is taken on the late half of each error curve, in float64.
+Beside them, QHM (``jaxmom.qhm``, the paper's ν = 0.7, step and momentum tuned for the smallest
+spectral radius) and AggMo (``jaxmom.aggmo``, betas (0, 1-a, 1-a²) whose largest is Polyak's
+momentum, step tuned), vmapped over kappa with traced hyperparameters, betas included. On a
+quadratic neither beats heavy ball (QHM at ν = 1 is heavy ball); at a fixed ν = 0.7 QHM's best
+steps per e-fold grow about like κ, not √κ (a brute-force grid over step and momentum agrees).
+Theory (``jaxmom.theory``): the spectral radius of each method's iteration over the spectrum
+(2×2; (K+1)×(K+1) for AggMo) and the closed forms. The measured rate is taken on the late half of
+each error curve, in float64.
 
     python experiments/convergence.py --out runs/convergence
 """
 
 import sys
 
+import jax
+import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+import optax
 from _plotting import output_dir, save
 
-from jaxmom import demos, theory
+import jaxmom
+from jaxmom import theory
+from jaxmom.studies import tutorials
 
 KAPPAS = (10.0, 100.0, 1000.0, 10000.0)
 STEPS = 20000
-NAMES = {"gd": "gradient descent", "heavy_ball": "heavy ball (Polyak)", "nesterov": "Nesterov"}
-COLORS = {"gd": "0.25", "heavy_ball": "crimson", "nesterov": "royalblue"}
+NAMES = {
+    "gd": "gradient descent",
+    "heavy_ball": "heavy ball (Polyak)",
+    "nesterov": "Nesterov",
+    "qhm": "QHM (ν = 0.7)",
+    "aggmo": "AggMo (K = 3)",
+}
+COLORS = {
+    "gd": "0.25",
+    "heavy_ball": "crimson",
+    "nesterov": "royalblue",
+    "qhm": "darkorange",
+    "aggmo": "seagreen",
+}
 
 
 def run(kappas=KAPPAS, steps=STEPS, n=8):
     """Error curves and rates per method: ``{method: (errors (len(kappas), steps+1), measured,
     spectral radius, closed form)}``, rates as arrays over ``kappas``."""
-    eigenvalues = np.stack([demos.spectrum(k, n) for k in kappas])
+    eigenvalues = np.stack([tutorials.spectrum(k, n) for k in kappas])
     results = {}
     for method in theory.METHODS:
         lrs, momenta = np.array([theory.tuning(method, 1.0, k) for k in kappas]).T
-        errors = demos.quadratic_errors(
+        errors = tutorials.quadratic_errors(
             lrs, momenta, eigenvalues, nesterov=method == "nesterov", steps=steps
         )
-        measured = np.array([demos.measured_rate(e) for e in errors])
+        measured = np.array([tutorials.measured_rate(e) for e in errors])
         radius = np.array(
             [
                 theory.spectral_radius(method, lr, m, ev)
@@ -46,6 +69,52 @@ def run(kappas=KAPPAS, steps=STEPS, n=8):
             radius,
             theory.closed_form_rate(method, np.array(kappas)),
         )
+    return results
+
+
+def _errors(make, hparams, eigenvalues, steps):
+    """‖x_t‖ for t = 0..steps of ``make(**hparams[k])`` on eigenvalues[k]; one vmapped call."""
+
+    def one(hp, lam):
+        tx = make(**hp)
+
+        def step(carry, _):
+            x, state = carry
+            updates, state = tx.update(lam * x, state, x)
+            x = optax.apply_updates(x, updates)
+            return (x, state), jnp.linalg.norm(x)
+
+        x0 = jnp.ones_like(lam)
+        _, seen = jax.lax.scan(step, (x0, tx.init(x0)), length=steps)
+        return jnp.concatenate([jnp.linalg.norm(x0)[None], seen])
+
+    with jax.enable_x64(True):
+        hparams = {k: jnp.asarray(v, jnp.float64) for k, v in hparams.items()}
+        return np.asarray(jax.jit(jax.vmap(one))(hparams, jnp.asarray(eigenvalues)))
+
+
+def run_family(kappas=KAPPAS, steps=STEPS, n=8):
+    """QHM and AggMo as :func:`run`: ``{method: (errors, measured, spectral radius)}``."""
+    eigenvalues = np.stack([tutorials.spectrum(k, n) for k in kappas])
+    qhm = np.array([theory.qhm_tuning(1.0, k) for k in kappas])
+    aggmo = [theory.aggmo_tuning(1.0, k) for k in kappas]
+    settings = {
+        "qhm": (
+            jaxmom.qhm,
+            dict(learning_rate=qhm[:, 0], momentum=qhm[:, 1], nu=qhm[:, 2]),
+            [theory.qhm_spectral_radius(*row, ev) for row, ev in zip(qhm, eigenvalues)],
+        ),
+        "aggmo": (
+            jaxmom.aggmo,
+            dict(learning_rate=[lr for lr, _ in aggmo], betas=np.array([b for _, b in aggmo])),
+            [theory.aggmo_spectral_radius(lr, b, ev) for (lr, b), ev in zip(aggmo, eigenvalues)],
+        ),
+    }
+    results = {}
+    for method, (make, hparams, radius) in settings.items():
+        errors = _errors(make, hparams, eigenvalues, steps)
+        measured = np.array([tutorials.measured_rate(e) for e in errors])
+        results[method] = (errors, measured, np.array(radius), None)
     return results
 
 
@@ -83,14 +152,17 @@ def plot(results, kappas=KAPPAS):
         ax.legend(fontsize=7.5, loc="lower left")
     ax = fig.add_subplot(grid[:, 2])
     dense = np.geomspace(3, 3e4, 200)
-    for method, (_, measured, _, _) in results.items():
-        ax.loglog(
-            dense,
-            -1 / np.log(theory.closed_form_rate(method, dense)),
-            color=COLORS[method],
-            lw=1.5,
-            ls="--",
-        )
+    for method, (_, measured, radius, closed) in results.items():
+        if closed is not None:
+            ax.loglog(
+                dense,
+                -1 / np.log(theory.closed_form_rate(method, dense)),
+                color=COLORS[method],
+                lw=1.5,
+                ls="--",
+            )
+        else:  # no closed form: the spectral radius at each kappa
+            ax.loglog(kappas, -1 / np.log(radius), color=COLORS[method], lw=1.5, ls=":")
         ax.loglog(
             kappas,
             -1 / np.log(measured),
@@ -106,13 +178,16 @@ def plot(results, kappas=KAPPAS):
     )
     ax.set_xlabel("condition number κ = L / μ")
     ax.set_ylabel("steps to shrink the error by e:  −1 / log ρ")
-    ax.set_title("dots: measured, dashed: closed form\n(κ−1)/(κ+1), (√κ−1)/(√κ+1), 1 − 1/√κ")
+    ax.set_title(
+        "dots: measured, dashed: closed form (κ−1)/(κ+1),\n(√κ−1)/(√κ+1), 1 − 1/√κ; "
+        "dotted: spectral radius (QHM, AggMo)"
+    )
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="upper left")
     fig.suptitle(
         "What momentum buys on f(x) = ½ Σ λᵢ xᵢ², λ evenly spaced in [1, κ]: "
         "error per step (solid) against the theoretical rate ρ^t (dashed)\n"
-        "ρ = spectral radius of each method's 2×2 iteration; heavy ball and Nesterov have a "
+        "ρ = spectral radius of each method's iteration matrix; heavy ball and Nesterov have a "
         "repeated root there, so their error is ≈ C·t·ρ^t and runs slightly above ρ^t",
         fontsize=12,
     )
@@ -122,22 +197,25 @@ def plot(results, kappas=KAPPAS):
 
 def main(argv=None):
     out = output_dir(argv, "convergence", __doc__.splitlines()[0])
-    results = run()
+    results = {**run(), **run_family()}
     print(
         f"rate per step, measured on the late half of {STEPS} steps (float64) | spectral radius | "
         "closed form | -log(measured) / -log(theory) - 1"
     )
     for method, (_, measured, radius, closed) in results.items():
+        closed = [None] * len(KAPPAS) if closed is None else closed
         for kappa, m, r, c in zip(KAPPAS, measured, radius, closed):
+            c = "   -    " if c is None else f"{c:.6f}"
             print(
-                f"{NAMES[method]:>20}  kappa {kappa:>7g}: {m:.6f} | {r:.6f} | {c:.6f} | "
+                f"{NAMES[method]:>20}  kappa {kappa:>7g}: {m:.6f} | {r:.6f} | {c} | "
                 f"{np.log(m) / np.log(r) - 1:+.2%}"
             )
     gd, hb = results["gd"][1], results["heavy_ball"][1]
     print(
         "steps per e-fold of error at kappa = 10000: gradient descent "
         f"{-1 / np.log(gd[-1]):.0f}, heavy ball {-1 / np.log(hb[-1]):.0f}, Nesterov "
-        f"{-1 / np.log(results['nesterov'][1][-1]):.0f}"
+        f"{-1 / np.log(results['nesterov'][1][-1]):.0f}, QHM (nu 0.7) "
+        f"{-1 / np.log(results['qhm'][1][-1]):.0f}, AggMo {-1 / np.log(results['aggmo'][1][-1]):.0f}"
     )
     save(plot(results), out / "convergence.png")
 

@@ -1,7 +1,7 @@
 """Exponentially weighted averages of a year of daily temperatures, with and without bias correction.
 
 v_t = beta*v_{t-1} + (1-beta)*theta_t from v_0 = 0, through ``jaxmom.ema``; the three betas are one
-vmapped, jitted call (``jaxmom.demos.ema_curves``). Bias correction divides by 1 - beta^t.
+vmapped, jitted call (``jaxmom.studies.tutorials.ema_curves``). Bias correction divides by 1 - beta^t.
 
     python experiments/ema.py --out runs/ema
 """
@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from _plotting import output_dir, save
 
-from jaxmom import demos
+from jaxmom.studies import tutorials
 
 BETAS = (0.5, 0.9, 0.98)
 COLORS = {0.5: "gold", 0.9: "red", 0.98: "green"}
@@ -69,9 +69,9 @@ def plot(series, source, plain, corrected):
 
 def main(argv=None):
     out = output_dir(argv, "ema", __doc__.splitlines()[0])
-    series, source = demos.seattle_temperature_2012()
-    plain = demos.ema_curves(series, BETAS)
-    corrected = demos.ema_curves(series, BETAS[-1:], debias=True)[0]
+    series, source = tutorials.seattle_temperature_2012()
+    plain = tutorials.ema_curves(series, BETAS)
+    corrected = tutorials.ema_curves(series, BETAS[-1:], debias=True)[0]
     print(
         f"{len(series)} days of {source}: mean {series.mean():.1f} °C, "
         f"range {series.min():.1f} to {series.max():.1f} °C"

@@ -1,7 +1,7 @@
 """Momentum on f(x) = x²: 6 steps from x0 = -5 for every lr × momentum, as a 4×4 grid of panels.
 
 The update is the seed tutorials' ``v = -dx*lr + momentum*v; x += v`` (``jaxmom.sutskever_sgd``);
-all 16 trajectories come from one vmapped, jitted call (``jaxmom.demos.momentum_paths``).
+all 16 trajectories come from one vmapped, jitted call (``jaxmom.studies.tutorials.momentum_paths``).
 
     python experiments/quadratic.py --out runs/quadratic
 """
@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from _plotting import output_dir, save
 
-from jaxmom import demos
+from jaxmom.studies import tutorials
 
 LRS = (0.01, 0.1, 0.6, 0.9)
 MOMENTA = (0.0, 0.1, 0.5, 0.9)
@@ -22,7 +22,7 @@ X0, STEPS = -5.0, 6
 def grid_paths():
     """The 16 trajectories, shape (len(LRS), len(MOMENTA), STEPS + 1): row = lr, column = momentum."""
     lrs, momenta = np.meshgrid(LRS, MOMENTA, indexing="ij")
-    paths = demos.momentum_paths(lrs.ravel(), momenta.ravel(), x0=X0, steps=STEPS)
+    paths = tutorials.momentum_paths(lrs.ravel(), momenta.ravel(), x0=X0, steps=STEPS)
     return paths.reshape(len(LRS), len(MOMENTA), STEPS + 1)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from _plotting import output_dir, save
 from matplotlib.colors import LogNorm
 
-from jaxmom import demos
+from jaxmom.studies import tutorials
 
 LR, MOMENTUM, STEPS = 0.1, 0.9, 100
 # The comparison: one small lr for the three SGD variants, so only the momentum rule differs.
@@ -30,14 +30,14 @@ A_RANGE, B_RANGE = (-14.0, 22.0), (-24.0, 15.0)
 
 def least_squares():
     """The exact minimiser (a*, b*) and its loss, from NumPy's least squares."""
-    x, y = demos.regression_data()
+    x, y = tutorials.regression_data()
     (a, b), *_ = np.linalg.lstsq(np.stack([x, np.ones_like(x)], 1), y, rcond=None)
-    return a, b, float(demos.regression_loss(a, b, x, y))
+    return a, b, float(tutorials.regression_loss(a, b, x, y))
 
 
 def loss_grid(n=200):
     a, b = np.meshgrid(np.linspace(*A_RANGE, n), np.linspace(*B_RANGE, n))
-    return a, b, demos.regression_loss(a, b, *demos.regression_data())
+    return a, b, tutorials.regression_loss(a, b, *tutorials.regression_data())
 
 
 def contour(ax, grid, cmap="viridis"):
@@ -61,7 +61,7 @@ def draw_path(ax, path, color, label, **kw):
 
 
 def plot_run(path, loss):
-    x, y = demos.regression_data()
+    x, y = tutorials.regression_data()
     a_star, b_star, best = least_squares()
     grid = loss_grid()
     fig = plt.figure(figsize=(13, 10.5))
@@ -144,11 +144,11 @@ def plot_comparison(paths):
     )
     filled = contour(ax, loss_grid(), cmap="Greys")
     fig.colorbar(filled, ax=ax, label="loss (log scale)", format="%.3g")
-    data = demos.regression_data()
+    data = tutorials.regression_data()
     for (name, _, _, _, setting, color), path in zip(COMPARISON, paths):
         draw_path(ax, path, color, f"{name} ({setting})")
         curves.semilogy(
-            demos.regression_loss(path[:, 0], path[:, 1], *data),
+            tutorials.regression_loss(path[:, 0], path[:, 1], *data),
             color=color,
             lw=2,
             label=f"{name} ({setting})",
@@ -175,15 +175,15 @@ def comparison_paths():
     for kind in dict.fromkeys(row[1] for row in COMPARISON):
         rows = [i for i, row in enumerate(COMPARISON) if row[1] == kind]
         lrs, momenta = [COMPARISON[i][2] for i in rows], [COMPARISON[i][3] for i in rows]
-        paths.update(zip(rows, demos.regression_paths(lrs, momenta, kind=kind, steps=STEPS)))
+        paths.update(zip(rows, tutorials.regression_paths(lrs, momenta, kind=kind, steps=STEPS)))
     return [paths[i] for i in range(len(COMPARISON))]
 
 
 def main(argv=None):
     out = output_dir(argv, "regression", __doc__.splitlines()[0])
-    x, y = demos.regression_data()
-    path = demos.regression_paths([LR], [MOMENTUM], steps=STEPS)[0]
-    loss = demos.regression_loss(path[:, 0], path[:, 1], x, y)
+    x, y = tutorials.regression_data()
+    path = tutorials.regression_paths([LR], [MOMENTUM], steps=STEPS)[0]
+    loss = tutorials.regression_loss(path[:, 0], path[:, 1], x, y)
     a_star, b_star, best = least_squares()
     print(
         f"start (a, b) = (10, -20), loss {loss[0]:.2f}; least squares ({a_star:.4f}, {b_star:+.4f}),"
@@ -197,7 +197,7 @@ def main(argv=None):
     save(plot_run(path, loss), out / "regression.png")
     paths = comparison_paths()
     for (name, _, _, _, setting, _), p in zip(COMPARISON, paths):
-        losses = demos.regression_loss(p[:, 0], p[:, 1], x, y)
+        losses = tutorials.regression_loss(p[:, 0], p[:, 1], x, y)
         print(
             f"{name:>16} ({setting}): loss at steps 25/50/100 = "
             + " / ".join(f"{losses[t]:.4g}" for t in (25, 50, 100))

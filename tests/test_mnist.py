@@ -1,52 +1,24 @@
-"""jaxmom.mnist and experiments/mnist.py: the model against PyTorch, training against the seed
-tutorials' own loop, resume, the vmappable train_fn, the CLI end to end, and the headline result."""
+"""The MNIST study (jaxmom.studies.mnist): the model against PyTorch, training against the seed
+tutorials' own loop, resume, the vmappable train_fn, the study as a sweep, and the headline result."""
 
-import csv
 import dataclasses
-import importlib.util
 import itertools
-import json
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 
-from jaxmom import datasets, mnist
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def embedded():
-    return datasets.load_embedded()
-
-
-@pytest.fixture(scope="module")
-def programs():
-    """One cache of compiled programs for the module: each optimizer compiles once per data shape."""
-    return {}
+from jaxmom.studies.mnist import report, train
+from jaxmom.studies.mnist.config import OPTIMIZERS, STUDY, Config, OptimizerSpec, registry
+from jaxmom.studies.mnist.sweep import run_sweep
+from jaxmom.sweep import product
 
 
 def initial_params(seed, programs, init="torch"):
     """The run's initial parameters, through the same compiled program training uses."""
-    return mnist.compiled_init(init, programs)(mnist.keys(jax.random.key(seed))[0])
-
-
-def subset(data, n_train, n_test=200):
-    return data._replace(
-        train_images=data.train_images[:n_train],
-        train_labels=data.train_labels[:n_train],
-        test_images=data.test_images[:n_test],
-        test_labels=data.test_labels[:n_test],
-    )
+    return train.compiled_init(init, programs)(train.keys(jax.random.key(seed))[0])
 
 
 def leaves(tree):
@@ -98,15 +70,15 @@ def sgd_momentum(parameters, vs, lr, gamma):
 
 
 @pytest.mark.parametrize("optimizer", ["sutskever_sgd", "adam"])
-def test_one_epoch_matches_the_tutorials_torch_loop(embedded, programs, optimizer):
+def test_one_epoch_matches_the_tutorials_torch_loop(embedded, programs, optimizer, take):
     """Same initial weights and batch order (200 examples: 3 batches of 64 and one of 8)."""
-    data = subset(embedded, 200)
-    config = mnist.Config(optimizer=optimizer, epochs=1, seed=5)
-    run = mnist.train_and_evaluate(config, data, programs=programs)
+    data = take(embedded, 200)
+    config = Config(optimizer=optimizer, epochs=1, seed=5)
+    run = train.train_and_evaluate(config, data, programs=programs)
 
-    shuffle_key = mnist.keys(jax.random.key(5))[1]
+    shuffle_key = train.keys(jax.random.key(5))[1]
     net = torch_net(initial_params(5, programs))
-    order, weights = mnist.epoch_batches(jax.random.fold_in(shuffle_key, 0), 200, 64)
+    order, weights = train.epoch_batches(jax.random.fold_in(shuffle_key, 0), 200, 64)
     criterion = torch.nn.CrossEntropyLoss()
     vs = [torch.zeros_like(p) for p in net.parameters()]
     optim = torch.optim.Adam(net.parameters(), lr=1e-3) if optimizer == "adam" else None
@@ -151,26 +123,26 @@ class Killed(Exception):
     pass
 
 
-def test_resume_is_bit_identical_and_runs_are_deterministic(embedded, programs, tmp_path):
-    data = subset(embedded, 200)  # 4 steps per epoch
-    config = mnist.Config(optimizer="adam", hparams={"b1": 0.8}, epochs=3, seed=1, log_every=2)
-    whole = mnist.train_and_evaluate(config, data, programs=programs)
-    again = mnist.train_and_evaluate(config, data, programs=programs)
+def test_resume_is_bit_identical_and_runs_are_deterministic(embedded, programs, tmp_path, take):
+    data = take(embedded, 200)  # 4 steps per epoch
+    config = Config(optimizer="adam", hparams={"b1": 0.8}, epochs=3, seed=1, log_every=2)
+    whole = train.train_and_evaluate(config, data, programs=programs)
+    again = train.train_and_evaluate(config, data, programs=programs)
 
     def kill_after_first_epoch(epoch, record):
-        if epoch == 0:
+        if epoch == 1:  # epochs are numbered from 1
             raise Killed
 
     with pytest.raises(Killed):
-        mnist.train_and_evaluate(
+        train.train_and_evaluate(
             config, data, tmp_path, programs=programs, on_epoch=kill_after_first_epoch
         )
     assert [p.suffix for p in tmp_path.iterdir()] == [".msgpack"]  # no temporary file left
-    resumed = mnist.train_and_evaluate(
+    resumed = train.train_and_evaluate(
         config, data, tmp_path
     )  # fresh compilation, as a new process
     assert resumed.record["resumed_from_epoch"] == 1
-    finished = mnist.train_and_evaluate(config, data, tmp_path, programs=programs)
+    finished = train.train_and_evaluate(config, data, tmp_path, programs=programs)
     assert finished.record["resumed_from_epoch"] == 3
     for run in (again, resumed, finished):
         for a, b in zip(
@@ -180,24 +152,26 @@ def test_resume_is_bit_identical_and_runs_are_deterministic(embedded, programs, 
         for name in ("epoch_train_loss", "logged_steps", "logged_loss", "epoch_test_accuracy"):
             assert run.record[name] == whole.record[name]
     assert whole.record["logged_steps"] == list(range(0, 12, 2))
-    other_seed = mnist.train_and_evaluate(
+    other_seed = train.train_and_evaluate(
         dataclasses.replace(config, seed=2), data, programs=programs
     )
     assert other_seed.record["epoch_train_loss"] != whole.record["epoch_train_loss"]
 
 
-def test_train_fn_vmaps_over_hyperparameters_and_matches_train_and_evaluate(embedded, programs):
-    data = subset(embedded, 200)
-    config = mnist.Config(optimizer="sgd", epochs=2)
+def test_train_fn_vmaps_over_hyperparameters_and_matches_train_and_evaluate(
+    embedded, programs, take
+):
+    data = take(embedded, 200)
+    config = Config(optimizer="sgd", epochs=2)
     arrays = tuple(jnp.asarray(x) for x in data[:4])
     grid = {"learning_rate": jnp.array([0.01, 0.05]), "momentum": jnp.array([0.0, 0.9])}
-    sweep = jax.jit(jax.vmap(mnist.make_train_fn(config), in_axes=(0, None, None)))(
+    sweep = jax.jit(jax.vmap(train.make_train_fn(config), in_axes=(0, None, None)))(
         grid, jax.random.key(config.seed), arrays
     )
     assert sweep["loss"].shape == (2, 8) and sweep["final_loss"].shape == (2,)
     for i, (lr, mu) in enumerate([(0.01, 0.0), (0.05, 0.9)]):
-        one = mnist.train_and_evaluate(
-            mnist.Config(
+        one = train.train_and_evaluate(
+            Config(
                 optimizer="sgd",
                 hparams={"learning_rate": lr, "momentum": mu},
                 epochs=2,
@@ -212,24 +186,11 @@ def test_train_fn_vmaps_over_hyperparameters_and_matches_train_and_evaluate(embe
         assert one["compiled_program_reused"] == (i == 1)  # one program for both momentum values
 
 
-def load_cli():
-    sys.path.insert(0, str(ROOT / "experiments"))
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "mnist_cli", ROOT / "experiments" / "mnist.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "experiments"))
-    return module
-
-
 def test_default_study_headline_momentum_beats_plain_sgd(embedded, programs):
     """The default run's sgd and momentum runs (5 epochs, batch 64, seed 0) on the embedded data."""
-    cli = load_cli()
-    parser, args = cli.parse_args([])
-    configs = {c.label: c for c in cli.run_configs(parser, args)}
+    configs = {
+        run.label: Config(run.optimizer, dict(run.hparams), label=run.label) for run in STUDY
+    }
     assert [(c.optimizer, c.epochs, c.batch_size) for c in configs.values()][:3] == [
         ("sgd", 5, 64),
         ("sutskever_sgd", 5, 64),
@@ -237,86 +198,85 @@ def test_default_study_headline_momentum_beats_plain_sgd(embedded, programs):
     ]
     final = {}
     for label in list(configs)[:3]:
-        final[label] = mnist.train_and_evaluate(configs[label], embedded, programs=programs).record
+        final[label] = train.train_and_evaluate(configs[label], embedded, programs=programs).record
     sgd, lr_inside, torch_form = (final[k]["epoch_train_loss"] for k in list(configs)[:3])
     assert lr_inside[-1] < 0.6 * sgd[-1] and torch_form[-1] < 0.6 * sgd[-1]
     np.testing.assert_allclose(lr_inside, torch_form, rtol=1e-4)  # one path, two conventions
     assert all(a > b for a, b in itertools.pairwise(sgd))  # plain SGD still descending
 
 
-def test_cli_killed_and_restarted_ends_bit_identical(embedded, programs, tmp_path):
-    """The CLI end to end: SIGKILL after the first checkpoint, the same command again, then its
-    outputs and the final parameters against an uninterrupted in-process run."""
-    command = [
-        sys.executable,
-        str(ROOT / "experiments" / "mnist.py"),
-        "--optimizer",
-        "sgd",
-        "--optimizer",
-        "ema_sgd",
-        "--lr",
-        "0.05",
-        "--epochs",
-        "5",
-        "--batch-size",
-        "16",
-        "--max-test-samples",
-        "100",
-        "--source",
-        "embedded",
-        "--out",
-        "out",
-        "--checkpoint-dir",
-        "ck",
-    ]
-    first = subprocess.Popen(
-        [*command, "--quiet"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    while first.poll() is None and not list((tmp_path / "ck").glob("*.msgpack")):
-        time.sleep(0.002)
-    first.kill()
-    assert first.wait() == -signal.SIGKILL
-    assert not (tmp_path / "out" / "results.json").exists()
-
-    result = subprocess.run(
-        command, capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    assert "NOTICE" in result.stdout and "subset" in result.stdout
-    assert result.stdout.count("epoch: 4, Train Loss: ") == 2  # both runs ended training here
-    out = tmp_path / "out"
-    records = json.loads((out / "results.json").read_text())
-    assert [r["optimizer"] for r in records] == ["sgd", "ema_sgd"]
-    assert 1 <= records[0]["resumed_from_epoch"] < 5  # killed in the middle of the sgd run
-    for r in records:
-        assert r["hyperparameters"]["learning_rate"] == 0.05
-        assert len(r["epoch_train_loss"]) == 5 and 0 <= r["test_accuracy"] <= 1
-        assert r["train_seconds"] > 0 and r["compile_seconds"] > 0
-        assert (
-            r["data_source"].startswith("embedded")
-            and "first all train / 100 test" in (r["data_source"])
-        )
-        assert f"| {r['label']} | {r['optimizer']} |" in result.stdout
-    with open(out / "loss_every_30_steps.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert [(row["optimizer"], int(row["step"])) for row in rows[:2]] == [("sgd", 0), ("sgd", 30)]
-    assert len(rows) == 2 * len(range(0, 1250, 30))  # 250 steps per epoch, 5 epochs
-    assert (out / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-    config = mnist.Config(
-        optimizer="sgd", hparams={"learning_rate": 0.05}, epochs=5, batch_size=16, label="sgd"
-    )
-    whole = mnist.train_and_evaluate(config, subset(embedded, 4000, 100), programs=programs)
-    assert records[0]["epoch_train_loss"] == whole.record["epoch_train_loss"]
-    assert records[0]["logged_loss"] == whole.record["logged_loss"]
-    (path,) = (tmp_path / "ck").glob("sgd_*.msgpack")
-    saved = flax.serialization.msgpack_restore(path.read_bytes())
-    for a, b in zip(leaves(whole.params), leaves(saved["params"])):
-        assert np.array_equal(a, b)
-
-
 def test_plot_smoothing_is_the_bias_corrected_ema():
-    smoothed = load_cli().smoothed
-    np.testing.assert_allclose(smoothed([3.0, 3.0, 3.0]), [3.0, 3.0, 3.0])  # weights sum to 1
-    np.testing.assert_allclose(smoothed([2.0, 0.0]), [2.0, 0.9 * 0.2 / (1 - 0.81)])
+    smoothed = report.smoothed
+    # jaxmom.ema in float32: equal to the recurrence to float32 rounding.
+    np.testing.assert_allclose(smoothed([3.0, 3.0, 3.0]), [3.0, 3.0, 3.0], rtol=1e-6)
+    np.testing.assert_allclose(smoothed([2.0, 0.0]), [2.0, 0.9 * 0.2 / (1 - 0.81)], rtol=1e-6)
+
+
+def test_sweep_cells_equal_separate_train_and_evaluate_runs(tiny_mnist):
+    data = tiny_mnist
+    config = Config(optimizer="sgd", epochs=2, batch_size=64, seed=3)
+    grid = product(learning_rate=[0.01, 0.1], momentum=[0.0, 0.9])
+    res = run_sweep(config, data, grid)
+    programs = {}
+    for i, lr in enumerate([0.01, 0.1]):
+        for j, mu in enumerate([0.0, 0.9]):
+            one = train.train_and_evaluate(
+                Config(
+                    optimizer="sgd",
+                    hparams={"learning_rate": lr, "momentum": mu},
+                    epochs=2,
+                    batch_size=64,
+                    seed=3,
+                ),
+                data,
+                programs=programs,
+            ).record
+            np.testing.assert_allclose(
+                res.metrics["epoch_train_loss"][i, j], one["epoch_train_loss"], rtol=1e-5
+            )
+            assert res.metrics["test_accuracy"][i, j] == pytest.approx(
+                one["test_accuracy"], abs=1e-6
+            )
+    with pytest.raises(ValueError, match="no hyperparameter alpha"):
+        run_sweep(config, data, product(alpha=[0.9]))
+
+
+def test_a_second_sweep_of_the_same_shape_compiles_nothing(tiny_mnist):
+    """The program is keyed on what shapes it (static config, grid shape, devices, chunk size):
+    other grid values, other fixed hyperparameters, another seed all reuse it."""
+    config = Config(optimizer="sgd", hparams={"momentum": 0.5}, epochs=1, batch_size=64, seed=3)
+    first = run_sweep(config, tiny_mnist, product(learning_rate=[0.01, 0.1]))
+    other = Config(optimizer="sgd", hparams={"momentum": 0.9}, epochs=1, batch_size=64, seed=4)
+    second = run_sweep(other, tiny_mnist, product(learning_rate=[0.2, 0.3]))
+    assert first.compile_seconds > 0 and second.compile_seconds == 0
+    assert not np.allclose(first.metrics["loss"], second.metrics["loss"])
+    longer = dataclasses.replace(config, epochs=2)  # a static change: a new program
+    assert run_sweep(longer, tiny_mnist, product(learning_rate=[0.2, 0.3])).compile_seconds > 0
+
+
+def test_the_registry_refuses_specs_that_disagree():
+    specs = list(OPTIMIZERS.values())
+    sgd = OPTIMIZERS["sgd"]
+    with pytest.raises(ValueError, match="registered twice"):
+        registry(*specs, sgd)
+    with pytest.raises(ValueError, match="momentum is int here but float elsewhere"):
+        registry(*specs, OptimizerSpec("x", sgd.factory, {"learning_rate": 0.1, "momentum": 1}))
+    with pytest.raises(ValueError, match=r"no help text for hyperparameter\(s\) \['gamma'\]"):
+        registry(*specs, OptimizerSpec("x", sgd.factory, {"learning_rate": 0.1, "gamma": 0.5}))
+    with pytest.raises(ValueError, match="flag 'mom' here"):
+        registry(
+            *specs, OptimizerSpec("x", sgd.factory, {"momentum": 0.5}, flags={"momentum": "mom"})
+        )
+    with pytest.raises(TypeError, match="default of nesterov must be a float"):
+        OptimizerSpec("x", sgd.factory, {"nesterov": True})
+    with pytest.raises(ValueError, match="unknown hyperparameter"):
+        OptimizerSpec("x", sgd.factory, {"learning_rate": 0.1}, help={"lr": "typo"})
+
+
+def test_config_is_checked_once_where_it_is_built():
+    with pytest.raises(ValueError, match="momentum"):
+        Config(optimizer="sgd", hparams={"momentum": 1.5})
+    with pytest.raises(ValueError, match="adam has no hyperparameter momentum"):
+        Config(optimizer="adam", hparams={"momentum": 0.9})
+    with pytest.raises(ValueError, match="epochs must be at least 1"):
+        Config(epochs=0)

@@ -16,47 +16,12 @@ import matplotlib.image
 import numpy as np
 import optax
 import pytest
+from sweep_problem import STEPS, TRACES, X, Y, numpy_sgd, regression
 
-import jaxmom
 from jaxmom import sweep
+from jaxmom.sweep import plot
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = 12
-TRACES = {"n": 0}
-
-# A shared least-squares problem: X (32, 8), targets (32, 4); the model is a (8, 4) matrix.
-_rng = np.random.default_rng(0)
-X = _rng.normal(size=(32, 8)).astype(np.float32)
-Y = _rng.normal(size=(32, 4)).astype(np.float32)
-
-
-def regression(hparams, key, x, y):
-    """SGD with momentum on 0.5*mean((xW - y)^2); W ~ N(0, 1) from the key. Counts its traces."""
-    TRACES["n"] += 1
-    w = jax.random.normal(key, (8, 4))
-    tx = jaxmom.sgd(hparams["lr"], hparams["momentum"])
-
-    def step(carry, _):
-        w, state = carry
-        loss, g = jax.value_and_grad(lambda w: 0.5 * jnp.mean((x @ w - y) ** 2))(w)
-        updates, state = tx.update(g, state, w)
-        return (optax.apply_updates(w, updates), state), loss
-
-    (w, _), losses = jax.lax.scan(step, (w, tx.init(w)), None, length=STEPS)
-    return {"loss": losses, "final_loss": losses[-1], "w": w}
-
-
-def numpy_sgd(lr, momentum, w0):
-    """torch.optim.SGD (b_1 = g_1; b = mu*b + g; p -= lr*b) on the same problem, in float64."""
-    w, b, losses = np.asarray(w0, np.float64), None, []
-    x, y = X.astype(np.float64), Y.astype(np.float64)
-    for _ in range(STEPS):
-        r = x @ w - y
-        losses.append(0.5 * np.mean(r**2))
-        g = x.T @ r / r.size
-        b = g if b is None else momentum * b + g
-        w = w - lr * b
-    return np.array(losses), w
 
 
 def initial_w(seed):
@@ -175,6 +140,44 @@ def test_a_diverging_cell_is_marked_and_leaves_the_others_bit_identical():
     assert res.best("final_loss")["lr"] != explosive
 
 
+def test_a_finite_loss_that_grows_past_the_factor_is_diverged_at_that_step():
+    """lr 5 stays finite for 12 steps but its loss passes 10x the first step's: diverged there."""
+    grid = sweep.product(lr=[0.05, 5.0], momentum=[0.0])
+    res = sweep.sweep(regression, grid, args=(X, Y))
+    losses = numpy_sgd(5.0, 0.0, initial_w(0))[0]
+    assert np.isfinite(res.metrics["loss"]).all()
+    expected = int(np.argmax(losses > 10 * losses[0]))  # from the NumPy reference: step 6
+    assert 0 < expected < len(losses) - 1
+    assert res.diverged.tolist() == [[False], [True]]
+    assert res.diverged_step.tolist() == [[-1], [expected]]
+    assert res.best("final_loss", "max")["lr"] == 0.05  # best() skips the diverged cell
+    z = plot.cell_values(res, "final_loss", "momentum", "lr")
+    assert np.isfinite(z[0, 0]) and np.isnan(z[1, 0])  # the heatmap greys it out
+    wide = sweep.sweep(regression, grid, args=(X, Y), divergence_factor=1e6)
+    assert wide.diverged.tolist() == [[False], [False]]
+    only_nan = sweep.sweep(regression, grid, args=(X, Y), divergence_factor=None)
+    assert only_nan.diverged_step.tolist() == [[-1], [-1]]
+    with pytest.raises(ValueError, match="divergence_factor"):
+        sweep.sweep(regression, grid, args=(X, Y), divergence_factor=0.5)
+
+
+def test_the_compile_cache_is_a_bounded_lru(monkeypatch):
+    from jaxmom.sweep import _engine
+
+    monkeypatch.setattr(_engine, "CACHE_SIZE", 2)
+    monkeypatch.setattr(_engine, "_COMPILED", type(_engine._COMPILED)())
+
+    def fresh(hparams, key, x, y):
+        return regression(hparams, key, x, y)
+
+    grids = [sweep.product(lr=[0.1] * n, momentum=[0.0]) for n in (1, 2, 3)]
+    seconds = [sweep.sweep(fresh, g, args=(X, Y)).compile_seconds for g in grids]
+    assert all(t > 0 for t in seconds) and len(_engine._COMPILED) == 2
+    assert sweep.sweep(fresh, grids[2], args=(X, Y)).compile_seconds == 0  # most recent: kept
+    assert sweep.sweep(fresh, grids[0], args=(X, Y)).compile_seconds > 0  # oldest: evicted
+    assert len(_engine._COMPILED) == 2
+
+
 # ---- exports ------------------------------------------------------------------------------------
 
 
@@ -209,8 +212,8 @@ def test_heatmap_png_with_log_axis_where_values_span_decades(tmp_path):
     res.heatmap("final_loss", "lr", "momentum", tmp_path / "h.png")
     image = matplotlib.image.imread(tmp_path / "h.png")
     assert image.ndim == 3 and image.shape[0] > 100
-    assert sweep._edges(np.array([0.01, 0.1, 1.0]))[1] is True  # spans decades: log
-    assert sweep._edges(np.array([0.0, 0.5, 0.9]))[1] is False  # holds 0: categorical
+    assert plot._edges(np.array([0.01, 0.1, 1.0]))[1] is True  # spans decades: log
+    assert plot._edges(np.array([0.0, 0.5, 0.9]))[1] is False  # holds 0: categorical
     with pytest.raises(ValueError, match="same grid axis"):
         res.heatmap("final_loss", "lr", "lr", tmp_path / "x.png")
 
@@ -223,12 +226,30 @@ def test_bad_arguments_raise_clear_errors():
         sweep.sweep(regression, {"lr": [0.1]})
 
 
+def test_the_library_and_the_engine_import_without_the_study():
+    """`import jaxmom` and `jaxmom.sweep` need only the core dependencies, and know no study."""
+    code = textwrap.dedent("""
+        import sys, importlib.metadata, jaxmom, jaxmom.sweep
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in
+                        ("flax", "matplotlib", "tqdm", "mlxtend", "vega_datasets", "pandas")
+                        or m.startswith("jaxmom.studies"))
+        try:
+            version = importlib.metadata.version("jaxmom")
+        except importlib.metadata.PackageNotFoundError:
+            version = "0+unknown"
+        print(loaded, jaxmom.__version__ == version)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["[]", "True"], out.stderr[-2000:]
+
+
 # ---- several devices ----------------------------------------------------------------------------
 
 FOUR_DEVICES = textwrap.dedent("""
     import jax, numpy as np
     from jaxmom import sweep
-    from tests.test_sweep import regression, X, Y
+    from sweep_problem import regression, X, Y
     assert jax.device_count() == 4, jax.devices()
     grid = sweep.product(lr=[0.01, 0.05, 0.1], momentum=[0.0, 0.9]).with_seeds(1)   # 6 cells
     one = sweep.sweep(regression, grid, args=(X, Y), devices=jax.devices()[:1])
@@ -246,7 +267,7 @@ def test_grid_sharded_over_four_devices_equals_one_device():
         **os.environ,
         "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
         "JAX_PLATFORMS": "cpu",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
     }
     out = subprocess.run(
         [sys.executable, "-c", FOUR_DEVICES],
@@ -260,139 +281,13 @@ def test_grid_sharded_over_four_devices_equals_one_device():
     assert out.stdout.split() == ["ok", "4"]
 
 
-# ---- the MNIST study as a sweep -----------------------------------------------------------------
-
-
-def tiny_mnist(n_train=192, n_test=64):
-    from jaxmom.datasets import Dataset
-
-    rng = np.random.default_rng(1)
-    return Dataset(
-        rng.integers(0, 256, (n_train, 28, 28), np.uint8),
-        rng.integers(0, 10, n_train),
-        rng.integers(0, 256, (n_test, 28, 28), np.uint8),
-        rng.integers(0, 10, n_test),
-        "synthetic",
-    )
-
-
-def test_mnist_sweep_cells_equal_separate_train_and_evaluate_runs():
-    from jaxmom import mnist
-
-    data = tiny_mnist()
-    config = mnist.Config(optimizer="sgd", epochs=2, batch_size=64, seed=3)
-    grid = sweep.product(learning_rate=[0.01, 0.1], momentum=[0.0, 0.9])
-    res = sweep.run_mnist_sweep(config, data, grid)
-    programs = {}
-    for i, lr in enumerate([0.01, 0.1]):
-        for j, mu in enumerate([0.0, 0.9]):
-            one = mnist.train_and_evaluate(
-                mnist.Config(
-                    optimizer="sgd",
-                    hparams={"learning_rate": lr, "momentum": mu},
-                    epochs=2,
-                    batch_size=64,
-                    seed=3,
-                ),
-                data,
-                programs=programs,
-            ).record
-            np.testing.assert_allclose(
-                res.metrics["epoch_train_loss"][i, j], one["epoch_train_loss"], rtol=1e-5
-            )
-            assert res.metrics["test_accuracy"][i, j] == pytest.approx(
-                one["test_accuracy"], abs=1e-6
-            )
-    with pytest.raises(ValueError, match="no hyperparameter alpha"):
-        sweep.run_mnist_sweep(config, data, sweep.product(alpha=[0.9]))
-
-
-def load_script():
-    import importlib.util
-
-    sys.path.insert(0, str(ROOT / "experiments"))
-    spec = importlib.util.spec_from_file_location("mnist_script", ROOT / "experiments" / "mnist.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mnist_script"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_split_grid_flags_takes_comma_lists_and_leaves_the_rest():
-    flags = {"--lr": "learning_rate", "--momentum": "momentum", "--eps": "eps"}
-    argv, grid = sweep._split_grid_flags(
-        ["--lr", "0.1,0.3", "--momentum=0,0.9", "--eps", "1e-7", "--epochs", "2"], flags
-    )
-    assert grid == {"learning_rate": [0.1, 0.3], "momentum": [0.0, 0.9]}
-    assert argv == ["--lr", "0.1", "--momentum", "0", "--eps", "1e-7", "--epochs", "2"]
-    with pytest.raises(ValueError, match="--lr: expected numbers"):
-        sweep._split_grid_flags(["--lr", "0.1,x"], flags)
-
-
-def test_mnist_cli_writes_table_csv_heatmaps_and_results_json(tmp_path, monkeypatch, capsys):
-    import json
-
-    script = load_script()
-    monkeypatch.setattr(script, "load_data", lambda args: tiny_mnist())
-    code = sweep.mnist_cli(
-        ["--lr", "0.003,0.03", "--momentum", "0,0.5,0.9", "--epochs", "1", "--out", str(tmp_path)],
-        script,
-    )
-    assert code == 0
-    printed = capsys.readouterr().out
-    assert "best: learning_rate=" in printed and "momentum" in printed
-    record = json.loads((tmp_path / "results.json").read_text())
-    assert record["optimizer"] == "sgd" and record["grid"]["momentum"] == [0.0, 0.5, 0.9]
-    assert record["train_seconds"] > 0 and record["compile_seconds"] > 0
-    assert len(record["configurations"]) == 6
-    assert {
-        "learning_rate",
-        "momentum",
-        "test_accuracy",
-        "final_train_loss",
-        "epoch_train_loss",
-        "diverged",
-    } <= set(record["configurations"][0])
-    with open(tmp_path / "sweep.csv") as f:
-        assert len(list(csv.DictReader(f))) == 6
-    for stem in ("train_loss", "test_accuracy"):
-        assert (tmp_path / f"heatmap_{stem}_learning_rate_momentum.png").stat().st_size > 10_000
-    with pytest.raises(SystemExit):  # two optimizers in one sweep: a one-line error
-        sweep.mnist_cli(["--optimizer", "sgd,adam", "--lr", "0.1,0.2"], script)
-    assert "one --optimizer" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        sweep.mnist_cli(["--lr", "0.1,0.2", "--checkpoint-dir", str(tmp_path)], script)
-    assert "--checkpoint-dir does not apply" in capsys.readouterr().err
-
-
-def test_mnist_script_sweep_flag_reaches_the_sweep(tmp_path, monkeypatch, capsys):
-    script = load_script()
-    monkeypatch.setattr(script, "load_data", lambda args: tiny_mnist())
-    script.main(
-        [
-            "--sweep",
-            "--optimizer",
-            "adam",
-            "--lr",
-            "1e-3,1e-2",
-            "--b1",
-            "0.8,0.9",
-            "--epochs",
-            "1",
-            "--out",
-            str(tmp_path),
-        ]
-    )
-    assert "sweep: adam, Grid(learning_rate=2, b1=2; 4 configurations)" in capsys.readouterr().out
-    assert (tmp_path / "heatmap_test_accuracy_learning_rate_b1.png").exists()
-
-
-# ---- the benchmark's fast workload and a smoke run of the benchmark -------------------------------
+# ---- the benchmark's fast workload -------------------------------
 
 
 def test_fast_mlp_epoch_equals_the_flax_model_trained_by_hand():
-    """jaxmom._fastmlp's transposed layout trains the same function as jaxmom.mnist's Flax MLP."""
-    from jaxmom import _fastmlp, mnist
+    """jaxmom._fastmlp's transposed layout trains the same function as the study's Flax MLP."""
+    from jaxmom import _fastmlp
+    from jaxmom.studies.mnist.model import MLP
 
     x, y = _fastmlp.synthetic(256, seed=2)
     data = _fastmlp.batches(x, y)
@@ -404,7 +299,7 @@ def test_fast_mlp_epoch_equals_the_flax_model_trained_by_hand():
         "Dense_0": {"kernel": p["w1"].T, "bias": p["b1"][:, 0]},
         "Dense_1": {"kernel": p["w2"].T, "bias": p["b2"][:, 0]},
     }
-    model, tx = mnist.MLP(), optax.sgd(0.05, 0.9)
+    model, tx = MLP(), optax.sgd(0.05, 0.9)
     state, losses = tx.init(params), []
     for xb, yb in zip(x.reshape(4, 64, 784), y.reshape(4, 64)):
         loss, g = jax.value_and_grad(
@@ -415,29 +310,3 @@ def test_fast_mlp_epoch_equals_the_flax_model_trained_by_hand():
         updates, state = tx.update(g, state, params)
         params, losses = optax.apply_updates(params, updates), losses + [loss]
     np.testing.assert_allclose(fast, losses, rtol=1e-5)
-
-
-def test_benchmark_quick_run_writes_every_row(tmp_path):
-    import json
-
-    sys.path.insert(0, str(ROOT / "experiments"))
-    import benchmark
-
-    assert (
-        benchmark.main(
-            ["--quick", "--samples", "128", "--no-torch", "--out", str(tmp_path / "b.json")]
-        )
-        == 0
-    )
-    report = json.loads((tmp_path / "b.json").read_text())
-    rows = {r["row"]: r for r in report["rows"]}
-    assert {
-        "jaxmom epoch",
-        "optax+flax jitted-step loop",
-        "jaxmom sweep 4x4",
-        "optax inject_hyperparams + vmap 4x4",
-        "16 sequential jitted-step loops",
-    } <= set(rows)
-    assert all(r["seconds"] > 0 and r["compile_seconds"] >= 0 for r in rows.values())
-    assert rows["jaxmom sweep 4x4"]["configs"] == 16 and report["steps"] == 2
-    assert len(report["speedups"]) == 3  # no PyTorch row: its ratio is left out

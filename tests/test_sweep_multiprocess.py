@@ -22,7 +22,7 @@ WORKER = textwrap.dedent("""
         jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=process_id,
                                    initialization_timeout=60, shutdown_timeout_seconds=30)
     from jaxmom import sweep
-    from tests.test_sweep import X, Y, regression
+    from sweep_problem import X, Y, regression
     grid = sweep.product(lr=[0.01, 0.05, 0.1], momentum=[0.0, 0.5, 0.9]).with_seeds(1)  # 9 cells
     res = sweep.sweep(regression, grid, args=(X, Y), chunk_size=2)  # pads to 12 cells, 3 per device
     np.savez(out, devices=len(res.devices), processes=jax.process_count(),
@@ -41,7 +41,7 @@ def test_two_processes_equal_one_process(tmp_path):
         **os.environ,
         "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
         "JAX_PLATFORMS": "cpu",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
     }
     port = free_port()
     outs = [tmp_path / f"p{i}.npz" for i in range(2)]

@@ -8,6 +8,7 @@ import pytest
 
 import jaxmom
 from jaxmom import theory
+from jaxmom.studies import tutorials
 
 KAPPAS = [2.0, 10.0, 100.0, 1e4]
 
@@ -87,3 +88,97 @@ def test_bad_input():
         theory.tuning("adam", 1.0, 2.0)
     with pytest.raises(ValueError, match="method must be one of"):
         theory.iteration_matrix("polyak", 0.1, 0.9, 1.0)
+
+
+# --- QHM and AggMo (issue 10) ---------------------------------------------------------------
+
+
+def _iterates(tx, lam, steps):
+    """x_0 .. x_steps and the states after each step of ``tx`` on f(x) = lam/2 x², float64."""
+    with jax.enable_x64(True):
+        x = jnp.array(1.0, dtype=jnp.float64)
+        state, xs, states = tx.init(x), [x], []
+        for _ in range(steps):
+            updates, state = tx.update(lam * x, state, x)
+            x = optax.apply_updates(x, updates)
+            xs.append(x)
+            states.append(state)
+    return np.array(xs), states
+
+
+@pytest.mark.parametrize("nu", [0.0, 0.7, 1.0, 1.3])
+def test_qhm_iteration_matrix_matches_the_optimizer(nu):
+    lam, lr, momentum = 3.0, 0.2, 0.6
+    xs, _ = _iterates(jaxmom.qhm(lr, momentum, nu), lam, 8)
+    matrix = theory.qhm_iteration_matrix(lr, momentum, nu, lam)
+    for t in range(1, len(xs) - 1):
+        np.testing.assert_allclose(matrix @ xs[[t, t - 1]], xs[[t + 1, t]], rtol=1e-12, atol=1e-15)
+
+
+def test_aggmo_iteration_matrix_matches_the_optimizer():
+    lam, lr, betas = 3.0, 0.2, (0.0, 0.5, 0.9)
+    xs, states = _iterates(jaxmom.aggmo(lr, betas), lam, 8)
+    scaled = [np.zeros(3)] + [lr / 3 * np.asarray(s[1].buffers) for s in states]  # c = lr/K * b
+    matrix = theory.aggmo_iteration_matrix(lr, betas, lam)
+    for t in range(len(xs) - 1):
+        np.testing.assert_allclose(
+            matrix @ np.r_[xs[t], scaled[t]],
+            np.r_[xs[t + 1], scaled[t + 1]],
+            rtol=1e-12,
+            atol=1e-15,
+        )
+
+
+def test_qhm_and_aggmo_contain_heavy_ball_and_nesterov():
+    lr, beta, lams = 0.3, 0.8, np.linspace(1, 20, 7)
+    heavy = theory.iteration_matrix("heavy_ball", lr * (1 - beta), beta, lams)
+    nesterov = theory.iteration_matrix("nesterov", lr * (1 - beta), beta, lams)
+    np.testing.assert_allclose(theory.qhm_iteration_matrix(lr, beta, 1.0, lams), heavy)
+    np.testing.assert_allclose(theory.qhm_iteration_matrix(lr, beta, beta, lams), nesterov)
+    # one AggMo buffer is heavy ball (lr outside the buffer): the same spectral radius
+    assert theory.aggmo_spectral_radius(lr, (beta,), lams) == pytest.approx(
+        theory.spectral_radius("heavy_ball", lr, beta, lams), rel=1e-9
+    )
+
+
+@pytest.mark.parametrize("kappa", [10.0, 100.0])
+def test_qhm_and_aggmo_measured_rates_equal_the_spectral_radius(kappa):
+    """-log(rate) measured on jaxmom.qhm and jaxmom.aggmo is within 5% of the spectral radius."""
+    eigenvalues = tutorials.spectrum(kappa)
+    lr, beta, nu = theory.qhm_tuning(1.0, kappa)
+    lr_a, betas = theory.aggmo_tuning(1.0, kappa)
+    cases = [
+        (jaxmom.qhm(lr, beta, nu), theory.qhm_spectral_radius(lr, beta, nu, eigenvalues)),
+        (jaxmom.aggmo(lr_a, betas), theory.aggmo_spectral_radius(lr_a, betas, eigenvalues)),
+    ]
+    with jax.enable_x64(True):
+        for tx, radius in cases:
+
+            def step(carry, _, tx=tx):
+                x, state = carry
+                updates, state = tx.update(eigenvalues * x, state, x)
+                x = optax.apply_updates(x, updates)
+                return (x, state), jnp.linalg.norm(x)
+
+            x0 = jnp.ones(eigenvalues.size, jnp.float64)
+            _, errors = jax.jit(lambda x: jax.lax.scan(step, (x, tx.init(x)), length=3000))(x0)
+            measured = tutorials.measured_rate(np.r_[np.sqrt(eigenvalues.size), errors])
+            assert np.log(measured) == pytest.approx(np.log(radius), rel=0.05)
+            assert radius < theory.gd_rate(kappa)  # momentum helps
+
+
+def test_qhm_tuning_at_nu_1_is_heavy_ball():
+    lr, beta, _ = theory.qhm_tuning(1.0, 10.0, nu=1.0)
+    radius = theory.qhm_spectral_radius(lr, beta, 1.0, np.linspace(1, 10, 32))
+    assert np.log(radius) == pytest.approx(np.log(theory.heavy_ball_rate(10.0)), rel=0.05)
+
+
+def test_qhm_and_aggmo_bad_input():
+    with pytest.raises(ValueError, match="betas must be a non-empty 1-D sequence"):
+        theory.aggmo_iteration_matrix(0.1, [[0.5]], 1.0)
+    with pytest.raises(ValueError, match="betas must be a non-empty 1-D sequence"):
+        theory.aggmo_iteration_matrix(0.1, [], 1.0)
+    with pytest.raises(ValueError, match="mu <= L"):
+        theory.qhm_tuning(2.0, 1.0)
+    with pytest.raises(ValueError, match="mu <= L"):
+        theory.aggmo_tuning(0.0, 1.0)

@@ -61,7 +61,7 @@ def seattle_temperature_2012():
         )
     frame = data.seattle_weather()
     year = frame[frame["date"].dt.year == 2012]
-    temps = ((year["temp_max"] + year["temp_min"]) / 2).to_numpy(dtype=np.float64)
+    temps = np.asarray((year["temp_max"] + year["temp_min"]) / 2, dtype=np.float64)
     return temps, "Seattle daily mean temperature, 2012 (NOAA, via vega_datasets)"
 
 

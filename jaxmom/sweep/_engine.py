@@ -1,0 +1,187 @@
+"""The sweep engine: one compiled, sharded, chunked program for a whole grid.
+
+Layout of the compiled program, for ``K`` cells on ``D`` devices with ``chunk_size=C``:
+the grid is flattened in C order, padded (by repeating its last cell) to ``D * ceil(K / D / C) * C``
+cells, and sharded along its only axis over a one-axis ``Mesh`` of all devices (``NamedSharding``,
+``shard_map``); each device runs ``lax.map`` over its chunks of ``C`` cells and ``vmap`` inside a
+chunk, so at most ``C`` configurations per device are live at once. After
+``jax.distributed.initialize(...)`` in every process, ``jax.devices()`` and so the mesh span all
+processes' devices, and every process receives the whole gathered grid.
+
+A cell's PRNG key is ``jax.random.key(seed)``, its seed taken from the grid's ``seed`` axis (or
+the ``seed`` argument), so a cell reproduces ``train_fn(hparams, jax.random.key(seed), *args)``.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxmom.sweep._grid import SEED, Grid
+from jaxmom.sweep._result import SweepResult
+
+# Compiled programs, least recently used first. A program is keyed on what shapes it: the
+# train_fn object, the devices, the chunk size, whether seeds are batched, and the shapes and
+# dtypes of the inputs (so the grid's size); never on hyperparameter values.
+CACHE_SIZE = 16
+_COMPILED: collections.OrderedDict = collections.OrderedDict()
+
+
+def _program(train_fn: Callable, mesh: Mesh, chunk: int, seeded: bool) -> Any:
+    """``f(hparams, seeds, args)`` over flat cells sharded on the mesh's axis: each device runs
+    ``lax.map`` over chunks of ``chunk`` cells, ``vmap`` inside. Without a seed axis ``seeds`` is one
+    replicated scalar, so the key (and anything derived from it, such as a shuffled batch order) is
+    shared by all cells rather than batched, and ``args`` is always shared."""
+
+    def one(hparams, seed, args):
+        return train_fn(hparams, jax.random.key(seed), *args)
+
+    batched = jax.vmap(one, in_axes=(0, 0 if seeded else None, None))
+
+    def local(hparams, seeds, args):
+        m = next(iter(jax.tree.leaves(hparams)), seeds).shape[0]
+        if m == chunk:
+            return batched(hparams, seeds, args)
+        split = lambda a: a.reshape(m // chunk, chunk, *a.shape[1:])
+        cells = jax.tree.map(split, (hparams, seeds) if seeded else hparams)
+        run = (
+            (lambda c: batched(c[0], c[1], args)) if seeded else (lambda c: batched(c, seeds, args))
+        )
+        out = jax.lax.map(run, cells)
+        return jax.tree.map(lambda a: a.reshape(m, *a.shape[2:]), out)
+
+    cell = P(mesh.axis_names[0])
+    specs = (cell, cell if seeded else P(), P())
+    # check_vma=False: train_fn needs no pcast where a shared key meets per-cell values.
+    program = jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=cell, check_vma=False)
+    return jax.jit(program)
+
+
+def _signature(tree) -> tuple:
+    return tuple(
+        (str(k), v.shape, str(v.dtype)) for k, v in jax.tree_util.tree_leaves_with_path(tree)
+    )
+
+
+def _compile(train_fn, mesh, chunk, seeded, inputs):
+    """Compile once per (train_fn, devices, chunk, input shapes and dtypes); return (exe, seconds).
+
+    Hyperparameter *values* are not part of the key: a new grid of the same shape reuses the program.
+    The cache keeps the :data:`CACHE_SIZE` most recently used programs.
+    """
+    key = (train_fn, tuple(mesh.devices.flat), chunk, seeded, _signature(inputs))
+    if key in _COMPILED:
+        _COMPILED.move_to_end(key)
+        return _COMPILED[key], 0.0
+    t0 = time.perf_counter()
+    exe = _program(train_fn, mesh, chunk, seeded).lower(*inputs).compile()
+    seconds = time.perf_counter() - t0
+    _COMPILED[key] = exe
+    while len(_COMPILED) > CACHE_SIZE:
+        _COMPILED.popitem(last=False)
+    return exe, seconds
+
+
+def _put(arr, sharding: NamedSharding) -> jax.Array:
+    """A global array laid out by ``sharding`` (no copy if it already is); with several processes
+    each one fills only its own devices' parts."""
+    if jax.process_count() == 1:
+        return jax.device_put(arr, sharding)
+    arr = np.asarray(arr)
+    return jax.make_array_from_callback(arr.shape, sharding, lambda idx: arr[idx])
+
+
+def _fetch(x: jax.Array) -> np.ndarray:
+    """The whole array on this host, gathered from every process when there are several."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+def sweep(
+    train_fn: Callable[..., Any],
+    grid: Grid,
+    *,
+    args: tuple = (),
+    chunk_size: int | None = None,
+    devices: Sequence[Any] | None = None,
+    seed: int = 0,
+    history: str = "loss",
+    divergence_factor: float | None = 10.0,
+) -> SweepResult:
+    """Train every configuration of ``grid`` in one compiled program.
+
+    Args:
+      train_fn: ``train_fn(hparams, key, *args) -> metrics``; ``hparams`` maps each hyperparameter
+        name of the grid to a traced scalar, ``key`` is ``jax.random.key(seed)``, ``metrics`` is a
+        pytree of arrays. It must be jittable and vmappable. Keep the same function object between
+        calls: the compiled program is cached on it (and on the devices, the chunk size and the
+        shapes of the inputs), so a grid of the same shape with other values compiles nothing.
+      grid: from :func:`product`, :func:`zipped`, their ``*`` product and ``with_seeds``.
+      args: arrays shared by every configuration (e.g. the training data), passed to ``train_fn``
+        after the key, unbatched: a first-layer matmul of shared inputs against ``K`` stacked
+        weight matrices then lowers to one wide matmul.
+      chunk_size: at most this many configurations are live per device at once (``lax.map``
+        over chunks, ``vmap`` inside). ``None`` runs each device's whole share in one ``vmap``.
+      devices: devices to shard the grid over; default ``jax.devices()``, which after
+        ``jax.distributed.initialize`` spans every process.
+      seed: the PRNG seed of every cell when the grid has no ``seed`` axis; the key is then shared
+        (not batched), so all cells see the same initialisation and batch order.
+      history: name of a per-step metric, usually the loss (first per-cell axis = step). A
+        configuration diverged at the first step where it is NaN or inf or, with
+        ``divergence_factor``, exceeds ``divergence_factor`` times its value at the first step.
+      divergence_factor: see ``history``; ``None`` counts only NaN and inf as divergence.
+
+    Returns:
+      A :class:`SweepResult`; its arrays have the grid's shape in front.
+    """
+    if not isinstance(grid, Grid):
+        raise TypeError(f"grid must be a jaxmom.sweep.Grid, got {type(grid).__name__}")
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if divergence_factor is not None and not divergence_factor > 1:
+        raise ValueError(f"divergence_factor must be above 1 (or None), got {divergence_factor!r}")
+    devices = tuple(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices must name at least one device")
+
+    n, ndev = grid.size, len(devices)
+    per_device = -(-n // ndev)
+    chunk = per_device if chunk_size is None else min(chunk_size, per_device)
+    per_device = -(-per_device // chunk) * chunk
+    pad = np.minimum(np.arange(per_device * ndev), n - 1)  # repeat the last cell: no new values
+
+    coords = {k: v.reshape(-1)[pad] for k, v in grid.coords().items()}
+    coords = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in coords.items()}
+    seeded = SEED in coords
+    mesh = Mesh(np.array(devices), ("grid",))
+    cells, shared = NamedSharding(mesh, P("grid")), NamedSharding(mesh, P())
+    seeds = _put(coords.pop(SEED), cells) if seeded else _put(np.int32(seed), shared)
+    hparams = {k: _put(v, cells) for k, v in coords.items()}
+    inputs = (hparams, seeds, jax.tree.map(lambda a: _put(a, shared), tuple(args)))
+
+    exe, compile_seconds = _compile(train_fn, mesh, chunk, seeded, inputs)
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(exe(*inputs))
+    train_seconds = time.perf_counter() - t0
+
+    metrics = jax.tree.map(lambda x: _fetch(x)[:n].reshape(grid.shape + x.shape[1:]), out)
+    return SweepResult(
+        grid, metrics, compile_seconds, train_seconds, history, devices, divergence_factor
+    )
+
+
+def finite(tree) -> jax.Array:
+    """True when every leaf of ``tree`` is free of NaN and inf (use per step in a train_fn)."""
+    leaves = jax.tree.leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))

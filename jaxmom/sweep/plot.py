@@ -1,0 +1,123 @@
+"""Heatmaps of sweep results (needs matplotlib)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+from jaxmom.sweep._result import SweepResult
+
+
+def heatmap(
+    result: SweepResult,
+    metric: str,
+    x: str,
+    y: str,
+    path,
+    *,
+    title: str | None = None,
+    label: str | None = None,
+    best: str | None = None,
+    log_color: bool | None = None,
+) -> None:
+    """Save a PNG heatmap of ``result``'s ``metric`` over the axes carrying ``x`` and ``y``.
+
+    Other axes (e.g. seeds) are averaged; a cell where any averaged run diverged is shown
+    grey and labelled "div". An axis whose values are all positive and span at least a
+    decade is drawn on a log scale. The colour scale is logarithmic when ``log_color`` is
+    True or, by default, when the metric's values are positive and span a factor of 5 or
+    more (losses; pass False for bounded metrics such as accuracy). ``best="min"`` or
+    ``"max"`` outlines the best cell in red.
+    """
+    ix, iy = result.grid.axis_of(x), result.grid.axis_of(y)
+    if ix == iy:
+        raise ValueError(f"{x!r} and {y!r} lie on the same grid axis; pick two axes")
+    others = tuple(i for i in range(len(result.grid.shape)) if i not in (ix, iy))
+    z = cell_values(result, metric, x, y)
+    xv = result.grid.axes[ix].columns.get(x, next(iter(result.grid.axes[ix].columns.values())))
+    yv = result.grid.axes[iy].columns.get(y, next(iter(result.grid.axes[iy].columns.values())))
+
+    fig, ax = plt.subplots(figsize=(1.2 * len(xv) + 2.5, 0.9 * len(yv) + 1.8))
+    fin = z[np.isfinite(z)]
+    if log_color is None:
+        log_color = bool(fin.size) and fin.min() > 0 and fin.max() >= 5 * fin.min()
+    norm = LogNorm() if log_color else None
+    cmap = plt.get_cmap("viridis").with_extremes(bad="0.75")
+    xe, xlog = _edges(xv)
+    ye, ylog = _edges(yv)
+    mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), cmap=cmap, norm=norm)
+    bar = fig.colorbar(mesh, ax=ax, label=label or metric)
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    bar.ax.yaxis.set_major_formatter(plain)
+    bar.ax.yaxis.set_minor_formatter(plain if log_color else NullFormatter())
+    xc, yc = _centres(xe, xlog), _centres(ye, ylog)
+    for (i, j), v in np.ndenumerate(z):
+        dark = np.isfinite(v) and np.asarray(mesh.norm(v)) < 0.6  # viridis is dark at its low end
+        ax.text(
+            float(xc[j]),
+            float(yc[i]),
+            f"{v:.3g}" if np.isfinite(v) else "div",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if dark else "black",
+        )
+    if best is not None and fin.size:
+        i, j = np.unravel_index((np.nanargmin if best == "min" else np.nanargmax)(z), z.shape)
+        ax.add_patch(
+            Rectangle(
+                (xe[j], ye[i]),
+                xe[j + 1] - xe[j],
+                ye[i + 1] - ye[i],
+                fill=False,
+                edgecolor="red",
+                linewidth=2.5,
+            )
+        )
+    ax.set_xscale("log" if xlog else "linear")
+    ax.set_yscale("log" if ylog else "linear")
+    ax.set_xticks(xc, [f"{v:g}" for v in xv])
+    ax.set_yticks(yc, [f"{v:g}" for v in yv])
+    ax.minorticks_off()
+    ax.set_xlabel(x + (" (log)" if xlog else ""))
+    ax.set_ylabel(y + (" (log)" if ylog else ""))
+    reduced = [result.grid.names[i] for i in others]
+    ax.set_title(title or metric + (f", mean over {', '.join(reduced)}" if reduced else ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def cell_values(result: SweepResult, metric: str, x: str, y: str) -> np.ndarray:
+    """The heatmap's numbers, shape (len y, len x): ``metric`` averaged over the other axes, NaN
+    (drawn grey, "div") where any averaged run diverged."""
+    vals = np.where(result.diverged, np.nan, result.metric_grid(metric))
+    return _two_axes(vals, result.grid.axis_of(y), result.grid.axis_of(x))
+
+
+def _two_axes(vals: np.ndarray, iy: int, ix: int) -> np.ndarray:
+    """Average all but axes ``iy`` and ``ix``; return shape (len y, len x)."""
+    z = np.moveaxis(vals, (iy, ix), (0, 1))
+    return z.reshape(z.shape[0], z.shape[1], -1).mean(-1)
+
+
+def _edges(values: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Cell edges for ``pcolormesh``: geometric on a log axis, else evenly spaced categories."""
+    v = np.asarray(values, float)
+    log = len(v) > 1 and v.min() > 0 and v.max() >= 10 * v.min() and np.all(np.diff(v) > 0)
+    if not log:
+        return np.arange(len(v) + 1) - 0.5, False
+    lv = np.log10(v)
+    mid = (lv[1:] + lv[:-1]) / 2
+    return 10 ** np.concatenate([[2 * lv[0] - mid[0]], mid, [2 * lv[-1] - mid[-1]]]), True
+
+
+def _centres(edges: np.ndarray, log: bool) -> np.ndarray:
+    return np.sqrt(edges[1:] * edges[:-1]) if log else (edges[1:] + edges[:-1]) / 2

@@ -1,0 +1,459 @@
+"""Every command line: experiments/mnist.py (the study and --sweep), the demo scripts, the benchmark.
+
+In-process where a test needs only the parser or a tiny dataset; as a subprocess where it is about
+what a shell sees (exit status, one-line errors without a traceback, signals)."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import matplotlib.image
+import numpy as np
+import pytest
+
+import jaxmom
+from jaxmom.studies.mnist import cli, config
+from jaxmom.studies.mnist.config import OPTIMIZERS, Config, OptimizerSpec, registry
+from jaxmom.studies.mnist.train import train_and_evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+NAMES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def write_dir(path, n_train=7, n_test=5):
+    """Four plain IDX files of random uint8 images and labels."""
+    rng = np.random.default_rng(0)
+    path.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train_labels": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "test_labels": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    for role, name in NAMES.items():
+        a = arrays[role]
+        header = bytes([0, 0, 0x08, a.ndim]) + b"".join(d.to_bytes(4, "big") for d in a.shape)
+        (path / name).write_bytes(header + a.tobytes())
+
+
+def leaves(tree):
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def one_line_exit(capsys, argv):
+    """(exit status, stderr) of ``cli.main(argv)``, which must stop with one line on stderr."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return exit_info.value.code, err
+
+
+# ---- experiments/mnist.py: the study ------------------------------------------------------------
+
+
+def run_cli(*args, cwd):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "mnist.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "bad file",
+        "missing dir",
+        "bad source",
+        "bad optimizer",
+        "flag applies to none",
+        "bad value",
+        "bad out",
+    ],
+)
+def test_errors_are_one_line_without_traceback(tmp_path, case):
+    write_dir(tmp_path / "d")
+    bad = tmp_path / "d" / NAMES["test_images"]
+    bad.write_bytes(bad.read_bytes()[:-1])
+    args, fragment = {
+        "bad file": (["--data-dir", str(tmp_path / "d")], f"{bad}: truncated"),
+        "missing dir": (["--data-dir", str(tmp_path / "nope")], "does not exist"),
+        "bad source": (["--source", "ftp"], "invalid choice: 'ftp'"),
+        "bad optimizer": (["--optimizer", "sgd,lamb"], "unknown optimizer 'lamb'"),
+        "flag applies to none": (
+            ["--optimizer", "adam", "--rho", "0.5", "--source", "embedded"],
+            "--rho applies to none",
+        ),
+        "bad value": (
+            ["--optimizer", "sgd", "--momentum", "1.5", "--source", "embedded"],
+            "momentum",
+        ),
+        "bad out": (["--source", "embedded", "--out", str(bad / "out")], "cannot create --out"),
+    }[case]
+    result = (
+        run_cli(*args, "--out", str(tmp_path / "out"), cwd=tmp_path)
+        if case != "bad out"
+        else (run_cli(*args, cwd=tmp_path))
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(error_lines) == 1 and fragment in error_lines[0], result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_killed_and_restarted_ends_bit_identical(embedded, programs, tmp_path, take):
+    """The CLI end to end: SIGKILL after the first checkpoint, the same command again, then its
+    outputs and the final parameters against an uninterrupted in-process run."""
+    command = [
+        sys.executable,
+        str(ROOT / "experiments" / "mnist.py"),
+        "--optimizer",
+        "sgd",
+        "--optimizer",
+        "ema_sgd",
+        "--lr",
+        "0.05",
+        "--epochs",
+        "5",
+        "--batch-size",
+        "16",
+        "--max-test-samples",
+        "100",
+        "--source",
+        "embedded",
+        "--out",
+        "out",
+        "--checkpoint-dir",
+        "ck",
+    ]
+    first = subprocess.Popen(
+        [*command, "--quiet"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    while first.poll() is None and not list((tmp_path / "ck").glob("*.msgpack")):
+        time.sleep(0.002)
+    first.kill()
+    assert first.wait() == -signal.SIGKILL
+    assert not (tmp_path / "out" / "results.json").exists()
+
+    result = subprocess.run(
+        command, capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "NOTICE" in result.stdout and "subset" in result.stdout
+    assert result.stdout.count("epoch: 5, Train Loss: ") == 2  # both runs ended training here
+    assert "epoch: 0," not in result.stdout  # epochs are numbered from 1 everywhere
+    out = tmp_path / "out"
+    records = json.loads((out / "results.json").read_text())
+    assert [r["optimizer"] for r in records] == ["sgd", "ema_sgd"]
+    done = records[0]["resumed_from_epoch"]
+    assert 1 <= done < 5  # killed in the middle of the sgd run
+    assert f"resumed after epoch {done})" in result.stdout  # ... and the next line trained done+1
+    sgd_lines = result.stdout.split("== sgd learning_rate=0.05 ==")[1].split("\n== ")[0]
+    assert f"epoch: {done + 1}, Train Loss" in sgd_lines and f"epoch: {done}," not in sgd_lines
+    for r in records:
+        assert r["hyperparameters"]["learning_rate"] == 0.05
+        assert len(r["epoch_train_loss"]) == 5 and 0 <= r["test_accuracy"] <= 1
+        assert r["train_seconds"] > 0 and r["compile_seconds"] > 0
+        assert (
+            r["data_source"].startswith("embedded")
+            and "first all train / 100 test" in (r["data_source"])
+        )
+        assert f"| {r['label']} | {r['optimizer']} |" in result.stdout
+    with open(out / "loss_every_30_steps.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(row["optimizer"], int(row["step"])) for row in rows[:2]] == [("sgd", 0), ("sgd", 30)]
+    assert len(rows) == 2 * len(range(0, 1250, 30))  # 250 steps per epoch, 5 epochs
+    assert (out / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    config = Config(
+        optimizer="sgd", hparams={"learning_rate": 0.05}, epochs=5, batch_size=16, label="sgd"
+    )
+    whole = train_and_evaluate(config, take(embedded, 4000, 100), programs=programs)
+    assert records[0]["epoch_train_loss"] == whole.record["epoch_train_loss"]
+    assert records[0]["logged_loss"] == whole.record["logged_loss"]
+    (path,) = (tmp_path / "ck").glob("sgd_*.msgpack")
+    saved = flax.serialization.msgpack_restore(path.read_bytes())
+    for a, b in zip(leaves(whole.params), leaves(saved["params"])):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist (apt)")
+def test_debian_fashion_mnist_full_size_epoch(tmp_path):
+    result = run_cli(
+        "--dataset",
+        "fashion_mnist",
+        "--data-dir",
+        str(FASHION),
+        "--optimizer",
+        "sutskever_sgd",
+        "--epochs",
+        "1",
+        "--out",
+        "o",
+        "--quiet",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    (record,) = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert record["data_source"] == f"idx:{FASHION}"
+    assert (record["train_examples"], record["test_examples"], record["steps_per_epoch"]) == (
+        60000,
+        10000,
+        938,
+    )
+    assert record["test_accuracy"] > 0.78  # one epoch of momentum SGD on Fashion-MNIST
+
+
+# ---- experiments/mnist.py --sweep ---------------------------------------------------------------
+
+
+def test_sweep_writes_table_csv_heatmaps_and_results_json(
+    tmp_path, monkeypatch, capsys, tiny_mnist
+):
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    argv = ["--sweep", "--lr", "0.003,0.03", "--momentum", "0,0.5,0.9", "--epochs", "1"]
+    assert cli.main([*argv, "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "sweep: sgd, Grid(learning_rate=2, momentum=3; 6 configurations)" in printed
+    assert "best: learning_rate=" in printed and "momentum" in printed
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert record["optimizer"] == "sgd" and record["grid"]["momentum"] == [0.0, 0.5, 0.9]
+    assert record["train_seconds"] > 0 and record["compile_seconds"] > 0
+    assert record["divergence_factor"] == 10
+    assert len(record["configurations"]) == 6
+    assert {
+        "learning_rate",
+        "momentum",
+        "test_accuracy",
+        "final_train_loss",
+        "epoch_train_loss",
+        "diverged",
+        "diverged_step",
+    } <= set(record["configurations"][0])
+    with open(tmp_path / "sweep.csv") as f:
+        assert len(list(csv.DictReader(f))) == 6
+    for stem in ("train_loss", "test_accuracy"):
+        assert (tmp_path / f"heatmap_{stem}_learning_rate_momentum.png").stat().st_size > 10_000
+
+
+def test_sweep_of_another_optimizer_and_its_one_line_errors(
+    tmp_path, monkeypatch, capsys, tiny_mnist
+):
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    argv = ["--sweep", "--optimizer", "adam", "--lr", "1e-3,1e-2", "--b1", "0.8,0.9"]
+    assert cli.main([*argv, "--epochs", "1", "--out", str(tmp_path)]) == 0
+    assert "sweep: adam, Grid(learning_rate=2, b1=2; 4 configurations)" in capsys.readouterr().out
+    assert (tmp_path / "heatmap_test_accuracy_learning_rate_b1.png").exists()
+    for argv, fragment in (
+        (["--optimizer", "sgd,adam", "--lr", "0.1,0.2"], "one --optimizer"),
+        (["--lr", "0.1,0.2", "--checkpoint-dir", str(tmp_path)], "--checkpoint-dir does not apply"),
+        (["--lr", "0.1"], "needs at least one hyperparameter flag with a comma list"),
+        (["--lr", "0.1,x"], "--lr: expected numbers separated by commas, got '0.1,x'"),
+        (["--momentum", "0,1.5"], "momentum"),
+        (["--lr", "0.1,0.2", "--divergence-factor", "1"], "--divergence-factor must be above 1"),
+    ):
+        code, err = one_line_exit(capsys, ["--sweep", *argv, "--out", str(tmp_path / "x")])
+        assert code in (1, 2) and fragment in err, err
+
+
+def test_sweep_marks_exploding_runs_as_diverged_and_greys_them(
+    tmp_path, monkeypatch, capsys, tiny_mnist
+):
+    """lr 100 does not reach NaN in one epoch but its loss grows a million-fold: diverged."""
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    argv = ["--sweep", "--lr", "0.01,100", "--momentum", "0.9,0.99", "--epochs", "1"]
+    assert cli.main([*argv, "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())["configurations"]
+    for row in rows:
+        assert row["diverged"] == (row["learning_rate"] == 100), row
+        assert (row["diverged_step"] >= 1) == row["diverged"], row
+    best = json.loads((tmp_path / "results.json").read_text())["best"]
+    assert best["learning_rate"] == 0.01
+    assert cli.main([*argv, "--divergence-factor", "inf", "--out", str(tmp_path / "inf")]) == 0
+    rows = json.loads((tmp_path / "inf" / "results.json").read_text())["configurations"]
+    finite = [r for r in rows if np.isfinite(r["final_train_loss"])]
+    assert finite and not any(r["diverged"] for r in finite)  # only NaN/inf count now
+
+
+# ---- the registry makes the command line --------------------------------------------------------
+
+
+def toy(learning_rate, betas=(0.0, 0.9), warmup_steps=10, *, nesterov=False):
+    """SGD with momentum mean(betas) and learning rate / warmup_steps: an array and an integer
+    hyperparameter, concrete or traced."""
+    return jaxmom.sgd(learning_rate / warmup_steps, jnp.mean(jnp.asarray(betas)), nesterov=nesterov)
+
+
+def test_one_registry_entry_adds_an_optimizer_with_array_and_integer_hyperparameters(
+    tmp_path, monkeypatch, capsys, tiny_mnist
+):
+    spec = OptimizerSpec(
+        "toy",
+        toy,
+        defaults={"learning_rate": 0.1, "betas": (0.0, 0.9), "warmup_steps": 10},
+        options={"nesterov": "Nesterov momentum"},
+        help={"betas": "momentum terms, averaged", "warmup_steps": "divides the learning rate"},
+    )
+    patched = registry(*OPTIMIZERS.values(), spec)
+    monkeypatch.setattr(config, "OPTIMIZERS", patched)
+    monkeypatch.setattr(cli, "OPTIMIZERS", patched)
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    text = " ".join(cli.build_parser().format_help().split())
+    assert "qhadam, aggmo, schedule_free_sgd, toy." in text
+    # betas and warmup_steps already have their help (from aggmo, schedule_free_sgd)
+    assert "--betas X damping of each of AggMo's K velocities (aggmo, toy); an array" in text
+    assert "--warmup-steps N linear learning-rate warmup, in steps (schedule_free_sgd, toy)" in text
+    assert "--nesterov Nesterov momentum (sgd, sutskever_sgd, toy)" in text
+    assert "toy learning_rate=0.1 betas=0,0.9 warmup_steps=10 [--nesterov]" in text
+
+    argv = ["--optimizer", "toy", "--betas", "0,0.5", "--warmup-steps", "4", "--epochs", "1"]
+    assert cli.main([*argv, "--quiet", "--out", str(tmp_path / "run")]) == 0
+    (record,) = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert record["hyperparameters"]["betas"] == [0.0, 0.5]
+    assert record["hyperparameters"]["warmup_steps"] == 4
+    argv = ["--sweep", "--optimizer", "toy", "--warmup-steps", "2,4", "--betas", "0,0.5"]
+    assert cli.main([*argv, "--epochs", "1", "--out", str(tmp_path / "grid")]) == 0
+    sweep = json.loads((tmp_path / "grid" / "results.json").read_text())
+    assert sweep["grid"] == {"warmup_steps": [2, 4]}
+    assert sweep["fixed_hyperparameters"]["betas"] == [0.0, 0.5]
+    (one,) = [r for r in sweep["configurations"] if r["warmup_steps"] == 4]
+    assert one["final_train_loss"] == pytest.approx(record["final_train_loss"], rel=1e-5)
+    code, err = one_line_exit(capsys, ["--optimizer", "toy", "--warmup-steps", "2.5"])
+    assert code == 2 and "expected integers separated by commas" in err
+
+
+# ---- experiments/mnist.py: mistakes a user makes ----------------------------------------------------
+
+
+def test_a_comma_list_without_sweep_says_to_add_sweep(capsys):
+    code, err = one_line_exit(capsys, ["--lr", "1e-3,1e-2"])
+    assert code == 2 and "add --sweep" in err and "invalid float" not in err
+
+
+def test_checkpoint_dir_that_is_a_file_stops_before_training(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "load_data", lambda args: pytest.fail("loaded data"))
+    (tmp_path / "file").write_text("")
+    code, err = one_line_exit(capsys, ["--checkpoint-dir", str(tmp_path / "file")])
+    assert code == 2 and "is a file, not a folder" in err
+    argv = ["--checkpoint-dir", str(tmp_path / "file" / "sub"), "--out", str(tmp_path / "o")]
+    code, err = one_line_exit(capsys, argv)
+    assert code == 1 and "cannot create --checkpoint-dir" in err
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist (apt)")
+def test_fashion_mnist_files_given_as_mnist_are_refused(tmp_path, capsys):
+    argv = ["--dataset", "mnist", "--data-dir", str(FASHION), "--out", str(tmp_path / "o")]
+    code, err = one_line_exit(capsys, argv)
+    assert code == 1 and "Fashion-MNIST labels" in err and "'fashion_mnist'" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_ctrl_c_exits_130_with_one_line(tmp_path):
+    command = [sys.executable, str(ROOT / "experiments" / "mnist.py"), "--source", "embedded"]
+    command += ["--optimizer", "sgd", "--epochs", "50", "--out", str(tmp_path / "o")]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    run = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert run.stdout is not None
+    for line in run.stdout:  # wait until main() runs
+        if line.startswith("data:"):
+            break
+    time.sleep(0.5)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "mnist.py: interrupted" and "Traceback" not in err
+
+
+# ---- the demo scripts and the benchmark ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, figures",
+    [
+        ("ema", ["ema.png"]),
+        ("quadratic", ["quadratic.png"]),
+        ("regression", ["regression.png", "regression_optimizers.png"]),
+        ("convergence", ["convergence.png"]),
+    ],
+)
+def test_demo_script_writes_its_figures_and_reports_numbers(
+    name, figures, tmp_path, capsys, load_script
+):
+    load_script(name).main(["--out", str(tmp_path / "out")])
+    printed = capsys.readouterr().out
+    for figure in figures:
+        image = matplotlib.image.imread(tmp_path / "out" / figure)
+        assert image.shape[0] > 400 and image.shape[1] > 400
+        assert f"wrote {tmp_path / 'out' / figure}" in printed
+    assert sum(c.isdigit() for c in printed) > 50  # numbers, not just 'saved'
+
+
+def test_demo_script_bad_out_is_one_line_on_stderr(tmp_path, capsys, load_script):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("quadratic").main(["--out", str(blocker / "sub")])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot create --out folder") and err.count("\n") == 1
+
+
+def test_demo_script_unknown_option_exits_with_usage(capsys, load_script):
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("ema").main(["--bogus"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_the_script_loader_leaves_sys_path_and_sys_modules_as_it_found_them(load_script):
+    import jaxmom.studies.tutorials  # noqa: F401  (imported by the script; may stay loaded)
+
+    path, modules = list(sys.path), set(sys.modules)
+    module = load_script("quadratic")  # imports its neighbour _plotting
+    assert callable(module.main) and module.save.__module__ == "_plotting"
+    assert sys.path == path and set(sys.modules) - modules == set()
+
+
+def test_benchmark_quick_run_writes_every_row(tmp_path, load_script):
+    benchmark = load_script("benchmark")
+
+    assert (
+        benchmark.main(
+            ["--quick", "--samples", "128", "--no-torch", "--out", str(tmp_path / "b.json")]
+        )
+        == 0
+    )
+    report = json.loads((tmp_path / "b.json").read_text())
+    rows = {r["row"]: r for r in report["rows"]}
+    assert {
+        "jaxmom epoch",
+        "optax+flax jitted-step loop",
+        "jaxmom sweep 4x4",
+        "optax inject_hyperparams + vmap 4x4",
+        "16 sequential jitted-step loops",
+    } <= set(rows)
+    assert all(r["seconds"] > 0 and r["compile_seconds"] >= 0 for r in rows.values())
+    assert rows["jaxmom sweep 4x4"]["configs"] == 16 and report["steps"] == 2
+    assert len(report["speedups"]) == 3  # no PyTorch row: its ratio is left out

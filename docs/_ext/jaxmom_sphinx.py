@@ -11,10 +11,10 @@ No hand-kept list of names anywhere:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import pkgutil
-import functools
 import textwrap
 
 from docutils import nodes

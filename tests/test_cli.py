@@ -23,6 +23,7 @@ import jaxmom
 from jaxmom.studies.mnist import cli, config
 from jaxmom.studies.mnist.config import OPTIMIZERS, Config, OptimizerSpec, registry
 from jaxmom.studies.mnist.train import train_and_evaluate
+from jaxmom.sweep import _engine
 
 ROOT = Path(__file__).resolve().parents[1]
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -231,6 +232,9 @@ def test_sweep_writes_table_csv_heatmaps_and_results_json(
     tmp_path, monkeypatch, capsys, tiny_mnist
 ):
     monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    monkeypatch.setattr(
+        _engine, "_COMPILED", type(_engine._COMPILED)()
+    )  # compiles, whatever ran before
     argv = ["--sweep", "--lr", "0.003,0.03", "--momentum", "0,0.5,0.9", "--epochs", "1"]
     assert cli.main([*argv, "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out

@@ -30,7 +30,7 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "_ext", "README_front_page_draft.md", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "_ext", "Thumbs.db", ".DS_Store"]
 
 # Every reference must resolve: a reference to a jaxmom name that no longer exists is an error
 # under -W. Names of other libraries cannot be checked offline (no intersphinx), so they are let be.

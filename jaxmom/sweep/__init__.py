@@ -5,6 +5,7 @@ jaxmom's hyperparameters are traced values, so a training run is a pure function
 is then one program: ``vmap(train_fn)`` over ``K`` stacked hyperparameter values, compiled once and
 reused for any other values of the same grid shape. Because ``vmap`` gives each configuration its
 own independent lane, a configuration that blows up (NaN or inf) cannot touch any other one.
+For example::
 
     grid = sweep.product(lr=[3e-3, 1e-2, 3e-2, 1e-1], momentum=[0, 0.5, 0.9, 0.99]).with_seeds(2)
     res = sweep.sweep(train_fn, grid, args=(data,))  # one compile, K = 4*4*2 runs

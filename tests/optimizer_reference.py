@@ -181,6 +181,16 @@ def adam(
     return step
 
 
+def reference_kwargs(kwargs):
+    """jaxmom's keyword arguments as the transcriptions take them: ``learning_rate`` is ``lr``, and
+    a schedule is called in double precision."""
+    out = dict(kwargs)
+    if "learning_rate" in out:
+        lr = out.pop("learning_rate")
+        out["lr"] = (lambda c: float(lr(c))) if callable(lr) else lr
+    return out
+
+
 def run(step, params: dict, noise: dict, curvature: float):
     """Runs ``step`` on each leaf of ``params`` for ``len(noise[k])`` steps.
 

@@ -13,7 +13,7 @@ import numpy as np
 import optax
 import pytest
 import torch
-from test_optimizer_formulas import CURVATURE, problem, run_jax
+from noisy_quadratic import CURVATURE, problem, run_jax, scan, torch_path
 
 import jaxmom
 
@@ -53,19 +53,13 @@ def run_torch(optimizer_class, kwargs, params, noise, *, schedule_free=False):
             opt = _torch(optimizer_class)(list(tensors.values()), **kwargs)
             if schedule_free:
                 opt.train()
-            path = {k: [] for k in params}
-            for t in range(len(noise["s"])):
-                for k, p in tensors.items():
-                    p.grad = torch.tensor(noise[k][t]) + CURVATURE * p.detach()
-                opt.step()
-                for k, p in tensors.items():
-                    path[k].append(p.detach().numpy().copy())
+            path = torch_path(opt, tensors, noise)
             if schedule_free:
                 opt.eval()
         final = {k: p.detach().numpy().copy() for k, p in tensors.items()}
     finally:
         torch.set_default_dtype(previous)
-    return {k: np.stack(v) for k, v in path.items()}, final
+    return path, final
 
 
 # (jaxmom optimizer, reference class, its keyword arguments): every flag, on and off
@@ -182,14 +176,7 @@ def test_matches_reference(case):
 
 def run_schedule_free(tx, params, noise):
     """``run_jax`` that also returns the evaluation parameters after the last step."""
-
-    def body(carry, n):
-        p, s = carry
-        u, s = tx.update(jax.tree.map(lambda n, p: n + CURVATURE * p, n, p), s, p)
-        p = optax.apply_updates(p, u)
-        return (p, s), p
-
-    (p, s), path = jax.lax.scan(body, (params, tx.init(params)), noise)
+    (p, s), path = scan(tx, params, noise)
     return path, jaxmom.schedule_free_eval_params(s, p)
 
 

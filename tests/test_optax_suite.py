@@ -17,6 +17,7 @@ import optax
 import optimizer_reference as ref
 import pytest
 import torch
+from noisy_quadratic import CURVATURE, run_jax, run_torch
 
 import jaxmom
 
@@ -400,7 +401,6 @@ COMPLEX_REFERENCE = {
     "adagrad": (jaxmom.adagrad(0.1, lr_decay=0.01), ref.adagrad(0.1, lr_decay=0.01)),
 }
 COMPLEX_TOLERANCE = {"complex64": 2e-4, "complex128": 1e-9}
-CURVATURE = 0.5
 
 
 def complex_problem(dtype, steps=20, seed=0):
@@ -411,13 +411,7 @@ def complex_problem(dtype, steps=20, seed=0):
 
 
 def complex_path(tx, params, noise):
-    def body(carry, n):
-        p, s = carry
-        u, s = tx.update(jax.tree.map(lambda n, p: n + CURVATURE * p, n, p), s, p)
-        p = optax.apply_updates(p, u)
-        return (p, s), p
-
-    return jax.jit(lambda p: jax.lax.scan(body, (p, tx.init(p)), noise)[1])(params)
+    return jax.jit(run_jax, static_argnums=0)(tx, params, noise)
 
 
 @pytest.mark.parametrize("dtype", ["complex64", "complex128"])
@@ -464,19 +458,6 @@ def test_an_imaginary_gradient_gives_an_imaginary_step():
 def optax_path(tx, params, noise):
     with jax.enable_x64(True):
         return jax.tree.map(np.asarray, complex_path(tx, params, noise))
-
-
-def torch_path(optimizer_class, kwargs, params, noise):
-    tensors = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-    opt = optimizer_class(list(tensors.values()), **kwargs)
-    path = {k: [] for k in params}
-    for t in range(len(noise["s"])):
-        for k, p in tensors.items():
-            p.grad = torch.tensor(noise[k][t]) + CURVATURE * p.detach()
-        opt.step()
-        for k, p in tensors.items():
-            path[k].append(p.detach().numpy().copy())
-    return {k: np.stack(v) for k, v in path.items()}
 
 
 def real_problem(steps=20, seed=1):
@@ -530,7 +511,7 @@ def test_defaults_equal_the_torch_twin(name):
     ours, torch_class, torch_kwargs = DEFAULT_TORCH_TWINS[name]
     params, noise = real_problem()
     actual = optax_path(ours(), params, noise)
-    expected = torch_path(torch_class, torch_kwargs, params, noise)
+    expected = run_torch(torch_class, torch_kwargs, params, noise)
     for k in params:
         np.testing.assert_allclose(actual[k], expected[k], rtol=1e-12, atol=1e-12)
 

@@ -11,7 +11,8 @@ import optimizer_reference as ref
 import pytest
 from absl.testing import parameterized
 from flax.training import train_state
-from test_optimizer_formulas import CURVATURE, problem, reference_kwargs, run_jax
+from noisy_quadratic import CURVATURE, problem, run_jax
+from optimizer_reference import reference_kwargs
 
 import jaxmom
 

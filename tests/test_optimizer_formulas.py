@@ -7,11 +7,11 @@ import numpy as np
 import optax
 import optimizer_reference as ref
 import pytest
+from noisy_quadratic import CURVATURE, problem, run_jax
+from optimizer_reference import reference_kwargs
 
 import jaxmom
 
-STEPS = 50
-CURVATURE = 0.5
 # Dyadic values, exact in every precision, so float64 runs can be held to rtol 1e-12.
 # (test_optimizer_contracts runs every optimizer under warmup_cosine_decay_schedule too.)
 SCHEDULE = optax.piecewise_constant_schedule(0.0625, {10: 0.5, 30: 0.25})
@@ -94,36 +94,6 @@ CASES["adam-weight-decay"] = (
 )
 
 TOLERANCE = {jnp.float32: 1e-5, jnp.float64: 1e-12}
-
-
-def problem(dtype, steps=STEPS, seed=0):
-    """A pytree of mixed shapes, a scalar included, and the gradient noise for each step."""
-    rng = np.random.default_rng(seed)
-    shapes = {"w": (3, 4), "b": (4,), "s": ()}
-    params = {k: rng.normal(size=s).astype(dtype) for k, s in shapes.items()}
-    noise = {k: rng.normal(size=(steps, *s)).astype(dtype) for k, s in shapes.items()}
-    return params, noise
-
-
-def run_jax(tx, params, noise, curvature=CURVATURE):
-    """The same noisy quadratic as ``ref.run``, scanned; returns the parameter trajectory."""
-
-    def body(carry, n):
-        p, s = carry
-        g = jax.tree.map(lambda n, p: n + curvature * p, n, p)
-        u, s = tx.update(g, s, p)
-        p = optax.apply_updates(p, u)
-        return (p, s), p
-
-    return jax.lax.scan(body, (params, tx.init(params)), noise)[1]
-
-
-def reference_kwargs(kwargs):
-    out = dict(kwargs)
-    if "learning_rate" in out:
-        lr = out.pop("learning_rate")
-        out["lr"] = (lambda c: float(lr(c))) if callable(lr) else lr
-    return out
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])

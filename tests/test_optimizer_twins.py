@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 import torch
-from test_optimizer_formulas import CURVATURE, problem, run_jax
+from noisy_quadratic import CURVATURE, problem, run_jax
 
 import jaxmom
 

@@ -15,11 +15,11 @@ import optax
 import optimizer_reference as ref
 import pytest
 import torch
+from noisy_quadratic import CURVATURE, run_jax, run_torch
 
 import jaxmom
 
 STEPS = 30
-CURVATURE = 0.5
 RTOL = 1e-12
 
 
@@ -31,35 +31,10 @@ def problem(steps=STEPS, seed=0):
     return params, noise
 
 
-def scan_path(tx, params, noise):
-    """The parameter path on the noisy quadratic, as one lax.scan (traceable, vmappable)."""
-
-    def body(carry, n):
-        p, s = carry
-        u, s = tx.update(jax.tree.map(lambda n, p: n + CURVATURE * p, n, p), s, p)
-        p = optax.apply_updates(p, u)
-        return (p, s), p
-
-    return jax.lax.scan(body, (params, tx.init(params)), noise)[1]
-
-
 def run_jaxmom(tx, params, noise):
     with jax.enable_x64(True):
-        path = jax.jit(scan_path, static_argnums=0)(tx, params, noise)
+        path = jax.jit(run_jax, static_argnums=0)(tx, params, noise)
         return jax.tree.map(np.asarray, path)
-
-
-def run_torch(optimizer_class, kwargs, params, noise):
-    tensors = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-    opt = optimizer_class(list(tensors.values()), **kwargs)
-    path = {k: [] for k in params}
-    for t in range(len(noise["s"])):
-        for k, p in tensors.items():
-            p.grad = torch.tensor(noise[k][t]) + CURVATURE * p.detach()
-        opt.step()
-        for k, p in tensors.items():
-            path[k].append(p.detach().numpy().copy())
-    return {k: np.stack(v) for k, v in path.items()}
 
 
 def assert_paths_close(actual, expected, rtol=RTOL):
@@ -184,7 +159,7 @@ def test_traced_momentum_zero_ignores_dampening_as_torch_does(dampening):
 
     def path(momentum):
         tx = jaxmom.sgd(0.05, momentum, dampening=dampening, weight_decay=0.01)
-        return scan_path(tx, params, noise)
+        return run_jax(tx, params, noise)
 
     with jax.enable_x64(True):
         paths = jax.tree.map(np.asarray, jax.jit(jax.vmap(path))(jnp.asarray(momenta)))
@@ -212,6 +187,6 @@ def test_adam_amsgrad_float32_matches_torch():
     params, noise = (jax.tree.map(lambda x: np.asarray(x, np.float32), d) for d in (params, noise))
     kwargs = dict(lr=0.05, betas=(0.8, 0.99), eps=1e-4, amsgrad=True, weight_decay=0.1)
     tx = jaxmom.adam(0.05, 0.8, 0.99, 1e-4, amsgrad=True, weight_decay=0.1)
-    actual = jax.tree.map(np.asarray, jax.jit(scan_path, static_argnums=0)(tx, params, noise))
+    actual = jax.tree.map(np.asarray, jax.jit(run_jax, static_argnums=0)(tx, params, noise))
     expected = run_torch(torch.optim.Adam, kwargs, params, noise)
     assert_paths_close(actual, expected, rtol=1e-5)

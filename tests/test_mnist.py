@@ -220,9 +220,16 @@ def test_plot_smoothing_is_the_bias_corrected_ema():
     np.testing.assert_allclose(smoothed([2.0, 0.0]), [2.0, 0.9 * 0.2 / (1 - 0.81)], rtol=1e-6)
 
 
-def test_sweep_cells_equal_separate_train_and_evaluate_runs(tiny_mnist):
+@pytest.mark.parametrize(
+    "fixed",
+    [{}, {"weight_decay": 0.01, "dampening": 0.5}],
+    ids=["fixed-zeros-are-constants", "fixed-nonzero-are-arguments"],
+)
+def test_sweep_cells_equal_separate_train_and_evaluate_runs(tiny_mnist, fixed):
+    """Single runs take every hyperparameter as a traced argument; the sweep gives the optimizer
+    its fixed zeros (weight decay, dampening by default) as Python numbers: the same numbers."""
     data = tiny_mnist
-    config = Config(optimizer="sgd", epochs=2, batch_size=64, seed=3)
+    config = Config(optimizer="sgd", hparams=fixed, epochs=2, batch_size=64, seed=3)
     grid = product(learning_rate=[0.01, 0.1], momentum=[0.0, 0.9])
     res = run_sweep(config, data, grid)
     programs = {}
@@ -231,7 +238,7 @@ def test_sweep_cells_equal_separate_train_and_evaluate_runs(tiny_mnist):
             one = train.train_and_evaluate(
                 Config(
                     optimizer="sgd",
-                    hparams={"learning_rate": lr, "momentum": mu},
+                    hparams={"learning_rate": lr, "momentum": mu, **fixed},
                     epochs=2,
                     batch_size=64,
                     seed=3,
@@ -347,6 +354,11 @@ def test_a_second_sweep_of_the_same_shape_compiles_nothing(tiny_mnist):
     assert not np.allclose(first.metrics["loss"], second.metrics["loss"])
     longer = dataclasses.replace(config, epochs=2)  # a static change: a new program
     assert run_sweep(longer, tiny_mnist, product(learning_rate=[0.2, 0.3])).compile_seconds > 0
+    # a fixed zero is a constant of the program (no weight-decay term): nonzero is another program
+    decayed = Config(optimizer="sgd", hparams={"momentum": 0.9, "weight_decay": 1e-3}, epochs=1)
+    assert run_sweep(decayed, tiny_mnist, product(learning_rate=[0.2, 0.3])).compile_seconds > 0
+    decayed = dataclasses.replace(decayed, hparams={"momentum": 0.5, "weight_decay": 0.1})
+    assert run_sweep(decayed, tiny_mnist, product(learning_rate=[0.2, 0.3])).compile_seconds == 0
 
 
 def test_the_registry_refuses_specs_that_disagree():

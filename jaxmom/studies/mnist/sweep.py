@@ -42,11 +42,14 @@ def static_parts(config: Config) -> tuple:
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
-def _train_fn(static: tuple):
-    """One ``train_fn(hparams, key, data, fixed)`` per :func:`static_parts`: the same function
-    object for the same static parts, so the sweep engine reuses its compiled program for another
-    grid of the same shape. Every numeric hyperparameter arrives as an argument (the grid's
-    batched, the ``fixed`` rest shared), never as a constant of the program. It returns the final
+def _train_fn(static: tuple, zeros: tuple):
+    """One ``train_fn(hparams, key, data, fixed)`` per :func:`static_parts` and ``zeros``: the same
+    function object for the same static parts, so the sweep engine reuses its compiled program for
+    another grid of the same shape. Every numeric hyperparameter arrives as an argument (the grid's
+    batched, the ``fixed`` rest shared), never as a constant of the program, except the fixed ones
+    that are zero: ``zeros`` holds their (name, value) pairs, given to the optimizer as Python
+    numbers, so that it skips their terms as PyTorch's ``if weight_decay != 0`` does (a zero
+    weight decay then costs no read of the parameters at every step). It returns the final
     parameters, not the test accuracy: :func:`run_sweep` evaluates them in a program of its own."""
     optimizer, options, init, epochs, batch_size = static
     base = make_train_fn(
@@ -55,7 +58,7 @@ def _train_fn(static: tuple):
     )
 
     def train_fn(hparams, key, data, fixed):
-        return base({**fixed, **hparams}, key, data)
+        return base({**fixed, **dict(zeros), **hparams}, key, data)
 
     return train_fn
 
@@ -153,10 +156,12 @@ def run_sweep(
         raise ValueError(
             f"chunk_size must be a positive integer, None or 'auto', got {chunk_size!r}"
         )
-    fixed = as_hparams({k: v for k, v in config.full_hparams().items() if k not in grid.params})
+    fixed = {k: v for k, v in config.full_hparams().items() if k not in grid.params}
+    zeros = tuple(sorted((k, v) for k, v in fixed.items() if v == 0))
+    fixed = as_hparams({k: v for k, v in fixed.items() if v != 0})
     arrays = tuple(np.asarray(x) for x in data[:4])
     res = engine.sweep(
-        _train_fn(static_parts(config)),
+        _train_fn(static_parts(config), zeros),
         grid,
         args=(arrays, fixed),
         chunk_size=chunk_size,

@@ -373,7 +373,14 @@ def test_fashion_mnist_files_given_as_mnist_are_refused(tmp_path, capsys):
 
 
 def test_ctrl_c_exits_130_with_one_line(tmp_path):
-    command = [sys.executable, str(ROOT / "experiments" / "mnist.py"), "--source", "embedded"]
+    # The script runs with Python's own SIGINT handler even where this test runs with SIGINT
+    # ignored (a shell's background job ignores it, and a child process inherits that).
+    launcher = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    command = [sys.executable, "-c", launcher, str(ROOT / "experiments" / "mnist.py")]
+    command += ["--source", "embedded"]
     command += ["--optimizer", "sgd", "--epochs", "50", "--out", str(tmp_path / "o")]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     run = subprocess.Popen(

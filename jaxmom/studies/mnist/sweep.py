@@ -157,8 +157,8 @@ def run_sweep(
             f"chunk_size must be a positive integer, None or 'auto', got {chunk_size!r}"
         )
     fixed = {k: v for k, v in config.full_hparams().items() if k not in grid.params}
-    zeros = tuple(sorted((k, v) for k, v in fixed.items() if v == 0))
-    fixed = as_hparams({k: v for k, v in fixed.items() if v != 0})
+    zeros = tuple(sorted((k, v) for k, v in fixed.items() if isinstance(v, float | int) and v == 0))
+    fixed = as_hparams({k: v for k, v in fixed.items() if k not in dict(zeros)})
     arrays = tuple(np.asarray(x) for x in data[:4])
     res = engine.sweep(
         _train_fn(static_parts(config), zeros),

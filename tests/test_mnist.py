@@ -256,6 +256,23 @@ def test_sweep_cells_equal_separate_train_and_evaluate_runs(tiny_mnist, fixed):
         run_sweep(config, data, product(alpha=[0.9]))
 
 
+@pytest.mark.parametrize("optimizer", ["adagrad", "rmsprop", "schedule_free_sgd"])
+def test_a_sweep_with_fixed_zeros_equals_single_runs_for_optimizers_with_zero_defaults(
+    tiny_mnist, optimizer
+):
+    """Zero defaults that change more than one term: Adagrad's lr_decay and initial accumulator,
+    RMSprop's momentum (no buffer at a Python zero), schedule-free SGD's integer warmup and r
+    (its evaluation point is read from the state)."""
+    config = Config(optimizer=optimizer, epochs=2, batch_size=64)
+    lr = config.full_hparams()["learning_rate"]
+    res = run_sweep(config, tiny_mnist, product(learning_rate=[lr]))
+    one = train.train_and_evaluate(config, tiny_mnist).record
+    np.testing.assert_allclose(
+        res.metrics["epoch_train_loss"][0], one["epoch_train_loss"], rtol=1e-5
+    )
+    assert res.metrics["test_accuracy"][0] == pytest.approx(one["test_accuracy"], abs=1e-6)
+
+
 def test_sweep_chunked_by_a_memory_budget_equals_the_whole_grid_and_times_evaluation(tiny_mnist):
     config = Config(optimizer="sgd", epochs=1, batch_size=64, seed=2)
     grid = product(learning_rate=[0.01, 0.1], momentum=[0.0, 0.5, 0.9])

@@ -1,8 +1,9 @@
 """The noisy quadratic that the optimizer tests run on, in one place (no test file imports another).
 
 Each step's gradient is ``noise[k][t] + CURVATURE * p``, leaf by leaf: for jaxmom and Optax
-(:func:`run_jax`), for the NumPy transcriptions (``optimizer_reference.run``) and for PyTorch and
-the reference packages (:func:`run_torch`, :func:`torch_path`).
+(:func:`run_jax`, :func:`path_f64`), for the NumPy transcriptions (``optimizer_reference.run``)
+and for PyTorch and the reference packages (:func:`run_torch`, :func:`torch_path`). :func:`steps`
+runs an optimizer over gradients given in advance instead.
 """
 
 import jax
@@ -14,10 +15,13 @@ CURVATURE = 0.5
 STEPS = 50
 
 
-def problem(dtype, steps=STEPS, seed=0):
+SHAPES = {"w": (3, 4), "b": (4,), "s": ()}
+SMALL = {"w": (2, 3), "s": ()}  # a matrix and a scalar: enough for long flag products
+
+
+def problem(dtype, steps=STEPS, seed=0, shapes=SHAPES):
     """A pytree of mixed shapes, a scalar included, and the gradient noise for each step."""
     rng = np.random.default_rng(seed)
-    shapes = {"w": (3, 4), "b": (4,), "s": ()}
     params = {k: rng.normal(size=s).astype(dtype) for k, s in shapes.items()}
     noise = {k: rng.normal(size=(steps, *s)).astype(dtype) for k, s in shapes.items()}
     return params, noise
@@ -39,6 +43,22 @@ def scan(tx, params, noise, curvature=CURVATURE):
 def run_jax(tx, params, noise, curvature=CURVATURE):
     """The parameter path of ``tx`` (traceable, vmappable): the same problem as ``ref.run``."""
     return scan(tx, params, noise, curvature)[1]
+
+
+def path_f64(tx, params, noise):
+    """:func:`run_jax` jitted under float64, the path as NumPy arrays."""
+    with jax.enable_x64(True):
+        return jax.tree.map(np.asarray, jax.jit(run_jax, static_argnums=0)(tx, params, noise))
+
+
+def steps(tx, params, grads):
+    """The final parameters and state after one ``update`` per gradient of the list ``grads`` (a
+    Python loop: jit it for one program)."""
+    state, p = tx.init(params), params
+    for g in grads:
+        u, state = tx.update(g, state, p)
+        p = optax.apply_updates(p, u)
+    return p, state
 
 
 def torch_path(opt, tensors: dict, noise):

@@ -1,13 +1,15 @@
 """The momentum family keeps jaxmom's contracts: traced hyperparameters, bad input, dtypes,
 donation and Optax's wrappers."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from noisy_quadratic import CURVATURE, problem, run_jax
+from noisy_quadratic import CURVATURE, problem, run_jax, steps
 
 import jaxmom
 
@@ -306,18 +308,9 @@ def gradients(params, n, seed=1):
     ]
 
 
-def steps(tx, params, grads_list):
-    """The final parameters and state after one update per gradient (one jitted program)."""
-
-    @jax.jit
-    def run(params, grads_list):
-        state, p = tx.init(params), params
-        for g in grads_list:
-            u, state = tx.update(g, state, p)
-            p = optax.apply_updates(p, u)
-        return p, state
-
-    return run(params, grads_list)
+def jitted_steps(tx, params, grads):
+    """:func:`noisy_quadratic.steps` as one jitted program."""
+    return jax.jit(functools.partial(steps, tx))(params, grads)
 
 
 @pytest.mark.parametrize("name", list(FAMILY))
@@ -334,7 +327,7 @@ def test_donated_params_and_state(name):
     p, state = jax.tree.map(jnp.copy, params), tx.init(params)
     for g in grads:
         p, state = donated(p, state, g)
-    assert_close(p, steps(tx, params, grads)[0])
+    assert_close(p, jitted_steps(tx, params, grads)[0])
 
 
 @pytest.mark.parametrize("name", list(FAMILY))
@@ -356,7 +349,7 @@ def test_chain_with_clipping_and_decayed_weights(name):
             p = optax.apply_updates(p, u)
         return p
 
-    assert_close(steps(chained, params, grads)[0], by_hand(params))
+    assert_close(jitted_steps(chained, params, grads)[0], by_hand(params))
 
 
 @pytest.mark.parametrize("name", list(FAMILY))
@@ -368,8 +361,8 @@ def test_inject_hyperparams(name):
     hp_b = {k: v[1] for k, v in grid.items()}
     arrays = lambda hp: {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
     injected = optax.inject_hyperparams(factory)(**arrays(hp_a), **flags)
-    p_inj, state = steps(injected, params, grads)
-    p_ref, inner = steps(factory(**hp_a, **flags), params, grads)
+    p_inj, state = jitted_steps(injected, params, grads)
+    p_ref, inner = jitted_steps(factory(**hp_a, **flags), params, grads)
     assert_close(p_inj, p_ref)
     if name == "schedule_free_sgd":
         assert_close(
@@ -387,11 +380,11 @@ def test_inject_hyperparams(name):
 def test_multi_steps_accumulates(name):
     params, _ = problem(np.float32)
     g1, g2, g3, g4 = gradients(params, 4)
-    p_multi, state = steps(
+    p_multi, state = jitted_steps(
         optax.MultiSteps(make(name), every_k_schedule=2), params, [g1, g2, g3, g4]
     )
     mean = lambda a, b: jax.tree.map(lambda x, y: (x + y) / 2, a, b)
-    p_plain, inner = steps(make(name), params, [mean(g1, g2), mean(g3, g4)])
+    p_plain, inner = jitted_steps(make(name), params, [mean(g1, g2), mean(g3, g4)])
     assert_close(p_multi, p_plain)
     if name == "schedule_free_sgd":
         assert_close(

@@ -17,7 +17,7 @@ import optax
 import optimizer_reference as ref
 import pytest
 import torch
-from noisy_quadratic import CURVATURE, run_jax, run_torch
+from noisy_quadratic import CURVATURE, SMALL, path_f64, problem, run_jax, run_torch, steps
 
 import jaxmom
 
@@ -186,18 +186,10 @@ def test_a_tree_of_float32_and_float64_leaves(name):
         tx = make(name)
         params = {"a": jnp.linspace(-1, 1, 4, dtype=jnp.float32), "b": jnp.ones(3, jnp.float64)}
         grads = [grads_like(params, seed) for seed in range(3)]
-
-        def run(params, grads):
-            state, p = tx.init(params), params
-            for g in grads:
-                u, state = tx.update(g, state, p)
-                p = optax.apply_updates(p, u)
-            return p, state
-
-        p, state = jax.jit(run)(params, grads)
+        p, state = jax.jit(lambda params, grads: steps(tx, params, grads))(params, grads)
         assert p["a"].dtype == jnp.float32 and p["b"].dtype == jnp.float64
         for key in params:
-            alone, _ = run({key: params[key]}, [{key: g[key]} for g in grads])
+            alone, _ = steps(tx, {key: params[key]}, [{key: g[key]} for g in grads])
             tol = 1e-6 if key == "a" else 1e-12
             np.testing.assert_allclose(p[key], alone[key], rtol=tol, atol=tol)
 
@@ -291,18 +283,10 @@ def test_inject_hyperparams_keeps_the_same_state(name):
     injected = optax.inject_hyperparams(factory)(**kwargs)
     # inject_hyperparams hands the factory JAX arrays, so the state to compare with is made from
     # the same arrays; the parameter path equals that of the Python-float optimizer.
-    p_injected, s_injected = jax.jit(lambda p: _steps(injected, p, grads))(params)
-    p_arrays, s_arrays = _steps(factory(**injected_values(name)), params, grads)
+    p_injected, s_injected = jax.jit(lambda p: steps(injected, p, grads))(params)
+    p_arrays, s_arrays = steps(factory(**injected_values(name)), params, grads)
     assert_trees_close(s_injected.inner_state, s_arrays, 1e-6)
-    assert_trees_close(p_injected, _steps(make(name), params, grads)[0], 1e-6)
-
-
-def _steps(tx, params, grads):
-    state, p = tx.init(params), params
-    for g in grads:
-        u, state = tx.update(g, state, p)
-        p = optax.apply_updates(p, u)
-    return p, state
+    assert_trees_close(p_injected, steps(make(name), params, grads)[0], 1e-6)
 
 
 # --- convergence ------------------------------------------------------------------------------
@@ -319,11 +303,11 @@ def rosenbrock():
     return jnp.zeros(2), jnp.array([a, a**2]), objective
 
 
-@pytest.mark.parametrize("problem", [parabola, rosenbrock])
+@pytest.mark.parametrize("surface", [parabola, rosenbrock])
 @pytest.mark.parametrize("name", NAMES)
-def test_converges_in_ten_thousand_steps(name, problem):
+def test_converges_in_ten_thousand_steps(name, surface):
     tx = make(name)
-    start, minimum, objective = problem()
+    start, minimum, objective = surface()
 
     def body(carry, _):
         p, s = carry
@@ -414,6 +398,14 @@ def complex_path(tx, params, noise):
     return jax.jit(run_jax, static_argnums=0)(tx, params, noise)
 
 
+def assert_complex_paths_close(actual, expected, dtype):
+    """Leaf by leaf within the dtype's tolerance, absolute errors relative to the leaf's scale."""
+    tol = COMPLEX_TOLERANCE[dtype]
+    for k in expected:
+        scale = float(np.max(np.abs(expected[k])))
+        np.testing.assert_allclose(actual[k], expected[k], rtol=tol, atol=tol * scale)
+
+
 @pytest.mark.parametrize("dtype", ["complex64", "complex128"])
 @pytest.mark.parametrize("name", list(COMPLEX_TWINS))
 def test_complex_parameters_match_the_optax_twin(name, dtype):
@@ -423,10 +415,7 @@ def test_complex_parameters_match_the_optax_twin(name, dtype):
         actual = complex_path(ours, params, noise)
         expected = complex_path(theirs, params, noise)
     assert all(x.dtype == jnp.dtype(dtype) for x in jax.tree.leaves(actual))
-    tol = COMPLEX_TOLERANCE[dtype]
-    for k in params:
-        scale = float(np.max(np.abs(expected[k])))
-        np.testing.assert_allclose(actual[k], expected[k], rtol=tol, atol=tol * scale)
+    assert_complex_paths_close(actual, expected, dtype)
 
 
 @pytest.mark.parametrize("dtype", ["complex64", "complex128"])
@@ -437,10 +426,7 @@ def test_complex_parameters_match_the_transcription(name, dtype):
         params, noise = complex_problem(dtype)
         actual = complex_path(ours, params, noise)
     expected = ref.run(reference, params, noise, CURVATURE)
-    tol = COMPLEX_TOLERANCE[dtype]
-    for k in params:
-        scale = float(np.max(np.abs(expected[k])))
-        np.testing.assert_allclose(actual[k], expected[k], rtol=tol, atol=tol * scale)
+    assert_complex_paths_close(actual, expected, dtype)
 
 
 def test_an_imaginary_gradient_gives_an_imaginary_step():
@@ -453,20 +439,6 @@ def test_an_imaginary_gradient_gives_an_imaginary_step():
 
 
 # --- default versus default ---------------------------------------------------------------------
-
-
-def optax_path(tx, params, noise):
-    with jax.enable_x64(True):
-        return jax.tree.map(np.asarray, complex_path(tx, params, noise))
-
-
-def real_problem(steps=20, seed=1):
-    rng = np.random.default_rng(seed)
-    shapes = {"w": (2, 3), "s": ()}
-    return (
-        {k: rng.normal(size=s) for k, s in shapes.items()},
-        {k: rng.normal(size=(steps, *s)) for k, s in shapes.items()},
-    )
 
 
 # Every "Equal to" claim that holds default for default: only the arguments that the twin
@@ -494,11 +466,11 @@ DEFAULT_TORCH_TWINS = {
 @pytest.mark.parametrize("name", list(DEFAULT_TWINS))
 def test_defaults_equal_the_optax_twin(name):
     ours, theirs = DEFAULT_TWINS[name]
-    params, noise = real_problem()
+    params, noise = problem("float64", 20, seed=1, shapes=SMALL)
     with jax.enable_x64(True):
         np.testing.assert_allclose(
             *(
-                np.concatenate([p.ravel() for p in optax_path(f(), params, noise).values()])
+                np.concatenate([p.ravel() for p in path_f64(f(), params, noise).values()])
                 for f in (ours, theirs)
             ),
             rtol=1e-12,
@@ -509,8 +481,8 @@ def test_defaults_equal_the_optax_twin(name):
 @pytest.mark.parametrize("name", list(DEFAULT_TORCH_TWINS))
 def test_defaults_equal_the_torch_twin(name):
     ours, torch_class, torch_kwargs = DEFAULT_TORCH_TWINS[name]
-    params, noise = real_problem()
-    actual = optax_path(ours(), params, noise)
+    params, noise = problem("float64", 20, seed=1, shapes=SMALL)
+    actual = path_f64(ours(), params, noise)
     expected = run_torch(torch_class, torch_kwargs, params, noise)
     for k in params:
         np.testing.assert_allclose(actual[k], expected[k], rtol=1e-12, atol=1e-12)
@@ -518,9 +490,9 @@ def test_defaults_equal_the_torch_twin(name):
 
 def test_optax_defaults_that_differ_are_the_stated_ones():
     """The docstrings warn about these; if Optax changes a default, this test says so."""
-    params, noise = real_problem()
-    ours = optax_path(jaxmom.adadelta(), params, noise)
-    theirs = optax_path(optax.adadelta(), params, noise)  # learning_rate=None: no descent step
+    params, noise = problem("float64", 20, seed=1, shapes=SMALL)
+    ours = path_f64(jaxmom.adadelta(), params, noise)
+    theirs = path_f64(optax.adadelta(), params, noise)  # learning_rate=None: no descent step
     assert np.all(np.sign(theirs["s"][-1] - params["s"]) != np.sign(ours["s"][-1] - params["s"]))
     for ours, theirs in [
         (jaxmom.rmsprop(), optax.rmsprop(1e-2)),  # decay 0.9, eps inside the root
@@ -528,7 +500,7 @@ def test_optax_defaults_that_differ_are_the_stated_ones():
         (jaxmom.scale_by_rms(), optax.scale_by_rms()),
         (jaxmom.ema_sgd(0.1), optax.chain(optax.ema(0.9), optax.scale_by_learning_rate(0.1))),
     ]:
-        a, b = optax_path(ours, params, noise), optax_path(theirs, params, noise)
+        a, b = path_f64(ours, params, noise), path_f64(theirs, params, noise)
         assert np.max(np.abs(a["w"] - b["w"])) > 1e-6
 
 

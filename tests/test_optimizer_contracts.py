@@ -11,7 +11,7 @@ import optimizer_reference as ref
 import pytest
 from absl.testing import parameterized
 from flax.training import train_state
-from noisy_quadratic import CURVATURE, problem, run_jax
+from noisy_quadratic import CURVATURE, problem, run_jax, steps
 from optimizer_reference import reference_kwargs
 
 import jaxmom
@@ -379,14 +379,6 @@ def test_float64_state_under_x64(name):
 OPTIMIZERS = {
     name: (factory, {**hp, **flags}) for name, (factory, _, flags, hp, _, _) in CONTRACT.items()
 }
-
-
-def steps(tx, params, grads_list):
-    state, p = tx.init(params), params
-    for g in grads_list:
-        u, state = tx.update(g, state, p)
-        p = optax.apply_updates(p, u)
-    return p, state
 
 
 def gradients(params, n, seed=1):

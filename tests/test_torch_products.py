@@ -15,26 +15,12 @@ import optax
 import optimizer_reference as ref
 import pytest
 import torch
-from noisy_quadratic import CURVATURE, run_jax, run_torch
+from noisy_quadratic import CURVATURE, SMALL, path_f64, problem, run_jax, run_torch
 
 import jaxmom
 
 STEPS = 30
 RTOL = 1e-12
-
-
-def problem(steps=STEPS, seed=0):
-    rng = np.random.default_rng(seed)
-    shapes = {"w": (2, 3), "s": ()}
-    params = {k: rng.normal(size=s) for k, s in shapes.items()}
-    noise = {k: rng.normal(size=(steps, *s)) for k, s in shapes.items()}
-    return params, noise
-
-
-def run_jaxmom(tx, params, noise):
-    with jax.enable_x64(True):
-        path = jax.jit(run_jax, static_argnums=0)(tx, params, noise)
-        return jax.tree.map(np.asarray, path)
 
 
 def assert_paths_close(actual, expected, rtol=RTOL):
@@ -136,7 +122,7 @@ def valid_for_torch(twin, kwargs):
 @pytest.mark.parametrize("twin, kwargs", CASES, ids=[f"{t}-{name(k)}" for t, k in CASES])
 def test_matches_torch_and_the_transcription_of_its_source(twin, kwargs):
     factory, torch_class, reference, to_torch, _ = TWINS[twin]
-    params, noise = problem()
+    params, noise = problem("float64", STEPS, shapes=SMALL)
     if not valid_for_torch(twin, kwargs):
         with pytest.raises(ValueError, match="Nesterov"):
             torch_class([torch.zeros(1, requires_grad=True)], **to_torch(kwargs))
@@ -148,13 +134,13 @@ def test_matches_torch_and_the_transcription_of_its_source(twin, kwargs):
     expected = run_torch(torch_class, to_torch(kwargs), params, noise)
     transcribed = ref.run(reference(**kwargs), params, noise, CURVATURE)
     assert_paths_close(transcribed, expected)
-    assert_paths_close(run_jaxmom(factory(**jaxmom_kwargs(kwargs)), params, noise), expected)
+    assert_paths_close(path_f64(factory(**jaxmom_kwargs(kwargs)), params, noise), expected)
 
 
 @pytest.mark.parametrize("dampening", [0.0, 0.3])
 def test_traced_momentum_zero_ignores_dampening_as_torch_does(dampening):
     """A sweep over momentum {0, 0.9}: each cell of the vmap is torch.optim.SGD's path."""
-    params, noise = problem()
+    params, noise = problem("float64", STEPS, shapes=SMALL)
     momenta = [0.0, 0.9]
 
     def path(momentum):
@@ -183,7 +169,7 @@ def test_dampening_without_momentum_on_x_squared():
 
 
 def test_adam_amsgrad_float32_matches_torch():
-    params, noise = problem()
+    params, noise = problem("float64", STEPS, shapes=SMALL)
     params, noise = (jax.tree.map(lambda x: np.asarray(x, np.float32), d) for d in (params, noise))
     kwargs = dict(lr=0.05, betas=(0.8, 0.99), eps=1e-4, amsgrad=True, weight_decay=0.1)
     tx = jaxmom.adam(0.05, 0.8, 0.99, 1e-4, amsgrad=True, weight_decay=0.1)

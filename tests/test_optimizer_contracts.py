@@ -291,7 +291,7 @@ BAD_TYPES = [
 
 
 @pytest.mark.parametrize(
-    "factory, kwargs, message", BAD_TYPES, ids=[f"{f.__name__}-{k}" for f, k, _ in BAD_TYPES]
+    "factory, kwargs, message", BAD_TYPES, ids=[f"{f.__name__}-{m}" for f, _, m in BAD_TYPES]
 )
 def test_wrong_types_raise_one_line_type_error(factory, kwargs, message):
     with pytest.raises(TypeError) as error:

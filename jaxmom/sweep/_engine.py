@@ -10,11 +10,18 @@ processes' devices, and every process receives the whole gathered grid.
 
 A cell's PRNG key is ``jax.random.key(seed)``, its seed taken from the grid's ``seed`` axis (or
 the ``seed`` argument), so a cell reproduces ``train_fn(hparams, jax.random.key(seed), *args)``.
+Seeds are exact up to ``2**64 - 1``: a seed below ``2**32`` is fed as a ``uint32`` scalar, and a
+larger one gives the key that ``jax.random.key`` makes from the full 64-bit value with
+``jax_enable_x64`` on (with it off, JAX's own ``jax.random.key`` keeps only the low 32 bits; here the
+default threefry key is built from its data ``[seed >> 32, seed & 0xFFFFFFFF]``, which is the same
+key). Integer hyperparameters reach ``train_fn`` exactly: beyond int32 they need ``jax_enable_x64``,
+and without it they are refused, never wrapped.
 """
 
 from __future__ import annotations
 
 import collections
+import operator
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,7 +32,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxmom.sweep._grid import SEED, Grid
+from jaxmom.sweep._grid import INT32, SEED, SEEDS, Grid, _integers, _is_integer
 from jaxmom.sweep._result import SweepResult
 
 # Compiled programs, least recently used first. A program is keyed on what shapes it: the
@@ -42,7 +49,7 @@ def _program(train_fn: Callable, mesh: Mesh, chunk: int, seeded: bool) -> Any:
     shared by all cells rather than batched, and ``args`` is always shared."""
 
     def one(hparams, seed, args):
-        return train_fn(hparams, jax.random.key(seed), *args)
+        return train_fn(hparams, _key(seed), *args)
 
     batched = jax.vmap(one, in_axes=(0, 0 if seeded else None, None))
 
@@ -63,6 +70,61 @@ def _program(train_fn: Callable, mesh: Mesh, chunk: int, seeded: bool) -> Any:
     # check_vma=False: train_fn needs no pcast where a shared key meets per-cell values.
     program = jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=cell, check_vma=False)
     return jax.jit(program)
+
+
+def _key(seed: jax.Array) -> jax.Array:
+    """The key of one cell: ``jax.random.key(seed)``, or, for a seed given as its two 32-bit
+    halves ``[high, low]`` (see :func:`_seed_input`), the threefry key with that data, which is
+    the key ``jax.random.key`` makes from the full 64-bit seed with ``jax_enable_x64`` on."""
+    if seed.shape == (2,):
+        return jax.random.wrap_key_data(seed, impl="threefry2x32")
+    return jax.random.key(seed)
+
+
+def _x64() -> bool:
+    """Whether JAX keeps 64-bit integers (``jax_enable_x64``, global or in a context)."""
+    return jax.dtypes.canonicalize_dtype(np.int64) == np.int64
+
+
+def _seed_input(seeds: np.ndarray) -> np.ndarray:
+    """Seeds (``0..2**64-1``, checked by the grid) as ``train_fn``'s program takes them, exactly:
+    ``uint32`` below ``2**32``; above, ``uint64`` with x64 on, else their ``[high, low]`` halves."""
+    seeds = seeds.astype(np.uint64)
+    if (seeds < 2**32).all():
+        return seeds.astype(np.uint32)
+    if _x64():
+        return seeds
+    impl = str(jax.random.key_impl(jax.random.key(0)))
+    if impl != "threefry2x32":
+        raise ValueError(
+            f"seed {int(seeds.max())} is above 2**32-1, which needs jax_enable_x64 with the "
+            f"{impl} PRNG"
+        )
+    return np.stack([seeds >> np.uint64(32), seeds & np.uint64(0xFFFFFFFF)], -1).astype(np.uint32)
+
+
+def _hparam_input(name: str, values: np.ndarray) -> np.ndarray:
+    """One hyperparameter's values as ``train_fn`` receives them: floats as float32 (a finite
+    value that float32 cannot hold is refused), integers exact (int64 only with x64 on)."""
+    if values.dtype == np.float64:
+        with np.errstate(over="ignore"):
+            out = values.astype(np.float32)
+        bad = np.isfinite(values) & ~np.isfinite(out)
+        if bad.any():
+            raise ValueError(
+                f"hyperparameter {name!r} value {float(values[bad][0])!r} does not fit in float32, which "
+                f"train_fn receives (largest {float(np.finfo(np.float32).max):.4g})"
+            )
+        return out
+    if values.dtype.kind in "iu" and values.dtype.itemsize > 4 and not _x64():
+        outside = (values < INT32[0]) | (values > INT32[1])
+        if outside.any():
+            raise ValueError(
+                f"hyperparameter {name!r} value {int(values[outside][0])} is outside the allowed "
+                f"range {INT32[0]}..{INT32[1]} (int32, as JAX has no int64 without jax_enable_x64)"
+            )
+        return values.astype(np.int32)
+    return values
 
 
 def _signature(tree) -> tuple:
@@ -144,7 +206,9 @@ def sweep(
       devices: devices to shard the grid over; default ``jax.devices()``, which after
         ``jax.distributed.initialize`` spans every process.
       seed: the PRNG seed of every cell when the grid has no ``seed`` axis; the key is then shared
-        (not batched), so all cells see the same initialisation and batch order.
+        (not batched), so all cells see the same initialisation and batch order. Seeds are
+        integers in ``0..2**64-1``, each cell's key that of ``jax.random.key`` on the full value
+        (see the module's docstring).
       history: name of a per-step metric, usually the loss (first per-cell axis = step). A
         configuration diverged at the first step where it is NaN or inf or, with
         ``divergence_factor``, exceeds ``divergence_factor`` times its value at the first step.
@@ -155,8 +219,11 @@ def sweep(
     """
     if not isinstance(grid, Grid):
         raise TypeError(f"grid must be a jaxmom.sweep.Grid, got {type(grid).__name__}")
-    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+    if chunk_size is not None and (not _is_integer(chunk_size) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if not _is_integer(seed):
+        raise ValueError(f"seed must be an integer in {SEEDS[0]}..{SEEDS[1]}, got {seed!r}")
+    seed_axis = _integers("seed", [seed], *SEEDS)
     if divergence_factor is not None and not divergence_factor > 1:
         raise ValueError(f"divergence_factor must be above 1 (or None), got {divergence_factor!r}")
     devices = tuple(jax.devices() if devices is None else devices)
@@ -165,16 +232,18 @@ def sweep(
 
     n, ndev = grid.size, len(devices)
     per_device = -(-n // ndev)
-    chunk = per_device if chunk_size is None else min(chunk_size, per_device)
+    chunk = per_device if chunk_size is None else min(operator.index(chunk_size), per_device)
     per_device = -(-per_device // chunk) * chunk
     pad = np.minimum(np.arange(per_device * ndev), n - 1)  # repeat the last cell: no new values
 
     coords = {k: v.reshape(-1)[pad] for k, v in grid.coords().items()}
-    coords = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in coords.items()}
     seeded = SEED in coords
+    seeds = _seed_input(coords.pop(SEED) if seeded else seed_axis)
+    seeds = seeds if seeded else seeds[0]
+    coords = {k: _hparam_input(k, v) for k, v in coords.items()}
     mesh = Mesh(np.array(devices), ("grid",))
     cells, shared = NamedSharding(mesh, P("grid")), NamedSharding(mesh, P())
-    seeds = _put(coords.pop(SEED), cells) if seeded else _put(np.int32(seed), shared)
+    seeds = _put(seeds, cells if seeded else shared)
     hparams = {k: _put(v, cells) for k, v in coords.items()}
     inputs = (hparams, seeds, jax.tree.map(lambda a: _put(a, shared), tuple(args)))
 

@@ -12,10 +12,41 @@ import numpy as np
 SEED = "seed"
 
 
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+SEEDS = (0, 2**64 - 1)
+
+
+def _integers(what: str, values: Any, low: int, high: int) -> np.ndarray:
+    """Exact integers as the narrowest of int32, int64 (and, for seeds, uint64) that holds them all;
+    a value outside ``low..high`` is refused, never wrapped."""
+    ints = [int(v) for v in values]
+    bad = [v for v in ints if not low <= v <= high]
+    if bad:
+        raise ValueError(f"{what} {bad[0]} is outside the allowed range {low}..{high}")
+    for dtype, (lo, hi) in ((np.int32, INT32), (np.int64, INT64)):
+        if all(lo <= v <= hi for v in ints):
+            return np.array(ints, dtype)
+    return np.array(ints, np.uint64)
+
+
+def _is_integer(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
 def _column(name: str, values: Any) -> np.ndarray:
-    """Values of one hyperparameter as a 1-D float64, int32 or bool array (floats are fed to
-    ``train_fn`` as float32 but kept exact here for tables and labels)."""
-    arr = np.asarray(values)
+    """Values of one hyperparameter as a 1-D float64, int32, int64 or bool array. Floats are fed to
+    ``train_fn`` as float32 but kept exact here for tables and labels; integers are kept exact
+    (int64 only where a value needs it) and never wrap."""
+    if isinstance(values, (list, tuple)) and values and all(_is_integer(v) for v in values):
+        arr = _integers(f"hyperparameter {name!r} value", values, *INT64)  # no uint64 wrap
+    else:
+        try:
+            arr = np.asarray(values)
+        except OverflowError:
+            raise ValueError(
+                f"hyperparameter {name!r} has an integer outside the allowed range {INT64[0]}..{INT64[1]}"
+            ) from None
     if arr.ndim == 0:
         arr = arr.reshape(1)
     if arr.ndim != 1 or arr.size == 0:
@@ -23,9 +54,11 @@ def _column(name: str, values: Any) -> np.ndarray:
     if arr.dtype.kind == "f":
         return arr.astype(np.float64)
     if arr.dtype.kind in "iu":
-        return arr.astype(np.int32)
+        return _integers(f"hyperparameter {name!r} value", arr.tolist(), *INT64)
     if arr.dtype.kind == "b":
         return arr
+    if arr.dtype.kind == "O" and all(_is_integer(v) for v in arr.tolist()):
+        return _integers(f"hyperparameter {name!r} value", arr.tolist(), *INT64)
     raise ValueError(f"hyperparameter {name!r} has non-numeric values {list(arr)[:3]}")
 
 
@@ -83,12 +116,20 @@ class Grid:
         return Grid(self.axes + other.axes)
 
     def with_seeds(self, seeds: int | Sequence[int]) -> Grid:
-        """Add an axis named ``"seed"``: ``n`` means seeds ``0..n-1``; a list gives them."""
-        seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-        col = np.asarray(seeds)
-        if col.size == 0 or col.dtype.kind not in "iu":
+        """Add an axis named ``"seed"``: ``n`` means seeds ``0..n-1``; a list gives them.
+
+        Seeds are integers in ``0..2**64-1``, kept exact; :func:`~jaxmom.sweep.sweep` turns each
+        into its cell's key as ``jax.random.key`` does with the full value (see its ``seed``).
+        """
+        if _is_integer(seeds):
+            seeds = list(range(int(seeds)))  # type: ignore[arg-type]
+        elif isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence | np.ndarray):
             raise ValueError(f"seeds must be a positive count or a list of integers, got {seeds!r}")
-        return Grid(self.axes + (Axis(SEED, {SEED: col.astype(np.int32)}),))
+        seeds = list(seeds)
+        if not seeds or not all(_is_integer(s) for s in seeds):
+            raise ValueError(f"seeds must be a positive count or a list of integers, got {seeds!r}")
+        col = _integers("seed", seeds, *SEEDS)
+        return Grid(self.axes + (Axis(SEED, {SEED: col}),))
 
     def coords(self) -> dict[str, np.ndarray]:
         """Every hyperparameter (and the seed) broadcast to the grid's shape."""

@@ -236,8 +236,9 @@ def test_auto_falls_back_past_unprepared_tfds_and_a_failed_download(tmp_path, mo
     lines = []
     data = datasets.load("mnist", "auto", tmp_path, timeout=2, log=lines.append)
     assert data.source.startswith("embedded")
-    assert "could not find data" in lines[-2] and "could not download" in lines[-2]
-    assert lines[-1].startswith("NOTICE") and "subset" in lines[-1]
+    assert len(lines) == 1 and "\n" not in lines[0], lines  # one line says it all
+    for fragment in ("could not find data", "no network", "embedded 5,000-digit", "--source idx"):
+        assert fragment in lines[0], lines[0]
     with pytest.raises(datasets.DataError) as excinfo:
         datasets.load("mnist", "tfds")
     assert_one_line_error(excinfo, "could not find data")
@@ -286,6 +287,72 @@ def test_download_verifies_sha256_and_writes_atomically(tmp_path, monkeypatch, m
         datasets.download("mnist", cache)
     assert_one_line_error(excinfo, "t10k-labels-idx1-ubyte.gz", "404", "sha256 mismatch")
     assert not (cache / "t10k-labels-idx1-ubyte.gz").exists()
+
+
+def test_an_ordinary_offline_run_says_so_in_one_line(tmp_path, monkeypatch):
+    """No IDX files in the default folder, no tensorflow-datasets, no network: one line, which
+    names the way to the full data; the explicit embedded source keeps its notice."""
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails: not installed
+    monkeypatch.setattr(datasets, "default_data_dir", lambda dataset: tmp_path / dataset)
+    closed_port = ["http://127.0.0.1:9/"]
+    monkeypatch.setattr(datasets, "MIRRORS", {"mnist": closed_port, "fashion_mnist": closed_port})
+    lines = []
+    data = datasets.load("mnist", timeout=2, log=lines.append)
+    assert data.source.startswith("embedded")
+    assert lines == [
+        "no network: using the embedded 5,000-digit MNIST subset, not comparable with full MNIST "
+        f"(pass --source idx --data-dir DIR, or put the four IDX files in {tmp_path / 'mnist'}, "
+        "for the full data)"
+    ]
+    with pytest.raises(datasets.DataError, match="could not download") as excinfo:
+        datasets.load("mnist", "download", timeout=2, log=lines.append)
+    assert isinstance(excinfo.value, datasets.NoNetwork)
+    lines.clear()
+    datasets.load("mnist", "embedded", log=lines.append)
+    assert len(lines) == 1 and lines[0].startswith("NOTICE") and "subset" in lines[0]
+
+
+def test_an_idx_split_with_no_examples_is_refused_naming_the_file(tmp_path):
+    for role, name in NAMES.items():
+        shape = (0, 28, 28) if role.endswith("images") else (0,)
+        (tmp_path / name).write_bytes(idx_bytes(np.zeros(shape, np.uint8)))
+    with pytest.raises(datasets.DataError) as excinfo:
+        datasets.load_idx_dir(tmp_path)
+    assert_one_line_error(excinfo, str(tmp_path / NAMES["train_images"]), "no examples")
+    write_dir(tmp_path, gz=False)
+    (tmp_path / NAMES["test_images"]).write_bytes(idx_bytes(np.zeros((0, 28, 28), np.uint8)))
+    (tmp_path / NAMES["test_labels"]).write_bytes(idx_bytes(np.zeros(0, np.uint8)))
+    with pytest.raises(datasets.DataError) as excinfo:
+        datasets.load_idx_dir(tmp_path)
+    assert_one_line_error(excinfo, str(tmp_path / NAMES["test_images"]), "no examples")
+
+
+@pytest.mark.parametrize(
+    "code, dims, tail",
+    [
+        (0x08, (2**21, 2**21, 2**21), 10),  # 2**63 items: a negative count in int64
+        (0x08, (2**22, 2**21, 2**21), 0),  # 2**64 items: 0 in int64, as many as the file holds
+        (0x0E, (2**20, 2**20, 2**21), 0),  # 2**61 float64 items: 2**64 bytes
+        (0x08, (2**32 - 1,) * 3, 10),
+    ],
+)
+def test_an_idx_header_whose_size_overflows_is_named_and_exact(tmp_path, code, dims, tail):
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(bytes([0, 0, code, 3]) + struct.pack(">3I", *dims) + b"\0" * tail)
+    with pytest.raises(datasets.DataError) as excinfo:
+        datasets.read_idx(path)
+    itemsize = 8 if code == 0x0E else 1
+    needed = dims[0] * dims[1] * dims[2] * itemsize  # Python integers: exact
+    assert_one_line_error(excinfo, str(path), "truncated", f"needs {needed} data bytes")
+
+
+def test_a_bad_label_is_named_by_its_value(tmp_path):
+    write_dir(tmp_path, gz=False)
+    labels = np.array([1, 2, -1, 3, 4, 5, 6], np.int8)
+    (tmp_path / NAMES["train_labels"]).write_bytes(idx_bytes(labels, code=0x09))
+    with pytest.raises(datasets.DataError) as excinfo:
+        datasets.load_idx_dir(tmp_path)
+    assert_one_line_error(excinfo, NAMES["train_labels"], "found -1")
 
 
 def test_download_gives_up_quickly_without_network(tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ problem with a data file raises :class:`DataError` with a one-line message namin
 import gzip
 import hashlib
 import importlib.util
+import math
 import os
 import threading
 import time
@@ -93,10 +94,19 @@ EMBEDDED_NOTICE = (
     "NOT the full 60,000/10,000 MNIST; numbers are not comparable with full-MNIST results. "
     "Put the four IDX files in {data_dir} (or allow network access) to use real MNIST."
 )
+# The one line of an automatic fallback: why, then what is used, then how to get the full data.
+FALLBACK = (
+    "{why}: using the embedded 5,000-digit MNIST subset, not comparable with full MNIST (pass "
+    "--source idx --data-dir DIR, or put the four IDX files in {data_dir}, for the full data)"
+)
 
 
 class DataError(ValueError):
     """A data source is missing, unusable, or a data file is malformed. The message is one line."""
+
+
+class NoNetwork(DataError):
+    """No download mirror answered at all (as opposed to a wrong or missing file)."""
 
 
 class Dataset(NamedTuple):
@@ -139,7 +149,7 @@ def read_idx(path) -> np.ndarray:
         )
     dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, offset=4))
     dtype = np.dtype(IDX_DTYPES[raw[2]])
-    expected, found = int(np.prod(dims)) * dtype.itemsize, len(raw) - header
+    expected, found = math.prod(dims) * dtype.itemsize, len(raw) - header  # exact, never wraps
     if found < expected:
         raise DataError(
             f"{path}: truncated: shape {dims} needs {expected} data bytes, the file has {found}"
@@ -173,6 +183,8 @@ def find_idx_files(data_dir) -> dict | None:
 
 def _checked(images, labels, images_name, labels_name, n_classes=10):
     """Checks one split's shapes and label range; returns (uint8 images, int32 labels)."""
+    if images.ndim >= 1 and len(images) == 0:
+        raise DataError(f"{images_name}: holds no examples (shape {images.shape})")
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
         raise DataError(
             f"{images_name}: expected uint8 images of shape (n, 28, 28), got {images.dtype} {images.shape}"
@@ -183,8 +195,12 @@ def _checked(images, labels, images_name, labels_name, n_classes=10):
         raise DataError(
             f"{labels_name}: {len(labels)} labels do not match the {len(images)} images in {images_name}"
         )
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise DataError(f"{labels_name}: labels must lie in [0, {n_classes}), found {labels.max()}")
+    bad = labels[(labels < 0) | (labels >= n_classes)]
+    if bad.size:
+        raise DataError(
+            f"{labels_name}: labels must lie in [0, {n_classes}), found {bad[0]} "
+            f"({bad.size} label(s) outside)"
+        )
     return images, labels.astype(np.int32)
 
 
@@ -274,7 +290,7 @@ def download(dataset: str, data_dir, timeout: float = 10.0, log: Callable = prin
         if dest.is_file() and hashlib.sha256(dest.read_bytes()).hexdigest() == want:
             connected = True
             continue
-        errors, ok = [], False
+        errors, ok, answered = [], False, False
         for base in MIRRORS[dataset]:
             left = 60.0 if connected else deadline - time.monotonic()
             if left <= 0:
@@ -286,7 +302,9 @@ def download(dataset: str, data_dir, timeout: float = 10.0, log: Callable = prin
             except Exception as e:
                 reason = e.reason if type(e) is urllib.error.URLError else e  # unwrap socket errors
                 errors.append(f"{base}: {str(reason).splitlines()[0] or type(e).__name__}")
+                answered |= isinstance(e, urllib.error.HTTPError)  # a server said no
                 continue
+            answered = True
             if hashlib.sha256(data).hexdigest() != want:
                 errors.append(f"{base}: sha256 mismatch")
                 continue
@@ -297,7 +315,8 @@ def download(dataset: str, data_dir, timeout: float = 10.0, log: Callable = prin
             connected = ok = True
             break
         if not ok:
-            raise DataError(f"could not download {name}: {'; '.join(errors)}")
+            error = NoNetwork if not (connected or answered) else DataError
+            raise error(f"could not download {name}: {'; '.join(errors)}")
     return data_dir
 
 
@@ -352,7 +371,8 @@ def load(
     if source in ("auto", "idx"):
         if source == "idx" or (data_dir.is_dir() and find_idx_files(data_dir)):
             return load_idx_dir(data_dir, dataset)
-        tried.append(f"no IDX files in {data_dir}")
+        if explicit:  # the user pointed at this folder: say that it was empty
+            tried.append(f"no IDX files in {data_dir}")
 
     if source in ("auto", "tfds"):
         try:
@@ -360,7 +380,6 @@ def load(
         except ImportError:
             if source == "tfds":
                 raise DataError("tensorflow-datasets is not installed") from None
-            tried.append("tensorflow-datasets not installed")
         except Exception as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             if source == "tfds":
@@ -368,10 +387,15 @@ def load(
             tried.append(f"tfds: {first}")
 
     if source in ("auto", "download"):
-        log(f"downloading {dataset} into {data_dir} ...")
+        if source == "download":
+            log(f"downloading {dataset} into {data_dir} ...")
         try:
             data = load_idx_dir(download(dataset, data_dir, timeout=timeout, log=log), dataset)
             return data._replace(source=f"download:{data.source[4:]}")
+        except NoNetwork:
+            if source == "download":
+                raise
+            tried.append("no network")
         except DataError as e:
             if source == "download":
                 raise
@@ -380,7 +404,8 @@ def load(
     if dataset != "mnist":
         found = f"no {dataset} data found ({'; '.join(tried)}); " if tried else ""
         raise DataError(f"{found}only MNIST has an embedded copy, {dataset} does not")
-    if tried:
-        log(f"falling back to embedded data ({'; '.join(tried)})")
-    log(EMBEDDED_NOTICE.format(data_dir=data_dir))
+    if source == "embedded":
+        log(EMBEDDED_NOTICE.format(data_dir=data_dir))
+    else:  # one line: an ordinary offline run is "no network", anything else is named
+        log(FALLBACK.format(why="; ".join(tried) or "no MNIST data found", data_dir=data_dir))
     return load_embedded()

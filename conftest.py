@@ -1,6 +1,7 @@
 """pytest settings shared by the tests and the doctests (see [tool.pytest.ini_options])."""
 
 import importlib
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,22 @@ ROOT = Path(__file__).resolve().parent
 collect_ignore = ["docs/conf.py", "docs/_ext"]
 
 _missing: list[str] = []
+
+# The fast loop, `pytest -m "not slow"`, leaves out what the marker `slow` marks (see
+# CONTRIBUTING.md): these modules, which run the study, the command line, several processes, the
+# documentation build or a notebook kernel; tests marked @pytest.mark.slow in the other modules; and
+# every case but the first of a parametrized test with MATRIX or more cases (the optimizer x
+# option matrices), so each test function still runs once.
+SLOW_MODULES = {
+    "test_cli.py": "the command line end to end, in subprocesses",
+    "test_mnist.py": "trains and sweeps the MNIST model",
+    "test_family_study.py": "trains the momentum family on the study",
+    "test_docs.py": "builds the documentation site",
+    "test_sweep_multiprocess.py": "two jax.distributed processes",
+    "test_torch_products.py": "PyTorch products against their sources",
+    "test_tutorial_notebook.py": "executes docs/tutorial.ipynb in a Jupyter kernel",
+}
+MATRIX = 8
 
 
 def pytest_ignore_collect(collection_path: Path, config):
@@ -34,6 +51,23 @@ def pytest_ignore_collect(collection_path: Path, config):
             _missing.append(f"{name} (needs {error.name})")
             return True
     return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config, items):
+    cases = Counter(_function(item) for item in items)
+    seen = set()
+    for item in items:
+        function = _function(item)
+        first = function not in seen
+        seen.add(function)
+        if item.path.name in SLOW_MODULES or (cases[function] >= MATRIX and not first):
+            item.add_marker(pytest.mark.slow)
+
+
+def _function(item) -> tuple:
+    """A test function, whatever its parameters: (file, name without the [case])."""
+    return (str(item.path), item.name.split("[")[0])
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -373,6 +373,7 @@ def test_real_checksums_are_well_formed():
 
 
 @pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist (apt)")
+@pytest.mark.slow  # the full-size data set
 def test_debian_fashion_mnist_full_size(tmp_path):
     """The real files, against Debian's own reader, then one full epoch through the CLI."""
     spec = importlib.util.spec_from_file_location(

@@ -261,6 +261,7 @@ FOUR_DEVICES = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a subprocess with 4 devices
 def test_grid_sharded_over_four_devices_equals_one_device():
     env = {
         **os.environ,

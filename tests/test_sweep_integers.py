@@ -95,6 +95,7 @@ X64 = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a subprocess with x64 on
 def test_with_x64_on_64_bit_values_reach_train_fn_exactly_and_keys_equal_jax_random_key():
     out = subprocess.run(
         [sys.executable, "-c", X64],

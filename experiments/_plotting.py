@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
+from jaxmom.sweep._files import OutputError, atomic_open, check_writable
+
 
 def output_dir(argv, name, description):
     """Parses ``--out`` (default ``runs/<name>/``), creates it and returns it as a Path.
@@ -29,11 +31,23 @@ def output_dir(argv, name, description):
     except OSError as error:
         print(f"error: cannot create --out folder {str(out)!r}: {error.strerror}", file=sys.stderr)
         raise SystemExit(1) from None
+    try:
+        check_writable(out)  # before any computation
+    except OutputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
     return out
 
 
 def save(fig, path):
-    """Writes ``fig`` to ``path`` as a PNG, closes it and says where it went."""
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    """Writes ``fig`` to ``path`` as a PNG, whole or not at all (a temporary file, then
+    ``os.replace``), closes it and says where it went; a failed write is one line, exit 1."""
+    try:
+        with atomic_open(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
+    except OutputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    finally:
+        plt.close(fig)
     print(f"wrote {path}")

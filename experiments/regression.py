@@ -23,7 +23,7 @@ COMPARISON = (
     ("gradient descent", "momentum", 0.02, 0.0, "lr 0.02", "k"),
     ("heavy ball", "momentum", 0.02, 0.9, "lr 0.02, momentum 0.9", "crimson"),
     ("Nesterov", "nesterov", 0.02, 0.9, "lr 0.02, momentum 0.9", "royalblue"),
-    ("Adam", "adam", 1.0, 0.9, "lr 1.0, b1 0.9, b2 0.999", "darkorange"),
+    ("Adam", "adam", 1.0, 0.9, "lr 1.0, b1 0.9, b2 0.999", "seagreen"),
 )
 A_RANGE, B_RANGE = (-14.0, 22.0), (-24.0, 15.0)
 
@@ -54,9 +54,10 @@ def contour(ax, grid, cmap="viridis"):
     return filled
 
 
-def draw_path(ax, path, color, label, **kw):
+def draw_path(ax, path, color, label, start=True, **kw):
     ax.plot(path[:, 0], path[:, 1], "-o", color=color, ms=3, lw=1.2, label=label, **kw)
-    ax.plot(*path[0], "s", color=color, ms=8, mec="k")
+    if start:
+        ax.plot(*path[0], "s", color=color, ms=8, mec="k")
     ax.plot(*path[-1], "o", color=color, ms=11, mec="k")
 
 
@@ -89,7 +90,8 @@ def plot_run(path, loss):
 
     ax = fig.add_subplot(2, 2, 3)
     xs = np.linspace(-0.05, 1.05, 2)
-    for t in (40, 60, 80):
+    shown = (40, 60, 80, len(path) - 1)
+    for t in shown[:-1]:
         ax.plot(
             xs,
             path[t, 0] * xs + path[t, 1],
@@ -114,7 +116,11 @@ def plot_run(path, loss):
         label=f"least squares: y = {a_star:.3f}x {b_star:+.3f}",
     )
     ax.scatter(x, y, s=45, color="k", zorder=5, label="data (min-max normalised)")
-    ax.set_ylim(-0.6, 1.6)
+    # Every line drawn stays on the axes: the limits hold the data and each line's two ends.
+    ends = np.concatenate([path[list(shown), :1] * xs + path[list(shown), 1:], [y]], axis=None)
+    ends = np.append(ends, a_star * xs + b_star)
+    pad = 0.05 * (ends.max() - ends.min())
+    ax.set_ylim(ends.min() - pad, ends.max() + pad)
     ax.set_xlim(-0.05, 1.05)
     ax.set_xlabel("x (normalised)")
     ax.set_ylabel("y (normalised)")
@@ -146,15 +152,17 @@ def plot_comparison(paths):
     fig.colorbar(filled, ax=ax, label="loss (log scale)", format="%.3g")
     data = tutorials.regression_data()
     for (name, _, _, _, setting, color), path in zip(COMPARISON, paths):
-        draw_path(ax, path, color, f"{name} ({setting})")
+        draw_path(ax, path, color, f"{name} ({setting})", start=False)
         curves.semilogy(
             tutorials.regression_loss(path[:, 0], path[:, 1], *data),
             color=color,
             lw=2,
             label=f"{name} ({setting})",
         )
+    # The shared start in white: not the colour of any optimizer, nor the minimum's gold.
+    ax.plot(*paths[0][0], "s", color="w", ms=9, mec="k", zorder=6, label="start (10, -20)")
     ax.legend(loc="lower left", fontsize=8.5)
-    ax.set_title("paths from (10, -20); square = start, large dot = step 100")
+    ax.set_title("paths from (10, -20), the white square; large dot = step 100")
     curves.axhline(least_squares()[2], color="goldenrod", ls="--", label="least-squares minimum")
     curves.set_xlabel("step")
     curves.set_ylabel("loss")

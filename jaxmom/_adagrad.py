@@ -17,7 +17,7 @@ from jaxmom._base import (
     learning_rate_at,
     scale_by_learning_rate,
     store,
-    wider,
+    widened,
 )
 
 
@@ -63,9 +63,12 @@ def scale_by_adagrad(
 
     def update_fn(updates, state, params=None):
         del params
-        total = jax.tree.map(
-            lambda g, s: (s + abs_sq(g)).astype(wider(abs_sq(g), s)), updates, state.sum_of_squares
-        )
+
+        def accumulate(g, s):
+            s, square = widened(s, abs_sq(g))
+            return s + square
+
+        total = jax.tree.map(accumulate, updates, state.sum_of_squares)
         updates = jax.tree.map(
             lambda g, s: (g / (jnp.sqrt(s) + eps)).astype(g.dtype), updates, total
         )

@@ -16,7 +16,7 @@ from jaxmom._base import (
     scale_by_learning_rate,
     store,
     update_moment,
-    wider,
+    widened,
     zeros_like,
 )
 
@@ -68,11 +68,12 @@ def scale_by_adamax(
         del params
         count = optax.safe_increment(state.count)
         mu = update_moment(updates, state.mu, b1)
-        inf_norm = jax.tree.map(
-            lambda g, u: jnp.maximum(b2 * u, jnp.abs(g) + eps).astype(wider(jnp.abs(g), u)),
-            updates,
-            state.inf_norm,
-        )
+
+        def infinity_norm(g, u):
+            a, u = widened(jnp.abs(g), u)
+            return jnp.maximum(b2 * u, a + eps).astype(u.dtype)
+
+        inf_norm = jax.tree.map(infinity_norm, updates, state.inf_norm)
         c1 = bias_correction(b1, count)
         updates = jax.tree.map(lambda g, m, u: (m / c1 / u).astype(g.dtype), updates, mu, inf_norm)
         mu, inf_norm = store(mu, state.mu), store(inf_norm, state.inf_norm)

@@ -17,7 +17,7 @@ from jaxmom._base import (
     check_params,
     scale_by_learning_rate,
     store,
-    wider,
+    widened,
     zeros_like,
 )
 
@@ -64,8 +64,13 @@ def scale_by_aggmo(
         del params
         # K separate trees, not one stacked axis: XLA:CPU runs the stacked form 20x slower
         decay = jnp.asarray(betas)
+
+        def accumulate(g, b, beta):
+            g, b = widened(g, b)
+            return (beta * b + g).astype(b.dtype)
+
         buffers = tuple(
-            jax.tree.map(lambda g, b, i=i: (decay[i] * b + g).astype(wider(g, b)), updates, buffer)
+            jax.tree.map(lambda g, b, i=i: accumulate(g, b, decay[i]), updates, buffer)
             for i, buffer in enumerate(state.buffers)
         )
         updates = jax.tree.map(

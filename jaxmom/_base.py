@@ -174,11 +174,12 @@ def full_like(params, value, dtype=None, *, name="dtype", squares=False):
     return zeros_like(params, dtype, name=name, squares=squares, value=value)
 
 
-def wider(*arrays):
-    """The dtype that holds every one of ``arrays`` (``jnp.promote_types``): the dtype in which
-    a stored buffer and a gradient are combined. bfloat16 with float32 is float32, float32 with
-    complex64 is complex64, bfloat16 with float16 is float32."""
-    return functools.reduce(jnp.promote_types, [jnp.asarray(a).dtype for a in arrays])
+def widened(*arrays):
+    """``arrays`` cast to the dtype that holds each of them (``jnp.promote_types``): a stored
+    buffer is read into it before it meets the gradient. bfloat16 with float32 is float32,
+    float32 with complex64 is complex64, bfloat16 with float16 is float32; equal dtypes stay."""
+    dtype = functools.reduce(jnp.promote_types, [jnp.asarray(a).dtype for a in arrays])
+    return tuple(jnp.asarray(a).astype(dtype) for a in arrays)
 
 
 def store(tree, state_tree):
@@ -202,14 +203,17 @@ def learning_rate_at(learning_rate: ScalarOrSchedule, count):
 
 
 def update_moment(values, moments, decay):
-    """``decay * m + (1 - decay) * x`` leaf by leaf, in the :func:`wider` of the two dtypes.
+    """``decay * m + (1 - decay) * x`` leaf by leaf, in the wider of the two dtypes (:func:`widened`).
 
     Use the result for this step's update, and :func:`store` it back in the state's dtype: a
     bfloat16 moment of float32 gradients is combined in float32 and rounded only when stored.
     """
-    return jax.tree.map(
-        lambda x, m: (decay * m + (1 - decay) * x).astype(wider(x, m)), values, moments
-    )
+
+    def update(x, m):
+        x, m = widened(x, m)
+        return (decay * m + (1 - decay) * x).astype(m.dtype)
+
+    return jax.tree.map(update, values, moments)
 
 
 def update_second_moment(values, moments, decay):

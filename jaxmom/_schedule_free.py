@@ -14,6 +14,7 @@ from jaxmom._base import (
     check_params,
     is_zero,
     learning_rate_at,
+    widened,
     zeros_like,
 )
 
@@ -91,13 +92,17 @@ def scale_by_schedule_free_sgd(
         positive = weight_sum > 0
         c = jnp.where(positive, weight / jnp.where(positive, weight_sum, 1.0), 0.0)
         grad_weight = lr * (b1 * (1 - c) - 1)
-        new = jax.tree.map(
-            lambda g, y, z: (c * (z - y) + grad_weight * g).astype(y.dtype),
-            updates,
-            params,
-            state.z,
-        )
-        z = jax.tree.map(lambda g, z: (z - lr * g).astype(z.dtype), updates, state.z)
+
+        def move_y(g, y, z):  # y_{k+1} - y_k, in the wider of the three dtypes
+            wide_g, wide_y, wide_z = widened(g, y, z)
+            return (c * (wide_z - wide_y) + grad_weight * wide_g).astype(y.dtype)
+
+        def move_z(g, z):
+            wide_g, wide_z = widened(g, z)
+            return (wide_z - lr * wide_g).astype(z.dtype)
+
+        new = jax.tree.map(move_y, updates, params, state.z)
+        z = jax.tree.map(move_z, updates, state.z)
         b1_now = jnp.asarray(b1, state.b1.dtype)
         return new, ScheduleFreeSgdState(optax.safe_increment(k), z, weight_sum, lr_max, b1_now)
 

@@ -18,7 +18,7 @@ from jaxmom._base import (
     is_zero,
     scale_by_learning_rate,
     store,
-    wider,
+    widened,
     zeros_like,
 )
 
@@ -88,11 +88,12 @@ def scale_by_momentum(
         first = state.count == 0
         # torch ignores dampening when momentum == 0 (it keeps no buffer): so must a traced 0
         kept = jnp.where(momentum == 0, 1.0, 1 - dampening)
-        buffer = jax.tree.map(
-            lambda g, b: jnp.where(first, g, momentum * b + kept * g).astype(wider(g, b)),
-            updates,
-            state.buffer,
-        )
+
+        def accumulate(g, b):
+            g, b = widened(g, b)
+            return jnp.where(first, g, momentum * b + kept * g).astype(b.dtype)
+
+        buffer = jax.tree.map(accumulate, updates, state.buffer)
         direction = (lambda g, b: g + momentum * b) if nesterov else (lambda g, b: b)
         updates = jax.tree.map(lambda g, b: direction(g, b).astype(g.dtype), updates, buffer)
         count = optax.safe_increment(state.count)

@@ -6,6 +6,7 @@ import functools
 import chex
 import jax
 import jax.numpy as jnp
+import mixed_precision
 import numpy as np
 import optax
 import pytest
@@ -391,3 +392,14 @@ def test_multi_steps_accumulates(name):
             jaxmom.schedule_free_eval_params(state, p_multi),
             jaxmom.schedule_free_eval_params(inner, p_plain),
         )
+
+
+@pytest.mark.parametrize(
+    "state_dtype, param_dtype", [(jnp.bfloat16, jnp.float32), (jnp.float32, jnp.bfloat16)]
+)
+@pytest.mark.parametrize("name", list(FAMILY))
+def test_state_dtype_arguments(name, state_dtype, param_dtype):
+    """Dtypes after init and 10 jitted steps, donation, inject_hyperparams, and the 100-step
+    path within the stated tolerance of the float32 run (see ``mixed_precision.tolerance``)."""
+    factory, flags, base, _ = FAMILY[name]
+    mixed_precision.check(factory, {**base, **flags}, state_dtype, param_dtype)

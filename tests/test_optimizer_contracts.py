@@ -5,6 +5,7 @@ from fractions import Fraction
 import chex
 import jax
 import jax.numpy as jnp
+import mixed_precision
 import numpy as np
 import optax
 import optimizer_reference as ref
@@ -379,6 +380,20 @@ def test_float64_state_under_x64(name):
 OPTIMIZERS = {
     name: (factory, {**hp, **flags}) for name, (factory, _, flags, hp, _, _) in CONTRACT.items()
 }
+
+
+# --- state dtypes (issue 18) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "state_dtype, param_dtype", [(jnp.bfloat16, jnp.float32), (jnp.float32, jnp.bfloat16)]
+)
+@pytest.mark.parametrize("name", [*OPTIMIZERS, "ema"])
+def test_state_dtype_arguments(name, state_dtype, param_dtype):
+    """Dtypes after init and 10 jitted steps, donation, inject_hyperparams, and the 100-step
+    path within the stated tolerance of the float32 run (see ``mixed_precision.tolerance``)."""
+    factory, kwargs = OPTIMIZERS[name] if name != "ema" else (jaxmom.ema, dict(decay=0.9))
+    mixed_precision.check(factory, kwargs, state_dtype, param_dtype)
 
 
 def gradients(params, n, seed=1):

@@ -10,6 +10,7 @@ from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
     bias_correction,
+    cast_to,
     check,
     check_dtype,
     check_flag,
@@ -117,7 +118,7 @@ def scale_by_adam(
         def direction(g, m, v):
             m_hat, v_hat = m / c1, v / c2
             denom = jnp.sqrt(v_hat + eps) if eps_in_sqrt else jnp.sqrt(v_hat) + eps
-            return (m_hat / denom).astype(g.dtype)
+            return cast_to(m_hat / denom, g.dtype)
 
         return jax.tree.map(direction, updates, mu, nu_hat), new_state
 

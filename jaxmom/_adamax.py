@@ -10,6 +10,7 @@ from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
     bias_correction,
+    cast_to,
     check,
     check_dtype,
     check_params,
@@ -75,7 +76,7 @@ def scale_by_adamax(
 
         inf_norm = jax.tree.map(infinity_norm, updates, state.inf_norm)
         c1 = bias_correction(b1, count)
-        updates = jax.tree.map(lambda g, m, u: (m / c1 / u).astype(g.dtype), updates, mu, inf_norm)
+        updates = jax.tree.map(lambda g, m, u: cast_to(m / c1 / u, g.dtype), updates, mu, inf_norm)
         mu, inf_norm = store(mu, state.mu), store(inf_norm, state.inf_norm)
         return updates, ScaleByAdamaxState(count=count, mu=mu, inf_norm=inf_norm)
 

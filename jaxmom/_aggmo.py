@@ -11,6 +11,7 @@ import optax
 from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
+    cast_to,
     check,
     check_dtype,
     check_flag,
@@ -74,7 +75,7 @@ def scale_by_aggmo(
             for i, buffer in enumerate(state.buffers)
         )
         updates = jax.tree.map(
-            lambda g, *b: jnp.asarray(sum(b) / count, g.dtype), updates, *buffers
+            lambda g, *b: cast_to(jnp.asarray(sum(b) / count), g.dtype), updates, *buffers
         )
         return updates, ScaleByAggmoState(buffers=store(buffers, state.buffers))
 

@@ -134,6 +134,12 @@ def check_dtype(name, dtype, *, real=False):
         canonical = jnp.dtype(jax.dtypes.canonicalize_dtype(dtype))
     except TypeError:
         canonical = None
+    if isinstance(dtype, jax.Array):  # what optax.inject_hyperparams makes of jnp.bfloat16
+        raise TypeError(
+            f"{name} must be None or {kinds} dtype, got an array: under inject_hyperparams "
+            f"pass jnp.dtype({str(dtype.dtype)!r}) or {str(dtype.dtype)!r}, or list it in "
+            "static_args, since a dtype class is a callable and so taken for a schedule"
+        )
     if canonical is None or not jnp.issubdtype(canonical, jnp.inexact):
         raise TypeError(f"{name} must be None or {kinds} dtype, got {dtype!r:.80}")
     if real and jnp.issubdtype(canonical, jnp.complexfloating):
@@ -180,6 +186,17 @@ def widened(*arrays):
     float32 with complex64 is complex64, bfloat16 with float16 is float32; equal dtypes stay."""
     dtype = functools.reduce(jnp.promote_types, [jnp.asarray(a).dtype for a in arrays])
     return tuple(jnp.asarray(a).astype(dtype) for a in arrays)
+
+
+def cast_to(x, dtype):
+    """``x`` as ``dtype``; a complex ``x`` cast to a real ``dtype`` gives its real part.
+
+    A complex buffer of real gradients (a complex ``mu_dtype`` for real parameters, as Optax
+    allows) holds no imaginary part; this drops it without JAX's complex-to-real warning.
+    """
+    if jnp.iscomplexobj(x) and not jnp.issubdtype(dtype, jnp.complexfloating):
+        x = jnp.real(x)
+    return x.astype(dtype)
 
 
 def store(tree, state_tree):

@@ -9,6 +9,7 @@ import optax
 from jaxmom._base import (
     ScalarOrSchedule,
     bias_correction,
+    cast_to,
     check,
     check_dtype,
     check_flag,
@@ -77,7 +78,7 @@ def ema(
         count = optax.safe_increment(state.count)
         new = update_moment(updates, state.ema, decay)
         c = bias_correction(decay, count) if debias else 1
-        out = jax.tree.map(lambda g, v: (v / c).astype(g.dtype), updates, new)
+        out = jax.tree.map(lambda g, v: cast_to(v / c, g.dtype), updates, new)
         return out, EmaState(count=count, ema=store(new, state.ema))
 
     return optax.GradientTransformation(init_fn, update_fn)

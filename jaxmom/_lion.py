@@ -9,6 +9,7 @@ import optax
 from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
+    cast_to,
     check,
     check_dtype,
     check_params,
@@ -55,7 +56,7 @@ def scale_by_lion(
     def update_fn(updates, state, params=None):
         del params
         interpolated = update_moment(updates, state.mu, b1)
-        direction = jax.tree.map(lambda g, c: jnp.sign(c).astype(g.dtype), updates, interpolated)
+        direction = jax.tree.map(lambda g, c: cast_to(jnp.sign(c), g.dtype), updates, interpolated)
         mu = store(update_moment(updates, state.mu, b2), state.mu)
         return direction, ScaleByLionState(count=optax.safe_increment(state.count), mu=mu)
 

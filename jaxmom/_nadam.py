@@ -10,6 +10,7 @@ from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
     bias_correction,
+    cast_to,
     check,
     check_dtype,
     check_flag,
@@ -85,7 +86,7 @@ def scale_by_nadam(
 
         def direction(g, m, v):
             denom = jnp.sqrt(v / c2) + eps
-            return (g_weight * g / denom + m_weight * m / denom).astype(g.dtype)
+            return cast_to(g_weight * g / denom + m_weight * m / denom, g.dtype)
 
         updates = jax.tree.map(direction, updates, mu, nu)
         mu, nu = store(mu, state.mu), store(nu, state.nu)

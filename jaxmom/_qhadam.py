@@ -12,6 +12,7 @@ from jaxmom._base import (
     abs_sq,
     add_weight_decay,
     bias_correction,
+    cast_to,
     check,
     check_dtype,
     check_flag,
@@ -83,7 +84,7 @@ def scale_by_qhadam(
         def direction(g, m, v):
             numerator = nu1 * (m / c1) + (1 - nu1) * g
             denom = jnp.sqrt(nu2 * (v / c2) + (1 - nu2) * abs_sq(g)) + eps
-            return (numerator / denom).astype(g.dtype)
+            return cast_to(numerator / denom, g.dtype)
 
         updates = jax.tree.map(direction, updates, mu, nu)
         return updates, ScaleByQhadamState(count, store(mu, state.mu), store(nu, state.nu))

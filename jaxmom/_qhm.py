@@ -9,6 +9,7 @@ import optax
 from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
+    cast_to,
     check,
     check_dtype,
     check_flag,
@@ -54,7 +55,7 @@ def scale_by_qhm(
         del params
         buffer = update_moment(updates, state.buffer, momentum)
         updates = jax.tree.map(
-            lambda g, b: ((1 - nu) * g + nu * b).astype(g.dtype), updates, buffer
+            lambda g, b: cast_to((1 - nu) * g + nu * b, g.dtype), updates, buffer
         )
         return updates, ScaleByQhmState(buffer=store(buffer, state.buffer))
 

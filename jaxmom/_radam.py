@@ -10,6 +10,7 @@ from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
     bias_correction,
+    cast_to,
     check,
     check_dtype,
     check_flag,
@@ -82,7 +83,7 @@ def scale_by_radam(
 
         def direction(g, m, v):
             adaptive = r * jnp.sqrt(c2) / (jnp.sqrt(v) + eps)
-            return (m / c1 * jnp.where(rectify, adaptive, 1.0)).astype(g.dtype)
+            return cast_to(m / c1 * jnp.where(rectify, adaptive, 1.0), g.dtype)
 
         updates = jax.tree.map(direction, updates, mu, nu)
         return updates, ScaleByRadamState(count, store(mu, state.mu), store(nu, state.nu))

@@ -9,6 +9,7 @@ import optax
 from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
+    cast_to,
     check,
     check_dtype,
     check_params,
@@ -95,7 +96,7 @@ def scale_by_schedule_free_sgd(
 
         def move_y(g, y, z):  # y_{k+1} - y_k, in the wider of the three dtypes
             wide_g, wide_y, wide_z = widened(g, y, z)
-            return (c * (wide_z - wide_y) + grad_weight * wide_g).astype(y.dtype)
+            return cast_to(c * (wide_z - wide_y) + grad_weight * wide_g, y.dtype)
 
         def move_z(g, z):
             wide_g, wide_z = widened(g, z)
@@ -214,5 +215,5 @@ def schedule_free_eval_params(state: optax.OptState, params: optax.Params) -> op
         raise ValueError(f"state must hold one ScheduleFreeSgdState, found {len(found)}")
     b1 = found[0].b1
     return jax.tree.map(
-        lambda y, z: (y + (1 - 1 / b1) * (z - y)).astype(y.dtype), params, found[0].z
+        lambda y, z: cast_to(y + (1 - 1 / b1) * (z - y), y.dtype), params, found[0].z
     )

@@ -9,6 +9,7 @@ import optax
 from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
+    cast_to,
     check,
     check_dtype,
     check_flag,
@@ -95,7 +96,7 @@ def scale_by_momentum(
 
         buffer = jax.tree.map(accumulate, updates, state.buffer)
         direction = (lambda g, b: g + momentum * b) if nesterov else (lambda g, b: b)
-        updates = jax.tree.map(lambda g, b: direction(g, b).astype(g.dtype), updates, buffer)
+        updates = jax.tree.map(lambda g, b: cast_to(direction(g, b), g.dtype), updates, buffer)
         count = optax.safe_increment(state.count)
         return updates, ScaleByMomentumState(count=count, buffer=store(buffer, state.buffer))
 

@@ -520,3 +520,98 @@ def test_adam_float32_first_steps_are_more_accurate_than_optax():
     ours, theirs = errors(jaxmom.adam(1.0)), errors(optax.adam(1.0))
     assert max(ours) < 2e-7
     assert theirs[0] > 5e-6 and max(theirs) > 1e-5
+
+
+# --- state dtypes: Optax's test_explicit_dtype, ported (issue 18) --------------------------------
+
+EXPLICIT = {  # name: (jaxmom with a state dtype, Optax's attribute, jaxmom's attribute)
+    "sgd_mom": (lambda d: jaxmom.sgd(0.1, momentum=0.9, accumulator_dtype=d), "trace", "buffer"),
+    "adam": (lambda d: jaxmom.adam(0.1, mu_dtype=d), "mu", "mu"),
+    "adamw": (lambda d: jaxmom.adamw(0.1, mu_dtype=d), "mu", "mu"),
+}
+OPTAX_EXPLICIT = {
+    "sgd_mom": lambda d: optax.sgd(0.1, momentum=0.9, accumulator_dtype=d),
+    "adam": lambda d: optax.adam(0.1, mu_dtype=d),
+    "adamw": lambda d: optax.adamw(0.1, mu_dtype=d),
+}
+DTYPES = ("bfloat16", "float32", "complex64", None)
+
+
+@pytest.mark.parametrize("opt_name", list(EXPLICIT))
+@pytest.mark.parametrize("state_dtype", DTYPES)
+@pytest.mark.parametrize("params_dtype", DTYPES)
+def test_explicit_dtype(params_dtype, state_dtype, opt_name):
+    """optax/_src/alias_test.py: the buffer has the state dtype, or the parameters' for None.
+
+    One case differs on purpose: complex parameters with a real state dtype. Optax stores the
+    real part of the complex buffer and drops the imaginary one silently (the second test
+    below); jaxmom refuses it in one line at init."""
+    factory, _, attribute = EXPLICIT[opt_name]
+    opt = factory(state_dtype)
+    params_dtype = jax.dtypes.canonicalize_dtype(params_dtype)
+    params = jnp.array([0.0, 0.0], dtype=params_dtype)
+    if jnp.iscomplexobj(params) and state_dtype not in ("complex64", None):
+        with pytest.raises(TypeError, match=f"={state_dtype} cannot hold .* complex params"):
+            opt.init(params)
+        return
+    expected_dtype = params_dtype if state_dtype is None else jnp.dtype(state_dtype)
+    state = opt.init(params)
+    assert optax.tree.get(state, attribute).dtype == expected_dtype
+    # and so it stays, with updates in the parameters' dtype
+    updates, state = jax.jit(opt.update)(jnp.ones_like(params), state, params)
+    assert optax.tree.get(state, attribute).dtype == expected_dtype
+    assert updates.dtype == params_dtype
+    # the state dtype Optax's twin picks is the same
+    assert (
+        optax.tree.get(
+            OPTAX_EXPLICIT[opt_name](state_dtype).init(params), EXPLICIT[opt_name][1]
+        ).dtype
+        == expected_dtype
+    )
+
+
+@pytest.mark.filterwarnings("ignore:Casting from complex to real:DeprecationWarning")
+def test_optax_drops_the_imaginary_part_of_a_real_state_for_complex_params():
+    """Why jaxmom refuses the case: with an imaginary gradient, Optax's float32 momentum of
+    complex parameters stays 0, and its steps lose their momentum."""
+    params = jnp.zeros(1, jnp.complex64)
+    g = jnp.array([1j], jnp.complex64)
+    tx = optax.sgd(0.1, momentum=0.9, accumulator_dtype=jnp.float32)
+    state = tx.init(params)
+    for _ in range(2):
+        updates, state = tx.update(g, state, params)
+    assert float(optax.tree.get(state, "trace")[0]) == 0.0  # the momentum of 1j, lost
+    assert complex(updates[0]) == pytest.approx(-0.1j)  # not -0.1 * 1.9j
+    ours = jaxmom.sgd(0.1, momentum=0.9, accumulator_dtype=jnp.complex64)
+    state = ours.init(params)
+    for _ in range(2):
+        updates, state = ours.update(g, state, params)
+    assert complex(updates[0]) == pytest.approx(-0.19j)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(mu_dtype="int32"), "mu_dtype must be None or a floating-point or complex dtype"),
+        (dict(mu_dtype="foo"), "mu_dtype must be None or a floating-point or complex dtype"),
+        (dict(mu_dtype=3), "mu_dtype must be None or a floating-point or complex dtype"),
+        (dict(nu_dtype="complex64"), r"nu_dtype must be None or a real .*\|g\|\^2 is real"),
+        (dict(nu_dtype=jnp.ones(())), "got an array: under inject_hyperparams pass jnp.dtype"),
+    ],
+)
+def test_bad_state_dtypes_are_one_line_type_errors(kwargs, message):
+    with pytest.raises(TypeError, match=message) as error:
+        jaxmom.adam(**kwargs)
+    assert "\n" not in str(error.value)
+
+
+def test_a_dtype_class_under_inject_hyperparams_is_named():
+    """inject_hyperparams takes jnp.bfloat16 (a callable) for a schedule: say what to pass."""
+    params = jnp.ones(3)
+    with pytest.raises(TypeError, match=r"pass jnp.dtype\('bfloat16'\) or 'bfloat16'"):
+        optax.inject_hyperparams(jaxmom.adam)(0.1, mu_dtype=jnp.bfloat16).init(params)
+    for tx in (
+        optax.inject_hyperparams(jaxmom.adam)(0.1, mu_dtype="bfloat16"),
+        optax.inject_hyperparams(jaxmom.adam, static_args="mu_dtype")(0.1, mu_dtype=jnp.bfloat16),
+    ):
+        assert tx.init(params).inner_state[1].mu.dtype == jnp.bfloat16

@@ -17,7 +17,7 @@ import optax
 import optimizer_reference as ref
 import pytest
 import torch
-from noisy_quadratic import CURVATURE, SMALL, path_f64, problem, run_jax, run_torch, steps
+from noisy_quadratic import CURVATURE, SMALL, path_f64, problem, run_jax, run_torch, scan, steps
 
 import jaxmom
 
@@ -615,3 +615,98 @@ def test_a_dtype_class_under_inject_hyperparams_is_named():
         optax.inject_hyperparams(jaxmom.adam, static_args="mu_dtype")(0.1, mu_dtype=jnp.bfloat16),
     ):
         assert tx.init(params).inner_state[1].mu.dtype == jnp.bfloat16
+
+
+# (jaxmom with state dtype d, its Optax twin with the same, the buffer's name in each)
+DTYPE_TWINS = {
+    "sgd": (
+        lambda d: jaxmom.sgd(0.05, 0.9, accumulator_dtype=d),
+        lambda d: optax.sgd(0.05, 0.9, accumulator_dtype=d),
+        ("buffer", "trace"),
+    ),
+    "sgd-nesterov": (
+        lambda d: jaxmom.sgd(0.05, 0.9, nesterov=True, accumulator_dtype=d),
+        lambda d: optax.sgd(0.05, 0.9, nesterov=True, accumulator_dtype=d),
+        ("buffer", "trace"),
+    ),
+    "sutskever_sgd": (
+        lambda d: jaxmom.sutskever_sgd(0.05, 0.9, accumulator_dtype=d),
+        lambda d: optax.sgd(0.05, 0.9, accumulator_dtype=d),
+        ("buffer", "trace"),
+    ),
+    "scale_by_momentum": (
+        lambda d: jaxmom.scale_by_momentum(0.9, accumulator_dtype=d),
+        lambda d: optax.trace(0.9, accumulator_dtype=d),
+        ("buffer", "trace"),
+    ),
+    "ema": (
+        lambda d: jaxmom.ema(0.8, accumulator_dtype=d),
+        lambda d: optax.ema(0.8, accumulator_dtype=d),
+        ("ema", "ema"),
+    ),
+    "ema_sgd": (
+        lambda d: jaxmom.ema_sgd(0.1, 0.8, debias=True, accumulator_dtype=d),
+        lambda d: optax.chain(
+            optax.ema(0.8, accumulator_dtype=d), optax.scale_by_learning_rate(0.1)
+        ),
+        ("ema", "ema"),
+    ),
+    "adam": (
+        lambda d: jaxmom.adam(0.05, mu_dtype=d),
+        lambda d: optax.adam(0.05, mu_dtype=d),
+        ("mu", "mu"),
+    ),
+    "adamw": (
+        lambda d: jaxmom.adamw(0.05, weight_decay=0.1, mu_dtype=d),
+        lambda d: optax.adamw(0.05, weight_decay=0.1, mu_dtype=d),
+        ("mu", "mu"),
+    ),
+    "lion": (
+        lambda d: jaxmom.lion(0.01, mu_dtype=d),
+        lambda d: optax.lion(0.01, mu_dtype=d, weight_decay=0.0),
+        ("mu", "mu"),
+    ),
+    "schedule_free_sgd": (
+        lambda d: jaxmom.schedule_free_sgd(0.2, accumulator_dtype=d),
+        lambda d: optax.contrib.schedule_free_sgd(0.2, state_dtype=d),
+        ("z", "z"),
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "state_dtype, param_dtype",
+    [
+        (jnp.bfloat16, jnp.float32),
+        (jnp.float32, jnp.bfloat16),
+        (jnp.complex64, jnp.float32),
+        (jnp.bfloat16, jnp.bfloat16),
+    ],
+)
+@pytest.mark.parametrize("name", list(DTYPE_TWINS))
+@pytest.mark.filterwarnings("ignore:Casting from complex to real:DeprecationWarning")  # Optax's
+def test_state_dtypes_and_paths_equal_the_optax_twin(name, state_dtype, param_dtype):
+    """The same state dtypes as the Optax twin, and the same 30-step path to rounding: float32
+    rounding, or a few units of bfloat16's last place where either the state or the parameters
+    are bfloat16 (the two round at different points of the same arithmetic)."""
+    ours, theirs, (our_name, their_name) = DTYPE_TWINS[name]
+    params, noise = problem(param_dtype, 30, seed=2, shapes=SMALL)
+    ours, theirs = ours(state_dtype), theirs(state_dtype)
+    assert optax.tree.get(ours.init(params), our_name) is not None
+    for a, b in zip(
+        jax.tree.leaves(optax.tree.get(ours.init(params), our_name)),
+        jax.tree.leaves(optax.tree.get(theirs.init(params), their_name)),
+    ):
+        assert a.dtype == b.dtype == state_dtype
+    (_, s_ours), p_ours = jax.jit(lambda p: scan(ours, p, noise))(params)
+    (_, s_theirs), p_theirs = jax.jit(lambda p: scan(theirs, p, noise))(params)
+    for a in jax.tree.leaves(optax.tree.get(s_ours, our_name)):
+        assert a.dtype == state_dtype
+    bfloat16 = jnp.bfloat16 in (state_dtype, param_dtype)
+    tol = 3e-2 if bfloat16 else 1e-5
+    # Lion steps by sign(b1 m + (1 - b1) g): where that is within rounding of 0 the two signs
+    # may differ, once here, which moves the parameter by 2 lr
+    flip = 2 * 0.01 * 1.01 if name == "lion" and bfloat16 else 0.0
+    for k in params:
+        a, b = (np.asarray(x[k], np.float64) for x in (p_ours, p_theirs))
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(np.max(np.abs(b))) + flip)

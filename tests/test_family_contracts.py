@@ -10,7 +10,7 @@ import mixed_precision
 import numpy as np
 import optax
 import pytest
-from noisy_quadratic import CURVATURE, problem, run_jax, steps
+from noisy_quadratic import CURVATURE, check_saturation, counted, problem, run_jax, steps
 
 import jaxmom
 
@@ -403,3 +403,13 @@ def test_state_dtype_arguments(name, state_dtype, param_dtype):
     path within the stated tolerance of the float32 run (see ``mixed_precision.tolerance``)."""
     factory, flags, base, _ = FAMILY[name]
     mixed_precision.check(factory, {**base, **flags}, state_dtype, param_dtype)
+
+
+@pytest.mark.parametrize(
+    "name", counted({k: (f, {**base, **flags}) for k, (f, flags, base, _) in FAMILY.items()})
+)
+def test_counts_saturate_at_the_top_of_int32(name):
+    """The issue's symptoms: nadam gave NaN from the second step, schedule-free (warm-up
+    included) +-inf or garbage."""
+    params, _ = problem(np.float32)
+    check_saturation(make(name), params, gradients(params, 4))

@@ -17,7 +17,19 @@ import optax
 import optimizer_reference as ref
 import pytest
 import torch
-from noisy_quadratic import CURVATURE, SMALL, path_f64, problem, run_jax, run_torch, scan, steps
+from noisy_quadratic import (
+    CURVATURE,
+    NEAR_MAX,
+    SMALL,
+    at_count,
+    path_f64,
+    problem,
+    run_jax,
+    run_torch,
+    scan,
+    steps,
+    steps_from,
+)
 
 import jaxmom
 
@@ -710,3 +722,61 @@ def test_state_dtypes_and_paths_equal_the_optax_twin(name, state_dtype, param_dt
     for k in params:
         a, b = (np.asarray(x[k], np.float64) for x in (p_ours, p_theirs))
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(np.max(np.abs(b))) + flip)
+
+
+# --- step counts at the top of int32 (issue 17, item 3) -------------------------------------------
+
+# jaxmom, its Optax twin, and how each one's state reads "NEAR_MAX steps taken"
+SATURATION_TWINS = {
+    "sgd-schedule": (
+        lambda: jaxmom.sgd(SCHEDULE, 0.9),
+        lambda: optax.sgd(SCHEDULE, 0.9),
+    ),
+    "ema": (lambda: jaxmom.ema(0.9), lambda: optax.ema(0.9)),
+    "adam": (lambda: jaxmom.adam(0.05), lambda: optax.adam(0.05)),
+    "adamw": (
+        lambda: jaxmom.adamw(0.05, weight_decay=0.1),
+        lambda: optax.adamw(0.05, weight_decay=0.1),
+    ),
+    "adamax": (lambda: jaxmom.adamax(0.05), lambda: optax.adamax(0.05)),
+    "radam": (lambda: jaxmom.radam(0.05), lambda: optax.radam(0.05)),  # same eps once c2 = 1
+    # once 0.96**(t psi) has vanished, torch's NAdam is Dozat's: optax.nadam
+    "nadam": (lambda: jaxmom.nadam(0.05), lambda: optax.nadam(0.05)),
+    "qhadam": (lambda: jaxmom.qhadam(0.05), lambda: optax.adam(0.05)),
+    "lion": (lambda: jaxmom.lion(0.01), lambda: optax.lion(0.01, weight_decay=0.0)),
+    "schedule_free_sgd": (
+        lambda: jaxmom.schedule_free_sgd(0.2),
+        lambda: optax.contrib.schedule_free_sgd(0.2),
+    ),
+}
+
+
+def saturated(state):
+    """jaxmom's state after NEAR_MAX steps: the count, and NAdam's product of mu_t (0)."""
+    if optax.tree.get_all_with_path(state, "mu_product"):
+        return at_count(state, NEAR_MAX, mu_product=jnp.zeros([]))
+    return at_count(state, NEAR_MAX)
+
+
+def optax_saturated(state):
+    """Optax's: schedule-free counts from 1, in a leaf named step_count."""
+    if optax.tree.get_all_with_path(state, "step_count"):
+        return optax.tree.set(state, step_count=np.int32(NEAR_MAX + 1))
+    return at_count(state, NEAR_MAX)
+
+
+@pytest.mark.parametrize("name", list(SATURATION_TWINS))
+def test_steps_past_the_top_of_int32_equal_the_optax_twin(name):
+    """The issue's symptom: nadam gave NaN from the second step, schedule-free +-inf."""
+    ours, theirs = (f() for f in SATURATION_TWINS[name])
+    params = params_of(jnp.float32)
+    grads = [grads_like(params, seed) for seed in range(5)]
+    p_ours, s_ours = steps_from(ours, saturated(ours.init(params)), params, grads)
+    p_theirs, _ = steps_from(theirs, optax_saturated(theirs.init(params)), params, grads)
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves((p_ours, s_ours)))
+    for _, count in optax.tree.get_all_with_path(s_ours, "count"):
+        assert int(count) == 2**31 - 1  # saturated, as optax.safe_increment
+    assert_trees_close(p_ours, p_theirs, 1e-5)
+    assert not all(
+        bool(jnp.all(a == b)) for a, b in zip(jax.tree.leaves(p_ours), jax.tree.leaves(params))
+    )

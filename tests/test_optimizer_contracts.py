@@ -12,7 +12,7 @@ import optimizer_reference as ref
 import pytest
 from absl.testing import parameterized
 from flax.training import train_state
-from noisy_quadratic import CURVATURE, problem, run_jax, steps
+from noisy_quadratic import CURVATURE, check_saturation, counted, problem, run_jax, steps
 from optimizer_reference import reference_kwargs
 
 import jaxmom
@@ -394,6 +394,16 @@ def test_state_dtype_arguments(name, state_dtype, param_dtype):
     path within the stated tolerance of the float32 run (see ``mixed_precision.tolerance``)."""
     factory, kwargs = OPTIMIZERS[name] if name != "ema" else (jaxmom.ema, dict(decay=0.9))
     mixed_precision.check(factory, kwargs, state_dtype, param_dtype)
+
+
+# --- step counts at the top of int32 (issue 17, item 3) -------------------------------------
+
+
+@pytest.mark.parametrize("name", counted(OPTIMIZERS))
+def test_counts_saturate_at_the_top_of_int32(name):
+    factory, kwargs = OPTIMIZERS[name]
+    params, _ = problem(np.float32)
+    check_saturation(factory(**kwargs), params, gradients(params, 4))
 
 
 def gradients(params, n, seed=1):

@@ -110,3 +110,16 @@ def check(factory, kwargs, state_dtype, param_dtype):
         scale = float(np.max(np.abs(reference[k])))
         error = float(np.max(np.abs(mixed[k] - reference[k])))
         assert error <= tol * scale, f"{k}: {error:.3g} > {tol} * {scale:.3g}"
+
+
+def check_explicit_default(factory, kwargs):
+    """Every dtype argument set to the parameters' own dtype takes the default's path, bit for
+    bit: the dtype code adds no rounding of its own (float32, and bfloat16 throughout)."""
+    for dtype in (jnp.float32, jnp.bfloat16):
+        params, grad = quadratic(dtype)
+        default, s_default = path(factory(**kwargs), params, grad, steps=20)
+        explicit, s_explicit = path(
+            factory(**kwargs, **dtype_arguments(factory, jnp.dtype(dtype))), params, grad, steps=20
+        )
+        jax.tree.map(np.testing.assert_array_equal, explicit, default)
+        jax.tree.map(np.testing.assert_array_equal, s_explicit, s_default)

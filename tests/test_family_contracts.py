@@ -405,6 +405,12 @@ def test_state_dtype_arguments(name, state_dtype, param_dtype):
     mixed_precision.check(factory, {**base, **flags}, state_dtype, param_dtype)
 
 
+@pytest.mark.parametrize("name", list(FAMILY))
+def test_state_dtypes_equal_to_the_parameters_change_nothing(name):
+    factory, flags, base, _ = FAMILY[name]
+    mixed_precision.check_explicit_default(factory, {**base, **flags})
+
+
 @pytest.mark.parametrize(
     "name", counted({k: (f, {**base, **flags}) for k, (f, flags, base, _) in FAMILY.items()})
 )

@@ -396,6 +396,12 @@ def test_state_dtype_arguments(name, state_dtype, param_dtype):
     mixed_precision.check(factory, kwargs, state_dtype, param_dtype)
 
 
+@pytest.mark.parametrize("name", [*OPTIMIZERS, "ema"])
+def test_state_dtypes_equal_to_the_parameters_change_nothing(name):
+    factory, kwargs = OPTIMIZERS[name] if name != "ema" else (jaxmom.ema, dict(decay=0.9))
+    mixed_precision.check_explicit_default(factory, kwargs)
+
+
 # --- step counts at the top of int32 (issue 17, item 3) -------------------------------------
 
 

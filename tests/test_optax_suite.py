@@ -81,14 +81,16 @@ def make(name):
 
 def injected_values(name):
     """What inject_hyperparams hands the factory: every numeric argument, defaults included, as a
-    JAX array (bools stay static)."""
+    JAX array (bools and the None state dtypes stay static)."""
     factory, kwargs = OPTIMIZERS[name]
     bound = inspect.signature(factory).bind(**kwargs)
     bound.apply_defaults()
     # a schedule becomes its value, recomputed every step: here the first one, which gives the
     # same state as long as the state does not depend on the learning rate (true of every case)
     return {
-        k: v if isinstance(v, bool) else jnp.asarray(v(0) if callable(v) else v, jnp.float32)
+        k: v
+        if isinstance(v, bool) or v is None
+        else jnp.asarray(v(0) if callable(v) else v, jnp.float32)
         for k, v in bound.arguments.items()
     }
 

@@ -10,8 +10,10 @@ from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
     check,
+    check_dtype,
     check_params,
     scale_by_learning_rate,
+    store,
     update_second_moment,
     zeros_like,
 )
@@ -25,7 +27,10 @@ class ScaleByAdadeltaState(NamedTuple):
 
 
 def scale_by_adadelta(
-    rho: jax.typing.ArrayLike = 0.9, eps: jax.typing.ArrayLike = 1e-6
+    rho: jax.typing.ArrayLike = 0.9,
+    eps: jax.typing.ArrayLike = 1e-6,
+    *,
+    nu_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""Adadelta's unit-correcting rescaling.
 
@@ -37,6 +42,7 @@ def scale_by_adadelta(
     Args:
       rho: :math:`\rho` in [0, 1], default 0.9.
       eps: :math:`\epsilon` >= 0, default 1e-6.
+      nu_dtype: the real dtype of both averages (static); None keeps the parameters'.
 
     Returns:
       An ``optax.GradientTransformation`` whose updates are :math:`\delta_t`, with a
@@ -47,10 +53,14 @@ def scale_by_adadelta(
     """
     check("rho", rho, 0.0, 1.0, high_open=False)
     check("eps", eps)
+    nu_dtype = check_dtype("nu_dtype", nu_dtype, real=True)
 
     def init_fn(params):
         check_params(params)
-        return ScaleByAdadeltaState(square_avg=zeros_like(params), acc_delta=zeros_like(params))
+        return ScaleByAdadeltaState(
+            square_avg=zeros_like(params, nu_dtype, squares=True),
+            acc_delta=zeros_like(params, nu_dtype, squares=True),
+        )
 
     def update_fn(updates, state, params=None):
         del params
@@ -62,7 +72,9 @@ def scale_by_adadelta(
             state.acc_delta,
         )
         acc_delta = update_second_moment(delta, state.acc_delta, rho)
-        return delta, ScaleByAdadeltaState(square_avg=square_avg, acc_delta=acc_delta)
+        return delta, ScaleByAdadeltaState(
+            store(square_avg, state.square_avg), store(acc_delta, state.acc_delta)
+        )
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -73,6 +85,7 @@ def adadelta(
     eps: jax.typing.ArrayLike = 1e-6,
     *,
     weight_decay: jax.typing.ArrayLike = 0.0,
+    nu_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""Adadelta, exactly as ``torch.optim.Adadelta``.
 
@@ -91,6 +104,8 @@ def adadelta(
       rho: :math:`\rho` in [0, 1], default 0.9.
       eps: :math:`\epsilon` >= 0, default 1e-6.
       weight_decay: L2 coefficient added to the gradient, default 0.
+      nu_dtype: the real dtype of :math:`E[g^2]` and :math:`E[\delta^2]` (static); None, the
+        default, keeps the parameters' dtypes. Updates keep the gradients' dtype.
 
     Returns:
       An ``optax.GradientTransformation``.
@@ -114,6 +129,6 @@ def adadelta(
     """
     return optax.chain(
         add_weight_decay(weight_decay),
-        scale_by_adadelta(rho, eps),
+        scale_by_adadelta(rho, eps, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate),
     )

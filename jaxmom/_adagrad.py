@@ -11,10 +11,13 @@ from jaxmom._base import (
     abs_sq,
     add_weight_decay,
     check,
+    check_dtype,
     check_params,
     full_like,
     learning_rate_at,
     scale_by_learning_rate,
+    store,
+    widened,
 )
 
 
@@ -25,7 +28,10 @@ class ScaleByAdagradState(NamedTuple):
 
 
 def scale_by_adagrad(
-    initial_accumulator_value: jax.typing.ArrayLike = 0.0, eps: jax.typing.ArrayLike = 1e-10
+    initial_accumulator_value: jax.typing.ArrayLike = 0.0,
+    eps: jax.typing.ArrayLike = 1e-10,
+    *,
+    nu_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""Divides by the root of the sum of squared gradients, as ``torch.optim.Adagrad``.
 
@@ -35,6 +41,7 @@ def scale_by_adagrad(
     Args:
       initial_accumulator_value: :math:`a` >= 0, default 0 (PyTorch's).
       eps: :math:`\epsilon` >= 0, outside the root, default 1e-10 (PyTorch's).
+      nu_dtype: the real dtype of :math:`G` (static); None keeps the parameters'.
 
     Returns:
       An ``optax.GradientTransformation`` whose updates are :math:`u_t`, with a
@@ -46,20 +53,26 @@ def scale_by_adagrad(
     """
     check("initial_accumulator_value", initial_accumulator_value)
     check("eps", eps)
+    nu_dtype = check_dtype("nu_dtype", nu_dtype, real=True)
 
     def init_fn(params):
         check_params(params)
-        return ScaleByAdagradState(full_like(params, initial_accumulator_value))
+        return ScaleByAdagradState(
+            full_like(params, initial_accumulator_value, nu_dtype, squares=True)
+        )
 
     def update_fn(updates, state, params=None):
         del params
-        total = jax.tree.map(
-            lambda g, s: (s + abs_sq(g)).astype(s.dtype), updates, state.sum_of_squares
-        )
+
+        def accumulate(g, s):
+            s, square = widened(s, abs_sq(g))
+            return s + square
+
+        total = jax.tree.map(accumulate, updates, state.sum_of_squares)
         updates = jax.tree.map(
             lambda g, s: (g / (jnp.sqrt(s) + eps)).astype(g.dtype), updates, total
         )
-        return updates, ScaleByAdagradState(total)
+        return updates, ScaleByAdagradState(store(total, state.sum_of_squares))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -71,6 +84,7 @@ def adagrad(
     initial_accumulator_value: jax.typing.ArrayLike = 0.0,
     eps: jax.typing.ArrayLike = 1e-10,
     weight_decay: jax.typing.ArrayLike = 0.0,
+    nu_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""Adagrad, exactly as ``torch.optim.Adagrad``.
 
@@ -84,6 +98,8 @@ def adagrad(
       initial_accumulator_value: :math:`G_0` >= 0, default 0.
       eps: :math:`\epsilon` >= 0, outside the root, default 1e-10.
       weight_decay: L2 coefficient added to the gradient, default 0.
+      nu_dtype: the real dtype of the sum of squares :math:`G` (static); None, the default,
+        keeps the parameters' dtypes. Updates keep the gradients' dtype.
 
     Returns:
       An ``optax.GradientTransformation``.
@@ -116,6 +132,6 @@ def adagrad(
 
     return optax.chain(
         add_weight_decay(weight_decay),
-        scale_by_adagrad(initial_accumulator_value, eps),
+        scale_by_adagrad(initial_accumulator_value, eps, nu_dtype=nu_dtype),
         scale_by_learning_rate(decayed),
     )

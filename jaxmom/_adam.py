@@ -10,10 +10,13 @@ from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
     bias_correction,
+    cast_to,
     check,
+    check_dtype,
     check_flag,
     check_params,
     scale_by_learning_rate,
+    store,
     update_moment,
     update_second_moment,
     zeros_like,
@@ -49,6 +52,8 @@ def scale_by_adam(
     amsgrad: bool = False,
     debias: bool = True,
     eps_in_sqrt: bool = False,
+    mu_dtype: jax.typing.DTypeLike | None = None,
+    nu_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""Adam's rescaling of the gradient, as ``torch.optim.Adam`` without the learning rate.
 
@@ -66,12 +71,15 @@ def scale_by_adam(
       amsgrad: use the running maximum of the raw second moment (PyTorch's order).
       debias: divide by :math:`1 - \beta^t`; False drops both corrections.
       eps_in_sqrt: :math:`\epsilon` inside the root, :math:`\sqrt{v / (1 - \beta_2^t) + \epsilon}`.
+      mu_dtype: the dtype of :math:`m` (static, Optax's name); None keeps the parameters'.
+      nu_dtype: the real dtype of :math:`v` and of the amsgrad maximum (static); None keeps the
+        parameters'. Each step is computed in the wider of the stored and the gradient's dtype.
 
     Returns:
       An ``optax.GradientTransformation`` whose updates are :math:`u_t`, with a
       :class:`ScaleByAdamState`, or a :class:`ScaleByAmsgradState` with ``amsgrad``.
 
-    Equal to ``optax.scale_by_adam(b1, b2, eps)``, defaults included (algebraically: the
+    Equal to ``optax.scale_by_adam(b1, b2, eps, mu_dtype=mu_dtype)``, defaults included (algebraically: the
     corrections are computed more accurately here, see :func:`jaxmom.adam`). Not to
     ``optax.scale_by_amsgrad``, which maximises the bias-corrected :math:`v_t`.
     """
@@ -81,13 +89,17 @@ def scale_by_adam(
     check_flag("amsgrad", amsgrad)
     check_flag("debias", debias)
     check_flag("eps_in_sqrt", eps_in_sqrt)
+    mu_dtype = check_dtype("mu_dtype", mu_dtype)
+    nu_dtype = check_dtype("nu_dtype", nu_dtype, real=True)
 
     def init_fn(params):
         check_params(params)
         count = jnp.zeros([], jnp.int32)
-        mu, nu = zeros_like(params), zeros_like(params)
+        mu = zeros_like(params, mu_dtype, name="mu_dtype")
+        nu = zeros_like(params, nu_dtype, squares=True)
         if amsgrad:
-            return ScaleByAmsgradState(count=count, mu=mu, nu=nu, nu_max=zeros_like(params))
+            nu_max = zeros_like(params, nu_dtype, squares=True)
+            return ScaleByAmsgradState(count=count, mu=mu, nu=nu, nu_max=nu_max)
         return ScaleByAdamState(count=count, mu=mu, nu=nu)
 
     def update_fn(updates, state, params=None):
@@ -95,19 +107,20 @@ def scale_by_adam(
         count = optax.safe_increment(state.count)
         mu = update_moment(updates, state.mu, b1)
         nu = update_second_moment(updates, state.nu, b2)
+        stored = store(mu, state.mu), store(nu, state.nu)
         if amsgrad:
-            nu_max = jax.tree.map(jnp.maximum, state.nu_max, nu)
-            new_state, nu_hat = ScaleByAmsgradState(count, mu, nu, nu_max), nu_max
+            nu_hat = jax.tree.map(jnp.maximum, state.nu_max, nu)
+            new_state = ScaleByAmsgradState(count, *stored, store(nu_hat, state.nu_max))
         else:
-            new_state, nu_hat = ScaleByAdamState(count, mu, nu), nu
+            new_state, nu_hat = ScaleByAdamState(count, *stored), nu
         c1, c2 = (bias_correction(b1, count), bias_correction(b2, count)) if debias else (1, 1)
 
-        def direction(m, v):
+        def direction(g, m, v):
             m_hat, v_hat = m / c1, v / c2
             denom = jnp.sqrt(v_hat + eps) if eps_in_sqrt else jnp.sqrt(v_hat) + eps
-            return (m_hat / denom).astype(m.dtype)
+            return cast_to(m_hat / denom, g.dtype)
 
-        return jax.tree.map(direction, mu, nu_hat), new_state
+        return jax.tree.map(direction, updates, mu, nu_hat), new_state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -122,6 +135,8 @@ def adam(
     weight_decay: jax.typing.ArrayLike = 0.0,
     debias: bool = True,
     eps_in_sqrt: bool = False,
+    mu_dtype: jax.typing.DTypeLike | None = None,
+    nu_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""Adam, exactly as ``torch.optim.Adam``.
 
@@ -146,6 +161,10 @@ def adam(
       debias: divide by :math:`1 - \beta^t` (bias correction), default True; False gives
         :math:`\hat m = m, \hat v = v`.
       eps_in_sqrt: :math:`\hat m / \sqrt{\hat v + \epsilon}`, the seed tutorial's hand-written form.
+      mu_dtype: the dtype of the first moment (static, Optax's name); None, the default, keeps
+        the parameters' dtypes.
+      nu_dtype: the real dtype of the second moment and the amsgrad maximum (static); None
+        keeps the parameters' dtypes. Updates keep the gradients' dtype.
 
     Returns:
       An ``optax.GradientTransformation``:
@@ -155,7 +174,7 @@ def adam(
       * ``torch.optim.Adam(params, lr, (b1, b2), eps, weight_decay, amsgrad)``, defaults
         included, on real parameters (on complex ones PyTorch treats the real and imaginary parts
         as two real parameters; jaxmom squares :math:`|g|^2`, as Optax).
-      * ``optax.adam(lr, b1, b2, eps)``, defaults included, algebraically. In float32 jaxmom is
+      * ``optax.adam(lr, b1, b2, eps, mu_dtype=mu_dtype)``, defaults included, algebraically. In float32 jaxmom is
         the more accurate: Optax's ``1 - b2**t`` loses digits to cancellation (see
         :func:`jaxmom._base.bias_correction`).
       * the seed tutorial's ``adam(parameters, vs, sqrs, lr, t)`` with ``eps_in_sqrt=True``.
@@ -176,6 +195,15 @@ def adam(
     """
     return optax.chain(
         add_weight_decay(weight_decay),
-        scale_by_adam(b1, b2, eps, amsgrad=amsgrad, debias=debias, eps_in_sqrt=eps_in_sqrt),
+        scale_by_adam(
+            b1,
+            b2,
+            eps,
+            amsgrad=amsgrad,
+            debias=debias,
+            eps_in_sqrt=eps_in_sqrt,
+            mu_dtype=mu_dtype,
+            nu_dtype=nu_dtype,
+        ),
         scale_by_learning_rate(learning_rate),
     )

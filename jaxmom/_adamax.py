@@ -10,10 +10,14 @@ from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
     bias_correction,
+    cast_to,
     check,
+    check_dtype,
     check_params,
     scale_by_learning_rate,
+    store,
     update_moment,
+    widened,
     zeros_like,
 )
 
@@ -30,6 +34,9 @@ def scale_by_adamax(
     b1: jax.typing.ArrayLike = 0.9,
     b2: jax.typing.ArrayLike = 0.999,
     eps: jax.typing.ArrayLike = 1e-8,
+    *,
+    mu_dtype: jax.typing.DTypeLike | None = None,
+    nu_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""Adamax's rescaling of the gradient; see :func:`jaxmom.adamax`.
 
@@ -37,6 +44,8 @@ def scale_by_adamax(
       b1: :math:`\beta_1` in [0, 1).
       b2: :math:`\beta_2` in [0, 1).
       eps: :math:`\epsilon` >= 0.
+      mu_dtype: the dtype of :math:`m` (static); None keeps the parameters'.
+      nu_dtype: the real dtype of :math:`u` (static); None keeps the parameters'.
 
     Returns:
       An ``optax.GradientTransformation`` whose updates are
@@ -45,26 +54,30 @@ def scale_by_adamax(
     check("b1", b1, 0.0, 1.0)
     check("b2", b2, 0.0, 1.0)
     check("eps", eps)
+    mu_dtype = check_dtype("mu_dtype", mu_dtype)
+    nu_dtype = check_dtype("nu_dtype", nu_dtype, real=True)
 
     def init_fn(params):
         check_params(params)
         return ScaleByAdamaxState(
             count=jnp.zeros([], jnp.int32),
-            mu=zeros_like(params),
-            inf_norm=zeros_like(params),
+            mu=zeros_like(params, mu_dtype, name="mu_dtype"),
+            inf_norm=zeros_like(params, nu_dtype, squares=True),
         )
 
     def update_fn(updates, state, params=None):
         del params
         count = optax.safe_increment(state.count)
         mu = update_moment(updates, state.mu, b1)
-        inf_norm = jax.tree.map(
-            lambda g, u: jnp.maximum(b2 * u, jnp.abs(g) + eps).astype(u.dtype),
-            updates,
-            state.inf_norm,
-        )
+
+        def infinity_norm(g, u):
+            a, u = widened(jnp.abs(g), u)
+            return jnp.maximum(b2 * u, a + eps).astype(u.dtype)
+
+        inf_norm = jax.tree.map(infinity_norm, updates, state.inf_norm)
         c1 = bias_correction(b1, count)
-        updates = jax.tree.map(lambda m, u: (m / c1 / u).astype(m.dtype), mu, inf_norm)
+        updates = jax.tree.map(lambda g, m, u: cast_to(m / c1 / u, g.dtype), updates, mu, inf_norm)
+        mu, inf_norm = store(mu, state.mu), store(inf_norm, state.inf_norm)
         return updates, ScaleByAdamaxState(count=count, mu=mu, inf_norm=inf_norm)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -77,6 +90,8 @@ def adamax(
     eps: jax.typing.ArrayLike = 1e-8,
     *,
     weight_decay: jax.typing.ArrayLike = 0.0,
+    mu_dtype: jax.typing.DTypeLike | None = None,
+    nu_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""Adamax, exactly as ``torch.optim.Adamax``: Adam with an infinity-norm second moment.
 
@@ -92,6 +107,10 @@ def adamax(
       b2: :math:`\beta_2` in [0, 1), default 0.999.
       eps: :math:`\epsilon` >= 0, default 1e-8, added to :math:`|g_t|` inside the maximum.
       weight_decay: L2 coefficient added to the gradient, default 0.
+      mu_dtype: the dtype of the first moment (static, Optax's name); None, the default, keeps
+        the parameters' dtypes.
+      nu_dtype: the real dtype of the infinity norm :math:`u` (static); None keeps the
+        parameters' dtypes. Updates keep the gradients' dtype.
 
     Returns:
       An ``optax.GradientTransformation``:
@@ -115,6 +134,6 @@ def adamax(
     """
     return optax.chain(
         add_weight_decay(weight_decay),
-        scale_by_adamax(b1, b2, eps),
+        scale_by_adamax(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate),
     )

@@ -15,6 +15,8 @@ def adamw(
     weight_decay: jax.typing.ArrayLike = 1e-2,
     *,
     amsgrad: bool = False,
+    mu_dtype: jax.typing.DTypeLike | None = None,
+    nu_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""AdamW, exactly as ``torch.optim.AdamW``: Adam whose weight decay skips the moments.
 
@@ -34,6 +36,10 @@ def adamw(
       eps: :math:`\epsilon` >= 0, default 1e-8.
       weight_decay: :math:`wd` >= 0, decoupled from the gradient, default 1e-2 (PyTorch's).
       amsgrad: use the running maximum of the raw second moment, as PyTorch does.
+      mu_dtype: the dtype of the first moment (static, Optax's name); None, the default, keeps
+        the parameters' dtypes.
+      nu_dtype: the real dtype of the second moment and the amsgrad maximum (static); None
+        keeps the parameters' dtypes. Updates keep the gradients' dtype.
 
     Returns:
       An ``optax.GradientTransformation``:
@@ -41,7 +47,7 @@ def adamw(
 
     Equal to:
       * ``torch.optim.AdamW(params, lr, (b1, b2), eps, weight_decay, amsgrad)``.
-      * ``optax.adamw(lr, b1, b2, eps, weight_decay=wd)`` without amsgrad (Optax's default
+      * ``optax.adamw(lr, b1, b2, eps, weight_decay=wd, mu_dtype=mu_dtype)`` without amsgrad (Optax's default
         weight_decay is 1e-4, not 1e-2). Optax's adamw has no amsgrad; ``optax.amsgrad`` chained
         with decayed weights takes the maximum of the bias-corrected moments instead (optax
         issue #1389), so it differs whenever :math:`v_t` shrinks.
@@ -60,7 +66,7 @@ def adamw(
     """
     check_flag("amsgrad", amsgrad)
     return optax.chain(
-        scale_by_adam(b1, b2, eps, amsgrad=amsgrad),
+        scale_by_adam(b1, b2, eps, amsgrad=amsgrad, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         add_weight_decay(weight_decay),
         scale_by_learning_rate(learning_rate),
     )

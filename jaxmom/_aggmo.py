@@ -11,10 +11,14 @@ import optax
 from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
+    cast_to,
     check,
+    check_dtype,
     check_flag,
     check_params,
     scale_by_learning_rate,
+    store,
+    widened,
     zeros_like,
 )
 
@@ -27,12 +31,15 @@ class ScaleByAggmoState(NamedTuple):
 
 def scale_by_aggmo(
     betas: jax.typing.ArrayLike | Sequence[float] = (0.0, 0.9, 0.99),
+    *,
+    accumulator_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""AggMo's direction, the mean of K momentum buffers; see :func:`jaxmom.aggmo`.
 
     Args:
       betas: the K damping factors :math:`\beta_i` in [0, 1), one 1-D array (or sequence) that may
         be traced; only its length K is fixed.
+      accumulator_dtype: the dtype of the K buffers (static); None keeps the parameters'.
 
     Returns:
       An ``optax.GradientTransformation`` whose updates are :math:`\frac1K \sum_i b_{t,i}`.
@@ -47,23 +54,30 @@ def scale_by_aggmo(
         count = shape[0] if len(shape) == 1 else 0
     if count == 0:
         raise ValueError(f"betas must be a non-empty 1-D sequence, got shape {np.shape(betas)}")
+    accumulator_dtype = check_dtype("accumulator_dtype", accumulator_dtype)
 
     def init_fn(params):
         check_params(params)
-        return ScaleByAggmoState(buffers=tuple(zeros_like(params) for _ in range(count)))
+        buffer = lambda: zeros_like(params, accumulator_dtype, name="accumulator_dtype")
+        return ScaleByAggmoState(buffers=tuple(buffer() for _ in range(count)))
 
     def update_fn(updates, state, params=None):
         del params
         # K separate trees, not one stacked axis: XLA:CPU runs the stacked form 20x slower
         decay = jnp.asarray(betas)
+
+        def accumulate(g, b, beta):
+            g, b = widened(g, b)
+            return (beta * b + g).astype(b.dtype)
+
         buffers = tuple(
-            jax.tree.map(lambda g, b, i=i: (decay[i] * b + g).astype(b.dtype), updates, buffer)
+            jax.tree.map(lambda g, b, i=i: accumulate(g, b, decay[i]), updates, buffer)
             for i, buffer in enumerate(state.buffers)
         )
         updates = jax.tree.map(
-            lambda g, *b: jnp.asarray(sum(b) / count, g.dtype), updates, *buffers
+            lambda g, *b: cast_to(jnp.asarray(sum(b) / count), g.dtype), updates, *buffers
         )
-        return updates, ScaleByAggmoState(buffers=buffers)
+        return updates, ScaleByAggmoState(buffers=store(buffers, state.buffers))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -74,6 +88,7 @@ def aggmo(
     *,
     weight_decay: jax.typing.ArrayLike = 0.0,
     decoupled_weight_decay: bool = False,
+    accumulator_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""Aggregated momentum, exactly as ``pytorch_optimizer.AggMo``: K heavy-ball buffers with
     different damping, averaged.
@@ -92,6 +107,8 @@ def aggmo(
       weight_decay: :math:`wd` >= 0, default 0, added to the gradient.
       decoupled_weight_decay: decay the parameters directly, :math:`p \leftarrow (1 - \eta\,wd)p`
         (pytorch_optimizer's ``weight_decouple=True``).
+      accumulator_dtype: the dtype of the buffer (static, Optax's name); None, the default,
+        keeps the parameters' dtypes. Updates keep the gradients' dtype.
 
     Returns:
       An ``optax.GradientTransformation``:
@@ -118,6 +135,7 @@ def aggmo(
       ICLR 2019.
     """
     check_flag("decoupled_weight_decay", decoupled_weight_decay)
-    block, decay = scale_by_aggmo(betas), add_weight_decay(weight_decay)
+    block = scale_by_aggmo(betas, accumulator_dtype=accumulator_dtype)
+    decay = add_weight_decay(weight_decay)
     parts = (block, decay) if decoupled_weight_decay else (decay, block)
     return optax.chain(*parts, scale_by_learning_rate(learning_rate))

@@ -11,6 +11,7 @@ whether it is concrete or traced. So ``init`` and ``update`` agree on the struct
 as a concrete array and to ``update`` as a traced one.
 """
 
+import functools
 import numbers
 from typing import Any, NamedTuple
 
@@ -119,18 +120,89 @@ def check_params(params) -> None:
             )
 
 
-def zeros_like(params):
-    """A fresh all-zeros tree shaped and typed like ``params``.
+def check_dtype(name, dtype, *, real=False):
+    """``dtype`` canonicalised (``jax.dtypes.canonicalize_dtype``, as Optax), or None for None.
+
+    A state dtype is static: a Python value read at construction, never traced. It must be a
+    floating-point dtype, or complex unless ``real`` (a buffer of :math:`|g|^2` is real). Anything
+    else is a one-line ``TypeError`` naming ``name`` and the value.
+    """
+    if dtype is None:
+        return None
+    kinds = "a real floating-point" if real else "a floating-point or complex"
+    try:
+        canonical = jnp.dtype(jax.dtypes.canonicalize_dtype(dtype))
+    except TypeError:
+        canonical = None
+    if isinstance(dtype, jax.Array):  # what optax.inject_hyperparams makes of jnp.bfloat16
+        raise TypeError(
+            f"{name} must be None or {kinds} dtype, got an array: under inject_hyperparams "
+            f"pass jnp.dtype({str(dtype.dtype)!r}) or {str(dtype.dtype)!r}, or list it in "
+            "static_args, since a dtype class is a callable and so taken for a schedule"
+        )
+    if canonical is None or not jnp.issubdtype(canonical, jnp.inexact):
+        raise TypeError(f"{name} must be None or {kinds} dtype, got {dtype!r:.80}")
+    if real and jnp.issubdtype(canonical, jnp.complexfloating):
+        raise TypeError(f"{name} must be None or {kinds} dtype (|g|^2 is real), got {canonical}")
+    return canonical
+
+
+def _buffer_dtype(path, leaf, dtype, name, squares):
+    if not squares and jnp.iscomplexobj(leaf) and not jnp.issubdtype(dtype, jnp.complexfloating):
+        where = f"params{jax.tree_util.keystr(path)}"
+        raise TypeError(
+            f"{name}={dtype} cannot hold the buffer of the complex {where} ({leaf.dtype}): "
+            "pass a complex dtype or None"
+        )
+    return dtype
+
+
+def zeros_like(params, dtype=None, *, name="dtype", squares=False, value=0.0):
+    """A fresh buffer shaped like ``params``, filled with ``value``, in the state ``dtype``.
+
+    ``dtype=None`` keeps each leaf's own dtype: the state follows the parameters. Otherwise every
+    leaf is ``dtype``; a buffer of :math:`g` (``squares=False``) refuses a real ``dtype`` for a
+    complex leaf in one line naming ``name``, a buffer of :math:`|g|^2` (``squares=True``) is real.
 
     Call it once per state field: every state leaf must be its own buffer, or donating the state
     (``jax.jit(..., donate_argnums=...)``) fails with "donate the same buffer twice".
     """
-    return optax.tree.zeros_like(params)
+    if dtype is None:
+        return optax.tree.full_like(params, value)
+    return jax.tree_util.tree_map_with_path(
+        lambda path, p: jnp.full(jnp.shape(p), value, _buffer_dtype(path, p, dtype, name, squares)),
+        params,
+    )
 
 
-def full_like(params, value):
-    """A fresh tree like ``params`` filled with ``value`` (once per state field, as zeros_like)."""
-    return optax.tree.full_like(params, value)
+def full_like(params, value, dtype=None, *, name="dtype", squares=False):
+    """:func:`zeros_like` filled with ``value``."""
+    return zeros_like(params, dtype, name=name, squares=squares, value=value)
+
+
+def widened(*arrays):
+    """``arrays`` cast to the dtype that holds each of them (``jnp.promote_types``): a stored
+    buffer is read into it before it meets the gradient. bfloat16 with float32 is float32,
+    float32 with complex64 is complex64, bfloat16 with float16 is float32; equal dtypes stay."""
+    dtype = functools.reduce(jnp.promote_types, [jnp.asarray(a).dtype for a in arrays])
+    return tuple(jnp.asarray(a).astype(dtype) for a in arrays)
+
+
+def cast_to(x, dtype):
+    """``x`` as ``dtype``; a complex ``x`` cast to a real ``dtype`` gives its real part.
+
+    A complex buffer of real gradients (a complex ``mu_dtype`` for real parameters, as Optax
+    allows) holds no imaginary part; this drops it without JAX's complex-to-real warning.
+    """
+    if jnp.iscomplexobj(x) and not jnp.issubdtype(dtype, jnp.complexfloating):
+        x = jnp.real(x)
+    return x.astype(dtype)
+
+
+def store(tree, state_tree):
+    """``tree`` cast leaf by leaf to the dtypes of the stored ``state_tree``
+    (``optax.tree.cast_like``): what an ``update`` writes back into its state."""
+    return optax.tree.cast_like(tree, state_tree)
 
 
 def abs_sq(x):
@@ -148,8 +220,17 @@ def learning_rate_at(learning_rate: ScalarOrSchedule, count):
 
 
 def update_moment(values, moments, decay):
-    """``decay * m + (1 - decay) * x`` leaf by leaf, kept in the moment's dtype."""
-    return jax.tree.map(lambda x, m: (decay * m + (1 - decay) * x).astype(m.dtype), values, moments)
+    """``decay * m + (1 - decay) * x`` leaf by leaf, in the wider of the two dtypes (:func:`widened`).
+
+    Use the result for this step's update, and :func:`store` it back in the state's dtype: a
+    bfloat16 moment of float32 gradients is combined in float32 and rounded only when stored.
+    """
+
+    def update(x, m):
+        x, m = widened(x, m)
+        return (decay * m + (1 - decay) * x).astype(m.dtype)
+
+    return jax.tree.map(update, values, moments)
 
 
 def update_second_moment(values, moments, decay):

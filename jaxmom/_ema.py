@@ -9,10 +9,13 @@ import optax
 from jaxmom._base import (
     ScalarOrSchedule,
     bias_correction,
+    cast_to,
     check,
+    check_dtype,
     check_flag,
     check_params,
     scale_by_learning_rate,
+    store,
     update_moment,
     zeros_like,
 )
@@ -25,7 +28,12 @@ class EmaState(NamedTuple):
     ema: optax.Updates  # v_t, never debiased
 
 
-def ema(decay: jax.typing.ArrayLike, *, debias: bool = True) -> optax.GradientTransformation:
+def ema(
+    decay: jax.typing.ArrayLike,
+    *,
+    debias: bool = True,
+    accumulator_dtype: jax.typing.DTypeLike | None = None,
+) -> optax.GradientTransformation:
     r"""The exponentially weighted average of what flows through it.
 
     .. math::
@@ -39,12 +47,15 @@ def ema(decay: jax.typing.ArrayLike, *, debias: bool = True) -> optax.GradientTr
     Args:
       decay: :math:`\beta` in [0, 1).
       debias: divide by :math:`1 - \beta^t` (bias correction), default True as in Optax.
+      accumulator_dtype: the dtype of :math:`v`, static (Optax's name); None, the default, keeps
+        the inputs' dtypes. The average is taken in the wider of it and the input's dtype, and
+        the output keeps the input's dtype.
 
     Returns:
       An ``optax.GradientTransformation``; the state keeps the raw average.
 
-    Equal to ``optax.ema(decay, debias=debias)``, defaults included: ``ema(decay)`` is
-    ``optax.ema(decay)``.
+    Equal to ``optax.ema(decay, debias=debias, accumulator_dtype=accumulator_dtype)``, defaults
+    included: ``ema(decay)`` is ``optax.ema(decay)``.
 
     Example:
       >>> import jax.numpy as jnp, jaxmom
@@ -55,19 +66,20 @@ def ema(decay: jax.typing.ArrayLike, *, debias: bool = True) -> optax.GradientTr
     """
     check("decay", decay, 0.0, 1.0)
     check_flag("debias", debias)
+    accumulator_dtype = check_dtype("accumulator_dtype", accumulator_dtype)
 
     def init_fn(params):
         check_params(params)
-        return EmaState(count=jnp.zeros([], jnp.int32), ema=zeros_like(params))
+        average = zeros_like(params, accumulator_dtype, name="accumulator_dtype")
+        return EmaState(count=jnp.zeros([], jnp.int32), ema=average)
 
     def update_fn(updates, state, params=None):
         del params
         count = optax.safe_increment(state.count)
         new = update_moment(updates, state.ema, decay)
-        out = new
-        if debias:
-            out = jax.tree.map(lambda v: (v / bias_correction(decay, count)).astype(v.dtype), new)
-        return out, EmaState(count=count, ema=new)
+        c = bias_correction(decay, count) if debias else 1
+        out = jax.tree.map(lambda g, v: cast_to(v / c, g.dtype), updates, new)
+        return out, EmaState(count=count, ema=store(new, state.ema))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -77,6 +89,7 @@ def ema_sgd(
     beta: jax.typing.ArrayLike = 0.9,
     *,
     debias: bool = False,
+    accumulator_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""Momentum as an exponentially weighted average of gradients (Andrew Ng's course).
 
@@ -89,6 +102,8 @@ def ema_sgd(
       beta: :math:`\beta` in [0, 1), default 0.9.
       debias: bias-correct :math:`v_t`, as Adam does for its first moment. Default False, the
         course's form (unlike :func:`ema`, whose default follows ``optax.ema``).
+      accumulator_dtype: the dtype of :math:`v`, static (Optax's name); None, the default, keeps
+        the parameters' dtypes. Updates keep the gradients' dtype.
 
     Returns:
       An ``optax.GradientTransformation``: ``chain(ema, scale_by_learning_rate)``.
@@ -111,4 +126,7 @@ def ema_sgd(
     """
     check("beta", beta, 0.0, 1.0)
     check_flag("debias", debias)
-    return optax.chain(ema(beta, debias=debias), scale_by_learning_rate(learning_rate))
+    return optax.chain(
+        ema(beta, debias=debias, accumulator_dtype=accumulator_dtype),
+        scale_by_learning_rate(learning_rate),
+    )

@@ -9,9 +9,12 @@ import optax
 from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
+    cast_to,
     check,
+    check_dtype,
     check_params,
     scale_by_learning_rate,
+    store,
     update_moment,
     zeros_like,
 )
@@ -27,12 +30,15 @@ class ScaleByLionState(NamedTuple):
 def scale_by_lion(
     b1: jax.typing.ArrayLike = 0.9,
     b2: jax.typing.ArrayLike = 0.99,
+    *,
+    mu_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""Lion's sign direction; see :func:`jaxmom.lion`.
 
     Args:
       b1: :math:`\beta_1` in [0, 1], the interpolation used for the step.
       b2: :math:`\beta_2` in [0, 1], the decay of the momentum kept in the state.
+      mu_dtype: the dtype of :math:`m` (static); None keeps the parameters'.
 
     Returns:
       An ``optax.GradientTransformation`` whose updates are
@@ -40,15 +46,18 @@ def scale_by_lion(
     """
     check("b1", b1, 0.0, 1.0, high_open=False)
     check("b2", b2, 0.0, 1.0, high_open=False)
+    mu_dtype = check_dtype("mu_dtype", mu_dtype)
 
     def init_fn(params):
         check_params(params)
-        return ScaleByLionState(count=jnp.zeros([], jnp.int32), mu=zeros_like(params))
+        mu = zeros_like(params, mu_dtype, name="mu_dtype")
+        return ScaleByLionState(count=jnp.zeros([], jnp.int32), mu=mu)
 
     def update_fn(updates, state, params=None):
         del params
-        direction = jax.tree.map(jnp.sign, update_moment(updates, state.mu, b1))
-        mu = update_moment(updates, state.mu, b2)
+        interpolated = update_moment(updates, state.mu, b1)
+        direction = jax.tree.map(lambda g, c: cast_to(jnp.sign(c), g.dtype), updates, interpolated)
+        mu = store(update_moment(updates, state.mu, b2), state.mu)
         return direction, ScaleByLionState(count=optax.safe_increment(state.count), mu=mu)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -60,6 +69,7 @@ def lion(
     b2: jax.typing.ArrayLike = 0.99,
     *,
     weight_decay: jax.typing.ArrayLike = 0.0,
+    mu_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""Lion (EvoLved Sign Momentum), exactly as ``lion_pytorch.Lion``.
 
@@ -76,6 +86,8 @@ def lion(
       b1: :math:`\beta_1` in [0, 1], default 0.9.
       b2: :math:`\beta_2` in [0, 1], default 0.99.
       weight_decay: :math:`wd` >= 0, decoupled and multiplied by the learning rate, default 0.
+      mu_dtype: the dtype of the momentum (static, Optax's name); None, the default, keeps the
+        parameters' dtypes. Updates keep the gradients' dtype.
 
     Returns:
       An ``optax.GradientTransformation``:
@@ -84,7 +96,7 @@ def lion(
     Equal to:
       * ``lion_pytorch.Lion(params, lr, (b1, b2), weight_decay)`` (its default
         ``decoupled_weight_decay=False``, which, despite the name, is the decay times lr above).
-      * ``optax.lion(lr, b1, b2, weight_decay=wd)``; Optax's default weight_decay is 1e-3, not 0.
+      * ``optax.lion(lr, b1, b2, mu_dtype, weight_decay=wd)``; Optax's default weight_decay is 1e-3, not 0.
 
     Example:
       >>> import jax.numpy as jnp, optax, jaxmom
@@ -98,7 +110,7 @@ def lion(
       Chen et al., *Symbolic discovery of optimization algorithms*, NeurIPS 2023.
     """
     return optax.chain(
-        scale_by_lion(b1, b2),
+        scale_by_lion(b1, b2, mu_dtype=mu_dtype),
         add_weight_decay(weight_decay),
         scale_by_learning_rate(learning_rate),
     )

@@ -10,10 +10,13 @@ from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
     bias_correction,
+    cast_to,
     check,
+    check_dtype,
     check_flag,
     check_params,
     scale_by_learning_rate,
+    store,
     update_moment,
     update_second_moment,
     zeros_like,
@@ -35,6 +38,8 @@ def scale_by_nadam(
     eps: jax.typing.ArrayLike = 1e-8,
     *,
     momentum_decay: jax.typing.ArrayLike = 4e-3,
+    mu_dtype: jax.typing.DTypeLike | None = None,
+    nu_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""NAdam's rescaling of the gradient; see :func:`jaxmom.nadam`.
 
@@ -43,6 +48,8 @@ def scale_by_nadam(
       b2: :math:`\beta_2` in [0, 1).
       eps: :math:`\epsilon` >= 0.
       momentum_decay: :math:`\psi` >= 0 in :math:`\mu_t = \beta_1 (1 - \tfrac12 0.96^{t\psi})`.
+      mu_dtype: the dtype of :math:`m` (static); None keeps the parameters'.
+      nu_dtype: the real dtype of :math:`v` (static); None keeps the parameters'.
 
     Returns:
       An ``optax.GradientTransformation`` whose updates are the NAdam direction (before the
@@ -52,21 +59,24 @@ def scale_by_nadam(
     check("b2", b2, 0.0, 1.0)
     check("eps", eps)
     check("momentum_decay", momentum_decay)
+    mu_dtype = check_dtype("mu_dtype", mu_dtype)
+    nu_dtype = check_dtype("nu_dtype", nu_dtype, real=True)
 
     def init_fn(params):
         check_params(params)
         return ScaleByNadamState(
             count=jnp.zeros([], jnp.int32),
             mu_product=jnp.ones([]),
-            mu=zeros_like(params),
-            nu=zeros_like(params),
+            mu=zeros_like(params, mu_dtype, name="mu_dtype"),
+            nu=zeros_like(params, nu_dtype, squares=True),
         )
 
     def update_fn(updates, state, params=None):
         del params
+        # both counts saturate at 2**31 - 1, as Optax's: count + 1 would wrap to -2**31
         count = optax.safe_increment(state.count)
         mu_t = b1 * (1 - 0.5 * 0.96 ** (count * momentum_decay))
-        mu_next = b1 * (1 - 0.5 * 0.96 ** ((count + 1) * momentum_decay))
+        mu_next = b1 * (1 - 0.5 * 0.96 ** (optax.safe_increment(count) * momentum_decay))
         mu_product = (state.mu_product * mu_t).astype(state.mu_product.dtype)
         mu = update_moment(updates, state.mu, b1)
         nu = update_second_moment(updates, state.nu, b2)
@@ -76,9 +86,10 @@ def scale_by_nadam(
 
         def direction(g, m, v):
             denom = jnp.sqrt(v / c2) + eps
-            return (g_weight * g / denom + m_weight * m / denom).astype(m.dtype)
+            return cast_to(g_weight * g / denom + m_weight * m / denom, g.dtype)
 
         updates = jax.tree.map(direction, updates, mu, nu)
+        mu, nu = store(mu, state.mu), store(nu, state.nu)
         return updates, ScaleByNadamState(count=count, mu_product=mu_product, mu=mu, nu=nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -93,6 +104,8 @@ def nadam(
     momentum_decay: jax.typing.ArrayLike = 4e-3,
     weight_decay: jax.typing.ArrayLike = 0.0,
     decoupled_weight_decay: bool = False,
+    mu_dtype: jax.typing.DTypeLike | None = None,
+    nu_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""NAdam, exactly as ``torch.optim.NAdam``: Adam with Nesterov's look-ahead on the momentum.
 
@@ -115,6 +128,10 @@ def nadam(
       momentum_decay: :math:`\psi` >= 0, default 4e-3; 0 gives the constant :math:`\mu = \beta_1/2`.
       weight_decay: :math:`wd` >= 0, default 0.
       decoupled_weight_decay: decay the parameters directly (AdamW-style) instead of the gradient.
+      mu_dtype: the dtype of the first moment (static, Optax's name); None, the default, keeps
+        the parameters' dtypes.
+      nu_dtype: the real dtype of the second moment (static); None keeps the parameters'
+        dtypes. Updates keep the gradients' dtype.
 
     Returns:
       An ``optax.GradientTransformation``:
@@ -140,7 +157,9 @@ def nadam(
       Dozat, *Incorporating Nesterov momentum into Adam*, ICLR 2016 workshop.
     """
     check("weight_decay", weight_decay)
-    block = scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay)
+    block = scale_by_nadam(
+        b1, b2, eps, momentum_decay=momentum_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype
+    )
     decay = add_weight_decay(weight_decay)
     check_flag("decoupled_weight_decay", decoupled_weight_decay)
     parts = (block, decay) if decoupled_weight_decay else (decay, block)

@@ -12,10 +12,13 @@ from jaxmom._base import (
     abs_sq,
     add_weight_decay,
     bias_correction,
+    cast_to,
     check,
+    check_dtype,
     check_flag,
     check_params,
     scale_by_learning_rate,
+    store,
     update_moment,
     update_second_moment,
     zeros_like,
@@ -36,6 +39,9 @@ def scale_by_qhadam(
     nu1: jax.typing.ArrayLike = 1.0,
     nu2: jax.typing.ArrayLike = 1.0,
     eps: jax.typing.ArrayLike = 1e-8,
+    *,
+    mu_dtype: jax.typing.DTypeLike | None = None,
+    nu_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""QHAdam's rescaling of the gradient; see :func:`jaxmom.qhadam`.
 
@@ -45,6 +51,8 @@ def scale_by_qhadam(
       nu1: :math:`\nu_1`, any finite number (usually in [0, 1]).
       nu2: :math:`\nu_2` in [0, 1], so that the root stays real.
       eps: :math:`\epsilon` >= 0.
+      mu_dtype: the dtype of :math:`m` (static); None keeps the parameters'.
+      nu_dtype: the real dtype of :math:`v` (static); None keeps the parameters'.
 
     Returns:
       An ``optax.GradientTransformation`` whose updates are the QHAdam direction (before the
@@ -55,13 +63,15 @@ def scale_by_qhadam(
     check("nu1", nu1, -np.inf, np.inf)
     check("nu2", nu2, 0.0, 1.0, high_open=False)
     check("eps", eps)
+    mu_dtype = check_dtype("mu_dtype", mu_dtype)
+    nu_dtype = check_dtype("nu_dtype", nu_dtype, real=True)
 
     def init_fn(params):
         check_params(params)
         return ScaleByQhadamState(
             count=jnp.zeros([], jnp.int32),
-            mu=zeros_like(params),
-            nu=zeros_like(params),
+            mu=zeros_like(params, mu_dtype, name="mu_dtype"),
+            nu=zeros_like(params, nu_dtype, squares=True),
         )
 
     def update_fn(updates, state, params=None):
@@ -74,10 +84,10 @@ def scale_by_qhadam(
         def direction(g, m, v):
             numerator = nu1 * (m / c1) + (1 - nu1) * g
             denom = jnp.sqrt(nu2 * (v / c2) + (1 - nu2) * abs_sq(g)) + eps
-            return (numerator / denom).astype(g.dtype)
+            return cast_to(numerator / denom, g.dtype)
 
         updates = jax.tree.map(direction, updates, mu, nu)
-        return updates, ScaleByQhadamState(count=count, mu=mu, nu=nu)
+        return updates, ScaleByQhadamState(count, store(mu, state.mu), store(nu, state.nu))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -92,6 +102,8 @@ def qhadam(
     *,
     weight_decay: jax.typing.ArrayLike = 0.0,
     decoupled_weight_decay: bool = False,
+    mu_dtype: jax.typing.DTypeLike | None = None,
+    nu_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""Quasi-hyperbolic Adam, exactly as ``qhoptim.pyt.QHAdam`` (the paper authors' code).
 
@@ -118,6 +130,10 @@ def qhadam(
       weight_decay: :math:`wd` >= 0, default 0, added to the gradient.
       decoupled_weight_decay: decay the parameters directly, :math:`p \leftarrow (1 - \eta\,wd)p`
         (qhoptim's ``decouple_weight_decay``).
+      mu_dtype: the dtype of the first moment (static, Optax's name); None, the default, keeps
+        the parameters' dtypes.
+      nu_dtype: the real dtype of the second moment (static); None keeps the parameters'
+        dtypes. Updates keep the gradients' dtype.
 
     Returns:
       An ``optax.GradientTransformation``:
@@ -141,7 +157,7 @@ def qhadam(
     References:
       Ma and Yarats, *Quasi-hyperbolic momentum and Adam for deep learning*, ICLR 2019.
     """
-    block = scale_by_qhadam(b1, b2, nu1, nu2, eps)
+    block = scale_by_qhadam(b1, b2, nu1, nu2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
     decay = add_weight_decay(weight_decay)
     check_flag("decoupled_weight_decay", decoupled_weight_decay)
     parts = (block, decay) if decoupled_weight_decay else (decay, block)

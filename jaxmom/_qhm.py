@@ -9,10 +9,13 @@ import optax
 from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
+    cast_to,
     check,
+    check_dtype,
     check_flag,
     check_params,
     scale_by_learning_rate,
+    store,
     update_moment,
     zeros_like,
 )
@@ -25,31 +28,36 @@ class ScaleByQhmState(NamedTuple):
 
 
 def scale_by_qhm(
-    momentum: jax.typing.ArrayLike = 0.999, nu: jax.typing.ArrayLike = 0.7
+    momentum: jax.typing.ArrayLike = 0.999,
+    nu: jax.typing.ArrayLike = 0.7,
+    *,
+    accumulator_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""QHM's direction, an average of the gradient and its EMA; see :func:`jaxmom.qhm`.
 
     Args:
       momentum: :math:`\beta` in [0, 1].
       nu: :math:`\nu`, any finite number (usually in [0, 1]).
+      accumulator_dtype: the dtype of :math:`b` (static); None keeps the parameters'.
 
     Returns:
       An ``optax.GradientTransformation`` whose updates are :math:`(1 - \nu) g_t + \nu b_t`.
     """
     check("momentum", momentum, 0.0, 1.0, high_open=False)
     check("nu", nu, -np.inf, np.inf)
+    accumulator_dtype = check_dtype("accumulator_dtype", accumulator_dtype)
 
     def init_fn(params):
         check_params(params)
-        return ScaleByQhmState(buffer=zeros_like(params))
+        return ScaleByQhmState(zeros_like(params, accumulator_dtype, name="accumulator_dtype"))
 
     def update_fn(updates, state, params=None):
         del params
         buffer = update_moment(updates, state.buffer, momentum)
         updates = jax.tree.map(
-            lambda g, b: ((1 - nu) * g + nu * b).astype(g.dtype), updates, buffer
+            lambda g, b: cast_to((1 - nu) * g + nu * b, g.dtype), updates, buffer
         )
-        return updates, ScaleByQhmState(buffer=buffer)
+        return updates, ScaleByQhmState(buffer=store(buffer, state.buffer))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -61,6 +69,7 @@ def qhm(
     *,
     weight_decay: jax.typing.ArrayLike = 0.0,
     decoupled_weight_decay: bool = False,
+    accumulator_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""Quasi-hyperbolic momentum, exactly as ``qhoptim.pyt.QHM`` (the paper authors' code).
 
@@ -80,6 +89,8 @@ def qhm(
       weight_decay: :math:`wd` >= 0, default 0, added to the gradient.
       decoupled_weight_decay: decay the parameters directly, :math:`p \leftarrow (1 - \eta\,wd)p`,
         qhoptim's ``weight_decay_type="direct"``.
+      accumulator_dtype: the dtype of the buffer (static, Optax's name); None, the default,
+        keeps the parameters' dtypes. Updates keep the gradients' dtype.
 
     Returns:
       An ``optax.GradientTransformation``:
@@ -104,7 +115,8 @@ def qhm(
     References:
       Ma and Yarats, *Quasi-hyperbolic momentum and Adam for deep learning*, ICLR 2019.
     """
-    block, decay = scale_by_qhm(momentum, nu), add_weight_decay(weight_decay)
+    block = scale_by_qhm(momentum, nu, accumulator_dtype=accumulator_dtype)
+    decay = add_weight_decay(weight_decay)
     check_flag("decoupled_weight_decay", decoupled_weight_decay)
     parts = (block, decay) if decoupled_weight_decay else (decay, block)
     return optax.chain(*parts, scale_by_learning_rate(learning_rate))

@@ -10,10 +10,13 @@ from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
     bias_correction,
+    cast_to,
     check,
+    check_dtype,
     check_flag,
     check_params,
     scale_by_learning_rate,
+    store,
     update_moment,
     update_second_moment,
     zeros_like,
@@ -32,6 +35,9 @@ def scale_by_radam(
     b1: jax.typing.ArrayLike = 0.9,
     b2: jax.typing.ArrayLike = 0.999,
     eps: jax.typing.ArrayLike = 1e-8,
+    *,
+    mu_dtype: jax.typing.DTypeLike | None = None,
+    nu_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""RAdam's rescaling of the gradient; see :func:`jaxmom.radam`.
 
@@ -41,6 +47,8 @@ def scale_by_radam(
       b1: :math:`\beta_1` in [0, 1).
       b2: :math:`\beta_2` in [0, 1).
       eps: :math:`\epsilon` >= 0.
+      mu_dtype: the dtype of :math:`m` (static); None keeps the parameters'.
+      nu_dtype: the real dtype of :math:`v` (static); None keeps the parameters'.
 
     Returns:
       An ``optax.GradientTransformation`` whose updates are the RAdam direction (before the
@@ -49,13 +57,15 @@ def scale_by_radam(
     check("b1", b1, 0.0, 1.0)
     check("b2", b2, 0.0, 1.0)
     check("eps", eps)
+    mu_dtype = check_dtype("mu_dtype", mu_dtype)
+    nu_dtype = check_dtype("nu_dtype", nu_dtype, real=True)
 
     def init_fn(params):
         check_params(params)
         return ScaleByRadamState(
             count=jnp.zeros([], jnp.int32),
-            mu=zeros_like(params),
-            nu=zeros_like(params),
+            mu=zeros_like(params, mu_dtype, name="mu_dtype"),
+            nu=zeros_like(params, nu_dtype, squares=True),
         )
 
     def update_fn(updates, state, params=None):
@@ -65,18 +75,18 @@ def scale_by_radam(
         nu = update_second_moment(updates, state.nu, b2)
         c1, c2 = bias_correction(b1, count), bias_correction(b2, count)
         rho_inf = 2 / (1 - b2) - 1
-        rho_t = rho_inf - 2 * count * b2**count / c2
+        rho_t = rho_inf - 2.0 * count * b2**count / c2  # 2.0: 2 * count would wrap in int32
         rectify = rho_t > 5
         # where not rectified, any positive stand-ins keep the unused branch finite
         rt, ri = jnp.where(rectify, rho_t, 6.0), jnp.where(rectify, rho_inf, 6.0)
         r = jnp.sqrt((rt - 4) * (rt - 2) * ri / ((ri - 4) * (ri - 2) * rt))
 
-        def direction(m, v):
+        def direction(g, m, v):
             adaptive = r * jnp.sqrt(c2) / (jnp.sqrt(v) + eps)
-            return (m / c1 * jnp.where(rectify, adaptive, 1.0)).astype(m.dtype)
+            return cast_to(m / c1 * jnp.where(rectify, adaptive, 1.0), g.dtype)
 
-        updates = jax.tree.map(direction, mu, nu)
-        return updates, ScaleByRadamState(count=count, mu=mu, nu=nu)
+        updates = jax.tree.map(direction, updates, mu, nu)
+        return updates, ScaleByRadamState(count, store(mu, state.mu), store(nu, state.nu))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -89,6 +99,8 @@ def radam(
     *,
     weight_decay: jax.typing.ArrayLike = 0.0,
     decoupled_weight_decay: bool = False,
+    mu_dtype: jax.typing.DTypeLike | None = None,
+    nu_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""RAdam, exactly as ``torch.optim.RAdam``: SGD with momentum until the variance of the
     adaptive step is tractable, then Adam with a rectification factor.
@@ -116,6 +128,10 @@ def radam(
       eps: :math:`\epsilon` >= 0, default 1e-8, added to :math:`\sqrt{v_t}` (not debiased).
       weight_decay: :math:`wd` >= 0, default 0.
       decoupled_weight_decay: decay the parameters directly (AdamW-style) instead of the gradient.
+      mu_dtype: the dtype of the first moment (static, Optax's name); None, the default, keeps
+        the parameters' dtypes.
+      nu_dtype: the real dtype of the second moment (static); None keeps the parameters'
+        dtypes. Updates keep the gradients' dtype.
 
     Returns:
       An ``optax.GradientTransformation``:
@@ -140,7 +156,8 @@ def radam(
       Liu et al., *On the variance of the adaptive learning rate and beyond*, ICLR 2020.
     """
     check("weight_decay", weight_decay)
-    block, decay = scale_by_radam(b1, b2, eps), add_weight_decay(weight_decay)
+    block = scale_by_radam(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+    decay = add_weight_decay(weight_decay)
     check_flag("decoupled_weight_decay", decoupled_weight_decay)
     parts = (block, decay) if decoupled_weight_decay else (decay, block)
     return optax.chain(*parts, scale_by_learning_rate(learning_rate))

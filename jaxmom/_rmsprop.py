@@ -11,9 +11,11 @@ from jaxmom._base import (
     abs_sq,
     add_weight_decay,
     check,
+    check_dtype,
     check_flag,
     check_params,
     scale_by_learning_rate,
+    store,
     update_moment,
     update_second_moment,
     zeros_like,
@@ -40,6 +42,8 @@ def scale_by_rms(
     *,
     centered: bool = False,
     eps_in_sqrt: bool = False,
+    mu_dtype: jax.typing.DTypeLike | None = None,
+    nu_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""Divides by a running root-mean-square of the gradient, as ``torch.optim.RMSprop``.
 
@@ -55,6 +59,8 @@ def scale_by_rms(
       eps: :math:`\epsilon` >= 0, default 1e-8.
       centered: divide by the estimated standard deviation instead of the RMS.
       eps_in_sqrt: put eps inside the root, as Optax does by default.
+      mu_dtype: the dtype of :math:`m` (static); None keeps the parameters'.
+      nu_dtype: the real dtype of :math:`v` (static); None keeps the parameters'.
 
     Returns:
       An ``optax.GradientTransformation`` whose updates are :math:`u_t`, with a
@@ -68,12 +74,15 @@ def scale_by_rms(
     check("eps", eps)
     check_flag("centered", centered)
     check_flag("eps_in_sqrt", eps_in_sqrt)
+    mu_dtype = check_dtype("mu_dtype", mu_dtype)
+    nu_dtype = check_dtype("nu_dtype", nu_dtype, real=True)
 
     def init_fn(params):
         check_params(params)
+        nu = zeros_like(params, nu_dtype, squares=True)
         if centered:
-            return ScaleByRStdDevState(mu=zeros_like(params), nu=zeros_like(params))
-        return ScaleByRmsState(nu=zeros_like(params))
+            return ScaleByRStdDevState(mu=zeros_like(params, mu_dtype, name="mu_dtype"), nu=nu)
+        return ScaleByRmsState(nu=nu)
 
     def update_fn(updates, state, params=None):
         del params
@@ -81,9 +90,9 @@ def scale_by_rms(
         if centered:
             mu = update_moment(updates, state.mu, alpha)
             variance = jax.tree.map(lambda v, m: v - abs_sq(m), nu, mu)
-            new_state = ScaleByRStdDevState(mu=mu, nu=nu)
+            new_state = ScaleByRStdDevState(store(mu, state.mu), store(nu, state.nu))
         else:
-            variance, new_state = nu, ScaleByRmsState(nu=nu)
+            variance, new_state = nu, ScaleByRmsState(store(nu, state.nu))
 
         def scale(g, v):
             denom = jnp.sqrt(v + eps) if eps_in_sqrt else jnp.sqrt(v) + eps
@@ -103,6 +112,9 @@ def rmsprop(
     momentum: jax.typing.ArrayLike = 0.0,
     weight_decay: jax.typing.ArrayLike = 0.0,
     eps_in_sqrt: bool = False,
+    mu_dtype: jax.typing.DTypeLike | None = None,
+    nu_dtype: jax.typing.DTypeLike | None = None,
+    accumulator_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""RMSprop, exactly as ``torch.optim.RMSprop``.
 
@@ -127,6 +139,11 @@ def rmsprop(
       momentum: :math:`\mu` in [0, 1), default 0.
       weight_decay: L2 coefficient added to the gradient, default 0.
       eps_in_sqrt: put eps inside the root, :math:`g / \sqrt{v + \epsilon}`, as Optax does.
+      mu_dtype: the dtype of the centered average :math:`m` (static); None, the default, keeps
+        the parameters' dtypes, as do the two below.
+      nu_dtype: the real dtype of :math:`v` (static).
+      accumulator_dtype: the dtype of the momentum buffer :math:`b` (static). Updates keep the
+        gradients' dtype.
 
     Returns:
       An ``optax.GradientTransformation``:
@@ -155,7 +172,14 @@ def rmsprop(
     """
     return optax.chain(
         add_weight_decay(weight_decay),
-        scale_by_rms(alpha, eps, centered=centered, eps_in_sqrt=eps_in_sqrt),
-        scale_by_momentum(momentum),
+        scale_by_rms(
+            alpha,
+            eps,
+            centered=centered,
+            eps_in_sqrt=eps_in_sqrt,
+            mu_dtype=mu_dtype,
+            nu_dtype=nu_dtype,
+        ),
+        scale_by_momentum(momentum, accumulator_dtype=accumulator_dtype),
         scale_by_learning_rate(learning_rate),
     )

@@ -9,10 +9,14 @@ import optax
 from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
+    cast_to,
     check,
+    check_dtype,
     check_params,
     is_zero,
     learning_rate_at,
+    widened,
+    zeros_like,
 )
 
 
@@ -33,6 +37,7 @@ def scale_by_schedule_free_sgd(
     warmup_steps: jax.typing.ArrayLike = 0,
     weight_lr_power: jax.typing.ArrayLike = 2.0,
     r: jax.typing.ArrayLike = 0.0,
+    accumulator_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""Schedule-free SGD's step, learning rate included; see :func:`jaxmom.schedule_free_sgd`.
 
@@ -45,6 +50,7 @@ def scale_by_schedule_free_sgd(
       warmup_steps: linear warmup length >= 0, may be traced.
       weight_lr_power: the averaging weight is :math:`\gamma_{\max}` to this power, >= 0.
       r: and :math:`(k+1)^r` times that, >= 0.
+      accumulator_dtype: the dtype of :math:`z` (static); None keeps the parameters'.
 
     Returns:
       An ``optax.GradientTransformation`` whose updates are :math:`y_{k+1} - y_k`.
@@ -56,12 +62,17 @@ def scale_by_schedule_free_sgd(
     check("warmup_steps", warmup_steps)
     check("weight_lr_power", weight_lr_power)
     check("r", r)
+    accumulator_dtype = check_dtype("accumulator_dtype", accumulator_dtype)
 
     def init_fn(params):
         check_params(params)
+        z = jax.tree.map(jnp.copy, params)
+        if accumulator_dtype is not None:
+            like = zeros_like(params, accumulator_dtype, name="accumulator_dtype")
+            z = jax.tree.map(lambda p, b: jnp.array(p, b.dtype, copy=True), params, like)
         return ScheduleFreeSgdState(
             count=jnp.zeros([], jnp.int32),
-            z=jax.tree.map(jnp.copy, params),
+            z=z,
             weight_sum=jnp.zeros([]),
             lr_max=-jnp.ones([]),
             b1=jnp.asarray(b1, jnp.zeros([]).dtype),
@@ -73,7 +84,8 @@ def scale_by_schedule_free_sgd(
                 "schedule_free_sgd needs the parameters: call update(g, state, params)"
             )
         k = state.count
-        steps = (k + 1).astype(state.weight_sum.dtype)  # int32 / int would be float32
+        # k + 1 in floating point: in int32 it would wrap to -2**31 where k saturates (2**31 - 1)
+        steps = k.astype(state.weight_sum.dtype) + 1
         lr = learning_rate_at(learning_rate, k) * jnp.minimum(steps / warmup_steps, 1.0)
         lr_max = jnp.maximum(lr, state.lr_max).astype(state.lr_max.dtype)
         weight = steps**r * lr_max**weight_lr_power
@@ -81,13 +93,17 @@ def scale_by_schedule_free_sgd(
         positive = weight_sum > 0
         c = jnp.where(positive, weight / jnp.where(positive, weight_sum, 1.0), 0.0)
         grad_weight = lr * (b1 * (1 - c) - 1)
-        new = jax.tree.map(
-            lambda g, y, z: (c * (z - y) + grad_weight * g).astype(y.dtype),
-            updates,
-            params,
-            state.z,
-        )
-        z = jax.tree.map(lambda g, z: (z - lr * g).astype(z.dtype), updates, state.z)
+
+        def move_y(g, y, z):  # y_{k+1} - y_k, in the wider of the three dtypes
+            wide_g, wide_y, wide_z = widened(g, y, z)
+            return cast_to(c * (wide_z - wide_y) + grad_weight * wide_g, y.dtype)
+
+        def move_z(g, z):
+            wide_g, wide_z = widened(g, z)
+            return (wide_z - lr * wide_g).astype(z.dtype)
+
+        new = jax.tree.map(move_y, updates, params, state.z)
+        z = jax.tree.map(move_z, updates, state.z)
         b1_now = jnp.asarray(b1, state.b1.dtype)
         return new, ScheduleFreeSgdState(optax.safe_increment(k), z, weight_sum, lr_max, b1_now)
 
@@ -102,6 +118,7 @@ def schedule_free_sgd(
     weight_decay: jax.typing.ArrayLike = 0.0,
     weight_lr_power: jax.typing.ArrayLike = 2.0,
     r: jax.typing.ArrayLike = 0.0,
+    accumulator_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""Schedule-free SGD, exactly as ``schedulefree.SGDScheduleFree`` (the paper authors' code).
 
@@ -129,6 +146,8 @@ def schedule_free_sgd(
       weight_decay: L2 coefficient added to the gradient at :math:`y`, default 0.
       weight_lr_power: default 2.0; 0 gives the uniform average (with ``r`` = 0).
       r: polynomial weighting of the average, default 0.
+      accumulator_dtype: the dtype of :math:`z` (static; Optax's ``state_dtype``); None, the
+        default, keeps the parameters' dtypes. Updates keep the parameters' dtype.
 
     Returns:
       An ``optax.GradientTransformation``:
@@ -166,7 +185,12 @@ def schedule_free_sgd(
     return optax.chain(
         add_weight_decay(weight_decay),
         scale_by_schedule_free_sgd(
-            learning_rate, b1, warmup_steps=warmup_steps, weight_lr_power=weight_lr_power, r=r
+            learning_rate,
+            b1,
+            warmup_steps=warmup_steps,
+            weight_lr_power=weight_lr_power,
+            r=r,
+            accumulator_dtype=accumulator_dtype,
         ),
     )
 
@@ -191,5 +215,5 @@ def schedule_free_eval_params(state: optax.OptState, params: optax.Params) -> op
         raise ValueError(f"state must hold one ScheduleFreeSgdState, found {len(found)}")
     b1 = found[0].b1
     return jax.tree.map(
-        lambda y, z: (y + (1 - 1 / b1) * (z - y)).astype(y.dtype), params, found[0].z
+        lambda y, z: cast_to(y + (1 - 1 / b1) * (z - y), y.dtype), params, found[0].z
     )

@@ -9,13 +9,17 @@ import optax
 from jaxmom._base import (
     ScalarOrSchedule,
     add_weight_decay,
+    cast_to,
     check,
+    check_dtype,
     check_flag,
     check_params,
     concrete,
     is_static_zero,
     is_zero,
     scale_by_learning_rate,
+    store,
+    widened,
     zeros_like,
 )
 
@@ -32,6 +36,7 @@ def scale_by_momentum(
     dampening: jax.typing.ArrayLike = 0.0,
     *,
     nesterov: bool = False,
+    accumulator_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""The momentum buffer of ``torch.optim.SGD``, first step included.
 
@@ -50,17 +55,20 @@ def scale_by_momentum(
       momentum: :math:`\mu`, in [0, 1). Default 0: the updates pass through.
       dampening: :math:`\tau`, in [0, 1]; not applied on the first step, as in PyTorch.
       nesterov: use the Nesterov direction. Needs ``momentum`` > 0 and ``dampening`` 0.
+      accumulator_dtype: the dtype of the buffer :math:`b` (static); None, the default, keeps
+        the parameters' dtypes. The step is computed in the wider of it and the gradient's.
 
     Returns:
       An ``optax.GradientTransformation`` whose updates are :math:`d_t`, with a
       :class:`ScaleByMomentumState` (or ``optax.EmptyState`` for a static zero momentum).
 
-    Equal to ``optax.trace(momentum, nesterov=nesterov)`` when ``dampening`` is 0; both default
-    to ``nesterov=False``.
+    Equal to ``optax.trace(momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype)``
+    when ``dampening`` is 0; both default to ``nesterov=False``.
     """
     check("momentum", momentum, 0.0, 1.0)
     check("dampening", dampening, 0.0, 1.0, high_open=False)
     check_flag("nesterov", nesterov)
+    accumulator_dtype = check_dtype("accumulator_dtype", accumulator_dtype)
     if nesterov and concrete(dampening) is not None and not is_zero(dampening):
         raise ValueError(f"nesterov needs dampening == 0, got dampening={dampening!r}")
     if nesterov and is_zero(momentum):
@@ -73,23 +81,24 @@ def scale_by_momentum(
 
     def init_fn(params):
         check_params(params)
-        return ScaleByMomentumState(count=jnp.zeros([], jnp.int32), buffer=zeros_like(params))
+        buffer = zeros_like(params, accumulator_dtype, name="accumulator_dtype")
+        return ScaleByMomentumState(count=jnp.zeros([], jnp.int32), buffer=buffer)
 
     def update_fn(updates, state, params=None):
         del params
         first = state.count == 0
         # torch ignores dampening when momentum == 0 (it keeps no buffer): so must a traced 0
         kept = jnp.where(momentum == 0, 1.0, 1 - dampening)
-        buffer = jax.tree.map(
-            lambda g, b: jnp.where(first, g, momentum * b + kept * g).astype(b.dtype),
-            updates,
-            state.buffer,
-        )
-        if nesterov:
-            updates = jax.tree.map(lambda g, b: (g + momentum * b).astype(g.dtype), updates, buffer)
-        else:
-            updates = buffer
-        return updates, ScaleByMomentumState(count=optax.safe_increment(state.count), buffer=buffer)
+
+        def accumulate(g, b):
+            g, b = widened(g, b)
+            return jnp.where(first, g, momentum * b + kept * g).astype(b.dtype)
+
+        buffer = jax.tree.map(accumulate, updates, state.buffer)
+        direction = (lambda g, b: g + momentum * b) if nesterov else (lambda g, b: b)
+        updates = jax.tree.map(lambda g, b: cast_to(direction(g, b), g.dtype), updates, buffer)
+        count = optax.safe_increment(state.count)
+        return updates, ScaleByMomentumState(count=count, buffer=store(buffer, state.buffer))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -101,6 +110,7 @@ def sgd(
     dampening: jax.typing.ArrayLike = 0.0,
     nesterov: bool = False,
     weight_decay: jax.typing.ArrayLike = 0.0,
+    accumulator_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""Stochastic gradient descent with momentum, exactly as ``torch.optim.SGD``.
 
@@ -118,6 +128,8 @@ def sgd(
         :math:`\mu = 0`, and so do we.
       nesterov: Nesterov's direction; needs momentum > 0 and dampening 0 (as PyTorch).
       weight_decay: L2 coefficient added to the gradient, default 0.
+      accumulator_dtype: the dtype of the momentum buffer, static (Optax's name); None, the
+        default, keeps the parameters' dtypes. Updates keep the gradients' dtype.
 
     Returns:
       An ``optax.GradientTransformation``:
@@ -128,8 +140,8 @@ def sgd(
     Equal to:
       * ``torch.optim.SGD(params, lr, momentum, dampening, weight_decay, nesterov)`` with the same
         values, first step included; ``sgd(lr)`` is ``torch.optim.SGD(params, lr)``.
-      * ``optax.sgd(lr, momentum, nesterov=nesterov)`` when dampening and weight_decay are 0;
-        ``sgd(lr)`` is ``optax.sgd(lr)``.
+      * ``optax.sgd(lr, momentum, nesterov=nesterov, accumulator_dtype=...)`` when dampening and
+        weight_decay are 0; ``sgd(lr)`` is ``optax.sgd(lr)``.
       * ``jaxmom.sutskever_sgd(lr, momentum)`` and ``jaxmom.ema_sgd(lr / (1 - momentum), momentum)``
         under a constant learning rate; see :func:`jaxmom.convert_momentum`.
 
@@ -148,6 +160,8 @@ def sgd(
     """
     return optax.chain(
         add_weight_decay(weight_decay),
-        scale_by_momentum(momentum, dampening, nesterov=nesterov),
+        scale_by_momentum(
+            momentum, dampening, nesterov=nesterov, accumulator_dtype=accumulator_dtype
+        ),
         scale_by_learning_rate(learning_rate),
     )

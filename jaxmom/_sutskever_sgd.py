@@ -12,6 +12,7 @@ def sutskever_sgd(
     momentum: jax.typing.ArrayLike = 0.0,
     *,
     nesterov: bool = False,
+    accumulator_dtype: jax.typing.DTypeLike | None = None,
 ) -> optax.GradientTransformation:
     r"""Momentum with the learning rate inside the velocity (seed tutorials, CS231n, Keras).
 
@@ -29,6 +30,8 @@ def sutskever_sgd(
       momentum: :math:`\mu` in [0, 1), default 0, as Keras, PyTorch and Optax. A Python or NumPy
         0 keeps no buffer.
       nesterov: the reparametrised Nesterov step of Sutskever et al. (2013); needs momentum > 0.
+      accumulator_dtype: the dtype of the velocity buffer, static (Optax's name); None, the
+        default, keeps the parameters' dtypes. Updates keep the gradients' dtype.
 
     Returns:
       An ``optax.GradientTransformation``.
@@ -54,5 +57,5 @@ def sutskever_sgd(
     """
     return optax.chain(
         scale_by_learning_rate(learning_rate),
-        scale_by_momentum(momentum, nesterov=nesterov),
+        scale_by_momentum(momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype),
     )

@@ -77,3 +77,53 @@ def run_torch(optimizer_class, kwargs, params, noise):
     """The parameter path of ``optimizer_class(params, **kwargs)`` from ``params``."""
     tensors = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     return torch_path(optimizer_class(list(tensors.values()), **kwargs), tensors, noise)
+
+
+# optax.safe_increment stops at 2**31 - 1: a few steps from here cross the top of int32
+NEAR_MAX = 2**31 - 3
+
+
+def at_count(state, count, **leaves):
+    """``state`` with every leaf named ``count`` (the optimizer's, a schedule's) set to ``count``
+    as int32, and any other named leaves set as given."""
+    if optax.tree.get_all_with_path(state, "count"):
+        state = optax.tree.set(state, count=np.int32(count))
+    return optax.tree.set(state, **leaves) if leaves else state
+
+
+def steps_from(tx, state, params, grads):
+    """:func:`steps` from a given state, jitted; the final parameters and state."""
+
+    @jax.jit
+    def run(state, params):
+        for g in grads:
+            u, state = tx.update(g, state, params)
+            params = optax.apply_updates(params, u)
+        return params, state
+
+    return run(state, params)
+
+
+def check_saturation(tx, params, grads):
+    """Steps taken from ``NEAR_MAX`` cross the top of int32: they stay finite, every count stops
+    at 2**31 - 1, and they equal the same steps taken from 2**24, where every bias correction
+    and warm-up has long converged too (the optimizer's own output, but in its unsaturated
+    regime)."""
+    state = tx.init(params)
+    assert optax.tree.get_all_with_path(state, "count"), "no step count to saturate"
+    top, s_top = steps_from(tx, at_count(state, NEAR_MAX), params, grads)
+    low, _ = steps_from(tx, at_count(state, 2**24), params, grads)
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves((top, s_top)))
+    assert all(int(c) == 2**31 - 1 for _, c in optax.tree.get_all_with_path(s_top, "count"))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), top, low)
+    assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(top), jax.tree.leaves(params)))
+
+
+def counted(tables):
+    """The names whose optimizer keeps a step count, from ``{name: (factory, kwargs)}``."""
+    params = {"w": np.zeros((2, 3), np.float32)}
+    return [
+        name
+        for name, (factory, kwargs) in tables.items()
+        if optax.tree.get_all_with_path(factory(**kwargs).init(params), "count")
+    ]

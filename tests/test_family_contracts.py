@@ -6,10 +6,11 @@ import functools
 import chex
 import jax
 import jax.numpy as jnp
+import mixed_precision
 import numpy as np
 import optax
 import pytest
-from noisy_quadratic import CURVATURE, problem, run_jax, steps
+from noisy_quadratic import CURVATURE, check_saturation, counted, problem, run_jax, steps
 
 import jaxmom
 
@@ -391,3 +392,30 @@ def test_multi_steps_accumulates(name):
             jaxmom.schedule_free_eval_params(state, p_multi),
             jaxmom.schedule_free_eval_params(inner, p_plain),
         )
+
+
+@pytest.mark.parametrize(
+    "state_dtype, param_dtype", [(jnp.bfloat16, jnp.float32), (jnp.float32, jnp.bfloat16)]
+)
+@pytest.mark.parametrize("name", list(FAMILY))
+def test_state_dtype_arguments(name, state_dtype, param_dtype):
+    """Dtypes after init and 10 jitted steps, donation, inject_hyperparams, and the 100-step
+    path within the stated tolerance of the float32 run (see ``mixed_precision.tolerance``)."""
+    factory, flags, base, _ = FAMILY[name]
+    mixed_precision.check(factory, {**base, **flags}, state_dtype, param_dtype)
+
+
+@pytest.mark.parametrize("name", list(FAMILY))
+def test_state_dtypes_equal_to_the_parameters_change_nothing(name):
+    factory, flags, base, _ = FAMILY[name]
+    mixed_precision.check_explicit_default(factory, {**base, **flags})
+
+
+@pytest.mark.parametrize(
+    "name", counted({k: (f, {**base, **flags}) for k, (f, flags, base, _) in FAMILY.items()})
+)
+def test_counts_saturate_at_the_top_of_int32(name):
+    """The issue's symptoms: nadam gave NaN from the second step, schedule-free (warm-up
+    included) +-inf or garbage."""
+    params, _ = problem(np.float32)
+    check_saturation(make(name), params, gradients(params, 4))

@@ -17,7 +17,19 @@ import optax
 import optimizer_reference as ref
 import pytest
 import torch
-from noisy_quadratic import CURVATURE, SMALL, path_f64, problem, run_jax, run_torch, steps
+from noisy_quadratic import (
+    CURVATURE,
+    NEAR_MAX,
+    SMALL,
+    at_count,
+    path_f64,
+    problem,
+    run_jax,
+    run_torch,
+    scan,
+    steps,
+    steps_from,
+)
 
 import jaxmom
 
@@ -69,14 +81,16 @@ def make(name):
 
 def injected_values(name):
     """What inject_hyperparams hands the factory: every numeric argument, defaults included, as a
-    JAX array (bools stay static)."""
+    JAX array (bools and the None state dtypes stay static)."""
     factory, kwargs = OPTIMIZERS[name]
     bound = inspect.signature(factory).bind(**kwargs)
     bound.apply_defaults()
     # a schedule becomes its value, recomputed every step: here the first one, which gives the
     # same state as long as the state does not depend on the learning rate (true of every case)
     return {
-        k: v if isinstance(v, bool) else jnp.asarray(v(0) if callable(v) else v, jnp.float32)
+        k: v
+        if isinstance(v, bool) or v is None
+        else jnp.asarray(v(0) if callable(v) else v, jnp.float32)
         for k, v in bound.arguments.items()
     }
 
@@ -520,3 +534,251 @@ def test_adam_float32_first_steps_are_more_accurate_than_optax():
     ours, theirs = errors(jaxmom.adam(1.0)), errors(optax.adam(1.0))
     assert max(ours) < 2e-7
     assert theirs[0] > 5e-6 and max(theirs) > 1e-5
+
+
+# --- state dtypes: Optax's test_explicit_dtype, ported (issue 18) --------------------------------
+
+EXPLICIT = {  # name: (jaxmom with a state dtype, Optax's attribute, jaxmom's attribute)
+    "sgd_mom": (lambda d: jaxmom.sgd(0.1, momentum=0.9, accumulator_dtype=d), "trace", "buffer"),
+    "adam": (lambda d: jaxmom.adam(0.1, mu_dtype=d), "mu", "mu"),
+    "adamw": (lambda d: jaxmom.adamw(0.1, mu_dtype=d), "mu", "mu"),
+}
+OPTAX_EXPLICIT = {
+    "sgd_mom": lambda d: optax.sgd(0.1, momentum=0.9, accumulator_dtype=d),
+    "adam": lambda d: optax.adam(0.1, mu_dtype=d),
+    "adamw": lambda d: optax.adamw(0.1, mu_dtype=d),
+}
+DTYPES = ("bfloat16", "float32", "complex64", None)
+
+
+@pytest.mark.parametrize("opt_name", list(EXPLICIT))
+@pytest.mark.parametrize("state_dtype", DTYPES)
+@pytest.mark.parametrize("params_dtype", DTYPES)
+def test_explicit_dtype(params_dtype, state_dtype, opt_name):
+    """optax/_src/alias_test.py: the buffer has the state dtype, or the parameters' for None.
+
+    One case differs on purpose: complex parameters with a real state dtype. Optax stores the
+    real part of the complex buffer and drops the imaginary one silently (the second test
+    below); jaxmom refuses it in one line at init."""
+    factory, _, attribute = EXPLICIT[opt_name]
+    opt = factory(state_dtype)
+    params_dtype = jax.dtypes.canonicalize_dtype(params_dtype)
+    params = jnp.array([0.0, 0.0], dtype=params_dtype)
+    if jnp.iscomplexobj(params) and state_dtype not in ("complex64", None):
+        with pytest.raises(TypeError, match=f"={state_dtype} cannot hold .* complex params"):
+            opt.init(params)
+        return
+    expected_dtype = params_dtype if state_dtype is None else jnp.dtype(state_dtype)
+    state = opt.init(params)
+    assert optax.tree.get(state, attribute).dtype == expected_dtype
+    # and so it stays, with updates in the parameters' dtype
+    updates, state = jax.jit(opt.update)(jnp.ones_like(params), state, params)
+    assert optax.tree.get(state, attribute).dtype == expected_dtype
+    assert updates.dtype == params_dtype
+    # the state dtype Optax's twin picks is the same
+    assert (
+        optax.tree.get(
+            OPTAX_EXPLICIT[opt_name](state_dtype).init(params), EXPLICIT[opt_name][1]
+        ).dtype
+        == expected_dtype
+    )
+
+
+@pytest.mark.filterwarnings("ignore:Casting from complex to real:DeprecationWarning")
+def test_optax_drops_the_imaginary_part_of_a_real_state_for_complex_params():
+    """Why jaxmom refuses the case: with an imaginary gradient, Optax's float32 momentum of
+    complex parameters stays 0, and its steps lose their momentum."""
+    params = jnp.zeros(1, jnp.complex64)
+    g = jnp.array([1j], jnp.complex64)
+    tx = optax.sgd(0.1, momentum=0.9, accumulator_dtype=jnp.float32)
+    state = tx.init(params)
+    for _ in range(2):
+        updates, state = tx.update(g, state, params)
+    assert float(optax.tree.get(state, "trace")[0]) == 0.0  # the momentum of 1j, lost
+    assert complex(updates[0]) == pytest.approx(-0.1j)  # not -0.1 * 1.9j
+    ours = jaxmom.sgd(0.1, momentum=0.9, accumulator_dtype=jnp.complex64)
+    state = ours.init(params)
+    for _ in range(2):
+        updates, state = ours.update(g, state, params)
+    assert complex(updates[0]) == pytest.approx(-0.19j)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(mu_dtype="int32"), "mu_dtype must be None or a floating-point or complex dtype"),
+        (dict(mu_dtype="foo"), "mu_dtype must be None or a floating-point or complex dtype"),
+        (dict(mu_dtype=3), "mu_dtype must be None or a floating-point or complex dtype"),
+        (dict(nu_dtype="complex64"), r"nu_dtype must be None or a real .*\|g\|\^2 is real"),
+        (dict(nu_dtype=jnp.ones(())), "got an array: under inject_hyperparams pass jnp.dtype"),
+    ],
+)
+def test_bad_state_dtypes_are_one_line_type_errors(kwargs, message):
+    with pytest.raises(TypeError, match=message) as error:
+        jaxmom.adam(**kwargs)
+    assert "\n" not in str(error.value)
+
+
+def test_a_dtype_class_under_inject_hyperparams_is_named():
+    """inject_hyperparams takes jnp.bfloat16 (a callable) for a schedule: say what to pass."""
+    params = jnp.ones(3)
+    with pytest.raises(TypeError, match=r"pass jnp.dtype\('bfloat16'\) or 'bfloat16'"):
+        optax.inject_hyperparams(jaxmom.adam)(0.1, mu_dtype=jnp.bfloat16).init(params)
+    for tx in (
+        optax.inject_hyperparams(jaxmom.adam)(0.1, mu_dtype="bfloat16"),
+        optax.inject_hyperparams(jaxmom.adam, static_args="mu_dtype")(0.1, mu_dtype=jnp.bfloat16),
+    ):
+        assert tx.init(params).inner_state[1].mu.dtype == jnp.bfloat16
+
+
+# (jaxmom with state dtype d, its Optax twin with the same, the buffer's name in each)
+DTYPE_TWINS = {
+    "sgd": (
+        lambda d: jaxmom.sgd(0.05, 0.9, accumulator_dtype=d),
+        lambda d: optax.sgd(0.05, 0.9, accumulator_dtype=d),
+        ("buffer", "trace"),
+    ),
+    "sgd-nesterov": (
+        lambda d: jaxmom.sgd(0.05, 0.9, nesterov=True, accumulator_dtype=d),
+        lambda d: optax.sgd(0.05, 0.9, nesterov=True, accumulator_dtype=d),
+        ("buffer", "trace"),
+    ),
+    "sutskever_sgd": (
+        lambda d: jaxmom.sutskever_sgd(0.05, 0.9, accumulator_dtype=d),
+        lambda d: optax.sgd(0.05, 0.9, accumulator_dtype=d),
+        ("buffer", "trace"),
+    ),
+    "scale_by_momentum": (
+        lambda d: jaxmom.scale_by_momentum(0.9, accumulator_dtype=d),
+        lambda d: optax.trace(0.9, accumulator_dtype=d),
+        ("buffer", "trace"),
+    ),
+    "ema": (
+        lambda d: jaxmom.ema(0.8, accumulator_dtype=d),
+        lambda d: optax.ema(0.8, accumulator_dtype=d),
+        ("ema", "ema"),
+    ),
+    "ema_sgd": (
+        lambda d: jaxmom.ema_sgd(0.1, 0.8, debias=True, accumulator_dtype=d),
+        lambda d: optax.chain(
+            optax.ema(0.8, accumulator_dtype=d), optax.scale_by_learning_rate(0.1)
+        ),
+        ("ema", "ema"),
+    ),
+    "adam": (
+        lambda d: jaxmom.adam(0.05, mu_dtype=d),
+        lambda d: optax.adam(0.05, mu_dtype=d),
+        ("mu", "mu"),
+    ),
+    "adamw": (
+        lambda d: jaxmom.adamw(0.05, weight_decay=0.1, mu_dtype=d),
+        lambda d: optax.adamw(0.05, weight_decay=0.1, mu_dtype=d),
+        ("mu", "mu"),
+    ),
+    "lion": (
+        lambda d: jaxmom.lion(0.01, mu_dtype=d),
+        lambda d: optax.lion(0.01, mu_dtype=d, weight_decay=0.0),
+        ("mu", "mu"),
+    ),
+    "schedule_free_sgd": (
+        lambda d: jaxmom.schedule_free_sgd(0.2, accumulator_dtype=d),
+        lambda d: optax.contrib.schedule_free_sgd(0.2, state_dtype=d),
+        ("z", "z"),
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "state_dtype, param_dtype",
+    [
+        (jnp.bfloat16, jnp.float32),
+        (jnp.float32, jnp.bfloat16),
+        (jnp.complex64, jnp.float32),
+        (jnp.bfloat16, jnp.bfloat16),
+    ],
+)
+@pytest.mark.parametrize("name", list(DTYPE_TWINS))
+@pytest.mark.filterwarnings("ignore:Casting from complex to real:DeprecationWarning")  # Optax's
+def test_state_dtypes_and_paths_equal_the_optax_twin(name, state_dtype, param_dtype):
+    """The same state dtypes as the Optax twin, and the same 30-step path to rounding: float32
+    rounding, or a few units of bfloat16's last place where either the state or the parameters
+    are bfloat16 (the two round at different points of the same arithmetic)."""
+    ours, theirs, (our_name, their_name) = DTYPE_TWINS[name]
+    params, noise = problem(param_dtype, 30, seed=2, shapes=SMALL)
+    ours, theirs = ours(state_dtype), theirs(state_dtype)
+    assert optax.tree.get(ours.init(params), our_name) is not None
+    for a, b in zip(
+        jax.tree.leaves(optax.tree.get(ours.init(params), our_name)),
+        jax.tree.leaves(optax.tree.get(theirs.init(params), their_name)),
+    ):
+        assert a.dtype == b.dtype == state_dtype
+    (_, s_ours), p_ours = jax.jit(lambda p: scan(ours, p, noise))(params)
+    (_, s_theirs), p_theirs = jax.jit(lambda p: scan(theirs, p, noise))(params)
+    for a in jax.tree.leaves(optax.tree.get(s_ours, our_name)):
+        assert a.dtype == state_dtype
+    bfloat16 = jnp.bfloat16 in (state_dtype, param_dtype)
+    tol = 3e-2 if bfloat16 else 1e-5
+    # Lion steps by sign(b1 m + (1 - b1) g): where that is within rounding of 0 the two signs
+    # may differ, once here, which moves the parameter by 2 lr
+    flip = 2 * 0.01 * 1.01 if name == "lion" and bfloat16 else 0.0
+    for k in params:
+        a, b = (np.asarray(x[k], np.float64) for x in (p_ours, p_theirs))
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(np.max(np.abs(b))) + flip)
+
+
+# --- step counts at the top of int32 (issue 17, item 3) -------------------------------------------
+
+# jaxmom, its Optax twin, and how each one's state reads "NEAR_MAX steps taken"
+SATURATION_TWINS = {
+    "sgd-schedule": (
+        lambda: jaxmom.sgd(SCHEDULE, 0.9),
+        lambda: optax.sgd(SCHEDULE, 0.9),
+    ),
+    "ema": (lambda: jaxmom.ema(0.9), lambda: optax.ema(0.9)),
+    "adam": (lambda: jaxmom.adam(0.05), lambda: optax.adam(0.05)),
+    "adamw": (
+        lambda: jaxmom.adamw(0.05, weight_decay=0.1),
+        lambda: optax.adamw(0.05, weight_decay=0.1),
+    ),
+    "adamax": (lambda: jaxmom.adamax(0.05), lambda: optax.adamax(0.05)),
+    "radam": (lambda: jaxmom.radam(0.05), lambda: optax.radam(0.05)),  # same eps once c2 = 1
+    # once 0.96**(t psi) has vanished, torch's NAdam is Dozat's: optax.nadam
+    "nadam": (lambda: jaxmom.nadam(0.05), lambda: optax.nadam(0.05)),
+    "qhadam": (lambda: jaxmom.qhadam(0.05), lambda: optax.adam(0.05)),
+    "lion": (lambda: jaxmom.lion(0.01), lambda: optax.lion(0.01, weight_decay=0.0)),
+    "schedule_free_sgd": (
+        lambda: jaxmom.schedule_free_sgd(0.2),
+        lambda: optax.contrib.schedule_free_sgd(0.2),
+    ),
+}
+
+
+def saturated(state):
+    """jaxmom's state after NEAR_MAX steps: the count, and NAdam's product of mu_t (0)."""
+    if optax.tree.get_all_with_path(state, "mu_product"):
+        return at_count(state, NEAR_MAX, mu_product=jnp.zeros([]))
+    return at_count(state, NEAR_MAX)
+
+
+def optax_saturated(state):
+    """Optax's: schedule-free counts from 1, in a leaf named step_count."""
+    if optax.tree.get_all_with_path(state, "step_count"):
+        return optax.tree.set(state, step_count=np.int32(NEAR_MAX + 1))
+    return at_count(state, NEAR_MAX)
+
+
+@pytest.mark.parametrize("name", list(SATURATION_TWINS))
+def test_steps_past_the_top_of_int32_equal_the_optax_twin(name):
+    """The issue's symptom: nadam gave NaN from the second step, schedule-free +-inf."""
+    ours, theirs = (f() for f in SATURATION_TWINS[name])
+    params = params_of(jnp.float32)
+    grads = [grads_like(params, seed) for seed in range(5)]
+    p_ours, s_ours = steps_from(ours, saturated(ours.init(params)), params, grads)
+    p_theirs, _ = steps_from(theirs, optax_saturated(theirs.init(params)), params, grads)
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves((p_ours, s_ours)))
+    for _, count in optax.tree.get_all_with_path(s_ours, "count"):
+        assert int(count) == 2**31 - 1  # saturated, as optax.safe_increment
+    assert_trees_close(p_ours, p_theirs, 1e-5)
+    assert not all(
+        bool(jnp.all(a == b)) for a, b in zip(jax.tree.leaves(p_ours), jax.tree.leaves(params))
+    )

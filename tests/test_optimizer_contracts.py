@@ -5,13 +5,14 @@ from fractions import Fraction
 import chex
 import jax
 import jax.numpy as jnp
+import mixed_precision
 import numpy as np
 import optax
 import optimizer_reference as ref
 import pytest
 from absl.testing import parameterized
 from flax.training import train_state
-from noisy_quadratic import CURVATURE, problem, run_jax, steps
+from noisy_quadratic import CURVATURE, check_saturation, counted, problem, run_jax, steps
 from optimizer_reference import reference_kwargs
 
 import jaxmom
@@ -379,6 +380,36 @@ def test_float64_state_under_x64(name):
 OPTIMIZERS = {
     name: (factory, {**hp, **flags}) for name, (factory, _, flags, hp, _, _) in CONTRACT.items()
 }
+
+
+# --- state dtypes (issue 18) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "state_dtype, param_dtype", [(jnp.bfloat16, jnp.float32), (jnp.float32, jnp.bfloat16)]
+)
+@pytest.mark.parametrize("name", [*OPTIMIZERS, "ema"])
+def test_state_dtype_arguments(name, state_dtype, param_dtype):
+    """Dtypes after init and 10 jitted steps, donation, inject_hyperparams, and the 100-step
+    path within the stated tolerance of the float32 run (see ``mixed_precision.tolerance``)."""
+    factory, kwargs = OPTIMIZERS[name] if name != "ema" else (jaxmom.ema, dict(decay=0.9))
+    mixed_precision.check(factory, kwargs, state_dtype, param_dtype)
+
+
+@pytest.mark.parametrize("name", [*OPTIMIZERS, "ema"])
+def test_state_dtypes_equal_to_the_parameters_change_nothing(name):
+    factory, kwargs = OPTIMIZERS[name] if name != "ema" else (jaxmom.ema, dict(decay=0.9))
+    mixed_precision.check_explicit_default(factory, kwargs)
+
+
+# --- step counts at the top of int32 (issue 17, item 3) -------------------------------------
+
+
+@pytest.mark.parametrize("name", counted(OPTIMIZERS))
+def test_counts_saturate_at_the_top_of_int32(name):
+    factory, kwargs = OPTIMIZERS[name]
+    params, _ = problem(np.float32)
+    check_saturation(factory(**kwargs), params, gradients(params, 4))
 
 
 def gradients(params, n, seed=1):

@@ -130,16 +130,16 @@ def check_dtype(name, dtype, *, real=False):
     if dtype is None:
         return None
     kinds = "a real floating-point" if real else "a floating-point or complex"
-    try:
-        canonical = jnp.dtype(jax.dtypes.canonicalize_dtype(dtype))
-    except TypeError:
-        canonical = None
     if isinstance(dtype, jax.Array):  # what optax.inject_hyperparams makes of jnp.bfloat16
         raise TypeError(
             f"{name} must be None or {kinds} dtype, got an array: under inject_hyperparams "
             f"pass jnp.dtype({str(dtype.dtype)!r}) or {str(dtype.dtype)!r}, or list it in "
             "static_args, since a dtype class is a callable and so taken for a schedule"
         )
+    try:
+        canonical = jnp.dtype(jax.dtypes.canonicalize_dtype(dtype))
+    except TypeError:
+        canonical = None
     if canonical is None or not jnp.issubdtype(canonical, jnp.inexact):
         raise TypeError(f"{name} must be None or {kinds} dtype, got {dtype!r:.80}")
     if real and jnp.issubdtype(canonical, jnp.complexfloating):

@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 import jaxmom
@@ -293,6 +294,9 @@ OPTIMIZERS: Mapping[str, OptimizerSpec] = registry(
 
 INITS = ("torch", "flax")
 
+INT32_MAX = 2**31 - 1  # epochs, batch size and integer hyperparameters reach XLA as int32
+SEED_MAX = 2**31 - 1  # seeds reach jax.random.key as int32: larger ones would wrap or repeat
+
 
 def hyperparameters() -> dict[str, dict]:
     """Every hyperparameter of the registry: name -> {kind, flag, help, optimizers}."""
@@ -376,8 +380,22 @@ def check_config(config: Config) -> None:
         if unknown:
             raise ValueError(f"{config.optimizer} has no {kind} {', '.join(unknown)}")
     for name in ("epochs", "batch_size", "log_every"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
+        value = getattr(config, name)
+        if not 1 <= value <= INT32_MAX:
+            raise ValueError(f"{name} must be an integer in [1, {INT32_MAX}], got {value}")
+    if not 0 <= config.seed <= SEED_MAX:
+        raise ValueError(
+            f"seed must be an integer in [0, {SEED_MAX}] (it reaches jax.random.key as int32), "
+            f"got {config.seed}"
+        )
+    for name, value in config.hparams.items():
+        if hyperparameter_kind(spec.defaults[name]) is int and not (
+            isinstance(value, int | np.integer) and -INT32_MAX - 1 <= value <= INT32_MAX
+        ):
+            raise ValueError(
+                f"{name} is fed to the optimizer as int32: it must be an integer in "
+                f"[{-INT32_MAX - 1}, {INT32_MAX}], got {value!r}"
+            )
     if config.init not in INITS:
         raise ValueError(f"unknown init {config.init!r}; choose from {', '.join(INITS)}")
     spec.make(config.hparams, config.options)  # jaxmom checks the values

@@ -6,16 +6,18 @@ wide matmul per test batch (:func:`~jaxmom.studies.mnist.train.evaluate`). ``chu
 picks the largest chunk whose estimated memory (:func:`bytes_per_config`) fits in a budget.
 """
 
+import dataclasses
 import functools
 import math
 import os
 import time
+from collections.abc import Iterable, Mapping
 
 import jax
 import numpy as np
 
 from jaxmom import sweep as engine
-from jaxmom.studies.mnist.config import Config
+from jaxmom.studies.mnist.config import Config, hyperparameter_kind
 from jaxmom.studies.mnist.model import MLP
 from jaxmom.studies.mnist.train import (
     EVAL_BATCH,
@@ -126,6 +128,37 @@ def auto_chunk_size(
     return max(1, min(per_device, budget // bytes_per_config(config, train_examples)))
 
 
+def check_cells(config: Config, cells: Iterable[Mapping]) -> None:
+    """Raises a one-line ``ValueError`` naming the first cell (a dict of hyperparameter values)
+    that ``config`` refuses, e.g. ``grid cell learning_rate=0.1, momentum=1: momentum must be
+    ...``: each cell is checked as a single run's :class:`Config` is, before anything compiles."""
+    for cell in cells:
+        try:
+            dataclasses.replace(config, hparams={**config.hparams, **cell})
+        except (ValueError, TypeError) as e:
+            where = ", ".join(
+                f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in cell.items()
+            )
+            raise ValueError(f"grid cell {where}: {e}") from None
+
+
+def check_grid(config: Config, grid: engine.Grid) -> None:
+    """:func:`check_cells` for every cell of ``grid``; the grid's names must be ``config``'s
+    optimizer's hyperparameters."""
+    unknown = [p for p in grid.params if p not in config.spec.defaults]
+    if unknown:
+        raise ValueError(f"{config.optimizer} has no hyperparameter {', '.join(unknown)}")
+    coords = {k: v.reshape(-1) for k, v in grid.coords().items() if k in grid.params}
+    ints = {k for k in coords if hyperparameter_kind(config.spec.defaults[k]) is int}
+
+    def value(name, x):  # an integer hyperparameter's whole values as int, others as they are
+        return int(x) if name in ints and float(x).is_integer() else x
+
+    check_cells(
+        config, ({k: value(k, v[i].item()) for k, v in coords.items()} for i in range(grid.size))
+    )
+
+
 def run_sweep(
     config: Config,
     data,
@@ -143,13 +176,11 @@ def run_sweep(
     every cell starts from the same weights and sees the same batches, as in the study. Metrics
     per cell: ``loss`` (every step's batch loss: a cell diverged at the first step where it is
     NaN/inf or above ``divergence_factor`` times its first step's), ``epoch_train_loss``,
-    ``final_loss`` and ``test_accuracy``. ``chunk_size``: configurations live at once per device;
+    ``final_train_loss`` and ``test_accuracy``. ``chunk_size``: configurations live at once per device;
     ``"auto"`` (default) takes :func:`auto_chunk_size` with ``memory_budget``; ``None`` the whole
     grid. The result's ``eval_seconds`` is the test evaluation's run time, apart from training's.
     """
-    unknown = [p for p in grid.params if p not in config.spec.defaults]
-    if unknown:
-        raise ValueError(f"{config.optimizer} has no hyperparameter {', '.join(unknown)}")
+    check_grid(config, grid)
     if chunk_size == "auto":
         chunk_size = auto_chunk_size(config, len(data[0]), grid.size, memory_budget)
     elif isinstance(chunk_size, str):

@@ -107,7 +107,7 @@ def test_errors_are_one_line_without_traceback(tmp_path, case):
             ["--optimizer", "sgd", "--momentum", "1.5", "--source", "embedded"],
             "momentum",
         ),
-        "bad out": (["--source", "embedded", "--out", str(bad / "out")], "cannot create --out"),
+        "bad out": (["--source", "embedded", "--out", str(bad / "out")], "is not writable"),
     }[case]
     result = (
         run_cli(*args, "--out", str(tmp_path / "out"), cwd=tmp_path)
@@ -180,7 +180,7 @@ def test_killed_and_restarted_ends_bit_identical(embedded, programs, tmp_path, t
             and "first all train / 100 test" in (r["data_source"])
         )
         assert f"| {r['label']} | {r['optimizer']} |" in result.stdout
-    with open(out / "loss_every_30_steps.csv") as f:
+    with open(out / "train_loss.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(row["optimizer"], int(row["step"])) for row in rows[:2]] == [("sgd", 0), ("sgd", 30)]
     assert len(rows) == 2 * len(range(0, 1250, 30))  # 250 steps per epoch, 5 epochs
@@ -245,7 +245,8 @@ def test_sweep_writes_table_csv_heatmaps_and_results_json(
     assert record["train_seconds"] > 0 and record["compile_seconds"] > 0
     assert record["divergence_factor"] == 10
     assert len(record["configurations"]) == 6
-    assert {
+    # one vocabulary (docs/mnist.md): no duplicate names for the final loss, accuracy a fraction
+    assert set(record["configurations"][0]) == {
         "learning_rate",
         "momentum",
         "test_accuracy",
@@ -253,9 +254,22 @@ def test_sweep_writes_table_csv_heatmaps_and_results_json(
         "epoch_train_loss",
         "diverged",
         "diverged_step",
-    } <= set(record["configurations"][0])
+    }
+    assert record["fixed_hyperparameters"] == {"dampening": 0.0, "weight_decay": 0.0}
     with open(tmp_path / "sweep.csv") as f:
-        assert len(list(csv.DictReader(f))) == 6
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and set(rows[0]) == set(record["configurations"][0]) - {
+        "epoch_train_loss"
+    }
+    for row, cell in zip(rows, record["configurations"]):
+        assert (
+            float(row["test_accuracy"]) == cell["test_accuracy"] and 0 <= cell["test_accuracy"] <= 1
+        )
+        assert (
+            float(row["final_train_loss"])
+            == cell["final_train_loss"]
+            == cell["epoch_train_loss"][-1]
+        )
     for stem in ("train_loss", "test_accuracy"):
         assert (tmp_path / f"heatmap_{stem}_learning_rate_momentum.png").stat().st_size > 10_000
 
@@ -328,7 +342,7 @@ def test_one_registry_entry_adds_an_optimizer_with_array_and_integer_hyperparame
     assert "--betas X damping of each of AggMo's K velocities (aggmo, toy); an array" in text
     assert "--warmup-steps N linear learning-rate warmup, in steps (schedule_free_sgd, toy)" in text
     assert "--nesterov Nesterov momentum (sgd, sutskever_sgd, toy)" in text
-    assert "toy learning_rate=0.1 betas=0,0.9 warmup_steps=10 [--nesterov]" in text
+    assert "toy lr=0.1 betas=0,0.9 warmup-steps=10 [--nesterov]" in text
 
     argv = ["--optimizer", "toy", "--betas", "0,0.5", "--warmup-steps", "4", "--epochs", "1"]
     assert cli.main([*argv, "--quiet", "--out", str(tmp_path / "run")]) == 0
@@ -361,7 +375,7 @@ def test_checkpoint_dir_that_is_a_file_stops_before_training(tmp_path, capsys, m
     assert code == 2 and "is a file, not a folder" in err
     argv = ["--checkpoint-dir", str(tmp_path / "file" / "sub"), "--out", str(tmp_path / "o")]
     code, err = one_line_exit(capsys, argv)
-    assert code == 1 and "cannot create --checkpoint-dir" in err
+    assert code == 1 and "--checkpoint-dir: output folder" in err and "not writable" in err
 
 
 @pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist (apt)")
@@ -395,6 +409,148 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path):
     _, err = run.communicate(timeout=60)
     assert run.returncode == 130, err
     assert err.strip().splitlines()[-1] == "mnist.py: interrupted" and "Traceback" not in err
+
+
+def test_ctrl_c_while_jax_imports_exits_130_with_one_line(tmp_path):
+    """SIGINT arrives while the script imports jax (delivered by an import hook, so the test does
+    not depend on timing): one line, status 130, no traceback."""
+    launcher = (
+        "import os, runpy, signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'jax':\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "sys.argv = sys.argv[1:]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    )
+    script = str(ROOT / "experiments" / "mnist.py")
+    run = subprocess.run(
+        [sys.executable, "-c", launcher, script, "--source", "embedded", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 130, run.stderr
+    assert run.stderr == "mnist.py: interrupted\n" and run.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "argv, code, fragment",
+    [
+        (["--optimizer", ""], 2, "--optimizer: expected optimizer names, got ''"),
+        (["--optimizer", " , "], 2, "--optimizer: expected optimizer names"),
+        (["--optimizer", "aggmo", "--betas", ","], 2, "--betas: expected a value, got ','"),
+        (
+            ["--optimizer", "schedule_free_sgd", "--warmup-steps", "3000000000"],
+            1,
+            "warmup_steps is fed to the optimizer as int32: it must be an integer in "
+            "[-2147483648, 2147483647], got 3000000000",
+        ),
+        (
+            ["--sweep", "--optimizer", "schedule_free_sgd", "--warmup-steps", "1,3000000000"],
+            1,
+            "grid cell warmup_steps=3000000000: warmup_steps is fed to the optimizer as int32",
+        ),
+        (["--seed", "4294967296"], 1, "seed must be an integer in [0, 2147483647]"),
+        (["--sweep", "--lr", "0.1,0.2", "--seed", "4294967296"], 1, "in [0, 2147483647]"),
+        (["--seed", "2147483648"], 1, "seed must be an integer in [0, 2147483647]"),
+        (["--epochs", "3000000000"], 1, "epochs must be an integer in [1, 2147483647]"),
+        (
+            ["--sweep", "--lr", "0.1,0.2", "--momentum", "0.5,1.0"],
+            1,
+            "grid cell learning_rate=0.1, momentum=1: momentum must be",
+        ),
+        (["--sweep", "--lr", "0.1,-0.1"], 1, "grid cell learning_rate=-0.1: learning_rate must"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
+)
+def test_bad_names_integers_and_grid_cells_are_one_line_before_any_data_or_training(
+    argv, code, fragment, capsys, monkeypatch, tmp_path
+):
+    """Integers are exact or refused with their range (a seed of 2**32 would repeat seed 0, 3e9
+    warm-up steps would wrap in int32); every cell of a grid is checked as a single run is."""
+    monkeypatch.setattr(cli, "load_data", lambda args: pytest.fail("loaded data"))
+    got, err = one_line_exit(capsys, [*argv, "--out", str(tmp_path / "o")])
+    assert got == code and fragment in err, err
+    assert not (tmp_path / "o").exists()
+
+
+# ---- outputs: checked before training, written whole, never silently replaced ----------------
+
+
+@pytest.mark.parametrize("sweep", [False, True], ids=["study", "sweep"])
+def test_an_unwritable_out_is_one_line_before_anything_compiles(
+    sweep, capsys, monkeypatch, tiny_mnist
+):
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    monkeypatch.setattr(cli, "train_and_evaluate", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(cli, "run_sweep", lambda *a, **k: pytest.fail("trained"))
+    argv = ["--sweep", "--lr", "0.1,0.2"] if sweep else ["--optimizer", "sgd"]
+    code, err = one_line_exit(capsys, [*argv, "--out", "/proc/self"])
+    assert code == 1 and "--out: output folder /proc/self is not writable" in err, err
+
+
+def quick(out, *extra):
+    return ["--optimizer", "sgd", "--epochs", "1", "--quiet", "--out", str(out), *extra]
+
+
+def test_an_out_with_results_is_refused_unless_overwrite(tmp_path, capsys, monkeypatch, tiny_mnist):
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    out = tmp_path / "o"
+    assert cli.main(quick(out)) == 0
+    first = (out / "results.json").read_bytes()
+    capsys.readouterr()
+    for argv in (quick(out, "--lr", "0.5"), ["--sweep", "--lr", "0.1,0.2", "--out", str(out)]):
+        code, err = one_line_exit(capsys, argv)
+        assert code == 1 and "already holds results (results.json)" in err, err
+        assert "pass --overwrite" in err
+    assert (out / "results.json").read_bytes() == first
+    assert cli.main(quick(out, "--lr", "0.5", "--overwrite")) == 0
+    assert (
+        json.loads((out / "results.json").read_text())[0]["hyperparameters"]["learning_rate"] == 0.5
+    )
+
+
+def no_space(fd):
+    raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("sweep", [False, True], ids=["study", "sweep"])
+def test_a_full_disk_at_write_is_one_line_and_keeps_the_earlier_results(
+    sweep, tmp_path, capsys, monkeypatch, tiny_mnist
+):
+    """The disk fills up when the second run writes (every write's fsync fails): one line naming
+    the file, status 1, the first run's files byte for byte, and no temporary file."""
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    out = tmp_path / "o"
+    argv = (
+        ["--sweep", "--lr", "0.1,0.2", "--epochs", "1", "--out", str(out)] if sweep else quick(out)
+    )
+    assert cli.main(argv) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    monkeypatch.setattr(os, "fsync", no_space)
+    assert cli.main([*argv, "--overwrite", "--lr", "0.3,0.4" if sweep else "0.3"]) == 1
+    err = capsys.readouterr().err
+    first = "sweep.csv" if sweep else "results.json"
+    assert err == f"mnist.py: error: cannot write {out / first}: No space left on device\n"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_leaves_no_temporary_file(
+    tmp_path, capsys, monkeypatch, tiny_mnist
+):
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    monkeypatch.setattr(os, "fsync", no_space)
+    ck = tmp_path / "ck"
+    assert cli.main(quick(tmp_path / "o", "--checkpoint-dir", str(ck))) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"mnist.py: error: cannot write {ck}/sgd-") and err.count("\n") == 1
+    assert err.endswith(".msgpack: No space left on device\n")
+    assert list(ck.iterdir()) == []
 
 
 # ---- the demo scripts and the benchmark ----------------------------------------------------------

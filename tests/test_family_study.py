@@ -41,6 +41,11 @@ def test_every_family_member_is_registered_with_its_flags():
         in text
     )
     assert "--study {tutorials,family}" in text
+    # the defaults are named by the flags that set them (schedule-free's r is --average-power)
+    assert (
+        "schedule_free_sgd lr=1 b1=0.9 warmup-steps=0 weight-decay=0 weight-lr-power=2 "
+        "average-power=0" in text
+    )
 
 
 def test_schedule_free_sgd_is_tested_at_its_evaluation_parameters(tiny_mnist):

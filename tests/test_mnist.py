@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from jaxmom.studies.mnist import checkpoint, report, train
+from jaxmom.studies.mnist import sweep as study_sweep
 from jaxmom.studies.mnist.config import OPTIMIZERS, STUDY, Config, OptimizerSpec, registry
 from jaxmom.studies.mnist.sweep import auto_chunk_size, bytes_per_config, run_sweep
 from jaxmom.sweep import product
@@ -176,7 +177,7 @@ def test_train_fn_vmaps_over_hyperparameters_and_matches_train_and_evaluate(
     sweep = jax.jit(jax.vmap(train.make_train_fn(config), in_axes=(0, None, None)))(
         grid, jax.random.key(config.seed), arrays
     )
-    assert sweep["loss"].shape == (2, 8) and sweep["final_loss"].shape == (2,)
+    assert sweep["loss"].shape == (2, 8) and sweep["final_train_loss"].shape == (2,)
     for i, (lr, mu) in enumerate([(0.01, 0.0), (0.05, 0.9)]):
         one = train.train_and_evaluate(
             Config(
@@ -402,5 +403,48 @@ def test_config_is_checked_once_where_it_is_built():
         Config(optimizer="sgd", hparams={"momentum": 1.5})
     with pytest.raises(ValueError, match="adam has no hyperparameter momentum"):
         Config(optimizer="adam", hparams={"momentum": 0.9})
-    with pytest.raises(ValueError, match="epochs must be at least 1"):
+    with pytest.raises(ValueError, match=r"epochs must be an integer in \[1, 2147483647\], got 0"):
         Config(epochs=0)
+
+
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        (
+            product(learning_rate=[0.1], momentum=[0.5, 1.0]),
+            "learning_rate=0.1, momentum=1: momentum",
+        ),
+        (product(learning_rate=[0.1, -0.1]), "learning_rate=-0.1: learning_rate must"),
+    ],
+    ids=["momentum 1", "negative lr"],
+)
+def test_run_sweep_refuses_a_cell_its_optimizer_refuses_before_training(
+    tiny_mnist, monkeypatch, grid, message
+):
+    """As ``jaxmom.sgd(0.1, momentum=1.0)`` raises, so does a grid holding that cell: one line
+    naming the cell, before anything compiles."""
+    monkeypatch.setattr(study_sweep.engine, "sweep", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(ValueError, match=f"^grid cell {message}") as error:
+        run_sweep(Config(optimizer="sgd", epochs=1), tiny_mnist, grid)
+    assert "\n" not in str(error.value)
+
+
+def test_the_report_leaves_the_matplotlib_backend_alone_and_returns_figures():
+    """A notebook's inline backend survives importing the study (only the script picks Agg), and
+    the figure comes back as a matplotlib Figure to show or save."""
+    script = (
+        "import matplotlib; matplotlib.use('svg')\n"
+        "import jaxmom.studies.mnist.cli, jaxmom.studies.mnist.report as report\n"
+        "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n"
+        "r = dict(label='a', optimizer='sgd', final_train_loss=0.5, steps_per_epoch=2,\n"
+        "         logged_steps=[0, 1, 2, 3], logged_loss=[2.0, 1.0, 0.7, 0.5],\n"
+        "         epoch_test_accuracy=[0.5, 0.6], log_every=1)\n"
+        "fig = report.loss_curves([r], 'title')\n"
+        "from matplotlib.figure import Figure; assert isinstance(fig, Figure)\n"
+        "assert matplotlib.get_backend() == 'svg'\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -8,7 +8,6 @@ rather than restored wrongly (Flax restores arrays by name, whatever their shape
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import flax.serialization
@@ -16,6 +15,7 @@ import jax
 import numpy as np
 
 from jaxmom.studies.mnist.config import Config
+from jaxmom.sweep._files import write_bytes
 
 # 1: kernels (in, out) as flax.linen.Dense; 2: kernels (out, in) as torch.nn.Linear.
 FORMAT = 2
@@ -36,12 +36,10 @@ def checkpoint_path(checkpoint_dir, config: Config, data_source: str) -> Path:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """flax.serialization msgpack, written to a temporary file and renamed: a kill never leaves a
-    half-written checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(flax.serialization.to_bytes({**state, "format": FORMAT}))
-    os.replace(tmp, path)
+    """flax.serialization msgpack, written atomically (:func:`jaxmom.sweep._files.write_bytes`): a
+    kill or a full disk never leaves a half-written checkpoint or a temporary file, and a failed
+    write is one line naming the file."""
+    write_bytes(path, flax.serialization.to_bytes({**state, "format": FORMAT}))
 
 
 def load_checkpoint(path: Path, params, opt_state) -> dict | None:

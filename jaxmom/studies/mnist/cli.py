@@ -5,8 +5,9 @@ With no arguments it trains, from the same initial weights and batch order,
 SGD (lr 1e-2), momentum 0.9 in the tutorials' lr-inside-velocity form (sutskever_sgd, lr 1e-2)
 and in the PyTorch form (sgd, lr 1e-2, momentum 0.9), Adam (1e-3), RMSprop (1e-3, alpha 0.9),
 Adagrad (1e-2) and Adadelta (1.0). It prints the mean training loss per epoch like the tutorials,
-then a summary table, and writes into --out: results.json (one record per run), loss_every_30_steps.csv
-and loss_curves.png (semilogy loss every 30 steps, test accuracy per epoch).
+then a summary table, and writes into --out: results.json (one record per run), train_loss.csv
+(the batch loss every 30 steps) and loss_curves.png (that loss, semilogy, and the test accuracy
+per epoch). An --out folder that already holds results is refused unless --overwrite is given.
 
     python3 experiments/mnist.py                                    # the study
     python3 experiments/mnist.py --study family                     # AdamW ... schedule-free SGD
@@ -21,7 +22,7 @@ jaxmom/studies/mnist/config.py.
 """
 
 import argparse
-import dataclasses
+import itertools
 import os
 import sys
 import time
@@ -39,8 +40,9 @@ from jaxmom.studies.mnist.config import (
     hyperparameters,
     options,
 )
-from jaxmom.studies.mnist.sweep import run_sweep
+from jaxmom.studies.mnist.sweep import check_cells, run_sweep
 from jaxmom.studies.mnist.train import train_and_evaluate
+from jaxmom.sweep._files import OutputError, check_writable
 
 PROG = "mnist.py"
 
@@ -59,8 +61,9 @@ def number_list(kind: type):
         items = [v.strip() for v in text.split(",") if v.strip()]
         try:
             if kind is tuple:
-                return [tuple(float(v) for v in items)] if items else []
-            values = [kind(v) for v in items]
+                values = [tuple(float(v) for v in items)] if items else []
+            else:
+                values = [kind(v) for v in items]
         except ValueError:
             what = "integers" if kind is int else "numbers"
             raise argparse.ArgumentTypeError(
@@ -76,12 +79,16 @@ def number_list(kind: type):
 
 def study_defaults() -> str:
     """The --help epilog: every optimizer's default hyperparameters, from the registry."""
-    lines = ["hyperparameter defaults when a flag is not given (the seed tutorials' settings):"]
+    lines = [
+        "hyperparameter defaults when a flag is not given (the seed tutorials' settings), "
+        "named by their flags:"
+    ]
+    flag = {n: h["flag"] for n, h in hyperparameters().items()}
     for spec in OPTIMIZERS.values():
-        values = " ".join(f"{k}={fmt(v)}" for k, v in spec.defaults.items())
+        values = " ".join(f"{flag[k]}={fmt(v)}" for k, v in spec.defaults.items())
         names = [o.replace("_", "-") for o in spec.options]
-        flags = f"  [--{', --'.join(names)}]" if spec.options else ""
-        lines.append(f"  {spec.name:14s} {values}{flags}")
+        options = f"  [--{', --'.join(names)}]" if spec.options else ""
+        lines.append(f"  {spec.name:14s} {values}{options}")
     lines += [spec.note for spec in OPTIMIZERS.values() if spec.note]
     return "\n".join(lines)
 
@@ -195,8 +202,14 @@ def build_parser() -> Parser:
     group.add_argument(
         "--out",
         type=Path,
-        help="folder for results.json, loss_every_30_steps.csv and loss_curves.png "
-        "(default runs/mnist-<timestamp>/)",
+        help=f"folder for results.json, {report.LOSS_CSV} and loss_curves.png (with --sweep: "
+        "results.json, sweep.csv and heatmaps); default runs/mnist-<timestamp>/. Checked "
+        "writable before training; one that holds another run's results is refused",
+    )
+    group.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results already in --out (each file is replaced whole, when written)",
     )
     group.add_argument(
         "--quiet",
@@ -258,6 +271,8 @@ def run_configs(p: Parser, args: argparse.Namespace) -> list[Config]:
     --sweep's)."""
     if args.optimizer:
         names = [n.strip() for item in args.optimizer for n in item.split(",") if n.strip()]
+        if not names:
+            p.error(f"--optimizer: expected optimizer names, got {','.join(args.optimizer)!r}")
         for n in names:
             if n not in OPTIMIZERS:
                 p.error(
@@ -333,13 +348,26 @@ def load_data(args):
     return dataset
 
 
-def make_out(p: Parser, args: argparse.Namespace, stem: str) -> Path:
+def out_folder(p: Parser, args: argparse.Namespace, stem: str) -> Path:
+    """--out, or runs/<stem>-<timestamp>; refused (one line) if it holds another run's results and
+    --overwrite is not given. Nothing is created here: :func:`make_out` does, after the data."""
     out = args.out or Path("runs") / time.strftime(f"{stem}-%Y%m%d-%H%M%S")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        p.exit(1, f"{p.prog}: error: cannot create --out folder {str(out)!r}: {e.strerror}\n")
+    found = report.existing_outputs(out)
+    if found and not args.overwrite:
+        p.exit(
+            1,
+            f"{p.prog}: error: --out {str(out)!r} already holds results ({found[0].name}); "
+            "pass --overwrite to replace them, or choose another --out\n",
+        )
     return out
+
+
+def make_out(p: Parser, out: Path) -> Path:
+    """Creates ``out`` and proves it writable before anything compiles (one line otherwise)."""
+    try:
+        return check_writable(out)
+    except OutputError as e:
+        p.exit(1, f"{p.prog}: error: --out: {e}\n")
 
 
 def sweep_main(p: Parser, args: argparse.Namespace) -> int:
@@ -359,14 +387,17 @@ def sweep_main(p: Parser, args: argparse.Namespace) -> int:
             "--sweep needs at least one hyperparameter flag with a comma list, e.g. --lr 0.01,0.1"
         )
     try:
+        # every cell is checked as a single run would be, from the exact values given
+        check_cells(config, (dict(zip(values, c)) for c in itertools.product(*values.values())))
         grid = engine.product(**values)
-        for name, vals in values.items():  # every grid value must be valid on its own
-            for v in vals:
-                dataclasses.replace(config, hparams={**config.hparams, name: v})
-        dataset = load_data(args)
     except (ValueError, TypeError) as e:
         p.exit(1, f"{p.prog}: error: {e}\n")
-    out = make_out(p, args, "sweep")
+    out = out_folder(p, args, "sweep")
+    try:
+        dataset = load_data(args)
+    except ValueError as e:
+        p.exit(1, f"{p.prog}: error: {e}\n")
+    out = make_out(p, out)
 
     print(f"sweep: {config.optimizer}, {grid!r}, {config.epochs} epochs each, one compiled program")
     res = run_sweep(config, dataset, grid, divergence_factor=args.divergence_factor)
@@ -385,17 +416,15 @@ def study_main(p: Parser, args: argparse.Namespace) -> int:
     configs = run_configs(p, args)
     try:
         if args.checkpoint_dir is not None:
-            args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        p.exit(
-            1,
-            f"{p.prog}: error: cannot create --checkpoint-dir {str(args.checkpoint_dir)!r}: {e.strerror}\n",
-        )
+            check_writable(args.checkpoint_dir)
+    except OutputError as e:
+        p.exit(1, f"{p.prog}: error: --checkpoint-dir: {e}\n")
+    out = out_folder(p, args, "mnist")
     try:
         dataset = load_data(args)
     except ValueError as e:  # DataError included: one line, no traceback
         p.exit(1, f"{p.prog}: error: {e}\n")
-    out = make_out(p, args, "mnist")
+    out = make_out(p, out)
 
     records, programs = [], {}
     bar = tqdm(
@@ -448,11 +477,12 @@ def study_main(p: Parser, args: argparse.Namespace) -> int:
     subset = " (embedded 4k/1k subset)" if dataset.source.startswith("embedded") else ""
     if args.study == "family":
         subset += ", the momentum family"
-    report.write_outputs(
+    written = report.write_outputs(
         out,
         records,
         f"{args.dataset}{subset}: 784-200-10 MLP, batch {args.batch_size}, seed {args.seed}",
     )
+    print("\n".join(f"wrote {w}" for w in written))
     print(f"total wall time: {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -460,7 +490,11 @@ def study_main(p: Parser, args: argparse.Namespace) -> int:
 def run() -> NoReturn:
     """The script's entry point: ``sys.exit(main())``, except after Ctrl-C, where the process
     ends at once with status 130: JAX's compile and run threads may still be busy, and tearing
-    the interpreter down around them can crash it."""
+    the interpreter down around them can crash it. A script picks the plotting backend; the
+    library's modules never do: here the file-only Agg."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     status = main()
     if status == 130:
         sys.stdout.flush()
@@ -474,6 +508,9 @@ def main(argv=None) -> int:
     try:
         p, args = parse_args(argv)
         return sweep_main(p, args) if args.sweep else study_main(p, args)
+    except OutputError as e:  # e.g. a full disk: the earlier files are intact
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -1,22 +1,53 @@
 """What the study reports: the summary table, results.json, the loss-curve figure, and a sweep's
-table, CSV and heatmaps."""
+table, CSV and heatmaps.
+
+Every file goes through :mod:`jaxmom.sweep._files` (a temporary file, then ``os.replace``): a full
+disk or a kill leaves the earlier file intact and no temporary file behind. This module never picks
+a matplotlib backend: figures are :class:`matplotlib.figure.Figure` objects, returned, and saved
+only by the ``write_*`` functions; the script (:func:`jaxmom.studies.mnist.cli.run`) picks the
+backend.
+
+The results' vocabulary, one for results.json, sweep.csv and train_loss.csv (docs/mnist.md has the
+table): ``final_train_loss`` is the last epoch's mean training loss, ``epoch_train_loss`` every
+epoch's, ``test_accuracy`` the fraction (0 to 1) of test examples classified right after the last
+epoch, ``epoch_test_accuracy`` after every epoch, and ``loss`` a single batch's training loss at
+``step`` (from 0). Printed tables show accuracy in percent, with a ``%`` sign.
+"""
 
 import csv
 import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 import jaxmom
 from jaxmom.studies.mnist.config import Config
 from jaxmom.sweep import SweepResult
+from jaxmom.sweep._files import atomic_open, write_text
+
+# Files a run writes into --out; a folder holding any of them holds another run's results.
+LOSS_CSV = "train_loss.csv"
+OUTPUTS = ("results.json", "sweep.csv", LOSS_CSV, "loss_curves.png", "heatmap_*.png")
+
+
+def existing_outputs(out: Path) -> list[Path]:
+    """The files of :data:`OUTPUTS` already in ``out`` (none if it does not exist)."""
+    return [p for pattern in OUTPUTS for p in sorted(Path(out).glob(pattern))]
+
+
+def save_figure(fig: Figure, path) -> None:
+    """``fig`` as a PNG at ``path``, written atomically."""
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
+
+
+def write_json(path, value) -> None:
+    write_text(path, json.dumps(value, indent=2, default=float) + "\n")
 
 
 def summary_table(records):
@@ -55,25 +86,27 @@ def smoothed(values, beta=0.9):
     return np.asarray(out).tolist()
 
 
-def write_outputs(out, records, title):
-    (out / "results.json").write_text(json.dumps(records, indent=2) + "\n")
-    with open(out / "loss_every_30_steps.csv", "w", newline="") as f:
+def write_outputs(out, records, title) -> list[Path]:
+    """Writes results.json (the records), train_loss.csv (the logged batch losses) and
+    loss_curves.png (:func:`loss_curves`) into ``out``; returns the paths."""
+    out = Path(out)
+    write_json(out / "results.json", records)
+    with atomic_open(out / LOSS_CSV, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["run", "optimizer", "step", "epoch", "loss"])
         for r in records:
             for step, loss in zip(r["logged_steps"], r["logged_loss"]):
-                writer.writerow(
-                    [
-                        r["label"],
-                        r["optimizer"],
-                        step,
-                        f"{step / r['steps_per_epoch']:.4f}",
-                        f"{loss:.6g}",
-                    ]
-                )
-    print(f"wrote {out / 'results.json'}\nwrote {out / 'loss_every_30_steps.csv'}")
+                epoch = f"{step / r['steps_per_epoch']:.4f}"
+                writer.writerow([r["label"], r["optimizer"], step, epoch, f"{loss:.6g}"])
+    save_figure(loss_curves(records, title), out / "loss_curves.png")
+    return [out / "results.json", out / LOSS_CSV, out / "loss_curves.png"]
 
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(13, 5), width_ratios=(3, 2))
+
+def loss_curves(records, title) -> Figure:
+    """The study's figure: each run's logged training loss (semilogy) beside its test accuracy
+    after every epoch. A run whose curve matches an earlier one is drawn dashed and labelled."""
+    fig = Figure(figsize=(13, 5))
+    ax_loss, ax_acc = fig.subplots(1, 2, width_ratios=(3, 2))
     for i, r in enumerate(records):
         # A run whose curve matches an earlier one (e.g. the two momentum forms) is drawn dashed.
         twin = next(
@@ -87,7 +120,7 @@ def write_outputs(out, records, title):
         )
         style = {"ls": "--", "lw": 2.0} if twin else {"ls": "-", "lw": 1.3}
         # more runs than the default colour cycle has colours: tab20
-        colour = {"color": plt.cm.tab20(i % 20)} if len(records) > 10 else {}
+        colour = {"color": colormaps["tab20"](i % 20)} if len(records) > 10 else {}
         label = f"{r['label']}: {r['final_train_loss']:.3f}" + (
             f" (same path as {twin})" if twin else ""
         )
@@ -129,24 +162,47 @@ def write_outputs(out, records, title):
     ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_acc.grid(True, alpha=0.3)
     fig.suptitle(title)
-    fig.savefig(out / "loss_curves.png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    print(f"wrote {out / 'loss_curves.png'}")
+    return fig
 
 
-def best_run(res: SweepResult) -> dict | None:
-    """The row of the highest test accuracy among the runs that did not diverge; None if all did."""
-    try:
-        return res.best("test_accuracy", "max")
-    except ValueError:
-        return None
+SWEEP_COLUMNS = ("final_train_loss", "test_accuracy", "diverged", "diverged_step")
+
+
+def sweep_rows(res: SweepResult) -> list[dict]:
+    """One dict per cell, in the grid's order: its hyperparameters (and seed, with a seed axis),
+    ``final_train_loss``, ``test_accuracy``, ``diverged`` and ``diverged_step``."""
+    cells = {k: v.reshape(-1) for k, v in res.grid.coords().items()}
+    cells["final_train_loss"] = np.asarray(res.metrics["epoch_train_loss"])[..., -1].reshape(-1)
+    cells["test_accuracy"] = np.asarray(res.metrics["test_accuracy"]).reshape(-1)
+    cells["diverged"] = res.diverged.reshape(-1)
+    cells["diverged_step"] = res.diverged_step.reshape(-1)
+    return [{k: v[i].item() for k, v in cells.items()} for i in range(res.grid.size)]
+
+
+def best_row(rows: list[dict]) -> dict | None:
+    """The row of the highest test accuracy among the cells that did not diverge; None if all did."""
+    kept = [r for r in rows if not r["diverged"] and np.isfinite(r["test_accuracy"])]
+    return max(kept, key=lambda r: r["test_accuracy"]) if kept else None
+
+
+def table(rows: list[dict], columns) -> str:
+    """``rows`` as an aligned plain-text table; accuracies in percent."""
+
+    def cell(name, v):
+        if name.endswith("accuracy"):
+            return f"{100 * v:.2f}%"
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    cells = [list(columns)] + [[cell(c, r[c]) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(s.rjust(w) for s, w in zip(row, widths)) for row in cells)
 
 
 def sweep_summary(res: SweepResult, config: Config) -> str:
     """The lines a sweep prints: timings, the table of every run, and the best run."""
     grid = res.grid
-    cols = [*grid.params, "epoch_train_loss_last", "test_accuracy", "diverged", "diverged_step"]
-    best = best_run(res)
+    rows = sweep_rows(res)
+    best = best_row(rows)
     if best is None:
         verdict = "best: none, every configuration diverged"
     else:
@@ -159,60 +215,65 @@ def sweep_summary(res: SweepResult, config: Config) -> str:
         [
             f"compile {res.compile_seconds:.2f} s, train {res.train_seconds:.2f} s, "
             f"evaluate {res.eval_seconds:.2f} s for {grid.size} configurations",
-            res.table(cols),
+            table(rows, [c for c in rows[0] if c in grid.names or c in SWEEP_COLUMNS]),
             verdict,
         ]
     )
 
 
-def write_sweep_outputs(out, res: SweepResult, config: Config, data_source: str) -> list:
-    """Writes ``sweep.csv``, ``results.json`` and one heatmap per pair of grid axes and metric
-    (final training loss, test accuracy; diverged cells grey) into ``out``; returns the paths."""
-    grid = res.grid
+def write_sweep_outputs(out, res: SweepResult, config: Config, data_source: str) -> list[Path]:
+    """Writes ``sweep.csv`` (:func:`sweep_rows`), ``results.json`` and one heatmap per pair of grid
+    axes and metric (final training loss, test accuracy; diverged cells grey) into ``out``;
+    returns the paths."""
+    out, grid = Path(out), res.grid
+    rows = sweep_rows(res)
+    with atomic_open(out / "sweep.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    curves = np.asarray(res.metrics["epoch_train_loss"]).reshape(grid.size, -1)
+    configurations = [{**r, "epoch_train_loss": c.tolist()} for r, c in zip(rows, curves)]
     values = {p: axis.columns[p].tolist() for axis in grid.axes for p in axis.columns}
-    res.to_csv(out / "sweep.csv")
-    rows = res.rows()
-    loss = res.metrics["epoch_train_loss"].reshape(grid.size, -1)
-    for r, curve in zip(rows, loss):
-        r["epoch_train_loss"] = curve.tolist()
     record = {
         "optimizer": config.optimizer,
-        "fixed_hyperparameters": config.full_hparams(),
-        "grid": {k: list(v) for k, v in values.items()},
+        "fixed_hyperparameters": {
+            k: v for k, v in config.full_hparams().items() if k not in grid.params
+        },
+        "options": dict(config.options),
+        "grid": values,
         "epochs": config.epochs,
         "batch_size": config.batch_size,
         "seed": config.seed,
+        "init": config.init,
         "data_source": data_source,
         "divergence_factor": res.divergence_factor,
         "train_seconds": res.train_seconds,
         "eval_seconds": res.eval_seconds,
         "compile_seconds": res.compile_seconds,
-        "best": best_run(res),
-        "configurations": rows,
+        "best": best_row(rows),
+        "configurations": configurations,
     }
-    for r in record["configurations"]:
-        r.pop("epoch_train_loss_last", None)
-        r["final_train_loss"] = r["epoch_train_loss"][-1]
-    (out / "results.json").write_text(json.dumps(record, indent=2, default=float) + "\n")
+    write_json(out / "results.json", record)
     written = [out / "sweep.csv", out / "results.json"]
     names = list(grid.params)
     for i, x in enumerate(names):
         for y in names[i + 1 :]:
             for metric, stem, label in (
-                ("epoch_train_loss_last", "train_loss", "final epoch's mean training loss"),
+                ("final_train_loss", "train_loss", "final epoch's mean training loss"),
                 ("test_accuracy", "test_accuracy", "test accuracy"),
             ):
                 path = out / f"heatmap_{stem}_{x}_{y}.png"
                 title = f"{config.optimizer}, {config.epochs} epochs: {label}"
-                res.heatmap(
-                    metric,
-                    x,
-                    y,
-                    path,
-                    title=title + " (best in red)",
-                    label=label,
-                    best="max" if metric == "test_accuracy" else "min",
-                    log_color=metric != "test_accuracy",
-                )
+                with atomic_open(path, "wb") as f:
+                    res.heatmap(
+                        metric,
+                        x,
+                        y,
+                        f,
+                        title=title + " (best in red)",
+                        label=label,
+                        best="max" if metric == "test_accuracy" else "min",
+                        log_color=metric != "test_accuracy",
+                    )
                 written.append(path)
     return written

@@ -154,7 +154,7 @@ def make_train_fn(config: Config, *, test: bool = True):
     ``lax.scan``, so ``jax.vmap(train_fn, in_axes=(0, None, None))`` trains one model per row of
     stacked hyperparameters in one program (this is the signature ``jaxmom.sweep.sweep`` expects,
     with ``args=(data,)``). Metrics: ``loss`` (every step's batch loss, ``(epochs * steps,)``),
-    ``epoch_train_loss`` ``(epochs,)``, ``final_loss`` (the last epoch's mean) and ``test_accuracy``
+    ``epoch_train_loss`` ``(epochs,)``, ``final_train_loss`` (the last epoch's mean) and ``test_accuracy``
     (at the optimizer's evaluation parameters: schedule-free SGD's :math:`x`). With ``test=False``
     the metrics hold those evaluation ``params`` instead of ``test_accuracy``, for a caller that
     evaluates in a program of its own (as the study's sweep does, to time it apart).
@@ -189,7 +189,7 @@ def make_train_fn(config: Config, *, test: bool = True):
         metrics = {
             "loss": losses.reshape(-1),
             "epoch_train_loss": losses.mean(axis=1),
-            "final_loss": losses[-1].mean(),
+            "final_train_loss": losses[-1].mean(),
         }
         if not test:
             return {**metrics, "params": tested}

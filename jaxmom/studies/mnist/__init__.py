@@ -7,10 +7,9 @@ Modules, from the bottom up:
 - :mod:`~jaxmom.studies.mnist.data`: MNIST and Fashion-MNIST from IDX files, tfds, a download or
   the embedded subset;
 - :mod:`~jaxmom.studies.mnist.model`: the Flax MLP, its PyTorch-style initialisation and input scaling;
-- :mod:`~jaxmom.studies.mnist.checkpoint`: per-run checkpoint files;
-- :mod:`~jaxmom.studies.mnist.train`: compiled training and evaluation, resumable
-  (:func:`train_and_evaluate`), and the whole run as one pure function (:func:`make_train_fn`);
-- :mod:`~jaxmom.studies.mnist.sweep`: the study over a grid through :mod:`jaxmom.sweep`;
+- :mod:`~jaxmom.studies.mnist.train`: every run through :func:`jaxmom.sweep.fit` (a single run is
+  a one-cell grid, :func:`train_and_evaluate`), resumable, and its results.json records;
+- :mod:`~jaxmom.studies.mnist.sweep`: the study over a grid (:func:`run_sweep`), each cell checked;
 - :mod:`~jaxmom.studies.mnist.report`: summary table, results.json, loss curves, sweep outputs;
 - :mod:`~jaxmom.studies.mnist.cli`: the command line behind ``experiments/mnist.py``.
 """
@@ -20,5 +19,4 @@ from jaxmom.studies.mnist.config import STUDY as STUDY
 from jaxmom.studies.mnist.config import Config as Config
 from jaxmom.studies.mnist.config import OptimizerSpec as OptimizerSpec
 from jaxmom.studies.mnist.sweep import run_sweep as run_sweep
-from jaxmom.studies.mnist.train import make_train_fn as make_train_fn
 from jaxmom.studies.mnist.train import train_and_evaluate as train_and_evaluate

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from jaxmom import sweep as engine
-from jaxmom.studies.mnist import data, report
+from jaxmom.studies.mnist import data, report, train
 from jaxmom.studies.mnist.config import (
     INITS,
     OPTIMIZERS,
@@ -254,8 +254,6 @@ def parse_args(argv=None):
             f"--{lists[0]} has several values; add --sweep to train the grid of comma-listed flags"
         )
     if args.checkpoint_dir is not None:
-        if args.sweep:
-            p.error("--checkpoint-dir does not apply to --sweep (the grid is one compiled program)")
         if args.checkpoint_dir.exists() and not args.checkpoint_dir.is_dir():
             p.error(f"--checkpoint-dir {str(args.checkpoint_dir)!r} is a file, not a folder")
     return p, args
@@ -348,6 +346,15 @@ def load_data(args):
     return dataset
 
 
+def checkpoint_folder(p: Parser, args: argparse.Namespace) -> None:
+    """Creates --checkpoint-dir, if given, and proves it writable (one line otherwise)."""
+    try:
+        if args.checkpoint_dir is not None:
+            check_writable(args.checkpoint_dir)
+    except OutputError as e:
+        p.exit(1, f"{p.prog}: error: --checkpoint-dir: {e}\n")
+
+
 def out_folder(p: Parser, args: argparse.Namespace, stem: str) -> Path:
     """--out, or runs/<stem>-<timestamp>; refused (one line) if it holds another run's results and
     --overwrite is not given. Nothing is created here: :func:`make_out` does, after the data."""
@@ -392,6 +399,7 @@ def sweep_main(p: Parser, args: argparse.Namespace) -> int:
         grid = engine.product(**values)
     except (ValueError, TypeError) as e:
         p.exit(1, f"{p.prog}: error: {e}\n")
+    checkpoint_folder(p, args)
     out = out_folder(p, args, "sweep")
     try:
         dataset = load_data(args)
@@ -399,26 +407,32 @@ def sweep_main(p: Parser, args: argparse.Namespace) -> int:
         p.exit(1, f"{p.prog}: error: {e}\n")
     out = make_out(p, out)
 
-    print(f"sweep: {config.optimizer}, {grid!r}, {config.epochs} epochs each, one compiled program")
-    res = run_sweep(config, dataset, grid, divergence_factor=args.divergence_factor)
-    print(report.sweep_summary(res, config))
-    written = report.write_sweep_outputs(out, res, config, dataset.source)
+    print(f"sweep: {config.optimizer}, {grid!r}, {config.epochs} epochs each, through fit")
+    try:
+        res = run_sweep(
+            config,
+            dataset,
+            grid,
+            divergence_factor=args.divergence_factor,
+            checkpoint_dir=args.checkpoint_dir,
+            progress=not args.quiet,
+        )
+    except ValueError as e:  # e.g. a checkpoint that fails its sha256
+        p.exit(1, f"{p.prog}: error: {e}\n")
+    records = train.records(config, dataset, res)
+    print(report.sweep_summary(res, records))
+    written = report.write_sweep_outputs(out, res, config, records)
     print("\n".join(f"wrote {w}" for w in written))
     return 0
 
 
 def study_main(p: Parser, args: argparse.Namespace) -> int:
-    """The study: each chosen optimizer (or the default study) trained in turn, with a progress
-    bar, per-epoch lines, a summary table, results.json, a CSV of losses and the loss curves."""
-    from tqdm import tqdm
-
+    """The study: each chosen optimizer (or the default study) trained in turn, with fit's
+    progress bar, the tutorials' per-epoch lines, a summary table, results.json, a CSV of losses
+    and the loss curves."""
     start = time.perf_counter()
     configs = run_configs(p, args)
-    try:
-        if args.checkpoint_dir is not None:
-            check_writable(args.checkpoint_dir)
-    except OutputError as e:
-        p.exit(1, f"{p.prog}: error: --checkpoint-dir: {e}\n")
+    checkpoint_folder(p, args)
     out = out_folder(p, args, "mnist")
     try:
         dataset = load_data(args)
@@ -426,49 +440,17 @@ def study_main(p: Parser, args: argparse.Namespace) -> int:
         p.exit(1, f"{p.prog}: error: {e}\n")
     out = make_out(p, out)
 
-    records, programs = [], {}
-    bar = tqdm(
-        total=len(configs) * args.epochs,
-        unit="epoch",
-        disable=True if args.quiet else None,
-        delay=1,
-        dynamic_ncols=True,
-    )
-
-    def on_epoch(epoch, record):
-        bar.update()
-        bar.set_postfix(loss=f"{record['epoch_train_loss'][-1]:.4f}")
-        if not args.quiet:
-            bar.write(
-                f"epoch: {epoch}, Train Loss: {record['epoch_train_loss'][-1]:.6f}, "
-                f"Test Acc: {100 * record['epoch_test_accuracy'][-1]:.2f}%"
-            )
-
+    records = []
     for config in configs:
-        bar.set_description(config.label)
         if not args.quiet:
-            bar.write(f"\n== {config.label} ==")
+            print(f"\n== {config.label} ==", flush=True)
         try:
-            run = train_and_evaluate(
-                config, dataset, args.checkpoint_dir, programs=programs, on_epoch=on_epoch
-            )
-        except ValueError as e:  # e.g. an unreadable checkpoint
+            run = train_and_evaluate(config, dataset, args.checkpoint_dir, progress=not args.quiet)
+        except ValueError as e:  # e.g. a checkpoint that fails its sha256
             p.exit(1, f"{p.prog}: error: {e}\n")
-        r = run.record
-        bar.update(r["resumed_from_epoch"])  # epochs loaded from a checkpoint, not trained here
         if not args.quiet:
-            resumed = (
-                f", resumed after epoch {r['resumed_from_epoch']}"
-                if r["resumed_from_epoch"]
-                else ""
-            )
-            bar.write(
-                f"Time used: {r['train_seconds']:.5f} s (compile {r['compile_seconds']:.2f} s"
-                f"{', shared' if r['compiled_program_reused'] else ''}{resumed}), "
-                f"test accuracy {100 * r['test_accuracy']:.2f}%"
-            )
-        records.append(r)
-    bar.close()
+            print(report.run_lines(run.record))
+        records.append(run.record)
 
     print(
         f"\n{dataset.source}, {args.epochs} epochs, batch {args.batch_size}, seed {args.seed}, "

@@ -27,7 +27,7 @@ from matplotlib.ticker import MaxNLocator
 
 import jaxmom
 from jaxmom.studies.mnist.config import Config
-from jaxmom.sweep import SweepResult
+from jaxmom.sweep import SEED, SweepResult
 from jaxmom.sweep._files import atomic_open, write_text
 
 # Files a run writes into --out; a folder holding any of them holds another run's results.
@@ -48,6 +48,26 @@ def save_figure(fig: Figure, path) -> None:
 
 def write_json(path, value) -> None:
     write_text(path, json.dumps(value, indent=2, default=float) + "\n")
+
+
+def run_lines(record: dict) -> str:
+    """The lines printed after a run: the seed tutorials' line per epoch (numbered from 1; those a
+    checkpoint held are marked), then the timings and the test accuracy."""
+    resumed = record["resumed_from_epoch"]
+    lines = [
+        f"epoch: {e}, Train Loss: {loss:.6f}, Test Acc: {100 * acc:.2f}%"
+        + (" (from the checkpoint)" if e <= resumed else "")
+        for e, (loss, acc) in enumerate(
+            zip(record["epoch_train_loss"], record["epoch_test_accuracy"]), 1
+        )
+    ]
+    shared = ", shared" if record["compiled_program_reused"] else ""
+    after = f", resumed after epoch {resumed}" if resumed else ""
+    lines.append(
+        f"Time used: {record['train_seconds']:.5f} s (compile {record['compile_seconds']:.2f} s"
+        f"{shared}{after}), test accuracy {100 * record['test_accuracy']:.2f}%"
+    )
+    return "\n".join(lines)
 
 
 def summary_table(records):
@@ -87,10 +107,10 @@ def smoothed(values, beta=0.9):
 
 
 def write_outputs(out, records, title) -> list[Path]:
-    """Writes results.json (the records), train_loss.csv (the logged batch losses) and
+    """Writes results.json (:func:`results` of the records), train_loss.csv (the logged batch losses) and
     loss_curves.png (:func:`loss_curves`) into ``out``; returns the paths."""
     out = Path(out)
-    write_json(out / "results.json", records)
+    write_json(out / "results.json", results(records))
     with atomic_open(out / LOSS_CSV, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["run", "optimizer", "step", "epoch", "loss"])
@@ -168,15 +188,17 @@ def loss_curves(records, title) -> Figure:
 SWEEP_COLUMNS = ("final_train_loss", "test_accuracy", "diverged", "diverged_step")
 
 
-def sweep_rows(res: SweepResult) -> list[dict]:
-    """One dict per cell, in the grid's order: its hyperparameters (and seed, with a seed axis),
-    ``final_train_loss``, ``test_accuracy``, ``diverged`` and ``diverged_step``."""
-    cells = {k: v.reshape(-1) for k, v in res.grid.coords().items()}
-    cells["final_train_loss"] = np.asarray(res.metrics["epoch_train_loss"])[..., -1].reshape(-1)
-    cells["test_accuracy"] = np.asarray(res.metrics["test_accuracy"]).reshape(-1)
-    cells["diverged"] = res.diverged.reshape(-1)
-    cells["diverged_step"] = res.diverged_step.reshape(-1)
-    return [{k: v[i].item() for k, v in cells.items()} for i in range(res.grid.size)]
+def sweep_rows(res: SweepResult, records: list[dict]) -> list[dict]:
+    """One dict per cell, in the grid's order: its swept hyperparameters (and seed, with a seed
+    axis), ``final_train_loss``, ``test_accuracy``, ``diverged`` and ``diverged_step``."""
+    names = [n for n in res.grid.params] + (["seed"] if SEED in res.grid.names else [])
+    return [
+        {
+            **{n: r["seed"] if n == SEED else r["hyperparameters"][n] for n in names},
+            **{c: r[c] for c in SWEEP_COLUMNS},
+        }
+        for r in records
+    ]
 
 
 def best_row(rows: list[dict]) -> dict | None:
@@ -198,62 +220,55 @@ def table(rows: list[dict], columns) -> str:
     return "\n".join("  ".join(s.rjust(w) for s, w in zip(row, widths)) for row in cells)
 
 
-def sweep_summary(res: SweepResult, config: Config) -> str:
+def sweep_summary(res: SweepResult, records: list[dict]) -> str:
     """The lines a sweep prints: timings, the table of every run, and the best run."""
-    grid = res.grid
-    rows = sweep_rows(res)
+    rows = sweep_rows(res, records)
     best = best_row(rows)
     if best is None:
         verdict = "best: none, every configuration diverged"
     else:
         verdict = (
             "best: "
-            + ", ".join(f"{k}={best[k]:g}" for k in grid.params)
+            + ", ".join(f"{k}={best[k]:g}" for k in res.grid.params)
             + f": test accuracy {100 * best['test_accuracy']:.2f}%"
         )
     return "\n".join(
         [
             f"compile {res.compile_seconds:.2f} s, train {res.train_seconds:.2f} s, "
-            f"evaluate {res.eval_seconds:.2f} s for {grid.size} configurations",
-            table(rows, [c for c in rows[0] if c in grid.names or c in SWEEP_COLUMNS]),
+            f"evaluate {res.eval_seconds:.2f} s for {res.grid.size} configurations",
+            table(rows, list(rows[0])),
             verdict,
         ]
     )
 
 
-def write_sweep_outputs(out, res: SweepResult, config: Config, data_source: str) -> list[Path]:
-    """Writes ``sweep.csv`` (:func:`sweep_rows`), ``results.json`` and one heatmap per pair of grid
-    axes and metric (final training loss, test accuracy; diverged cells grey) into ``out``;
-    returns the paths."""
+def results(records: list[dict], sweep: dict | None = None) -> dict:
+    """results.json, one schema for single runs and sweeps: ``runs`` (one record per run or per
+    cell, the same keys) and ``sweep`` (None, or the grid: its values, the fixed hyperparameters,
+    the divergence factor and the best cell's row)."""
+    return {"runs": records, "sweep": sweep}
+
+
+def write_sweep_outputs(out, res: SweepResult, config: Config, records: list[dict]) -> list[Path]:
+    """Writes ``sweep.csv`` (:func:`sweep_rows`), ``results.json`` (:func:`results`) and one
+    heatmap per pair of grid axes and metric (final training loss, test accuracy; diverged cells
+    grey) into ``out``; returns the paths."""
     out, grid = Path(out), res.grid
-    rows = sweep_rows(res)
+    rows = sweep_rows(res, records)
     with atomic_open(out / "sweep.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    curves = np.asarray(res.metrics["epoch_train_loss"]).reshape(grid.size, -1)
-    configurations = [{**r, "epoch_train_loss": c.tolist()} for r, c in zip(rows, curves)]
-    values = {p: axis.columns[p].tolist() for axis in grid.axes for p in axis.columns}
-    record = {
+    sweep = {
         "optimizer": config.optimizer,
+        "grid": {p: axis.columns[p].tolist() for axis in grid.axes for p in axis.columns},
         "fixed_hyperparameters": {
             k: v for k, v in config.full_hparams().items() if k not in grid.params
         },
-        "options": dict(config.options),
-        "grid": values,
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
-        "seed": config.seed,
-        "init": config.init,
-        "data_source": data_source,
         "divergence_factor": res.divergence_factor,
-        "train_seconds": res.train_seconds,
-        "eval_seconds": res.eval_seconds,
-        "compile_seconds": res.compile_seconds,
         "best": best_row(rows),
-        "configurations": configurations,
     }
-    write_json(out / "results.json", record)
+    write_json(out / "results.json", results(records, sweep))
     written = [out / "sweep.csv", out / "results.json"]
     names = list(grid.params)
     for i, x in enumerate(names):

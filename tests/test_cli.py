@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import matplotlib.image
@@ -121,7 +120,7 @@ def test_errors_are_one_line_without_traceback(tmp_path, case):
     assert not (tmp_path / "out").exists()
 
 
-def test_killed_and_restarted_ends_bit_identical(embedded, programs, tmp_path, take):
+def test_killed_and_restarted_ends_bit_identical(embedded, tmp_path, take):
     """The CLI end to end: SIGKILL after the first checkpoint, the same command again, then its
     outputs and the final parameters against an uninterrupted in-process run."""
     command = [
@@ -149,7 +148,7 @@ def test_killed_and_restarted_ends_bit_identical(embedded, programs, tmp_path, t
     first = subprocess.Popen(
         [*command, "--quiet"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    while first.poll() is None and not list((tmp_path / "ck").glob("*.msgpack")):
+    while first.poll() is None and not list((tmp_path / "ck").glob("*/fit-*.json")):
         time.sleep(0.002)
     first.kill()
     assert first.wait() == -signal.SIGKILL
@@ -164,13 +163,16 @@ def test_killed_and_restarted_ends_bit_identical(embedded, programs, tmp_path, t
     assert result.stdout.count("epoch: 5, Train Loss: ") == 2  # both runs ended training here
     assert "epoch: 0," not in result.stdout  # epochs are numbered from 1 everywhere
     out = tmp_path / "out"
-    records = json.loads((out / "results.json").read_text())
+    records = json.loads((out / "results.json").read_text())["runs"]
     assert [r["optimizer"] for r in records] == ["sgd", "ema_sgd"]
     done = records[0]["resumed_from_epoch"]
     assert 1 <= done < 5  # killed in the middle of the sgd run
     assert f"resumed after epoch {done})" in result.stdout  # ... and the next line trained done+1
     sgd_lines = result.stdout.split("== sgd learning_rate=0.05 ==")[1].split("\n== ")[0]
-    assert f"epoch: {done + 1}, Train Loss" in sgd_lines and f"epoch: {done}," not in sgd_lines
+    epochs = [line for line in sgd_lines.splitlines() if line.startswith("epoch: ")]
+    assert [line.endswith("(from the checkpoint)") for line in epochs] == [
+        e <= done for e in range(1, 6)
+    ]
     for r in records:
         assert r["hyperparameters"]["learning_rate"] == 0.05
         assert len(r["epoch_train_loss"]) == 5 and 0 <= r["test_accuracy"] <= 1
@@ -189,13 +191,13 @@ def test_killed_and_restarted_ends_bit_identical(embedded, programs, tmp_path, t
     config = Config(
         optimizer="sgd", hparams={"learning_rate": 0.05}, epochs=5, batch_size=16, label="sgd"
     )
-    whole = train_and_evaluate(config, take(embedded, 4000, 100), programs=programs)
+    whole = train_and_evaluate(config, take(embedded, 4000, 100))
     assert records[0]["epoch_train_loss"] == whole.record["epoch_train_loss"]
     assert records[0]["logged_loss"] == whole.record["logged_loss"]
-    (path,) = (tmp_path / "ck").glob("sgd_*.msgpack")
-    saved = flax.serialization.msgpack_restore(path.read_bytes())
-    for a, b in zip(leaves(whole.params), leaves(saved["params"])):
-        assert np.array_equal(a, b)
+    (header,) = (tmp_path / "ck").glob("sgd_learning_rate_0.05-*/fit-*.json")
+    state = np.load(header.parent / json.loads(header.read_text())["file"])
+    for i, a in enumerate(leaves(whole.params)):  # the state's leaves: params, then opt_state
+        assert np.array_equal(a, state[f"state/{i}"][0])
 
 
 @pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist (apt)")
@@ -215,7 +217,7 @@ def test_debian_fashion_mnist_full_size_epoch(tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    (record,) = json.loads((tmp_path / "o" / "results.json").read_text())
+    (record,) = json.loads((tmp_path / "o" / "results.json").read_text())["runs"]
     assert record["data_source"] == f"idx:{FASHION}"
     assert (record["train_examples"], record["test_examples"], record["steps_per_epoch"]) == (
         60000,
@@ -240,28 +242,36 @@ def test_sweep_writes_table_csv_heatmaps_and_results_json(
     printed = capsys.readouterr().out
     assert "sweep: sgd, Grid(learning_rate=2, momentum=3; 6 configurations)" in printed
     assert "best: learning_rate=" in printed and "momentum" in printed
-    record = json.loads((tmp_path / "results.json").read_text())
-    assert record["optimizer"] == "sgd" and record["grid"]["momentum"] == [0.0, 0.5, 0.9]
-    assert record["train_seconds"] > 0 and record["compile_seconds"] > 0
-    assert record["divergence_factor"] == 10
-    assert len(record["configurations"]) == 6
-    # one vocabulary (docs/mnist.md): no duplicate names for the final loss, accuracy a fraction
-    assert set(record["configurations"][0]) == {
-        "learning_rate",
-        "momentum",
-        "test_accuracy",
-        "final_train_loss",
-        "epoch_train_loss",
-        "diverged",
-        "diverged_step",
+    results = json.loads((tmp_path / "results.json").read_text())
+    sweep, cells = results["sweep"], results["runs"]
+    assert sweep["optimizer"] == "sgd" and sweep["grid"]["momentum"] == [0.0, 0.5, 0.9]
+    assert sweep["divergence_factor"] == 10
+    assert len(cells) == 6
+    assert all(c["train_seconds"] > 0 and c["compile_seconds"] > 0 for c in cells)
+    # one schema: a sweep's cells are records with a single run's keys
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    assert cli.main(["--optimizer", "sgd", "--epochs", "1", "--out", str(tmp_path / "one")]) == 0
+    (single,) = json.loads((tmp_path / "one" / "results.json").read_text())["runs"]
+    assert set(single) == set(cells[0])
+    assert cells[0]["hyperparameters"] == {
+        "learning_rate": 0.003,
+        "momentum": 0.0,
+        "dampening": 0.0,
+        "weight_decay": 0.0,
     }
-    assert record["fixed_hyperparameters"] == {"dampening": 0.0, "weight_decay": 0.0}
+    # one vocabulary (docs/mnist.md): no duplicate names for the final loss, accuracy a fraction
+    assert sweep["fixed_hyperparameters"] == {"dampening": 0.0, "weight_decay": 0.0}
     with open(tmp_path / "sweep.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 6 and set(rows[0]) == set(record["configurations"][0]) - {
-        "epoch_train_loss"
-    }
-    for row, cell in zip(rows, record["configurations"]):
+    assert len(rows) == 6 and list(rows[0]) == [
+        "learning_rate",
+        "momentum",
+        "final_train_loss",
+        "test_accuracy",
+        "diverged",
+        "diverged_step",
+    ]
+    for row, cell in zip(rows, cells):
         assert (
             float(row["test_accuracy"]) == cell["test_accuracy"] and 0 <= cell["test_accuracy"] <= 1
         )
@@ -284,7 +294,6 @@ def test_sweep_of_another_optimizer_and_its_one_line_errors(
     assert (tmp_path / "heatmap_test_accuracy_learning_rate_b1.png").exists()
     for argv, fragment in (
         (["--optimizer", "sgd,adam", "--lr", "0.1,0.2"], "one --optimizer"),
-        (["--lr", "0.1,0.2", "--checkpoint-dir", str(tmp_path)], "--checkpoint-dir does not apply"),
         (["--lr", "0.1"], "needs at least one hyperparameter flag with a comma list"),
         (["--lr", "0.1,x"], "--lr: expected numbers separated by commas, got '0.1,x'"),
         (["--momentum", "0,1.5"], "momentum"),
@@ -301,14 +310,14 @@ def test_sweep_marks_exploding_runs_as_diverged_and_greys_them(
     monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
     argv = ["--sweep", "--lr", "0.01,100", "--momentum", "0.9,0.99", "--epochs", "1"]
     assert cli.main([*argv, "--out", str(tmp_path)]) == 0
-    rows = json.loads((tmp_path / "results.json").read_text())["configurations"]
+    rows = json.loads((tmp_path / "results.json").read_text())["runs"]
     for row in rows:
-        assert row["diverged"] == (row["learning_rate"] == 100), row
+        assert row["diverged"] == (row["hyperparameters"]["learning_rate"] == 100), row
         assert (row["diverged_step"] >= 1) == row["diverged"], row
-    best = json.loads((tmp_path / "results.json").read_text())["best"]
+    best = json.loads((tmp_path / "results.json").read_text())["sweep"]["best"]
     assert best["learning_rate"] == 0.01
     assert cli.main([*argv, "--divergence-factor", "inf", "--out", str(tmp_path / "inf")]) == 0
-    rows = json.loads((tmp_path / "inf" / "results.json").read_text())["configurations"]
+    rows = json.loads((tmp_path / "inf" / "results.json").read_text())["runs"]
     finite = [r for r in rows if np.isfinite(r["final_train_loss"])]
     assert finite and not any(r["diverged"] for r in finite)  # only NaN/inf count now
 
@@ -346,16 +355,17 @@ def test_one_registry_entry_adds_an_optimizer_with_array_and_integer_hyperparame
 
     argv = ["--optimizer", "toy", "--betas", "0,0.5", "--warmup-steps", "4", "--epochs", "1"]
     assert cli.main([*argv, "--quiet", "--out", str(tmp_path / "run")]) == 0
-    (record,) = json.loads((tmp_path / "run" / "results.json").read_text())
+    (record,) = json.loads((tmp_path / "run" / "results.json").read_text())["runs"]
     assert record["hyperparameters"]["betas"] == [0.0, 0.5]
     assert record["hyperparameters"]["warmup_steps"] == 4
     argv = ["--sweep", "--optimizer", "toy", "--warmup-steps", "2,4", "--betas", "0,0.5"]
     assert cli.main([*argv, "--epochs", "1", "--out", str(tmp_path / "grid")]) == 0
     sweep = json.loads((tmp_path / "grid" / "results.json").read_text())
-    assert sweep["grid"] == {"warmup_steps": [2, 4]}
-    assert sweep["fixed_hyperparameters"]["betas"] == [0.0, 0.5]
-    (one,) = [r for r in sweep["configurations"] if r["warmup_steps"] == 4]
+    assert sweep["sweep"]["grid"] == {"warmup_steps": [2, 4]}
+    assert sweep["sweep"]["fixed_hyperparameters"]["betas"] == [0.0, 0.5]
+    (one,) = [r for r in sweep["runs"] if r["hyperparameters"]["warmup_steps"] == 4]
     assert one["final_train_loss"] == pytest.approx(record["final_train_loss"], rel=1e-5)
+    capsys.readouterr()  # fit's progress bar
     code, err = one_line_exit(capsys, ["--optimizer", "toy", "--warmup-steps", "2.5"])
     assert code == 2 and "expected integers separated by commas" in err
 
@@ -510,7 +520,10 @@ def test_an_out_with_results_is_refused_unless_overwrite(tmp_path, capsys, monke
     assert (out / "results.json").read_bytes() == first
     assert cli.main(quick(out, "--lr", "0.5", "--overwrite")) == 0
     assert (
-        json.loads((out / "results.json").read_text())[0]["hyperparameters"]["learning_rate"] == 0.5
+        json.loads((out / "results.json").read_text())["runs"][0]["hyperparameters"][
+            "learning_rate"
+        ]
+        == 0.5
     )
 
 
@@ -526,9 +539,8 @@ def test_a_full_disk_at_write_is_one_line_and_keeps_the_earlier_results(
     the file, status 1, the first run's files byte for byte, and no temporary file."""
     monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
     out = tmp_path / "o"
-    argv = (
-        ["--sweep", "--lr", "0.1,0.2", "--epochs", "1", "--out", str(out)] if sweep else quick(out)
-    )
+    argv = ["--sweep", "--lr", "0.1,0.2", "--epochs", "1", "--quiet", "--out", str(out)]
+    argv = argv if sweep else quick(out)
     assert cli.main(argv) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     capsys.readouterr()
@@ -549,8 +561,9 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_leaves_no_temporary_file(
     assert cli.main(quick(tmp_path / "o", "--checkpoint-dir", str(ck))) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"mnist.py: error: cannot write {ck}/sgd-") and err.count("\n") == 1
-    assert err.endswith(".msgpack: No space left on device\n")
-    assert list(ck.iterdir()) == []
+    assert err.endswith(".npz: No space left on device\n")
+    (folder,) = ck.iterdir()  # the run's folder, with no file: no temporary one either
+    assert list(folder.iterdir()) == []
 
 
 # ---- the demo scripts and the benchmark ----------------------------------------------------------

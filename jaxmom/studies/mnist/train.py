@@ -34,7 +34,8 @@ import numpy as np
 import optax
 
 from jaxmom import sweep as engine
-from jaxmom.studies.mnist.config import OPTIMIZERS, Config, hyperparameter_kind
+from jaxmom.studies.mnist import config as registry
+from jaxmom.studies.mnist.config import Config, hyperparameter_kind
 from jaxmom.studies.mnist.model import MLP, preprocess
 
 EVAL_BATCH = 1000  # test images per matmul: a chunk's activations stay in cache
@@ -72,7 +73,7 @@ class Functions(NamedTuple):
 def functions(optimizer: str, options: tuple, init: str) -> Functions:
     """The same function objects for the same ``(optimizer, sorted options, init scheme)``, so that
     ``fit``'s compile cache (keyed on them) serves every run of that kind."""
-    model, spec = MLP(init_scheme=init), OPTIMIZERS[optimizer]
+    model, spec = MLP(init_scheme=init), registry.OPTIMIZERS[optimizer]
 
     def init_params(key):
         return model.init(key, jnp.zeros((1, 784), jnp.float32))["params"]

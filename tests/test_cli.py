@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 import jaxmom
-from jaxmom.studies.mnist import cli, config
-from jaxmom.studies.mnist.config import OPTIMIZERS, Config, OptimizerSpec, registry
+from jaxmom.studies.mnist import cli, registry
+from jaxmom.studies.mnist.config import Config
+from jaxmom.studies.mnist.registry import OPTIMIZERS, OptimizerSpec
 from jaxmom.studies.mnist.train import train_and_evaluate
 from jaxmom.sweep import _engine
 
@@ -337,13 +338,11 @@ def test_one_registry_entry_adds_an_optimizer_with_array_and_integer_hyperparame
     spec = OptimizerSpec(
         "toy",
         toy,
-        defaults={"learning_rate": 0.1, "betas": (0.0, 0.9), "warmup_steps": 10},
+        overrides={"learning_rate": 0.1},  # betas and warmup_steps: toy's signature
         options={"nesterov": "Nesterov momentum"},
         help={"betas": "momentum terms, averaged", "warmup_steps": "divides the learning rate"},
     )
-    patched = registry(*OPTIMIZERS.values(), spec)
-    monkeypatch.setattr(config, "OPTIMIZERS", patched)
-    monkeypatch.setattr(cli, "OPTIMIZERS", patched)
+    monkeypatch.setattr(registry, "OPTIMIZERS", registry.registry(*OPTIMIZERS.values(), spec))
     monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
     text = " ".join(cli.build_parser().format_help().split())
     assert "qhadam, aggmo, schedule_free_sgd, toy." in text
@@ -455,25 +454,25 @@ def test_ctrl_c_while_jax_imports_exits_130_with_one_line(tmp_path):
         (["--optimizer", "aggmo", "--betas", ","], 2, "--betas: expected a value, got ','"),
         (
             ["--optimizer", "schedule_free_sgd", "--warmup-steps", "3000000000"],
-            1,
+            2,
             "warmup_steps is fed to the optimizer as int32: it must be an integer in "
             "[-2147483648, 2147483647], got 3000000000",
         ),
         (
             ["--sweep", "--optimizer", "schedule_free_sgd", "--warmup-steps", "1,3000000000"],
-            1,
+            2,
             "grid cell warmup_steps=3000000000: warmup_steps is fed to the optimizer as int32",
         ),
-        (["--seed", "4294967296"], 1, "seed must be an integer in [0, 2147483647]"),
-        (["--sweep", "--lr", "0.1,0.2", "--seed", "4294967296"], 1, "in [0, 2147483647]"),
-        (["--seed", "2147483648"], 1, "seed must be an integer in [0, 2147483647]"),
-        (["--epochs", "3000000000"], 1, "epochs must be an integer in [1, 2147483647]"),
+        (["--seed", "4294967296"], 2, "seed must be an integer in [0, 2147483647]"),
+        (["--sweep", "--lr", "0.1,0.2", "--seed", "4294967296"], 2, "in [0, 2147483647]"),
+        (["--seed", "2147483648"], 2, "seed must be an integer in [0, 2147483647]"),
+        (["--epochs", "3000000000"], 2, "epochs must be an integer in [1, 2147483647]"),
         (
             ["--sweep", "--lr", "0.1,0.2", "--momentum", "0.5,1.0"],
-            1,
+            2,
             "grid cell learning_rate=0.1, momentum=1: momentum must be",
         ),
-        (["--sweep", "--lr", "0.1,-0.1"], 1, "grid cell learning_rate=-0.1: learning_rate must"),
+        (["--sweep", "--lr", "0.1,-0.1"], 2, "grid cell learning_rate=-0.1: learning_rate must"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else None,
 )
@@ -481,7 +480,8 @@ def test_bad_names_integers_and_grid_cells_are_one_line_before_any_data_or_train
     argv, code, fragment, capsys, monkeypatch, tmp_path
 ):
     """Integers are exact or refused with their range (a seed of 2**32 would repeat seed 0, 3e9
-    warm-up steps would wrap in int32); every cell of a grid is checked as a single run is."""
+    warm-up steps would wrap in int32); every cell of a grid is checked as a single run is. A bad
+    command line, its values included, exits with status 2 (argparse's)."""
     monkeypatch.setattr(cli, "load_data", lambda args: pytest.fail("loaded data"))
     got, err = one_line_exit(capsys, [*argv, "--out", str(tmp_path / "o")])
     assert got == code and fragment in err, err

@@ -10,9 +10,11 @@ import optax
 import pytest
 
 import jaxmom
-from jaxmom.studies.mnist import cli, config, train
-from jaxmom.studies.mnist.config import FAMILY_STUDY, OPTIMIZERS, Config
+from jaxmom.studies.mnist import cli, studies, train
+from jaxmom.studies.mnist.config import Config
 from jaxmom.studies.mnist.model import MLP, preprocess
+from jaxmom.studies.mnist.registry import OPTIMIZERS
+from jaxmom.studies.mnist.studies import FAMILY_STUDY
 from jaxmom.studies.mnist.train import train_and_evaluate
 
 FAMILY = (
@@ -130,4 +132,4 @@ def test_study_with_optimizer_is_a_one_line_error(capsys):
 def test_family_study_settings_are_registered(monkeypatch):
     for run in FAMILY_STUDY:
         Config(run.optimizer, dict(run.hparams))  # valid, and only known hyperparameters
-    assert config.STUDIES["family"] is FAMILY_STUDY
+    assert studies.STUDIES["family"] is FAMILY_STUDY

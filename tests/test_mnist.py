@@ -2,6 +2,7 @@
 tutorials' own loop, resume, the vmappable train_fn, the study as a sweep, and the headline result."""
 
 import dataclasses
+import inspect
 import itertools
 import os
 import subprocess
@@ -15,10 +16,13 @@ import optax
 import pytest
 import torch
 
+import jaxmom
 from jaxmom.studies.mnist import report, train
 from jaxmom.studies.mnist import sweep as study_sweep
-from jaxmom.studies.mnist.config import OPTIMIZERS, STUDY, Config, OptimizerSpec, registry
+from jaxmom.studies.mnist.config import Config
 from jaxmom.studies.mnist.model import MLP, preprocess
+from jaxmom.studies.mnist.registry import OPTIMIZERS, OptimizerSpec, registry
+from jaxmom.studies.mnist.studies import STUDY
 from jaxmom.studies.mnist.sweep import run_sweep
 from jaxmom.sweep import _fit, product
 
@@ -370,6 +374,29 @@ def test_a_second_sweep_of_the_same_shape_compiles_nothing(tiny_mnist):
     assert run_sweep(decayed, tiny_mnist, product(learning_rate=[0.2, 0.3])).compile_seconds == 0
 
 
+def gamma_sgd(learning_rate, gamma=0.5):
+    return jaxmom.sgd(learning_rate, gamma)
+
+
+def test_the_registry_reads_defaults_from_the_factories_and_states_only_its_own():
+    """Defaults are stated once: each spec's are its factory's signature defaults, but for the
+    study's overrides, and no override restates the factory's own default."""
+    assert OPTIMIZERS["rmsprop"].defaults == {
+        "learning_rate": 1e-3,  # the seed tutorials'
+        "alpha": 0.9,  # the seed tutorials'
+        "eps": 1e-8,
+        "momentum": 0.0,
+        "weight_decay": 0.0,
+    }  # and not rmsprop's booleans centered (an option) or eps_in_sqrt (not offered)
+    for spec in OPTIMIZERS.values():
+        signature = inspect.signature(spec.factory).parameters
+        for name, value in spec.defaults.items():
+            if name in spec.overrides:
+                assert value != signature[name].default, (spec.name, name)
+            else:
+                assert value == signature[name].default, (spec.name, name)
+
+
 def test_the_registry_refuses_specs_that_disagree():
     specs = list(OPTIMIZERS.values())
     sgd = OPTIMIZERS["sgd"]
@@ -378,13 +405,18 @@ def test_the_registry_refuses_specs_that_disagree():
     with pytest.raises(ValueError, match="momentum is int here but float elsewhere"):
         registry(*specs, OptimizerSpec("x", sgd.factory, {"learning_rate": 0.1, "momentum": 1}))
     with pytest.raises(ValueError, match=r"no help text for hyperparameter\(s\) \['gamma'\]"):
-        registry(*specs, OptimizerSpec("x", sgd.factory, {"learning_rate": 0.1, "gamma": 0.5}))
+        registry(*specs, OptimizerSpec("x", gamma_sgd, {"learning_rate": 0.1}))
+    with pytest.raises(ValueError, match=r"x: \['gamma'\] are not parameters of sgd"):
+        OptimizerSpec("x", sgd.factory, {"learning_rate": 0.1, "gamma": 0.5})
+    with pytest.raises(ValueError, match="x: learning_rate has no default in sgd"):
+        OptimizerSpec("x", sgd.factory)
     with pytest.raises(ValueError, match="flag 'mom' here"):
         registry(
-            *specs, OptimizerSpec("x", sgd.factory, {"momentum": 0.5}, flags={"momentum": "mom"})
+            *specs,
+            OptimizerSpec("x", sgd.factory, {"learning_rate": 0.1}, flags={"momentum": "mom"}),
         )
     with pytest.raises(TypeError, match="default of nesterov must be a float"):
-        OptimizerSpec("x", sgd.factory, {"nesterov": True})
+        OptimizerSpec("x", sgd.factory, {"learning_rate": 0.1, "nesterov": True})
     with pytest.raises(ValueError, match="unknown hyperparameter"):
         OptimizerSpec("x", sgd.factory, {"learning_rate": 0.1}, help={"lr": "typo"})
 

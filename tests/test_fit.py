@@ -438,18 +438,20 @@ def peak_rss(configs: int, chunk: str):
 
 def test_peak_memory_stays_within_the_auto_chunks_budget_and_flat_in_the_configurations():
     """4 MB of weights a configuration, a 200 MiB budget: chunks of 16 (the CPU's cap too). The
-    growth of peak RSS over training (programs compiled before) stays within the budget plus 32 MiB
-    that do not grow with the configurations (measured about 19 MB: imports, small buffers, freed
-    blocks that glibc's malloc keeps), and 64 configurations need at most 24 MiB more than 16
-    (measured 16 MB); the whole grid of 64 at once needs more than three budgets."""
+    growth of peak RSS over training (programs compiled before) stays within the budget plus 48 MiB
+    that do not grow with the configurations (measured 19 to 35 MB: imports, small buffers, and
+    the chunk's 67 MB of gradients and temporaries freed after each epoch into one of glibc's
+    per-thread heaps, not always the one the next epoch allocates from), and 64 configurations
+    need at most 40 MiB more than 16 (measured 16 to 32 MB), where the whole grid of 64 at once
+    needs more than three budgets (measured 780 MB)."""
     budget, mib = 200 * 2**20, 2**20
     chunk, per_config, grew_64 = peak_rss(64, "auto")
     # the estimate covers at least the params, their momentum and their gradients (12 MB)
     assert 3 * 4 * 10**6 <= per_config <= budget // 8
     assert chunk == min(16, budget // per_config)
-    assert grew_64 <= budget + 32 * mib
+    assert grew_64 <= budget + 48 * mib
     _, _, grew_16 = peak_rss(16, "auto")
-    assert abs(grew_64 - grew_16) <= 24 * mib, (grew_64, grew_16)
+    assert abs(grew_64 - grew_16) <= 40 * mib, (grew_64, grew_16)
     _, _, whole = peak_rss(64, "None")
     assert whole > 3 * budget
 

@@ -399,7 +399,7 @@ def test_a_tampered_checkpoint_is_refused_in_one_line_naming_the_file(
 
 
 PEAK_RSS = """
-    import resource, sys
+    import sys
     import jax, jax.numpy as jnp, numpy as np, optax
     from jaxmom import sweep
     from jaxmom.sweep import _fit
@@ -418,9 +418,15 @@ PEAK_RSS = """
     per_config, auto = _fit.bytes_per_config(s), _fit.auto_chunk_size(s, 200 * 2**20)
     s = s.with_chunk(auto if chunk == "auto" else chunk or s.chunk)
     _fit.init_program(s), _fit.epoch_program(s)  # compiled before: the measure is training's
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    def status(field):  # bytes
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) * 1024 for l in f if l.startswith(field))
+
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # the peak (VmHWM) restarts from the current RSS
+    before = status("VmRSS:")
     res = sweep.fit(grid, chunk_size=chunk, **kw)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    after = status("VmHWM:")
     print(auto, per_config, before, after)
 """
 
@@ -446,7 +452,8 @@ def test_peak_memory_stays_within_the_auto_chunks_budget_and_flat_in_the_configu
     configurations need at most 4 MiB more than 16, where the whole grid of 64 at once needs more
     than three budgets. Measured: 197 MB for 16 and for 64, 780 MB for 64 at once.
 
-    The children allocate blocks above 1 MiB with mmap (``MALLOC_MMAP_THRESHOLD_``), so that RSS
+    Peak RSS is Linux's VmHWM, reset (``/proc/self/clear_refs``) after compiling, whose own peak
+    varies. The children allocate blocks above 1 MiB with mmap (``MALLOC_MMAP_THRESHOLD_``), so that RSS
     counts what fit keeps live. With glibc's default, whose threshold rises to the largest block
     freed, the 67 MB of gradients and temporaries freed after each epoch stay in one of its
     per-thread heaps, not always the one the next epoch allocates from: 64 configurations then

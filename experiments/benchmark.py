@@ -148,12 +148,15 @@ def dense_epoch(data):
     def evaluate(params, images, labels):
         return {"test_accuracy": (jnp.argmax(logits(params, images), -1) == labels) * 1.0}
 
+    def optimizer(h):  # one function object: fit's compiled programs are keyed on it
+        return jaxmom.sgd(h["learning_rate"], h["momentum"])
+
     def run():
         return sweep.fit(
             sweep.zipped(axis="run", learning_rate=[LR], momentum=[MU]),
             init=init,
             loss=loss,
-            optimizer=lambda h: jaxmom.sgd(h["learning_rate"], h["momentum"]),
+            optimizer=optimizer,
             train=(data[0], data[1]),
             eval=(data[2], data[3]),
             evaluate=evaluate,

@@ -471,3 +471,29 @@ def test_the_report_leaves_the_matplotlib_backend_alone_and_returns_figures():
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_a_sweep_killed_after_a_checkpoint_resumes_bit_identical(tiny_mnist, tmp_path, monkeypatch):
+    """--sweep --checkpoint-dir: killed after the second chunk's first epoch, then run again, the
+    grid's losses and accuracies equal an uninterrupted sweep's, bit for bit, and each cell says
+    how many of its epochs came from the checkpoint."""
+    config = Config(optimizer="sgd", epochs=2, batch_size=64)
+    grid = product(learning_rate=[0.01, 0.1], momentum=[0.0, 0.9])
+    whole = run_sweep(config, tiny_mnist, grid, chunk_size=2)
+    save, saves = _fit.Checkpoint.save, []
+
+    def save_then_die(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        saves.append(1)
+        if len(saves) == 3:  # chunk 0 after epochs 1 and 2, chunk 1 after epoch 1
+            raise Killed
+
+    monkeypatch.setattr(_fit.Checkpoint, "save", save_then_die)
+    with pytest.raises(Killed):
+        run_sweep(config, tiny_mnist, grid, chunk_size=2, checkpoint_dir=tmp_path)
+    monkeypatch.undo()
+    resumed = run_sweep(config, tiny_mnist, grid, chunk_size=2, checkpoint_dir=tmp_path)
+    for name in ("loss", "epoch_train_loss", "epoch_test_accuracy"):
+        assert np.array_equal(resumed.metrics[name], whole.metrics[name]), name
+    assert resumed.metrics["resumed_from_epoch"].tolist() == [[2, 2], [1, 1]]
+    assert whole.metrics["resumed_from_epoch"].tolist() == [[0, 0], [0, 0]]

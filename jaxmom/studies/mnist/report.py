@@ -1,7 +1,7 @@
 """What the study reports: the summary table, results.json, the loss-curve figure, and a sweep's
 table, CSV and heatmaps.
 
-Every file goes through :mod:`jaxmom.sweep._files` (a temporary file, then ``os.replace``): a full
+Every file goes through ``jaxmom.sweep._files`` (a temporary file, then ``os.replace``): a full
 disk or a kill leaves the earlier file intact and no temporary file behind. This module never picks
 a matplotlib backend: figures are :class:`matplotlib.figure.Figure` objects, returned, and saved
 only by the ``write_*`` functions; the script (:func:`jaxmom.studies.mnist.cli.run`) picks the

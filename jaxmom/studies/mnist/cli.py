@@ -336,10 +336,7 @@ def load_data(args):
             source=f"{dataset.source} (first {n_train or 'all'} train / "
             f"{n_test or 'all'} test examples)",
         )
-    print(
-        f"data: {dataset.source}: {len(dataset.train_images):,} train / {len(dataset.test_images):,} "
-        "test examples"
-    )
+    print(report.data_line(dataset))
     return dataset
 
 
@@ -385,7 +382,7 @@ def sweep_main(p: Parser, args: argparse.Namespace, config: Config, grid: engine
         p.exit(1, f"{p.prog}: error: {e}\n")
     out = make_out(p, out)
 
-    print(f"sweep: {config.optimizer}, {grid!r}, {config.epochs} epochs each, through fit")
+    print(report.sweep_header(config, grid))
     try:
         res = run_sweep(
             config,
@@ -399,8 +396,7 @@ def sweep_main(p: Parser, args: argparse.Namespace, config: Config, grid: engine
         p.exit(1, f"{p.prog}: error: {e}\n")
     records = train.records(config, dataset, res)
     print(report.sweep_summary(res, records))
-    written = report.write_sweep_outputs(out, res, config, records)
-    print("\n".join(f"wrote {w}" for w in written))
+    print(report.wrote(report.write_sweep_outputs(out, res, config, records)))
     return 0
 
 
@@ -420,7 +416,7 @@ def study_main(p: Parser, args: argparse.Namespace, configs: list[Config]) -> in
     records = []
     for config in configs:
         if not args.quiet:
-            print(f"\n== {config.label} ==", flush=True)
+            print(report.run_header(config), flush=True)
         try:
             run = train_and_evaluate(config, dataset, args.checkpoint_dir, progress=not args.quiet)
         except ValueError as e:  # e.g. a checkpoint that fails its sha256
@@ -429,19 +425,9 @@ def study_main(p: Parser, args: argparse.Namespace, configs: list[Config]) -> in
             print(report.run_lines(run.record))
         records.append(run.record)
 
-    print(
-        f"\n{dataset.source}, {args.epochs} epochs, batch {args.batch_size}, seed {args.seed}, "
-        f"init {args.init}\n{report.summary_table(records)}"
-    )
-    subset = " (embedded 4k/1k subset)" if dataset.source.startswith("embedded") else ""
-    if args.study == "family":
-        subset += ", the momentum family"
-    written = report.write_outputs(
-        out,
-        records,
-        f"{args.dataset}{subset}: 784-200-10 MLP, batch {args.batch_size}, seed {args.seed}",
-    )
-    print("\n".join(f"wrote {w}" for w in written))
+    print(report.study_summary(records))
+    title = report.figure_title(args.dataset, records, family=args.study == "family")
+    print(report.wrote(report.write_outputs(out, records, title)))
     print(f"total wall time: {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -50,6 +50,45 @@ def write_json(path, value) -> None:
     write_text(path, json.dumps(value, indent=2, default=float) + "\n")
 
 
+def data_line(dataset) -> str:
+    """Where the data came from and how much of it."""
+    return (
+        f"data: {dataset.source}: {len(dataset.train_images):,} train / "
+        f"{len(dataset.test_images):,} test examples"
+    )
+
+
+def run_header(config: Config) -> str:
+    return f"\n== {config.label} =="
+
+
+def sweep_header(config: Config, grid) -> str:
+    return f"sweep: {config.optimizer}, {grid!r}, {config.epochs} epochs each, through fit"
+
+
+def wrote(paths) -> str:
+    return "\n".join(f"wrote {p}" for p in paths)
+
+
+def study_summary(records: list[dict]) -> str:
+    """The study's closing lines: the data and settings, then :func:`summary_table`."""
+    r = records[0]
+    return (
+        f"\n{r['data_source']}, {r['epochs']} epochs, batch {r['batch_size']}, seed {r['seed']}, "
+        f"init {r['init']}\n{summary_table(records)}"
+    )
+
+
+def figure_title(dataset: str, records: list[dict], *, family: bool = False) -> str:
+    """loss_curves.png's title: the dataset (and whether it is the embedded subset), the model,
+    batch size and seed."""
+    r = records[0]
+    subset = " (embedded 4k/1k subset)" if r["data_source"].startswith("embedded") else ""
+    if family:
+        subset += ", the momentum family"
+    return f"{dataset}{subset}: 784-200-10 MLP, batch {r['batch_size']}, seed {r['seed']}"
+
+
 def run_lines(record: dict) -> str:
     """The lines printed after a run: the seed tutorials' line per epoch (numbered from 1; those a
     checkpoint held are marked), then the timings and the test accuracy."""

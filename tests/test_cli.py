@@ -323,6 +323,21 @@ def test_sweep_marks_exploding_runs_as_diverged_and_greys_them(
     assert finite and not any(r["diverged"] for r in finite)  # only NaN/inf count now
 
 
+def test_a_sweep_where_every_cell_diverges_draws_grey_maps_and_exits_0(
+    tmp_path, monkeypatch, capsys, tiny_mnist
+):
+    """Issue 17.5: no finite loss to scale the colours by (the log scale failed with 'Invalid vmin
+    or vmax' and no heatmap was written)."""
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    argv = ["--sweep", "--lr", "1e20,1e30", "--momentum", "0,0.9", "--epochs", "1", "--quiet"]
+    assert cli.main([*argv, "--out", str(tmp_path)]) == 0
+    assert "best: none, every configuration diverged" in capsys.readouterr().out
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert all(r["diverged"] for r in results["runs"]) and results["sweep"]["best"] is None
+    for stem in ("train_loss", "test_accuracy"):
+        assert (tmp_path / f"heatmap_{stem}_learning_rate_momentum.png").stat().st_size > 5_000
+
+
 # ---- the registry makes the command line --------------------------------------------------------
 
 

@@ -327,7 +327,9 @@ def write_sweep_outputs(out, res: SweepResult, config: Config, records: list[dic
                         title=title + " (best in red)",
                         label=label,
                         best="max" if metric == "test_accuracy" else "min",
-                        log_color=metric != "test_accuracy",
+                        # nothing finite to scale when every cell diverged (sweep.plot's
+                        # LogNorm then fails): a linear, all-grey map
+                        log_color=metric != "test_accuracy" and not res.diverged.all(),
                     )
                 written.append(path)
     return written

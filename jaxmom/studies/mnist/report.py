@@ -162,8 +162,10 @@ def write_outputs(out, records, title) -> list[Path]:
 
 
 def loss_curves(records, title) -> Figure:
-    """The study's figure: each run's logged training loss (semilogy) beside its test accuracy
-    after every epoch. A run whose curve matches an earlier one is drawn dashed and labelled."""
+    """The study's figure: each run's logged training loss (semilogy; dots: each epoch's mean,
+    which a single batch's noise does not move) beside its test accuracy after every epoch. A
+    run whose curve matches an earlier one is drawn dashed and labelled; runs past the tenth
+    colour are dotted, so that no two runs share colour and style."""
     fig = Figure(figsize=(13, 5))
     ax_loss, ax_acc = fig.subplots(1, 2, width_ratios=(3, 2))
     for i, r in enumerate(records):
@@ -174,12 +176,12 @@ def loss_curves(records, title) -> Figure:
                 for q in records[:i]
                 if len(q["logged_loss"]) == len(r["logged_loss"])
                 and np.allclose(q["logged_loss"], r["logged_loss"], rtol=1e-3)
+                and np.allclose(q["epoch_train_loss"], r["epoch_train_loss"], rtol=1e-3)
             ),
             None,
         )
-        style = {"ls": "--", "lw": 2.0} if twin else {"ls": "-", "lw": 1.3}
-        # more runs than the default colour cycle has colours: tab20
-        colour = {"color": colormaps["tab20"](i % 20)} if len(records) > 10 else {}
+        style = {"ls": "--", "lw": 2.0} if twin else {"ls": "-" if i < 10 else ":", "lw": 1.6}
+        colour = {"color": colormaps["tab10"](i % 10)}
         label = f"{r['label']}: {r['final_train_loss']:.3f}" + (
             f" (same path as {twin})" if twin else ""
         )
@@ -191,6 +193,8 @@ def loss_curves(records, title) -> Figure:
             ax_loss.semilogy(x, r["logged_loss"], color=line.get_color(), lw=0.6, alpha=0.25)
         else:
             (line,) = ax_loss.semilogy(x, r["logged_loss"], label=label, **style, **colour)
+        epochs = range(1, len(r["epoch_train_loss"]) + 1)
+        ax_loss.semilogy(epochs, r["epoch_train_loss"], "o", color=line.get_color(), ms=4)
         ax_acc.plot(
             range(1, len(r["epoch_test_accuracy"]) + 1),
             [100 * a for a in r["epoch_test_accuracy"]],
@@ -206,7 +210,7 @@ def loss_curves(records, title) -> Figure:
     ax_loss.set(
         xlabel="epoch",
         ylabel=f"training loss (batch, every {records[0]['log_every']} steps)",
-        title=f"Training loss{smooth}",
+        title=f"Training loss{smooth}; dots: each epoch's mean",
     )
     ax_loss.grid(True, which="both", alpha=0.3)
     fig.legend(

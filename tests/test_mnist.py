@@ -461,7 +461,7 @@ def test_the_report_leaves_the_matplotlib_backend_alone_and_returns_figures():
         "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n"
         "r = dict(label='a', optimizer='sgd', final_train_loss=0.5, steps_per_epoch=2,\n"
         "         logged_steps=[0, 1, 2, 3], logged_loss=[2.0, 1.0, 0.7, 0.5],\n"
-        "         epoch_test_accuracy=[0.5, 0.6], log_every=1)\n"
+        "         epoch_train_loss=[1.5, 0.6], epoch_test_accuracy=[0.5, 0.6], log_every=1)\n"
         "fig = report.loss_curves([r], 'title')\n"
         "from matplotlib.figure import Figure; assert isinstance(fig, Figure)\n"
         "assert matplotlib.get_backend() == 'svg'\n"

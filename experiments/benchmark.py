@@ -42,8 +42,9 @@ from jaxmom import sweep
 from jaxmom.studies.mnist import train
 from jaxmom.studies.mnist.config import Config
 from jaxmom.studies.mnist.data import Dataset
-from jaxmom.studies.mnist.model import MLP, preprocess, torch_linear_init
-from jaxmom.studies.mnist.sweep import auto_chunk_size, bytes_per_config, run_sweep
+from jaxmom.studies.mnist.model import preprocess, torch_linear_init
+from jaxmom.studies.mnist.sweep import run_sweep
+from jaxmom.sweep import _fit
 
 LRS = (0.003, 0.01, 0.03, 0.1)
 MOMENTA = (0.0, 0.5, 0.9, 0.99)
@@ -122,42 +123,50 @@ def accuracy(model, params, images, labels):
 # ---- jaxmom: the paths users run ---------------------------------------------------------------
 
 
-def study_epoch(data, model=None):
-    """``train_and_evaluate``'s compiled programs for one epoch: the epoch (shuffle, gather,
-    scale, 938 steps in a ``lax.scan``) then the evaluation, as the study runs them."""
+def study_epoch(data):
+    """The study's single run of one epoch, as ``experiments/mnist.py`` runs it: a one-cell
+    ``fit`` (shuffle, gather, scale, 938 steps in a ``lax.scan``, then the test accuracy)."""
     config = Config(optimizer="sgd", hparams={"learning_rate": LR, "momentum": MU}, epochs=1)
-    arrays = tuple(jax.device_put(x) for x in data[:4])
-    t0 = time.perf_counter()
-    prog, _ = train.compile_programs(config, arrays, {})
-    hparams = train.as_hparams(config.full_hparams())
-    init_key, shuffle_key = train.keys(jax.random.key(0))
-    if model is not None:  # the same program with another model: the layout before issue 8
-        common = {"model": model, "optimizer": "sgd", "options": ()}
-        params = model.init(init_key, jnp.zeros((1, 784)))["params"]
-        opt_state = train.init_opt_state(params, hparams, optimizer="sgd")
-        epoch = (
-            jax.jit(functools.partial(train.train_epoch, batch_size=64, **common))
-            .lower(params, opt_state, hparams, shuffle_key, *arrays[:2])
-            .compile()
-        )
-        evaluate = (
-            jax.jit(functools.partial(train.evaluate, model=model))
-            .lower(params, *arrays[2:])
-            .compile()
-        )
-    else:
-        params = prog.init_params(init_key)
-        opt_state = prog.init_opt_state(params, hparams)
-        epoch, evaluate = prog.epoch, prog.evaluate
-    compile_s = time.perf_counter() - t0
+    first = train.train_and_evaluate(config, data)  # compiles; later calls reuse the programs
+    return (lambda: train.train_and_evaluate(config, data)), first.record["compile_seconds"]
+
+
+def dense_epoch(data):
+    """The same one-cell ``fit`` with Flax's ``nn.Dense`` (in, out) kernels and the usual
+    (batch, 10) logits: the layout before issue 8."""
+    model = DenseMLP()
+
+    def init(key):
+        return model.init(key, jnp.zeros((1, 784)))["params"]
+
+    def logits(params, images):
+        return jnp.asarray(model.apply({"params": params}, preprocess(images)))
+
+    def loss(params, images, labels):
+        return optax.softmax_cross_entropy_with_integer_labels(logits(params, images), labels)
+
+    def evaluate(params, images, labels):
+        return {"test_accuracy": (jnp.argmax(logits(params, images), -1) == labels) * 1.0}
+
+    def optimizer(h):  # one function object: fit's compiled programs are keyed on it
+        return jaxmom.sgd(h["learning_rate"], h["momentum"])
 
     def run():
-        p, _, losses = epoch(
-            params, opt_state, hparams, jax.random.fold_in(shuffle_key, 0), *arrays[:2]
+        return sweep.fit(
+            sweep.zipped(axis="run", learning_rate=[LR], momentum=[MU]),
+            init=init,
+            loss=loss,
+            optimizer=optimizer,
+            train=(data[0], data[1]),
+            eval=(data[2], data[3]),
+            evaluate=evaluate,
+            batch_size=64,
+            epochs=1,
+            eval_batch_size=train.EVAL_BATCH,
+            progress=False,
         )
-        return float(evaluate(p, *arrays[2:])), np.asarray(losses)
 
-    return run, compile_s
+    return run, run().compile_seconds
 
 
 def study_sweep(data, lrs=LRS, momenta=MOMENTA):
@@ -280,7 +289,7 @@ def torch_eager(data, threads):
 def update_only(steps, k):
     """``jaxmom.sgd``'s update alone (momentum 0.9), for k configurations in the study's layout,
     with a fixed gradient: a memory-bound pass over parameters, buffer and gradient."""
-    params = train.init_params(jax.random.key(0), model=MLP())
+    params = train.functions("sgd", (), "torch").init(jax.random.key(0))
 
     def run(lr, mu, grads):
         tx = jaxmom.sgd(lr, mu)
@@ -314,9 +323,22 @@ def large_grid(data, steps) -> dict:
     run once after compiling."""
     lrs = np.geomspace(1e-3, 0.3, 16).tolist()
     momenta = np.linspace(0.0, 0.99, 16).tolist()
-    config = Config(optimizer="sgd", epochs=1)
-    per_config = bytes_per_config(config, len(data[0]))
-    chunk = auto_chunk_size(config, len(data[0]), 256)
+    fns = train.functions("sgd", (), "torch")
+    setup = _fit.setup(  # what run_sweep gives fit, for fit's own memory estimate
+        sweep.product(learning_rate=lrs, momentum=momenta),
+        init=fns.init,
+        loss=train.loss,
+        optimizer=fns.optimizer,
+        train=(data[0], data[1]),
+        eval=(data[2], data[3]),
+        evaluate=train.evaluate,
+        batch_size=64,
+        epochs=1,
+        fixed={"dampening": 0.0, "weight_decay": 0.0},
+        eval_batch_size=train.EVAL_BATCH,
+    )
+    per_config = _fit.bytes_per_config(setup)
+    chunk = _fit.auto_chunk_size(setup)
     t0 = time.perf_counter()
     run, first = study_sweep(data, lrs, momenta)
     compile_s = first.compile_seconds
@@ -363,7 +385,7 @@ def main(argv=None) -> int:
     steps = -(-args.samples // 64)
     k = len(LRS) * len(MOMENTA)
     epoch, epoch_c = study_epoch(data)
-    before, before_c = study_epoch(data, DenseMLP())
+    before, before_c = dense_epoch(data)
     swept, first = study_sweep(data)
     loop, loop_c = flax_loop(data)
     vmapped, vmap_c = optax_vmap(data)

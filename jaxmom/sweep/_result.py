@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -33,7 +34,11 @@ class SweepResult:
       eval_seconds: run time of an evaluation that the caller ran apart from the grid's program
         (e.g. the MNIST study's test accuracy); 0.0 if none.
       devices: the devices the grid was sharded over.
+      params: the final parameters, stacked with ``grid.shape`` in front, where the sweep returned
+        them (:func:`jaxmom.sweep.fit` with ``return_params=True``); else None.
     """
+
+    params: Any = None
 
     def __init__(
         self,

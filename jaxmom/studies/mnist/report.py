@@ -1,22 +1,112 @@
 """What the study reports: the summary table, results.json, the loss-curve figure, and a sweep's
-table, CSV and heatmaps."""
+table, CSV and heatmaps.
+
+Every file goes through ``jaxmom.sweep._files`` (a temporary file, then ``os.replace``): a full
+disk or a kill leaves the earlier file intact and no temporary file behind. This module never picks
+a matplotlib backend: figures are :class:`matplotlib.figure.Figure` objects, returned, and saved
+only by the ``write_*`` functions; the script (:func:`jaxmom.studies.mnist.cli.run`) picks the
+backend.
+
+The results' vocabulary, one for results.json, sweep.csv and train_loss.csv (docs/mnist.md has the
+table): ``final_train_loss`` is the last epoch's mean training loss, ``epoch_train_loss`` every
+epoch's, ``test_accuracy`` the fraction (0 to 1) of test examples classified right after the last
+epoch, ``epoch_test_accuracy`` after every epoch, and ``loss`` a single batch's training loss at
+``step`` (from 0). Printed tables show accuracy in percent, with a ``%`` sign.
+"""
 
 import csv
 import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 import jaxmom
 from jaxmom.studies.mnist.config import Config
-from jaxmom.sweep import SweepResult
+from jaxmom.sweep import SEED, SweepResult
+from jaxmom.sweep._files import atomic_open, write_text
+
+# Files a run writes into --out; a folder holding any of them holds another run's results.
+LOSS_CSV = "train_loss.csv"
+OUTPUTS = ("results.json", "sweep.csv", LOSS_CSV, "loss_curves.png", "heatmap_*.png")
+
+
+def existing_outputs(out: Path) -> list[Path]:
+    """The files of :data:`OUTPUTS` already in ``out`` (none if it does not exist)."""
+    return [p for pattern in OUTPUTS for p in sorted(Path(out).glob(pattern))]
+
+
+def save_figure(fig: Figure, path) -> None:
+    """``fig`` as a PNG at ``path``, written atomically."""
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
+
+
+def write_json(path, value) -> None:
+    write_text(path, json.dumps(value, indent=2, default=float) + "\n")
+
+
+def data_line(dataset) -> str:
+    """Where the data came from and how much of it."""
+    return (
+        f"data: {dataset.source}: {len(dataset.train_images):,} train / "
+        f"{len(dataset.test_images):,} test examples"
+    )
+
+
+def run_header(config: Config) -> str:
+    return f"\n== {config.label} =="
+
+
+def sweep_header(config: Config, grid) -> str:
+    return f"sweep: {config.optimizer}, {grid!r}, {config.epochs} epochs each, through fit"
+
+
+def wrote(paths) -> str:
+    return "\n".join(f"wrote {p}" for p in paths)
+
+
+def study_summary(records: list[dict]) -> str:
+    """The study's closing lines: the data and settings, then :func:`summary_table`."""
+    r = records[0]
+    return (
+        f"\n{r['data_source']}, {r['epochs']} epochs, batch {r['batch_size']}, seed {r['seed']}, "
+        f"init {r['init']}\n{summary_table(records)}"
+    )
+
+
+def figure_title(dataset: str, records: list[dict], *, family: bool = False) -> str:
+    """loss_curves.png's title: the dataset (and whether it is the embedded subset), the model,
+    batch size and seed."""
+    r = records[0]
+    subset = " (embedded 4k/1k subset)" if r["data_source"].startswith("embedded") else ""
+    if family:
+        subset += ", the momentum family"
+    return f"{dataset}{subset}: 784-200-10 MLP, batch {r['batch_size']}, seed {r['seed']}"
+
+
+def run_lines(record: dict) -> str:
+    """The lines printed after a run: the seed tutorials' line per epoch (numbered from 1; those a
+    checkpoint held are marked), then the timings and the test accuracy."""
+    resumed = record["resumed_from_epoch"]
+    lines = [
+        f"epoch: {e}, Train Loss: {loss:.6f}, Test Acc: {100 * acc:.2f}%"
+        + (" (from the checkpoint)" if e <= resumed else "")
+        for e, (loss, acc) in enumerate(
+            zip(record["epoch_train_loss"], record["epoch_test_accuracy"]), 1
+        )
+    ]
+    shared = ", shared" if record["compiled_program_reused"] else ""
+    after = f", resumed after epoch {resumed}" if resumed else ""
+    lines.append(
+        f"Time used: {record['train_seconds']:.5f} s (compile {record['compile_seconds']:.2f} s"
+        f"{shared}{after}), test accuracy {100 * record['test_accuracy']:.2f}%"
+    )
+    return "\n".join(lines)
 
 
 def summary_table(records):
@@ -55,25 +145,29 @@ def smoothed(values, beta=0.9):
     return np.asarray(out).tolist()
 
 
-def write_outputs(out, records, title):
-    (out / "results.json").write_text(json.dumps(records, indent=2) + "\n")
-    with open(out / "loss_every_30_steps.csv", "w", newline="") as f:
+def write_outputs(out, records, title) -> list[Path]:
+    """Writes results.json (:func:`results` of the records), train_loss.csv (the logged batch losses) and
+    loss_curves.png (:func:`loss_curves`) into ``out``; returns the paths."""
+    out = Path(out)
+    write_json(out / "results.json", results(records))
+    with atomic_open(out / LOSS_CSV, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["run", "optimizer", "step", "epoch", "loss"])
         for r in records:
             for step, loss in zip(r["logged_steps"], r["logged_loss"]):
-                writer.writerow(
-                    [
-                        r["label"],
-                        r["optimizer"],
-                        step,
-                        f"{step / r['steps_per_epoch']:.4f}",
-                        f"{loss:.6g}",
-                    ]
-                )
-    print(f"wrote {out / 'results.json'}\nwrote {out / 'loss_every_30_steps.csv'}")
+                epoch = f"{step / r['steps_per_epoch']:.4f}"
+                writer.writerow([r["label"], r["optimizer"], step, epoch, f"{loss:.6g}"])
+    save_figure(loss_curves(records, title), out / "loss_curves.png")
+    return [out / "results.json", out / LOSS_CSV, out / "loss_curves.png"]
 
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(13, 5), width_ratios=(3, 2))
+
+def loss_curves(records, title) -> Figure:
+    """The study's figure: each run's logged training loss (semilogy; dots: each epoch's mean,
+    which a single batch's noise does not move) beside its test accuracy after every epoch. A
+    run whose curve matches an earlier one is drawn dashed and labelled; runs past the tenth
+    colour are dotted, so that no two runs share colour and style."""
+    fig = Figure(figsize=(13, 5))
+    ax_loss, ax_acc = fig.subplots(1, 2, width_ratios=(3, 2))
     for i, r in enumerate(records):
         # A run whose curve matches an earlier one (e.g. the two momentum forms) is drawn dashed.
         twin = next(
@@ -82,12 +176,12 @@ def write_outputs(out, records, title):
                 for q in records[:i]
                 if len(q["logged_loss"]) == len(r["logged_loss"])
                 and np.allclose(q["logged_loss"], r["logged_loss"], rtol=1e-3)
+                and np.allclose(q["epoch_train_loss"], r["epoch_train_loss"], rtol=1e-3)
             ),
             None,
         )
-        style = {"ls": "--", "lw": 2.0} if twin else {"ls": "-", "lw": 1.3}
-        # more runs than the default colour cycle has colours: tab20
-        colour = {"color": plt.cm.tab20(i % 20)} if len(records) > 10 else {}
+        style = {"ls": "--", "lw": 2.0} if twin else {"ls": "-" if i < 10 else ":", "lw": 1.6}
+        colour = {"color": colormaps["tab10"](i % 10)}
         label = f"{r['label']}: {r['final_train_loss']:.3f}" + (
             f" (same path as {twin})" if twin else ""
         )
@@ -99,6 +193,8 @@ def write_outputs(out, records, title):
             ax_loss.semilogy(x, r["logged_loss"], color=line.get_color(), lw=0.6, alpha=0.25)
         else:
             (line,) = ax_loss.semilogy(x, r["logged_loss"], label=label, **style, **colour)
+        epochs = range(1, len(r["epoch_train_loss"]) + 1)
+        ax_loss.semilogy(epochs, r["epoch_train_loss"], "o", color=line.get_color(), ms=4)
         ax_acc.plot(
             range(1, len(r["epoch_test_accuracy"]) + 1),
             [100 * a for a in r["epoch_test_accuracy"]],
@@ -114,7 +210,7 @@ def write_outputs(out, records, title):
     ax_loss.set(
         xlabel="epoch",
         ylabel=f"training loss (batch, every {records[0]['log_every']} steps)",
-        title=f"Training loss{smooth}",
+        title=f"Training loss{smooth}; dots: each epoch's mean",
     )
     ax_loss.grid(True, which="both", alpha=0.3)
     fig.legend(
@@ -129,90 +225,115 @@ def write_outputs(out, records, title):
     ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_acc.grid(True, alpha=0.3)
     fig.suptitle(title)
-    fig.savefig(out / "loss_curves.png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    print(f"wrote {out / 'loss_curves.png'}")
+    return fig
 
 
-def best_run(res: SweepResult) -> dict | None:
-    """The row of the highest test accuracy among the runs that did not diverge; None if all did."""
-    try:
-        return res.best("test_accuracy", "max")
-    except ValueError:
-        return None
+SWEEP_COLUMNS = ("final_train_loss", "test_accuracy", "diverged", "diverged_step")
 
 
-def sweep_summary(res: SweepResult, config: Config) -> str:
+def sweep_rows(res: SweepResult, records: list[dict]) -> list[dict]:
+    """One dict per cell, in the grid's order: its swept hyperparameters (and seed, with a seed
+    axis), ``final_train_loss``, ``test_accuracy``, ``diverged`` and ``diverged_step``."""
+    names = [n for n in res.grid.params] + (["seed"] if SEED in res.grid.names else [])
+    return [
+        {
+            **{n: r["seed"] if n == SEED else r["hyperparameters"][n] for n in names},
+            **{c: r[c] for c in SWEEP_COLUMNS},
+        }
+        for r in records
+    ]
+
+
+def best_row(rows: list[dict]) -> dict | None:
+    """The row of the highest test accuracy among the cells that did not diverge; None if all did."""
+    kept = [r for r in rows if not r["diverged"] and np.isfinite(r["test_accuracy"])]
+    return max(kept, key=lambda r: r["test_accuracy"]) if kept else None
+
+
+def table(rows: list[dict], columns) -> str:
+    """``rows`` as an aligned plain-text table; accuracies in percent."""
+
+    def cell(name, v):
+        if name.endswith("accuracy"):
+            return f"{100 * v:.2f}%"
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    cells = [list(columns)] + [[cell(c, r[c]) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(s.rjust(w) for s, w in zip(row, widths)) for row in cells)
+
+
+def sweep_summary(res: SweepResult, records: list[dict]) -> str:
     """The lines a sweep prints: timings, the table of every run, and the best run."""
-    grid = res.grid
-    cols = [*grid.params, "epoch_train_loss_last", "test_accuracy", "diverged", "diverged_step"]
-    best = best_run(res)
+    rows = sweep_rows(res, records)
+    best = best_row(rows)
     if best is None:
         verdict = "best: none, every configuration diverged"
     else:
         verdict = (
             "best: "
-            + ", ".join(f"{k}={best[k]:g}" for k in grid.params)
+            + ", ".join(f"{k}={best[k]:g}" for k in res.grid.params)
             + f": test accuracy {100 * best['test_accuracy']:.2f}%"
         )
     return "\n".join(
         [
             f"compile {res.compile_seconds:.2f} s, train {res.train_seconds:.2f} s, "
-            f"evaluate {res.eval_seconds:.2f} s for {grid.size} configurations",
-            res.table(cols),
+            f"evaluate {res.eval_seconds:.2f} s for {res.grid.size} configurations",
+            table(rows, list(rows[0])),
             verdict,
         ]
     )
 
 
-def write_sweep_outputs(out, res: SweepResult, config: Config, data_source: str) -> list:
-    """Writes ``sweep.csv``, ``results.json`` and one heatmap per pair of grid axes and metric
-    (final training loss, test accuracy; diverged cells grey) into ``out``; returns the paths."""
-    grid = res.grid
-    values = {p: axis.columns[p].tolist() for axis in grid.axes for p in axis.columns}
-    res.to_csv(out / "sweep.csv")
-    rows = res.rows()
-    loss = res.metrics["epoch_train_loss"].reshape(grid.size, -1)
-    for r, curve in zip(rows, loss):
-        r["epoch_train_loss"] = curve.tolist()
-    record = {
+def results(records: list[dict], sweep: dict | None = None) -> dict:
+    """results.json, one schema for single runs and sweeps: ``runs`` (one record per run or per
+    cell, the same keys) and ``sweep`` (None, or the grid: its values, the fixed hyperparameters,
+    the divergence factor and the best cell's row)."""
+    return {"runs": records, "sweep": sweep}
+
+
+def write_sweep_outputs(out, res: SweepResult, config: Config, records: list[dict]) -> list[Path]:
+    """Writes ``sweep.csv`` (:func:`sweep_rows`), ``results.json`` (:func:`results`) and one
+    heatmap per pair of grid axes and metric (final training loss, test accuracy; diverged cells
+    grey) into ``out``; returns the paths."""
+    out, grid = Path(out), res.grid
+    rows = sweep_rows(res, records)
+    with atomic_open(out / "sweep.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    sweep = {
         "optimizer": config.optimizer,
-        "fixed_hyperparameters": config.full_hparams(),
-        "grid": {k: list(v) for k, v in values.items()},
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
-        "seed": config.seed,
-        "data_source": data_source,
+        "grid": {p: axis.columns[p].tolist() for axis in grid.axes for p in axis.columns},
+        "fixed_hyperparameters": {
+            k: v for k, v in config.full_hparams().items() if k not in grid.params
+        },
         "divergence_factor": res.divergence_factor,
-        "train_seconds": res.train_seconds,
-        "eval_seconds": res.eval_seconds,
-        "compile_seconds": res.compile_seconds,
-        "best": best_run(res),
-        "configurations": rows,
+        "best": best_row(rows),
     }
-    for r in record["configurations"]:
-        r.pop("epoch_train_loss_last", None)
-        r["final_train_loss"] = r["epoch_train_loss"][-1]
-    (out / "results.json").write_text(json.dumps(record, indent=2, default=float) + "\n")
+    write_json(out / "results.json", results(records, sweep))
     written = [out / "sweep.csv", out / "results.json"]
     names = list(grid.params)
     for i, x in enumerate(names):
         for y in names[i + 1 :]:
             for metric, stem, label in (
-                ("epoch_train_loss_last", "train_loss", "final epoch's mean training loss"),
+                ("final_train_loss", "train_loss", "final epoch's mean training loss"),
                 ("test_accuracy", "test_accuracy", "test accuracy"),
             ):
                 path = out / f"heatmap_{stem}_{x}_{y}.png"
                 title = f"{config.optimizer}, {config.epochs} epochs: {label}"
-                res.heatmap(
-                    metric,
-                    x,
-                    y,
-                    path,
-                    title=title + " (best in red)",
-                    label=label,
-                    best="max" if metric == "test_accuracy" else "min",
-                    log_color=metric != "test_accuracy",
-                )
+                with atomic_open(path, "wb") as f:
+                    res.heatmap(
+                        metric,
+                        x,
+                        y,
+                        f,
+                        title=title + " (best in red)",
+                        label=label,
+                        best="max" if metric == "test_accuracy" else "min",
+                        # nothing finite to scale when every cell diverged (sweep.plot's
+                        # LogNorm then fails): a linear, all-grey map
+                        log_color=metric != "test_accuracy" and not res.diverged.all(),
+                    )
                 written.append(path)
     return written

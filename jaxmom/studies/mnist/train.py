@@ -1,25 +1,31 @@
-"""Training the study's model: pure functions, compiled ahead of time, resumable.
+"""Training the study's model: every run, a single one or a grid's, through :func:`jaxmom.sweep.fit`.
 
-The loss of a batch is its mean softmax cross-entropy; the last, partial batch of an epoch averages
-over its real examples only, as PyTorch's ``DataLoader`` (no ``drop_last``) does.
+A single run is a grid of one cell (every numeric hyperparameter on a one-cell axis, so one
+compiled program serves every value, as before); a sweep is a grid of many, its fixed
+hyperparameters given to ``fit`` as ``fixed=`` (where ``fit`` makes scalar zeros Python constants,
+so a zero weight decay costs no read of the parameters at every step). Both give the same
+:class:`~jaxmom.sweep.SweepResult` (:func:`fit_config`) and the same records (:func:`records`),
+one schema for results.json.
 
-Everything is made of small pure functions: :func:`init_params`, :func:`init_opt_state`,
-:func:`train_epoch` (one ``lax.scan`` over the epoch's batches, data on device) and
-:func:`evaluate`. Numeric hyperparameters
-are function ARGUMENTS (a dict of scalars), never closure constants, so one compiled program serves
-every value, and :func:`make_train_fn` (the whole run as one pure function) can be vmapped over them
-for a sweep. :func:`train_and_evaluate` is the entry point, as in Flax's MNIST example: it compiles
-ahead of time (timing compilation separately), trains epoch by epoch, checkpoints after every epoch
-and resumes bit-identically.
+``fit``'s contract is the study's rule: for seed ``s``, ``init_key, data_key =
+split(key(s))``; epoch ``e`` (0-based) visits ``permutation(fold_in(data_key, e), n)`` in slices of
+``batch_size``, the last partial batch averaged over its real examples as PyTorch's
+``DataLoader`` (no ``drop_last``) does. A resumed run therefore sees exactly the batches it would
+have seen. Epochs are numbered from 1 wherever they are shown or recorded.
 
-Randomness, for a given ``seed``: ``init_key, shuffle_key = split(key(seed))``; epoch ``e`` (0-based
-inside the program) shuffles with ``fold_in(shuffle_key, e)``. A resumed run therefore sees exactly
-the batches it would have seen. Epochs are numbered from 1 wherever they are shown or recorded.
+The model keeps its layout tricks (see :mod:`~jaxmom.studies.mnist.model`): (out, in) kernels and
+a feature-major loss (:func:`loss`). ``init``, ``loss``, ``optimizer``, ``evaluate`` and
+``eval_params`` are the same function objects for the same optimizer, options and init scheme
+(:func:`functions`), so ``fit`` reuses its compiled programs from run to run.
 """
 
+import dataclasses
 import functools
-import time
+import hashlib
+import json
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -27,330 +33,263 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmom.studies.mnist.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from jaxmom.studies.mnist.config import Config, dtype_of, eval_params, make_optimizer
+from jaxmom import sweep as engine
+from jaxmom.studies.mnist import registry
+from jaxmom.studies.mnist.config import Config
 from jaxmom.studies.mnist.model import MLP, preprocess
+from jaxmom.studies.mnist.registry import hyperparameter_kind
+
+EVAL_BATCH = 1000  # test images per matmul: a chunk's activations stay in cache
+_MODEL = MLP()  # applying the model does not depend on how it was initialised
 
 
-def keys(seed_key):
-    """(init_key, shuffle_key) from the run's root key, e.g. ``jax.random.key(seed)``."""
-    return jax.random.split(seed_key)
-
-
-def init_params(init_key, *, model: MLP):
-    """The model's parameters; the same for every optimizer, so runs differ only in the optimizer."""
-    return model.init(init_key, jnp.zeros((1, 784), jnp.float32))["params"]
-
-
-def init_opt_state(params, hparams, *, optimizer: str, options=()):
-    """The optimizer state. Jit it with ``hparams`` as an argument, as training does, so that one
-    compiled program serves every hyperparameter value."""
-    return make_optimizer(optimizer, hparams, **dict(options)).init(params)
-
-
-def batch_loss(params, model, images, labels, weights):
-    """Mean cross-entropy over the examples with weight 1 (padding has weight 0).
+def loss(params, images, labels):
+    """Per-example softmax cross-entropy, shape (batch,).
 
     The model computes its logits feature-major, (10, batch), and returns their transpose; the
     loss transposes back and takes the softmax over axis 0, so XLA cancels the two transposes and
     lays the logits' gradient out (10, batch) too. Under a sweep's ``vmap`` the last layer's
     weight gradient is then one plain batched matmul, with no transposed copy of the gradient
     (measured: 2-4% of a 4x4 sweep's step on a 2-core Xeon)."""
-    logits = model.apply({"params": params}, preprocess(images)).T
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels, axis=0)
-    return jnp.sum(weights * losses) / jnp.sum(weights)
+    logits = jnp.asarray(_MODEL.apply({"params": params}, preprocess(images))).T
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels, axis=0)
 
 
-def epoch_batches(key, n: int, batch_size: int):
-    """A shuffled epoch: (indices, weights), both (ceil(n/B), B); the last batch is padded with
-    index 0 and weight 0, so it averages over its n mod B real examples like PyTorch's DataLoader."""
-    steps = -(-n // batch_size)
-    pad = steps * batch_size - n
-    order = jnp.concatenate([jax.random.permutation(key, n), jnp.zeros(pad, jnp.int32)])
-    weights = jnp.concatenate([jnp.ones(n, jnp.float32), jnp.zeros(pad, jnp.float32)])
-    return order.reshape(steps, batch_size), weights.reshape(steps, batch_size)
+def evaluate(params, images, labels):
+    """``{"test_accuracy": 1.0 where the predicted class is the label, else 0.0}`` per example;
+    ``fit`` averages it over the whole test set after every epoch."""
+    logits = jnp.asarray(_MODEL.apply({"params": params}, preprocess(images)))
+    return {"test_accuracy": (jnp.argmax(logits, -1) == labels).astype(jnp.float32)}
 
 
-def train_epoch(
-    params,
-    opt_state,
-    hparams,
-    epoch_key,
-    images,
-    labels,
-    *,
-    model: MLP,
-    optimizer: str,
-    batch_size: int,
-    options=(),
-):
-    """One epoch as one ``lax.scan`` over its batches. Returns (params, opt_state, batch losses)."""
-    tx = make_optimizer(optimizer, hparams, **dict(options))
-    order, weights = epoch_batches(epoch_key, images.shape[0], batch_size)
+class Functions(NamedTuple):
+    """``fit``'s ``init``, ``optimizer`` and ``eval_params`` for one optimizer, options and init."""
 
-    def step(carry, batch):
-        params, opt_state = carry
-        idx, w = batch
-        loss, grads = jax.value_and_grad(batch_loss)(params, model, images[idx], labels[idx], w)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
-
-    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (order, weights))
-    return params, opt_state, losses
+    init: Callable
+    optimizer: Callable
+    eval_params: Callable | None
 
 
-EVAL_BATCH = 1000  # test images per matmul: 16 configurations' activations stay in cache
+@functools.cache
+def functions(optimizer: str, options: tuple, init: str) -> Functions:
+    """The same function objects for the same ``(optimizer, sorted options, init scheme)``, so that
+    ``fit``'s compile cache (keyed on them) serves every run of that kind."""
+    model, spec = MLP(init_scheme=init), registry.OPTIMIZERS[optimizer]
+
+    def init_params(key):
+        return model.init(key, jnp.zeros((1, 784), jnp.float32))["params"]
+
+    def make(hparams):
+        return spec.make(hparams, dict(options))
+
+    tested = spec.eval_params  # fit calls eval_params(params, opt_state), the registry the reverse
+    eval_params = None if tested is None else functools.partial(_swapped, tested)
+    return Functions(init_params, make, eval_params)
 
 
-def evaluate(params, images, labels, *, model: MLP, batch_size: int = EVAL_BATCH):
-    """Classification accuracy, over the test set in batches of ``batch_size`` (a ``lax.scan``).
-
-    Under ``vmap`` over K configurations the images are shared, so each batch is one wide
-    ``(K*200, 784) @ (784, batch_size)`` matmul whose activations fit in cache, instead of one
-    (K, 200, n) activation array for the whole test set. The last batch is padded with label -1,
-    which no prediction equals."""
-    n = images.shape[0]
-    size = min(batch_size, n)
-    steps = -(-n // size)
-    pad = steps * size - n
-    if pad:
-        images = jnp.concatenate([images, jnp.zeros((pad, *images.shape[1:]), images.dtype)])
-        labels = jnp.concatenate([labels, jnp.full(pad, -1, labels.dtype)])
-
-    def count(correct, batch):
-        x, y = batch
-        logits = jnp.asarray(model.apply({"params": params}, preprocess(x)))
-        return correct + jnp.sum(jnp.argmax(logits, -1) == y), None
-
-    batches = (images.reshape(steps, size, *images.shape[1:]), labels.reshape(steps, size))
-    correct, _ = jax.lax.scan(count, jnp.int32(0), batches)
-    return correct / n
+def _swapped(fn, params, opt_state):
+    return fn(opt_state, params)
 
 
-def as_hparams(hparams: dict) -> dict:
-    """Numeric hyperparameters as float32 arrays (int32 for integer ones), so every value shares
-    one compiled program."""
-    return {k: jnp.asarray(v, dtype_of(k)) for k, v in hparams.items()}
+def typed(config: Config, name: str, value) -> Any:
+    """A hyperparameter value as its registry kind: float, int, or a float32 array (a tuple)."""
+    kind = hyperparameter_kind(config.spec.defaults[name])
+    if kind is tuple:
+        return np.asarray(value, np.float32)
+    return int(value) if kind is int else float(value)
 
 
-def _static_args(config: Config) -> dict:
-    """The keyword arguments that shape a run's programs: the model, optimizer name and options."""
-    options = tuple(sorted(config.options.items()))
-    return {
-        "model": MLP(init_scheme=config.init),
-        "optimizer": config.optimizer,
-        "options": options,
+def single_grid(config: Config) -> engine.Grid:
+    """The single run ``config`` as a grid of one cell: every scalar hyperparameter on one axis,
+    ``"run"`` (an array hyperparameter, e.g. AggMo's betas, goes to ``fixed=``)."""
+    scalars = {
+        k: [typed(config, k, v)]
+        for k, v in config.full_hparams().items()
+        if hyperparameter_kind(config.spec.defaults[k]) is not tuple
     }
+    return engine.zipped(axis="run", **scalars)
 
 
-def make_train_fn(config: Config, *, test: bool = True):
-    """The whole run as one pure function ``train_fn(hparams, key, data) -> metrics``, for sweeps.
+def fit_config(
+    config: Config,
+    data,
+    grid: engine.Grid | None = None,
+    *,
+    checkpoint_dir=None,
+    progress: bool = False,
+    return_params: bool = False,
+    chunk_size: int | str | None = "auto",
+    memory_budget: int | None = None,
+    divergence_factor: float | None = 10.0,
+) -> engine.SweepResult:
+    """``config`` trained on ``data`` by :func:`jaxmom.sweep.fit`: one run per cell of ``grid``
+    (whose names are hyperparameters of ``config``'s optimizer; the others stay fixed), or, without
+    a grid, the single run ``config`` as a one-cell grid.
 
-    ``hparams`` maps some of the optimizer's hyperparameter names (e.g. ``learning_rate``,
-    ``momentum``) to scalars, traced or not; the rest come from ``config``. ``key`` is the root key:
-    ``jax.random.key(seed)`` reproduces :func:`train_and_evaluate`'s run up to float rounding.
-    ``data`` is the tuple (train_images, train_labels, test_images, test_labels) of arrays, passed
-    as an argument so that it is not baked into the program as a constant. Epochs are a
-    ``lax.scan``, so ``jax.vmap(train_fn, in_axes=(0, None, None))`` trains one model per row of
-    stacked hyperparameters in one program (this is the signature ``jaxmom.sweep.sweep`` expects,
-    with ``args=(data,)``). Metrics: ``loss`` (every step's batch loss, ``(epochs * steps,)``),
-    ``epoch_train_loss`` ``(epochs,)``, ``final_loss`` (the last epoch's mean) and ``test_accuracy``
-    (at the optimizer's evaluation parameters: schedule-free SGD's :math:`x`). With ``test=False``
-    the metrics hold those evaluation ``params`` instead of ``test_accuracy``, for a caller that
-    evaluates in a program of its own (as the study's sweep does, to time it apart).
+    ``checkpoint_dir`` keeps one folder per run or grid (:func:`run_folder`), holding ``fit``'s
+    checkpoint: a run killed and started again resumes bit-identically.
+
+    Metrics, each with ``grid.shape`` in front: ``loss`` (every step's batch loss),
+    ``epoch_train_loss`` and ``epoch_test_accuracy`` (per epoch), ``final_train_loss`` and
+    ``test_accuracy`` (after the last epoch); ``params`` with ``return_params``.
     """
-    common = _static_args(config)
-    model, options = common["model"], common["options"]
-
-    def train_fn(hparams, key, data):
-        hparams = {**config.full_hparams(), **hparams}
-        train_images, train_labels, test_images, test_labels = data
-        init_key, shuffle_key = keys(key)
-        params = init_params(init_key, model=model)
-        opt_state = init_opt_state(params, hparams, optimizer=config.optimizer, options=options)
-
-        def one_epoch(carry, epoch):
-            params, opt_state, losses = train_epoch(
-                carry[0],
-                carry[1],
-                hparams,
-                jax.random.fold_in(shuffle_key, epoch),
-                train_images,
-                train_labels,
-                batch_size=config.batch_size,
-                **common,
-            )
-            return (params, opt_state), losses
-
-        (params, opt_state), losses = jax.lax.scan(
-            one_epoch, (params, opt_state), jnp.arange(config.epochs)
-        )
-        tested = eval_params(config.optimizer, opt_state, params)
-        metrics = {
-            "loss": losses.reshape(-1),
-            "epoch_train_loss": losses.mean(axis=1),
-            "final_loss": losses[-1].mean(),
-        }
-        if not test:
-            return {**metrics, "params": tested}
-        return {**metrics, "test_accuracy": evaluate(tested, test_images, test_labels, model=model)}
-
-    return train_fn
-
-
-class Programs(NamedTuple):
-    """A run's compiled programs, and how long compiling them took."""
-
-    init_params: Any
-    init_opt_state: Any
-    epoch: Any
-    evaluate: Any
-    compile_seconds: float
-
-
-def _quick_compile_options() -> dict[str, Any]:
-    """For the programs that run once per run or epoch: less LLVM optimisation, which on CPU cuts
-    the random init's compile time about threefold. Training keeps XLA's default."""
-    return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else {}
-
-
-def compiled_init(init: str, cache: dict):
-    """The compiled ``init_params`` for init scheme ``init``, shared through ``cache``."""
-    key = ("init_params", init)
-    if key not in cache:
-        fn = functools.partial(init_params, model=MLP(init_scheme=init))
-        cache[key] = jax.jit(fn).lower(jax.random.key(0)).compile(_quick_compile_options())
-    return cache[key]
-
-
-def compile_programs(config: Config, data, cache: dict) -> tuple[Programs, bool]:
-    """Compiles ahead of time (``jit(...).lower(...).compile()``), timing compilation apart from
-    training, and returns (programs, whether all were already in ``cache``). Programs depend only on
-    the optimizer name, its boolean options, the init scheme, the batch size and the data shapes:
-    never on hyperparameter values or the seed, so e.g. sgd with and without momentum share one."""
-    common = _static_args(config)
-    model, options = common["model"], common["options"]
-    hparams = as_hparams(config.full_hparams())
-    shapes = tuple((x.shape, str(x.dtype)) for x in data)
-    key = (config.optimizer, options, config.init, config.batch_size, shapes)
-    if key in cache:
-        return cache[key], True
-    start = time.perf_counter()
-    init = compiled_init(config.init, cache)
-    quick = _quick_compile_options()
-    params = jax.eval_shape(functools.partial(init_params, model=model), jax.random.key(0))
-    opt_init = functools.partial(init_opt_state, optimizer=config.optimizer, options=options)
-    opt_state = jax.eval_shape(opt_init, params, hparams)
-    cache[key] = Programs(
-        init,
-        jax.jit(opt_init).lower(params, hparams).compile(quick),
-        jax.jit(functools.partial(train_epoch, batch_size=config.batch_size, **common))
-        .lower(params, opt_state, hparams, jax.random.key(0), data[0], data[1])
-        .compile(),
-        jax.jit(functools.partial(evaluate, model=model))
-        .lower(params, data[2], data[3])
-        .compile(quick),
-        time.perf_counter() - start,
+    hparams = {k: typed(config, k, v) for k, v in config.full_hparams().items()}
+    grid = single_grid(config) if grid is None else grid
+    fns = functions(config.optimizer, tuple(sorted(config.options.items())), config.init)
+    folder = None if checkpoint_dir is None else run_folder(checkpoint_dir, config, data, grid)
+    before = saved_headers(folder) if folder is not None else {}
+    res = engine.fit(
+        grid,
+        init=fns.init,
+        loss=loss,
+        optimizer=fns.optimizer,
+        train=(np.asarray(data[0]), np.asarray(data[1])),
+        eval=(np.asarray(data[2]), np.asarray(data[3])),
+        evaluate=evaluate,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        seed=config.seed,
+        fixed={k: v for k, v in hparams.items() if k not in grid.params},
+        eval_params=fns.eval_params,
+        eval_batch_size=EVAL_BATCH,
+        chunk_size=chunk_size,
+        memory_budget=memory_budget,
+        progress=progress,
+        checkpoint_dir=folder,
+        return_params=return_params,
+        divergence_factor=divergence_factor,
     )
-    return cache[key], False
+    m = res.metrics
+    resumed = np.zeros(grid.size, np.int32)
+    if folder is not None:  # the header fit ended with, as it was before this call
+        after = saved_headers(folder)
+        last = max(after, key=lambda name: (folder / name).stat().st_mtime, default=None)
+        if last in before:
+            resumed = resumed_epochs(before[last], grid.size, config.epochs)
+    metrics = {
+        "loss": m["loss"],
+        "epoch_train_loss": m["epoch_loss"],
+        "final_train_loss": m["epoch_loss"][..., -1],
+        "epoch_test_accuracy": m["test_accuracy"],
+        "test_accuracy": m["test_accuracy"][..., -1],
+        "resumed_from_epoch": resumed.reshape(grid.shape),
+    }
+    out = engine.SweepResult(
+        grid,
+        metrics,
+        res.compile_seconds,
+        res.train_seconds,
+        "loss",
+        res.devices,
+        res.divergence_factor,
+        eval_seconds=res.eval_seconds,
+    )
+    out.params = res.params
+    return out
+
+
+def run_folder(checkpoint_dir, config: Config, data, grid: engine.Grid) -> Path:
+    """One checkpoint folder per distinct run or grid: a readable name plus a hash of everything
+    that shapes it (the optimizer, its options and init scheme included, which ``fit``'s own
+    fingerprint does not see), so that two runs never share a checkpoint."""
+    values = {k: np.asarray(v).tolist() for k, v in grid.coords().items()}
+    fingerprint = json.dumps(
+        [dataclasses.asdict(config), config.full_hparams(), data.source, grid.names, values],
+        sort_keys=True,
+        default=str,
+    )
+    digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
+    name = re.sub(r"[^\w.-]", "_", config.label or config.optimizer)
+    return Path(checkpoint_dir) / f"{name}-{digest}"
+
+
+def records(config: Config, data, res: engine.SweepResult, *, single: bool = False) -> list[dict]:
+    """One results.json record per cell of ``res`` (see docs/mnist.md's table): the same keys for
+    a single run (``single``: ``res`` is :func:`single_grid`'s) and a sweep's cell, whose label
+    adds its values. A sweep's cells share the seconds of their one ``fit`` call."""
+    grid, m = res.grid, res.metrics
+    n_train, n_test = len(data[0]), len(data[2])
+    steps_per_epoch = -(-n_train // config.batch_size)
+    coords = {k: v.reshape(-1) for k, v in grid.coords().items()}
+    flat = {k: np.asarray(v).reshape(grid.size, -1) for k, v in m.items()}
+    diverged, diverged_step = res.diverged.reshape(-1), res.diverged_step.reshape(-1)
+    swept = () if single else grid.params
+    out = []
+    for i in range(grid.size):
+        cell = {k: coords[k][i].item() for k in swept}
+        label = config.label or config.optimizer
+        if cell:
+            label += " " + ", ".join(f"{k}={v:g}" for k, v in cell.items())
+        if engine.SEED in coords:
+            label += f", seed={coords[engine.SEED][i]}"
+        logged = np.arange(0, flat["loss"].shape[1], config.log_every)
+        out.append(
+            {
+                "label": label,
+                "optimizer": config.optimizer,
+                "hyperparameters": {**config.full_hparams(), **cell, **config.options},
+                "epochs": config.epochs,
+                "batch_size": config.batch_size,
+                "seed": int(coords[engine.SEED][i]) if engine.SEED in coords else config.seed,
+                "init": config.init,
+                "data_source": data.source,
+                "train_examples": n_train,
+                "test_examples": n_test,
+                "steps_per_epoch": steps_per_epoch,
+                "final_train_loss": float(flat["final_train_loss"][i, 0]),
+                "test_accuracy": float(flat["test_accuracy"][i, 0]),
+                "epoch_train_loss": flat["epoch_train_loss"][i].tolist(),
+                "epoch_test_accuracy": flat["epoch_test_accuracy"][i].tolist(),
+                "diverged": bool(diverged[i]),
+                "diverged_step": int(diverged_step[i]),
+                "log_every": config.log_every,
+                "logged_steps": logged.tolist(),
+                "logged_loss": flat["loss"][i, logged].tolist(),
+                "train_seconds": res.train_seconds,
+                "eval_seconds": res.eval_seconds,
+                "compile_seconds": res.compile_seconds,
+                "compiled_program_reused": res.compile_seconds == 0,
+                "resumed_from_epoch": int(flat["resumed_from_epoch"][i, 0]),
+            }
+        )
+    return out
+
+
+def saved_headers(folder: Path) -> dict[str, dict]:
+    """``fit``'s checkpoint headers in ``folder`` (``fit-<fingerprint>.json``), by file name."""
+    headers = {}
+    for path in sorted(folder.glob("fit-*.json")) if folder.is_dir() else ():
+        try:
+            headers[path.name] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+    return headers
+
+
+def resumed_epochs(header: dict, size: int, epochs: int) -> np.ndarray:
+    """Epochs of each of ``size`` cells that a ``fit`` checkpoint header says were done: all of
+    them for the chunks before its own, its ``epoch`` for its chunk's cells, none after."""
+    cells = np.asarray(header["cells"])
+    index = np.arange(size)
+    done = np.where(index < cells.min(), epochs, 0)
+    return np.where(np.isin(index, cells), int(header["epoch"]), done).astype(np.int32)
 
 
 class Run(NamedTuple):
-    params: Any
-    opt_state: Any
+    params: Any  # the final parameters
     record: dict  # the results.json record
 
 
-def train_and_evaluate(
-    config: Config,
-    data,
-    checkpoint_dir=None,
-    *,
-    programs: dict | None = None,
-    on_epoch: Callable | None = None,
-) -> Run:
-    """Trains ``config`` on ``data`` (a :class:`~jaxmom.studies.mnist.data.Dataset`); returns the
-    final state.
+def train_and_evaluate(config: Config, data, checkpoint_dir=None, *, progress: bool = False) -> Run:
+    """Trains ``config`` on ``data`` (a :class:`~jaxmom.studies.mnist.data.Dataset`), a one-cell
+    :func:`fit_config`, as Flax's MNIST example names it; returns the final parameters and the
+    results.json record.
 
-    ``programs`` is a cache of compiled programs shared between runs (a dict; pass the same one to
-    every call). With ``checkpoint_dir`` the state is saved after every epoch, and an existing
-    checkpoint for the same run is resumed: the result is bit-identical to an uninterrupted run.
-    ``on_epoch(epoch, record)`` is called after every epoch, numbered from 1 (e.g. to print or
-    update a progress bar); ``record["resumed_from_epoch"]`` counts the epochs a checkpoint held.
-    """
-    arrays = tuple(jax.device_put(np.asarray(x)) for x in data[:4])
-    prog, reused = compile_programs(config, arrays, {} if programs is None else programs)
-    hparams = as_hparams(config.full_hparams())
-    init_key, shuffle_key = keys(jax.random.key(config.seed))
-    params = prog.init_params(init_key)
-    opt_state = prog.init_opt_state(params, hparams)
-    record = {
-        "label": config.label or config.optimizer,
-        "optimizer": config.optimizer,
-        "hyperparameters": {**config.full_hparams(), **config.options},
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
-        "seed": config.seed,
-        "init": config.init,
-        "data_source": data.source,
-        "train_examples": int(arrays[0].shape[0]),
-        "test_examples": int(arrays[2].shape[0]),
-        "steps_per_epoch": -(-int(arrays[0].shape[0]) // config.batch_size),
-        "epoch_train_loss": [],
-        "epoch_test_accuracy": [],
-        "log_every": config.log_every,
-        "logged_steps": [],
-        "logged_loss": [],
-        "train_seconds": 0.0,
-        "compile_seconds": prog.compile_seconds,
-        "compiled_program_reused": reused,
-        "resumed_from_epoch": 0,
-    }
-    path = checkpoint_path(checkpoint_dir, config, data.source) if checkpoint_dir else None
-    saved = load_checkpoint(path, params, opt_state) if path else None
-    if saved is not None:
-        params, opt_state = saved["params"], saved["opt_state"]
-        for name in ("epoch_train_loss", "epoch_test_accuracy", "logged_steps", "logged_loss"):
-            record[name] = np.asarray(saved[name]).tolist()
-        record["train_seconds"] = float(saved["train_seconds"])
-        record["resumed_from_epoch"] = int(saved["epoch"])
-
-    for epoch in range(record["resumed_from_epoch"], config.epochs):
-        start = time.perf_counter()
-        params, opt_state, losses = prog.epoch(
-            params, opt_state, hparams, jax.random.fold_in(shuffle_key, epoch), *arrays[:2]
-        )
-        accuracy = prog.evaluate(eval_params(config.optimizer, opt_state, params), *arrays[2:])
-        losses, accuracy = np.asarray(losses), float(accuracy)  # waits for the device
-        record["train_seconds"] += time.perf_counter() - start
-        steps = epoch * len(losses) + np.arange(len(losses))
-        logged = steps % config.log_every == 0
-        record["logged_steps"] += steps[logged].tolist()
-        record["logged_loss"] += losses[logged].tolist()
-        record["epoch_train_loss"].append(float(losses.mean()))
-        record["epoch_test_accuracy"].append(accuracy)
-        if path:
-            save_checkpoint(
-                path,
-                {
-                    "epoch": epoch + 1,
-                    "params": params,
-                    "opt_state": opt_state,
-                    **{
-                        k: np.asarray(record[k])
-                        for k in (
-                            "epoch_train_loss",
-                            "epoch_test_accuracy",
-                            "logged_steps",
-                            "logged_loss",
-                        )
-                    },
-                    "train_seconds": record["train_seconds"],
-                },
-            )
-        if on_epoch:
-            on_epoch(epoch + 1, record)
-
-    record["test_accuracy"] = record["epoch_test_accuracy"][-1]
-    record["final_train_loss"] = record["epoch_train_loss"][-1]
-    return Run(params, opt_state, record)
+    With ``checkpoint_dir`` the state is saved after every epoch, and an existing checkpoint for
+    the same run is resumed: the result is bit-identical to an uninterrupted run;
+    ``record["resumed_from_epoch"]`` counts the epochs the checkpoint held."""
+    res = fit_config(
+        config, data, checkpoint_dir=checkpoint_dir, progress=progress, return_params=True
+    )
+    (record,) = records(config, data, res, single=True)
+    return Run(jax.tree.map(lambda x: x[0], res.params), record)

@@ -20,22 +20,33 @@ PROVENANCE = re.compile(
 )
 
 
-def written_names() -> list[re.Pattern]:
-    """Every PNG name that code in the repository writes, as a pattern: string literals in the
-    scripts and modules (``out / "ema.png"``; f-string fields such as ``heatmap_{stem}.png`` match
-    any text) and in the pages' ``>>>`` examples (``res.heatmap(..., "grid.png")``)."""
+def written_names() -> set[str]:
+    """Every PNG name that code in the repository writes: string literals in the scripts and
+    modules (``out / "ema.png"``; f-string fields such as ``heatmap_{stem}.png`` stand for any
+    text) and in the pages' ``>>>`` examples (``res.heatmap(..., "grid.png")``)."""
     texts = [p.read_text() for p in PRODUCERS]
     for page in PAGES:
         texts += [line for line in page.read_text().splitlines() if line.lstrip().startswith(">>>")]
-    names = {m for text in texts for m in re.findall(r"""["']([\w{}.-]+\.png)["']""", text)}
-    return [re.compile(re.sub(r"\\\{[^}]*\\\}", r"[\\w.-]+", re.escape(n)) + r"\Z") for n in names]
+    return {m for text in texts for m in re.findall(r"""["']([\w{}.-]+\.png)["']""", text)}
 
 
-def is_written(name: str, patterns) -> bool:
-    """``name`` (``*`` stands for any text, as pages write ``heatmap_train_loss_*.png``) is a
-    name that some code writes."""
-    probe = name.replace("*", "x")
-    return any(p.match(probe) for p in patterns)
+def _pattern(name: str, wildcard: str) -> re.Pattern:
+    """``name`` as a regular expression in which each ``wildcard`` part stands for any text."""
+    parts = re.split(wildcard, name)
+    return re.compile(r"[\w.-]+".join(re.escape(p) for p in parts) + r"\Z")
+
+
+def is_written(name: str, written) -> bool:
+    """``name`` (``*`` stands for any text, as pages write ``heatmap_*.png``) is a name that some
+    code writes, compared either way: the page's name matches a written one with its fields
+    filled in, or a written name (fields as any text) matches the page's with ``*`` filled in."""
+    page = _pattern(name, r"\*")
+    for code in written:
+        if page.match(re.sub(r"\{[^}]*\}", "x", code)):
+            return True
+        if _pattern(code, r"\{[^}]*\}").match(name.replace("*", "x")):
+            return True
+    return False
 
 
 def prose(page: Path) -> str:

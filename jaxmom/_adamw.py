@@ -4,7 +4,7 @@ import jax
 import optax
 
 from jaxmom._adam import scale_by_adam
-from jaxmom._base import ScalarOrSchedule, add_weight_decay, check_flag, scale_by_learning_rate
+from jaxmom._base import ScalarOrSchedule, chain_with_weight_decay, check_flag
 
 
 def adamw(
@@ -65,8 +65,5 @@ def adamw(
       Loshchilov and Hutter, *Decoupled weight decay regularization*, ICLR 2019.
     """
     check_flag("amsgrad", amsgrad)
-    return optax.chain(
-        scale_by_adam(b1, b2, eps, amsgrad=amsgrad, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
-        add_weight_decay(weight_decay),
-        scale_by_learning_rate(learning_rate),
-    )
+    block = scale_by_adam(b1, b2, eps, amsgrad=amsgrad, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+    return chain_with_weight_decay(block, weight_decay, learning_rate, decoupled=True)

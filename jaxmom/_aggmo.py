@@ -10,13 +10,11 @@ import optax
 
 from jaxmom._base import (
     ScalarOrSchedule,
-    add_weight_decay,
     cast_to,
+    chain_with_weight_decay,
     check,
     check_dtype,
-    check_flag,
     check_params,
-    scale_by_learning_rate,
     store,
     widened,
     zeros_like,
@@ -134,8 +132,7 @@ def aggmo(
       Lucas, Sun, Zemel and Grosse, *Aggregated momentum: stability through passive damping*,
       ICLR 2019.
     """
-    check_flag("decoupled_weight_decay", decoupled_weight_decay)
     block = scale_by_aggmo(betas, accumulator_dtype=accumulator_dtype)
-    decay = add_weight_decay(weight_decay)
-    parts = (block, decay) if decoupled_weight_decay else (decay, block)
-    return optax.chain(*parts, scale_by_learning_rate(learning_rate))
+    return chain_with_weight_decay(
+        block, weight_decay, learning_rate, decoupled=decoupled_weight_decay
+    )

@@ -311,3 +311,34 @@ def add_weight_decay(weight_decay: jax.typing.ArrayLike = 0.0) -> optax.Gradient
         return updates, state
 
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def chain_with_weight_decay(
+    block: optax.GradientTransformation,
+    weight_decay: jax.typing.ArrayLike,
+    learning_rate: ScalarOrSchedule,
+    *,
+    decoupled: bool,
+) -> optax.GradientTransformation:
+    r"""An optimizer from its ``block``: weight decay, the block, the learning rate.
+
+    Coupled (PyTorch's ``weight_decay``): :math:`u = -\eta_t\,\mathrm{block}(g + wd\,p)`.
+    Decoupled (AdamW's): :math:`u = -\eta_t\,(\mathrm{block}(g) + wd\,p)`, so the parameters shrink
+    by :math:`(1 - \eta_t\,wd)` beside the step. Either way the decay is :func:`add_weight_decay`: a
+    concrete zero is skipped, a traced value always applied.
+
+    Args:
+      block: the optimizer's ``scale_by_*`` transformation.
+      weight_decay: :math:`wd` >= 0.
+      learning_rate: :math:`\eta` >= 0, a number or an Optax schedule.
+      decoupled: put the decay after ``block`` instead of before it; checked as
+        ``decoupled_weight_decay``.
+
+    Returns:
+      ``optax.chain(add_weight_decay, block, scale_by_learning_rate)``, or with the first two
+      swapped when ``decoupled``.
+    """
+    check_flag("decoupled_weight_decay", decoupled)
+    decay = add_weight_decay(weight_decay)
+    parts = (block, decay) if decoupled else (decay, block)
+    return optax.chain(*parts, scale_by_learning_rate(learning_rate))

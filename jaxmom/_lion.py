@@ -8,12 +8,11 @@ import optax
 
 from jaxmom._base import (
     ScalarOrSchedule,
-    add_weight_decay,
     cast_to,
+    chain_with_weight_decay,
     check,
     check_dtype,
     check_params,
-    scale_by_learning_rate,
     store,
     update_moment,
     zeros_like,
@@ -109,8 +108,5 @@ def lion(
     References:
       Chen et al., *Symbolic discovery of optimization algorithms*, NeurIPS 2023.
     """
-    return optax.chain(
-        scale_by_lion(b1, b2, mu_dtype=mu_dtype),
-        add_weight_decay(weight_decay),
-        scale_by_learning_rate(learning_rate),
-    )
+    block = scale_by_lion(b1, b2, mu_dtype=mu_dtype)
+    return chain_with_weight_decay(block, weight_decay, learning_rate, decoupled=True)

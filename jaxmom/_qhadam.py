@@ -10,14 +10,12 @@ import optax
 from jaxmom._base import (
     ScalarOrSchedule,
     abs_sq,
-    add_weight_decay,
     bias_correction,
     cast_to,
+    chain_with_weight_decay,
     check,
     check_dtype,
-    check_flag,
     check_params,
-    scale_by_learning_rate,
     store,
     update_moment,
     update_second_moment,
@@ -158,7 +156,6 @@ def qhadam(
       Ma and Yarats, *Quasi-hyperbolic momentum and Adam for deep learning*, ICLR 2019.
     """
     block = scale_by_qhadam(b1, b2, nu1, nu2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
-    decay = add_weight_decay(weight_decay)
-    check_flag("decoupled_weight_decay", decoupled_weight_decay)
-    parts = (block, decay) if decoupled_weight_decay else (decay, block)
-    return optax.chain(*parts, scale_by_learning_rate(learning_rate))
+    return chain_with_weight_decay(
+        block, weight_decay, learning_rate, decoupled=decoupled_weight_decay
+    )

@@ -8,13 +8,11 @@ import optax
 
 from jaxmom._base import (
     ScalarOrSchedule,
-    add_weight_decay,
     cast_to,
+    chain_with_weight_decay,
     check,
     check_dtype,
-    check_flag,
     check_params,
-    scale_by_learning_rate,
     store,
     update_moment,
     zeros_like,
@@ -116,7 +114,6 @@ def qhm(
       Ma and Yarats, *Quasi-hyperbolic momentum and Adam for deep learning*, ICLR 2019.
     """
     block = scale_by_qhm(momentum, nu, accumulator_dtype=accumulator_dtype)
-    decay = add_weight_decay(weight_decay)
-    check_flag("decoupled_weight_decay", decoupled_weight_decay)
-    parts = (block, decay) if decoupled_weight_decay else (decay, block)
-    return optax.chain(*parts, scale_by_learning_rate(learning_rate))
+    return chain_with_weight_decay(
+        block, weight_decay, learning_rate, decoupled=decoupled_weight_decay
+    )

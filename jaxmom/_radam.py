@@ -8,14 +8,12 @@ import optax
 
 from jaxmom._base import (
     ScalarOrSchedule,
-    add_weight_decay,
     bias_correction,
     cast_to,
+    chain_with_weight_decay,
     check,
     check_dtype,
-    check_flag,
     check_params,
-    scale_by_learning_rate,
     store,
     update_moment,
     update_second_moment,
@@ -155,9 +153,7 @@ def radam(
     References:
       Liu et al., *On the variance of the adaptive learning rate and beyond*, ICLR 2020.
     """
-    check("weight_decay", weight_decay)
     block = scale_by_radam(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
-    decay = add_weight_decay(weight_decay)
-    check_flag("decoupled_weight_decay", decoupled_weight_decay)
-    parts = (block, decay) if decoupled_weight_decay else (decay, block)
-    return optax.chain(*parts, scale_by_learning_rate(learning_rate))
+    return chain_with_weight_decay(
+        block, weight_decay, learning_rate, decoupled=decoupled_weight_decay
+    )

@@ -1,5 +1,5 @@
-"""The mixed-precision contract every optimizer keeps (issue 18), checked in one place for the
-optimizer tables of ``test_optimizer_contracts`` and ``test_family_contracts``.
+"""The mixed-precision contract every optimizer keeps (issue 18), checked in one place for every
+optimizer of ``optimizer_table.OPTIMIZERS`` (driven by ``test_optimizer_contracts``).
 
 ``dtype_arguments(factory, dtype)`` names every state-dtype argument a factory takes
 (``accumulator_dtype``, ``mu_dtype``, ``nu_dtype``) with one value, read from its signature.

@@ -1,5 +1,7 @@
-"""The contracts every optimizer keeps: traced hyperparameters, bad input, dtypes, chaining."""
+"""The contracts every optimizer keeps: traced hyperparameters, bad input, dtypes, donation,
+chaining and Optax's wrappers. Each optimizer comes from ``optimizer_table.OPTIMIZERS``."""
 
+import functools
 from fractions import Fraction
 
 import chex
@@ -14,91 +16,14 @@ from absl.testing import parameterized
 from flax.training import train_state
 from noisy_quadratic import CURVATURE, check_saturation, counted, problem, run_jax, steps
 from optimizer_reference import reference_kwargs
+from optimizer_table import OPTIMIZERS, REFERENCED
 
 import jaxmom
 
-# name: (jaxmom factory, reference factory, flags, hyperparameter sets A, B, C)
-CONTRACT = {
-    "sgd": (
-        jaxmom.sgd,
-        ref.sgd,
-        {},
-        *(
-            dict(learning_rate=lr, momentum=mu, dampening=d, weight_decay=wd)
-            for lr, mu, d, wd in [
-                (0.05, 0.9, 0.0, 0.0),
-                (0.02, 0.5, 0.3, 0.1),
-                (0.1, 0.0, 0.1, 0.01),
-            ]
-        ),
-    ),
-    "sgd-nesterov": (
-        jaxmom.sgd,
-        ref.sgd,
-        dict(nesterov=True),
-        *(dict(learning_rate=lr, momentum=mu) for lr, mu in [(0.05, 0.9), (0.02, 0.5), (0.1, 0.2)]),
-    ),
-    "sutskever_sgd": (
-        jaxmom.sutskever_sgd,
-        ref.sutskever_sgd,
-        dict(nesterov=True),
-        *(dict(learning_rate=lr, momentum=mu) for lr, mu in [(0.05, 0.9), (0.02, 0.5), (0.1, 0.2)]),
-    ),
-    "ema_sgd": (
-        jaxmom.ema_sgd,
-        ref.ema_sgd,
-        dict(debias=True),
-        *(dict(learning_rate=lr, beta=b) for lr, b in [(0.05, 0.9), (0.02, 0.5), (0.1, 0.0)]),
-    ),
-    "adagrad": (
-        jaxmom.adagrad,
-        ref.adagrad,
-        {},
-        *(
-            dict(learning_rate=lr, lr_decay=d, initial_accumulator_value=a, eps=e, weight_decay=w)
-            for lr, d, a, e, w in [
-                (0.1, 0, 0, 1e-10, 0),
-                (0.05, 0.1, 0.2, 1e-3, 0.1),
-                (0.2, 0.01, 1, 0, 0),
-            ]
-        ),
-    ),
-    "adadelta": (
-        jaxmom.adadelta,
-        ref.adadelta,
-        {},
-        *(
-            dict(learning_rate=lr, rho=r, eps=e, weight_decay=w)
-            for lr, r, e, w in [(1.0, 0.9, 1e-6, 0), (0.5, 0.8, 1e-4, 0.1), (2.0, 0.95, 1e-5, 0.0)]
-        ),
-    ),
-    "rmsprop": (
-        jaxmom.rmsprop,
-        ref.rmsprop,
-        dict(centered=True),
-        *(
-            dict(learning_rate=lr, alpha=a, eps=e, momentum=m, weight_decay=w)
-            for lr, a, e, m, w in [
-                (0.01, 0.99, 1e-8, 0.9, 0),
-                (0.02, 0.9, 1e-3, 0.5, 0.1),
-                (0.01, 0.5, 1e-2, 0.1, 0),
-            ]
-        ),
-    ),
-    "adam": (
-        jaxmom.adam,
-        ref.adam,
-        dict(amsgrad=True),
-        *(
-            dict(learning_rate=lr, b1=b1, b2=b2, eps=e, weight_decay=w)
-            for lr, b1, b2, e, w in [
-                (0.05, 0.9, 0.999, 1e-8, 0),
-                (0.02, 0.8, 0.99, 1e-4, 0.1),
-                (0.1, 0.0, 0.5, 1e-3, 0),
-            ]
-        ),
-    ),
-}
+
+def make(name, **overrides):
+    """The table's optimizer ``name`` at its base values, with ``overrides``."""
+    return OPTIMIZERS[name].make(**overrides)
 
 
 def as_arrays(hparams):
@@ -112,44 +37,83 @@ def assert_close(a, b, rtol=1e-5):
 # --- hyperparameters: traced, no retrace, vmap = loop, jit = no jit --------------------------
 
 
-@pytest.mark.parametrize("name", list(CONTRACT))
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_new_hyperparameter_values_do_not_retrace(name):
-    factory, _, flags, hp_a, hp_b, _ = CONTRACT[name]
+    opt = OPTIMIZERS[name]
+    hp_a, hp_b = opt.point(0), opt.point(1)
     params, noise = problem(np.float32, steps=10)
 
     @jax.jit
     @chex.assert_max_traces(n=1)
     def train(hparams, params, noise):
-        return run_jax(factory(**hparams, **flags), params, noise)
+        return run_jax(opt.factory(**hparams, **opt.flags), params, noise)
 
     chex.clear_trace_counter()
     path_a = train(as_arrays(hp_a), params, noise)
     path_b = train(as_arrays(hp_b), params, noise)  # would raise on a second trace
-    assert_close(path_a, run_jax(factory(**hp_a, **flags), params, noise))
-    assert_close(path_b, run_jax(factory(**hp_b, **flags), params, noise))
+    assert_close(path_a, run_jax(opt.factory(**hp_a, **opt.flags), params, noise))
+    assert_close(path_b, run_jax(opt.factory(**hp_b, **opt.flags), params, noise))
 
 
-@pytest.mark.parametrize("name", list(CONTRACT))
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_vmap_over_hyperparameters_equals_python_loop(name):
-    factory, _, flags, *sets = CONTRACT[name]
+    """One vmap over the grid's three points, every hyperparameter at once."""
+    opt = OPTIMIZERS[name]
     params, noise = problem(np.float32, steps=10)
-    batch = {k: jnp.asarray([s[k] for s in sets], jnp.float32) for k in sets[0]}
-    paths = jax.jit(jax.vmap(lambda hp: run_jax(factory(**hp, **flags), params, noise)))(batch)
-    for i, hparams in enumerate(sets):
-        assert_close(
-            jax.tree.map(lambda x: x[i], paths), run_jax(factory(**hparams, **flags), params, noise)
-        )
+    batch = {k: jnp.asarray(values, jnp.float32) for k, values in opt.grid.items()}
+    paths = jax.jit(jax.vmap(lambda hp: run_jax(opt.factory(**hp, **opt.flags), params, noise)))(
+        batch
+    )
+    for i in range(3):
+        expected = run_jax(opt.factory(**opt.point(i), **opt.flags), params, noise)
+        assert_close(jax.tree.map(lambda x: x[i], paths), expected)
+
+
+def eager_path(tx, params, noise):
+    """``run_jax`` step by step in Python, with no trace of the optimizer."""
+    p, state, path = params, tx.init(params), []
+    for t in range(len(noise["b"])):
+        g = jax.tree.map(lambda n, p: n[t] + CURVATURE * p, noise, p)
+        u, state = tx.update(g, state, p)
+        p = optax.apply_updates(p, u)
+        path.append(p)
+    return jax.tree.map(lambda *x: jnp.stack(x), *path)
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_vmap_over_each_hyperparameter_equals_a_loop_with_one_trace(name):
+    """One program vmaps over each hyperparameter in turn (the others at their base values);
+    new values reuse it, and every row equals a Python loop over concrete values."""
+    grid = OPTIMIZERS[name].grid
+    params, noise = problem(np.float32, steps=5)
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def paths(batches):
+        return {
+            hp: jax.vmap(lambda v, hp=hp: run_jax(make(name, **{hp: v}), params, noise))(batch)
+            for hp, batch in batches.items()
+        }
+
+    chex.clear_trace_counter()
+    batches = {hp: jnp.asarray(values, jnp.float32) for hp, values in grid.items()}
+    vmapped = paths(batches)
+    paths({hp: b[::-1] for hp, b in batches.items()})  # new values: a second trace would raise
+    for hp, values in grid.items():
+        for i, value in enumerate(values):
+            loop = eager_path(make(name, **{hp: value}), params, noise)
+            assert_close(jax.tree.map(lambda x: x[i], vmapped[hp]), loop)
 
 
 class JitAgreementTest(chex.TestCase):
     """chex variants: the update, jitted or not, matches the NumPy transcription."""
 
     @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.named_parameters(*((name, name) for name in CONTRACT))
+    @parameterized.named_parameters(*((name, name) for name in REFERENCED))
     def test_update_matches_reference(self, name):
-        factory, reference, flags, hparams, _, _ = CONTRACT[name]
+        opt = OPTIMIZERS[name]
         params, noise = problem(np.float32, steps=5)
-        tx = factory(**hparams, **flags)
+        tx = opt.make()
         update = self.variant(tx.update)
         p, state, path = params, tx.init(params), []
         for t in range(5):
@@ -157,8 +121,9 @@ class JitAgreementTest(chex.TestCase):
             u, state = update(grads, state, p)
             p = optax.apply_updates(p, u)
             path.append(p)
+        assert opt.reference is not None
         expected = ref.run(
-            reference(**reference_kwargs(hparams), **flags), params, noise, CURVATURE
+            opt.reference(**reference_kwargs(opt.base), **opt.flags), params, noise, CURVATURE
         )
         for k in params:
             np.testing.assert_allclose(
@@ -321,9 +286,9 @@ def test_an_array_hyperparameter_names_its_first_bad_element_in_one_short_line(b
 
 
 @pytest.mark.parametrize("dtype", [jnp.int32, jnp.int8, jnp.uint8, jnp.bool_])
-@pytest.mark.parametrize("name", ["ema", *CONTRACT])
+@pytest.mark.parametrize("name", ["ema", *OPTIMIZERS])
 def test_integer_parameters_are_refused_at_init(name, dtype):
-    tx = jaxmom.ema(0.9) if name == "ema" else CONTRACT[name][0](**CONTRACT[name][3])
+    tx = jaxmom.ema(0.9) if name == "ema" else make(name)
     params = {"dense": {"w": jnp.ones((2, 2)), "b": [jnp.ones(2), jnp.ones(3, dtype)]}}
     with pytest.raises(TypeError) as error:
         tx.init(params)
@@ -341,14 +306,19 @@ def test_weight_decay_without_params_is_a_clear_error():
 # --- dtypes --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("traced", [False, True])
-@pytest.mark.parametrize("name", list(CONTRACT))
-def test_bfloat16_stays_bfloat16(name, traced):
-    factory, _, flags, hparams, _, _ = CONTRACT[name]
-    params, noise = problem(jnp.bfloat16, steps=3)
+FLOAT32_SCALARS = {"mu_product", "weight_sum", "lr_max", "b1"}  # nadam's, schedule-free's
 
-    def final(hp):
-        tx = factory(**hp, **flags)
+
+@pytest.mark.parametrize("traced", [False, True])
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_bfloat16_stays_bfloat16(name, traced):
+    """Updates, parameters and every float in the state stay bfloat16, but for the scalars that
+    only hyperparameters make (``FLOAT32_SCALARS``), which stay float32."""
+    params, noise = problem(jnp.bfloat16, steps=3)
+    base = as_arrays(OPTIMIZERS[name].base) if traced else {}
+
+    def final(hparams):
+        tx = make(name, **hparams)
         state = tx.init(params)
         p = params
         for t in range(3):
@@ -357,32 +327,62 @@ def test_bfloat16_stays_bfloat16(name, traced):
             p = optax.apply_updates(p, u)
         return p, state
 
-    p, state = jax.jit(final)(as_arrays(hparams)) if traced else final(hparams)
+    p, state = jax.jit(final)(base) if traced else final(base)
     assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(p))
-    floats = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
-    assert floats and all(x.dtype == jnp.bfloat16 for x in floats)
+    floats = {
+        jax.tree_util.keystr(path, simple=True, separator="."): x.dtype
+        for path, x in jax.tree_util.tree_leaves_with_path(state)
+        if jnp.issubdtype(x.dtype, jnp.floating)
+    }
+    assert floats and all(
+        dtype == (jnp.float32 if path.split(".")[-1] in FLOAT32_SCALARS else jnp.bfloat16)
+        for path, dtype in floats.items()
+    ), floats
     assert all(np.all(np.isfinite(np.asarray(x, np.float32))) for x in jax.tree.leaves(p))
 
 
-@pytest.mark.parametrize("name", list(CONTRACT))
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_float64_state_under_x64(name):
-    factory, _, flags, hparams, _, _ = CONTRACT[name]
     with jax.enable_x64(True):
         params, _ = problem(np.float64, steps=1)
-        tx = factory(**hparams, **flags)
+        tx = make(name)
         u, state = tx.update(params, tx.init(params), params)
         leaves = jax.tree.leaves((u, state))
         assert all(x.dtype in (jnp.float64, jnp.int32) for x in leaves)
+        assert any(x.dtype == jnp.float64 for x in jax.tree.leaves(state))
 
 
-# --- chaining ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_complex_parameters_stay_complex_and_converge(name):
+    target = jnp.array([1.0 + 2.0j, -0.5j, 3.0])
+    loss = lambda x: jnp.sum(jnp.abs(x - target) ** 2)
+    tx = make(name)
 
-OPTIMIZERS = {
-    name: (factory, {**hp, **flags}) for name, (factory, _, flags, hp, _, _) in CONTRACT.items()
-}
+    def step(carry, _):
+        x, state = carry
+        g = jnp.conj(jax.grad(loss)(x))  # Optax's convention for complex parameters
+        u, state = tx.update(g, state, x)
+        return (optax.apply_updates(x, u), state), None
+
+    x0 = jnp.zeros(3, jnp.complex64)
+    (x, _), _ = jax.jit(lambda x: jax.lax.scan(step, (x, tx.init(x)), length=30))(x0)
+    assert x.dtype == jnp.complex64
+    assert loss(x) < loss(jnp.zeros(3))
 
 
 # --- state dtypes (issue 18) ----------------------------------------------------------------
+
+
+def with_ema(name):
+    """``(factory, kwargs)`` of a table optimizer, or of ``jaxmom.ema(0.9)`` for "ema"."""
+    return (
+        (jaxmom.ema, dict(decay=0.9))
+        if name == "ema"
+        else (
+            OPTIMIZERS[name].factory,
+            OPTIMIZERS[name].kwargs,
+        )
+    )
 
 
 @pytest.mark.parametrize(
@@ -392,24 +392,28 @@ OPTIMIZERS = {
 def test_state_dtype_arguments(name, state_dtype, param_dtype):
     """Dtypes after init and 10 jitted steps, donation, inject_hyperparams, and the 100-step
     path within the stated tolerance of the float32 run (see ``mixed_precision.tolerance``)."""
-    factory, kwargs = OPTIMIZERS[name] if name != "ema" else (jaxmom.ema, dict(decay=0.9))
-    mixed_precision.check(factory, kwargs, state_dtype, param_dtype)
+    mixed_precision.check(*with_ema(name), state_dtype, param_dtype)
 
 
 @pytest.mark.parametrize("name", [*OPTIMIZERS, "ema"])
 def test_state_dtypes_equal_to_the_parameters_change_nothing(name):
-    factory, kwargs = OPTIMIZERS[name] if name != "ema" else (jaxmom.ema, dict(decay=0.9))
-    mixed_precision.check_explicit_default(factory, kwargs)
+    mixed_precision.check_explicit_default(*with_ema(name))
 
 
 # --- step counts at the top of int32 (issue 17, item 3) -------------------------------------
 
 
-@pytest.mark.parametrize("name", counted(OPTIMIZERS))
+@pytest.mark.parametrize(
+    "name", counted({name: (opt.factory, opt.kwargs) for name, opt in OPTIMIZERS.items()})
+)
 def test_counts_saturate_at_the_top_of_int32(name):
-    factory, kwargs = OPTIMIZERS[name]
+    """The issue's symptoms: nadam gave NaN from the second step, schedule-free (warm-up
+    included) +-inf or garbage."""
     params, _ = problem(np.float32)
-    check_saturation(factory(**kwargs), params, gradients(params, 4))
+    check_saturation(make(name), params, gradients(params, 4))
+
+
+# --- donation, chaining, wrappers ----------------------------------------------------------
 
 
 def gradients(params, n, seed=1):
@@ -420,87 +424,127 @@ def gradients(params, n, seed=1):
     ]
 
 
+def jitted_steps(tx, params, grads):
+    """:func:`noisy_quadratic.steps` as one jitted program."""
+    return jax.jit(functools.partial(steps, tx))(params, grads)
+
+
+def assert_same_eval_params(name, state, params, other_state, other_params):
+    """Schedule-free SGD's evaluation parameters agree too."""
+    if name == "schedule_free_sgd":
+        assert_close(
+            jaxmom.schedule_free_eval_params(state, params),
+            jaxmom.schedule_free_eval_params(other_state, other_params),
+        )
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_donated_params_and_state(name):
+    tx = make(name)
+    params, _ = problem(np.float32)
+    grads = gradients(params, 3)
+
+    def step(p, state, g):
+        u, state = tx.update(g, state, p)
+        return optax.apply_updates(p, u), state
+
+    donated = jax.jit(step, donate_argnums=(0, 1))
+    p, state = jax.tree.map(jnp.copy, params), tx.init(params)
+    for g in grads:
+        p, state = donated(p, state, g)
+    assert_close(p, jitted_steps(tx, params, grads)[0])
+
+
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_chain_with_clipping_and_decayed_weights(name):
-    factory, kwargs = OPTIMIZERS[name]
+    """The chain, eager and jitted, equals the same by hand, jitted and eager."""
     params, _ = problem(np.float32)
     grads = gradients(params, 4)
     chained = optax.chain(
-        optax.clip_by_global_norm(1.0), optax.add_decayed_weights(1e-3), factory(**kwargs)
+        optax.clip_by_global_norm(1.0), optax.add_decayed_weights(1e-3), make(name)
     )
-    p_chain, _ = steps(chained, params, grads)
-    # the same by hand: clip to global norm 1, add 1e-3 * p, then the optimizer
-    tx, state, p = factory(**kwargs), None, params
-    state = tx.init(p)
-    for g in grads:
-        norm = optax.tree.norm(g)
-        g = jax.tree.map(lambda g, p: g * jnp.minimum(1.0, 1.0 / norm) + 1e-3 * p, g, p)
-        u, state = tx.update(g, state, p)
-        p = optax.apply_updates(p, u)
-    assert_close(p_chain, p)
+
+    def by_hand(p):  # clip to global norm 1, add 1e-3 * p, then the optimizer
+        tx = make(name)
+        state = tx.init(p)
+        for g in grads:
+            norm = optax.tree.norm(g)
+            g = jax.tree.map(lambda g, p: g * jnp.minimum(1.0, 1.0 / norm) + 1e-3 * p, g, p)
+            u, state = tx.update(g, state, p)
+            p = optax.apply_updates(p, u)
+        return p
+
+    assert_close(steps(chained, params, grads)[0], jax.jit(by_hand)(params))
+    assert_close(jitted_steps(chained, params, grads)[0], by_hand(params))
 
 
-@pytest.mark.parametrize("name", list(CONTRACT))
-def test_warmup_cosine_schedule_matches_reference(name):
-    factory, reference, flags, hparams, _, _ = CONTRACT[name]
-    schedule = optax.warmup_cosine_decay_schedule(0.0, hparams["learning_rate"], 5, 30)
-    kwargs = {**hparams, "learning_rate": schedule}
-    params, noise = problem(np.float32, steps=30)
-    actual = jax.jit(run_jax, static_argnums=0)(factory(**kwargs, **flags), params, noise)
-    expected = ref.run(reference(**reference_kwargs(kwargs), **flags), params, noise, CURVATURE)
-    assert_close(actual, expected)
-
-
-@pytest.mark.parametrize("name", list(CONTRACT))
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_inject_hyperparams(name):
-    factory, _, flags, hp_a, hp_b, _ = CONTRACT[name]
+    opt = OPTIMIZERS[name]
+    hp_a, hp_b = as_arrays(opt.point(0)), as_arrays(opt.point(1))
     params, _ = problem(np.float32)
     grads = gradients(params, 4)
-    injected = optax.inject_hyperparams(factory)(**hp_a, **flags)
-    p_inj, state = jax.jit(lambda p: steps(injected, p, grads))(params)
-    assert_close(p_inj, steps(factory(**hp_a, **flags), params, grads)[0])
-    # changing a hyperparameter in the state changes the next update as a fresh value would
-    state.hyperparams.update({k: jnp.asarray(v, jnp.float32) for k, v in hp_b.items()})
+    injected = optax.inject_hyperparams(opt.factory)(**hp_a, **opt.flags)
+    p_inj, state = jitted_steps(injected, params, grads)
+    plain = opt.factory(**opt.point(0), **opt.flags)
+    assert_close(p_inj, steps(plain, params, grads)[0])
+    p_ref, inner = jitted_steps(plain, params, grads)
+    assert_close(p_inj, p_ref)
+    assert_same_eval_params(name, state, p_inj, inner, p_ref)
+    # a new value in the state changes the next update as a fresh optimizer with it would
+    state.hyperparams.update(hp_b)
     u, _ = injected.update(grads[0], state, p_inj)
-    _, inner = steps(factory(**hp_a, **flags), params, grads)
-    expected, _ = factory(**hp_b, **flags).update(grads[0], inner, p_inj)
+    expected, _ = opt.factory(**opt.point(1), **opt.flags).update(grads[0], inner, p_ref)
     assert_close(u, expected)
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_multi_steps_accumulates(name):
-    factory, kwargs = OPTIMIZERS[name]
     params, _ = problem(np.float32)
     g1, g2, g3, g4 = gradients(params, 4)
-    p_multi, _ = steps(
-        optax.MultiSteps(factory(**kwargs), every_k_schedule=2), params, [g1, g2, g3, g4]
-    )
+    multi = optax.MultiSteps(make(name), every_k_schedule=2)
     mean = lambda a, b: jax.tree.map(lambda x, y: (x + y) / 2, a, b)
-    assert_close(p_multi, steps(factory(**kwargs), params, [mean(g1, g2), mean(g3, g4)])[0])
+    p_plain, inner = jitted_steps(make(name), params, [mean(g1, g2), mean(g3, g4)])
+    assert_close(steps(multi, params, [g1, g2, g3, g4])[0], p_plain)
+    p_multi, state = jitted_steps(multi, params, [g1, g2, g3, g4])
+    assert_close(p_multi, p_plain)
+    assert_same_eval_params(name, state, p_multi, inner, p_plain)
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_apply_if_finite_skips_a_nan_step(name):
-    factory, kwargs = OPTIMIZERS[name]
     params, _ = problem(np.float32)
     g1, g2 = gradients(params, 2)
     bad = jax.tree.map(lambda g: g.at[...].set(jnp.nan), g1)
-    guarded = optax.apply_if_finite(factory(**kwargs), max_consecutive_errors=3)
+    guarded = optax.apply_if_finite(make(name), max_consecutive_errors=3)
     p, state = steps(guarded, params, [g1, bad, g2])
     assert int(state.total_notfinite) == 1
-    assert_close(p, steps(factory(**kwargs), params, [g1, g2])[0])
+    assert_close(p, steps(make(name), params, [g1, g2])[0])
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_flax_train_state(name):
-    factory, kwargs = OPTIMIZERS[name]
     params, _ = problem(np.float32)
     grads = gradients(params, 3)
-    state = train_state.TrainState.create(apply_fn=None, params=params, tx=factory(**kwargs))
+    state = train_state.TrainState.create(apply_fn=None, params=params, tx=make(name))
     for g in grads:
         state = jax.jit(lambda s, g: s.apply_gradients(grads=g))(state, g)
     assert int(state.step) == 3
-    assert_close(state.params, steps(factory(**kwargs), params, grads)[0])
+    assert_close(state.params, steps(make(name), params, grads)[0])
+
+
+@pytest.mark.parametrize("name", REFERENCED)
+def test_warmup_cosine_schedule_matches_reference(name):
+    opt = OPTIMIZERS[name]
+    assert opt.reference is not None
+    schedule = optax.warmup_cosine_decay_schedule(0.0, opt.base["learning_rate"], 5, 30)
+    kwargs = {**opt.base, "learning_rate": schedule}
+    params, noise = problem(np.float32, steps=30)
+    actual = jax.jit(run_jax, static_argnums=0)(opt.factory(**kwargs, **opt.flags), params, noise)
+    expected = ref.run(
+        opt.reference(**reference_kwargs(kwargs), **opt.flags), params, noise, CURVATURE
+    )
+    assert_close(actual, expected)
 
 
 # --- conventions ---------------------------------------------------------------------------

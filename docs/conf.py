@@ -40,6 +40,7 @@ root_doc = "index"
 exclude_patterns = [
     "_build",
     "_ext",
+    "_generated",  # experiments/gallery.py's numbers, included by pages, not pages themselves
     "jupyter_execute",
     "**.ipynb_checkpoints",
     "Thumbs.db",

@@ -96,3 +96,51 @@ def test_repeated_root_bias_is_what_measured_rate_reads_on_t_rho_to_the_t():
         gap = np.log(tutorials.measured_rate(errors)) / np.log(rho) - 1
         assert gap == pytest.approx(tutorials.repeated_root_bias(rho, t1 + 1, t2 + 1), rel=1e-9)
         assert gap < 0
+
+
+def _run(label, losses, epoch_means, accuracy=(0.5, 0.6)):
+    return dict(
+        label=label,
+        optimizer="sgd",
+        final_train_loss=epoch_means[-1],
+        steps_per_epoch=4,
+        log_every=2,
+        logged_steps=list(range(0, 2 * len(losses), 2)),
+        logged_loss=list(losses),
+        epoch_train_loss=list(epoch_means),
+        epoch_test_accuracy=list(accuracy),
+    )
+
+
+def test_the_study_figure_names_runs_on_the_same_path_and_gives_each_run_its_own_look():
+    """Eleven runs (the family study's count): no two share colour and line style; a run equal to
+    an earlier one says 'same path', one within 2% says whose path and how close (adamw on adam's),
+    and the title says the bold curve is smoothed and the dots are each epoch's mean."""
+    from jaxmom.studies.mnist import report
+
+    base = np.array([2.0, 1.5, 1.1, 0.9])
+    runs = [_run(f"run {i}", base * (1 + 0.1 * i), [1.6 + i, 0.9 + i]) for i in range(9)]
+    runs.insert(1, _run("twin", base * (1 + 1e-5), [1.6, 0.9]))
+    runs.insert(3, _run("near", base * 1.1 * 1.01, [2.6 * 1.005, 1.9]))
+    fig = report.loss_curves(runs, "title")
+    labels = fig.legends[0].get_texts()
+    assert len(labels) == 11
+    assert labels[1].get_text() == "twin: 0.900 (same path as run 0)"
+    assert labels[3].get_text() == "near: 1.900 (run 1's path, within 1.0%)"
+    assert not any("path" in t.get_text() for i, t in enumerate(labels) if i not in (1, 3))
+    handles = fig.legends[0].legend_handles
+    looks = {(to_rgb(h.get_color()), str(h.get_linestyle())) for h in handles}
+    assert len(looks) == 11
+    title = fig.axes[0].get_title()
+    assert "smoothed" in title and "each epoch's mean" in title
+    dots = [line for line in fig.axes[0].get_lines() if line.get_marker() == "o"]
+    assert [list(d.get_ydata()) for d in dots] == [r["epoch_train_loss"] for r in runs]
+
+
+def test_the_epoch_smoothing_averages_about_one_epoch_of_logged_losses():
+    from jaxmom.studies.mnist import report
+
+    assert report.epoch_beta({"log_every": 30, "steps_per_epoch": 63}) == 1 - 30 / 63
+    assert report.epoch_beta({"log_every": 100, "steps_per_epoch": 63}) == 0.0
+    # beta 0: the smoothed curve is the logged losses themselves
+    np.testing.assert_allclose(report.smoothed([3.0, 1.0, 2.0], 0.0), [3.0, 1.0, 2.0])

@@ -128,9 +128,6 @@ def summary_table(records):
     return "\n".join(rows)
 
 
-SMOOTH_FROM = 60  # logged points per run from which the plot also draws a smoothed curve
-
-
 def smoothed(values, beta=0.9):
     """The seed tutorials' bias-corrected EMA, through ``jaxmom.ema``:
     v_t = beta v_{t-1} + (1-beta) x_t, shown as v_t / (1 - beta^t)."""
@@ -143,6 +140,35 @@ def smoothed(values, beta=0.9):
 
     _, out = jax.lax.scan(step, tx.init(x[0]), x)
     return np.asarray(out).tolist()
+
+
+def epoch_beta(record: dict) -> float:
+    """The EMA's beta that averages over about one epoch of logged losses:
+    1 - log_every / steps_per_epoch (0 when an epoch logs one loss or none)."""
+    return max(0.0, 1.0 - record["log_every"] / record["steps_per_epoch"])
+
+
+SAME_PATH, NEAR_PATH = 1e-3, 2e-2  # largest relative difference of two runs' logged losses
+
+
+def twin(record: dict, earlier: list[dict]) -> tuple[str, float] | None:
+    """The first of ``earlier`` whose logged losses and epoch means ``record`` follows to within
+    :data:`NEAR_PATH` (relative), and that largest relative difference; None if there is none."""
+    for q in earlier:
+        if len(q["logged_loss"]) != len(record["logged_loss"]):
+            continue
+        pairs = [
+            (np.asarray(q[k], float), np.asarray(record[k], float))
+            for k in ("logged_loss", "epoch_train_loss")
+        ]
+        gap = max(float(np.max(np.abs(b / a - 1))) for a, b in pairs)
+        if gap < NEAR_PATH:
+            return q["label"], gap
+    return None
+
+
+# Eleven colours that can be told apart (Tableau's ten and black); a run past them is dash-dotted.
+COLOURS = [colormaps["tab10"](i) for i in range(10)] + ["black"]
 
 
 def write_outputs(out, records, title) -> list[Path]:
@@ -162,56 +188,53 @@ def write_outputs(out, records, title) -> list[Path]:
 
 
 def loss_curves(records, title) -> Figure:
-    """The study's figure: each run's logged training loss (semilogy; dots: each epoch's mean,
-    which a single batch's noise does not move) beside its test accuracy after every epoch. A
-    run whose curve matches an earlier one is drawn dashed and labelled; runs past the tenth
-    colour are dotted, so that no two runs share colour and style."""
-    fig = Figure(figsize=(13, 5))
+    """The study's figure: each run's training loss (semilogy) beside its test accuracy after every
+    epoch. A single batch's loss, logged every ``log_every`` steps, is noisy (a bump that all runs
+    share is one hard batch), so each run is drawn as its logged losses smoothed over about one
+    epoch (:func:`smoothed` with :func:`epoch_beta`: bold), each epoch's mean training loss at the
+    epoch's end (dots), and the single-batch losses themselves (faint). A run that follows an
+    earlier one (:func:`twin`) is drawn dashed, and its label says whose path and how close. Each
+    run has its own colour; runs past :data:`COLOURS` are dash-dotted."""
+    fig = Figure(figsize=(13, 5.6))
     ax_loss, ax_acc = fig.subplots(1, 2, width_ratios=(3, 2))
     for i, r in enumerate(records):
-        # A run whose curve matches an earlier one (e.g. the two momentum forms) is drawn dashed.
-        twin = next(
-            (
-                q["label"]
-                for q in records[:i]
-                if len(q["logged_loss"]) == len(r["logged_loss"])
-                and np.allclose(q["logged_loss"], r["logged_loss"], rtol=1e-3)
-                and np.allclose(q["epoch_train_loss"], r["epoch_train_loss"], rtol=1e-3)
-            ),
-            None,
-        )
-        style = {"ls": "--", "lw": 2.0} if twin else {"ls": "-" if i < 10 else ":", "lw": 1.6}
-        colour = {"color": colormaps["tab10"](i % 10)}
-        label = f"{r['label']}: {r['final_train_loss']:.3f}" + (
-            f" (same path as {twin})" if twin else ""
-        )
-        x = [s / r["steps_per_epoch"] for s in r["logged_steps"]]
-        if len(x) >= SMOOTH_FROM:  # long, noisy curves: faint raw losses under their average
-            (line,) = ax_loss.semilogy(
-                x, smoothed(r["logged_loss"]), label=label, **style, **colour
-            )
-            ax_loss.semilogy(x, r["logged_loss"], color=line.get_color(), lw=0.6, alpha=0.25)
+        found = twin(r, records[:i])
+        if found is None:
+            note = ""
+        elif found[1] < SAME_PATH:
+            note = f" (same path as {found[0]})"
         else:
-            (line,) = ax_loss.semilogy(x, r["logged_loss"], label=label, **style, **colour)
+            note = f" ({found[0]}'s path, within {found[1]:.1%})"
+        style = (
+            {"ls": (0, (4, 3)), "lw": 2.2}
+            if found
+            else {"ls": "-" if i < len(COLOURS) else "-.", "lw": 1.8}
+        )
+        colour = COLOURS[i % len(COLOURS)]
+        label = f"{r['label']}: {r['final_train_loss']:.3f}{note}"
+        x = [s / r["steps_per_epoch"] for s in r["logged_steps"]]
+        ax_loss.semilogy(x, r["logged_loss"], color=colour, lw=0.6, alpha=0.25)
+        ax_loss.semilogy(
+            x, smoothed(r["logged_loss"], epoch_beta(r)), label=label, color=colour, **style
+        )
         epochs = range(1, len(r["epoch_train_loss"]) + 1)
-        ax_loss.semilogy(epochs, r["epoch_train_loss"], "o", color=line.get_color(), ms=4)
+        ax_loss.semilogy(
+            epochs, r["epoch_train_loss"], "o", color=colour, ms=5, mec="white", mew=0.6
+        )
         ax_acc.plot(
             range(1, len(r["epoch_test_accuracy"]) + 1),
             [100 * a for a in r["epoch_test_accuracy"]],
             marker="o",
-            color=line.get_color(),
+            color=colour,
             **style,
         )
-    smooth = (
-        " (bold: bias-corrected EMA, beta 0.9)"
-        if any(len(r["logged_steps"]) >= SMOOTH_FROM for r in records)
-        else ""
-    )
     ax_loss.set(
         xlabel="epoch",
-        ylabel=f"training loss (batch, every {records[0]['log_every']} steps)",
-        title=f"Training loss{smooth}; dots: each epoch's mean",
+        ylabel="training loss",
+        title=f"Training loss: bold, a batch's loss (every {records[0]['log_every']} steps) "
+        "smoothed over an epoch;\ndots, each epoch's mean; faint, the single batches",
     )
+    ax_loss.title.set_fontsize(10)
     ax_loss.grid(True, which="both", alpha=0.3)
     fig.legend(
         *ax_loss.get_legend_handles_labels(),
@@ -321,7 +344,9 @@ def write_sweep_outputs(out, res: SweepResult, config: Config, records: list[dic
                 ("test_accuracy", "test_accuracy", "test accuracy"),
             ):
                 path = out / f"heatmap_{stem}_{x}_{y}.png"
-                title = f"{config.optimizer}, {config.epochs} epochs: {label}"
+                # two short lines: one long line was wider than a small grid's figure
+                epochs = f"{config.epochs} epoch" + ("s" if config.epochs != 1 else "")
+                title = f"{config.optimizer}, {epochs}:\n{label}"
                 with atomic_open(path, "wb") as f:
                     res.heatmap(
                         metric,

@@ -110,6 +110,9 @@ def test_cnn_cells_with_two_seeds_and_a_partial_batch_equal_the_plain_loop():
         epochs=2, return_params=True, progress=False, chunk_size=None,
     )  # fmt: skip
     assert res.metrics["loss"].shape == (2, 1, 2, 6)  # 20 = 8 + 8 + 4
+    s = _fit.setup(grid, init=cnn_init, loss=cnn_loss, optimizer=sgd, train=(IMAGES, LABELS),
+                   batch_size=8, epochs=2)  # fmt: skip
+    assert s.stepwise == (jax.default_backend() == "cpu")  # a Python loop of compiled steps
     for i, lr in enumerate([0.02, 0.1]):
         for seed in (0, 1):
             assert_cell_equals_loop(

@@ -307,10 +307,11 @@ def setup(
 
 def _convolves(loss: Callable, init: Callable, train: tuple, batch_size: int) -> bool:
     """Whether ``loss`` convolves (traced once, abstractly). XLA:CPU runs a convolution inside a
-    loop (a ``lax.scan`` epoch) 5 to 8 times slower than the same one outside, and a convolution
-    of stacked kernels (``vmap`` over configurations) about 2 times slower than one per
-    configuration (``experiments/benchmark.py --cnn``): on CPU such models train one
-    configuration at a time (``chunk_size="auto"``), one compiled step at a time."""
+    loop (a ``lax.scan`` epoch) several times slower than the same one outside, and the grouped
+    convolution that ``vmap`` makes of stacked kernels slower than one convolution per
+    configuration (``experiments/benchmark.py --cnn`` measures both ways against single runs): on
+    CPU such models train one configuration at a time (``chunk_size="auto"``), one compiled step
+    at a time."""
     params = jax.eval_shape(init, jax.random.key(0))
     batch = [jax.ShapeDtypeStruct((batch_size, *a.shape[1:]), a.dtype) for a in train]
     return "conv_general_dilated" in str(jax.make_jaxpr(loss)(params, *batch))

@@ -394,11 +394,13 @@ def _cell_fns(s: Setup):
 
 def _spmd(s: Setup, fn, cell_args: tuple[bool, ...]):
     """``fn`` vmapped over the cell axis of the arguments marked True in ``cell_args`` (the others
-    shared), as ``shard_map`` over the mesh; its outputs are per cell. With one cell per device,
-    ``fn`` is applied to that cell alone, so the program is a single run's (no batched kernels)."""
+    shared), as ``shard_map`` over the mesh; its outputs are per cell. A stepwise setup with one
+    cell per device applies ``fn`` to that cell alone: the program is a single run's, whose
+    convolutions are not batched. (Elsewhere a vmap of one keeps the state's buffers aliased in
+    place, which the memory estimate measures.)"""
     cell, shared = P(s.mesh.axis_names[0]), P()
     batched = jax.vmap(fn, in_axes=tuple(0 if c else None for c in cell_args))
-    if s.chunk == 1:
+    if s.chunk == 1 and s.stepwise:
 
         def batched(*args):
             args = [jax.tree.map(lambda a: a[0], x) if c else x for x, c in zip(args, cell_args)]

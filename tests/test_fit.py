@@ -57,7 +57,8 @@ def plain_loop(init, loss, make_tx, hparams, train, batch_size, epochs, seed, dr
     mean loss, tx.update, optax.apply_updates. Returns (params, every step's loss)."""
     step = jitted_step(loss, make_tx)
     hp = {k: jnp.float32(v) for k, v in hparams.items()}
-    init_key, data_key = jax.random.split(jax.random.key(seed))
+    root = seed if isinstance(seed, jax.Array) else jax.random.key(seed)  # a seed, or its key
+    init_key, data_key = jax.random.split(root)
     params = init(init_key)
     opt_state = make_tx(hp).init(params)
     n, losses = len(train[0]), []
@@ -139,6 +140,29 @@ def test_without_a_seed_axis_every_cell_uses_seed_and_evaluation_averages_all_of
         np.testing.assert_allclose(res.metrics["test_loss"][i, 0, -1], test_loss, rtol=1e-5)
     assert res.metrics["accuracy"].shape == (2, 1, 2)
     assert res.eval_seconds > 0
+
+
+def key_of_64_bit_seed(seed: int):
+    """``jax.random.key(seed)`` on the full 64-bit value, as JAX makes it with x64 on."""
+    with jax.enable_x64(True):
+        data = np.asarray(jax.random.key_data(jax.random.key(np.uint64(seed))))
+    return jax.random.wrap_key_data(data.astype(np.uint32), impl="threefry2x32")
+
+
+def test_seeds_beyond_32_bits_are_exact_on_the_seed_axis_and_as_the_shared_seed():
+    big = [2**32 + 5, 2**63 + 11]
+    grid = sweep.product(lr=[0.1], momentum=[0.5]).with_seeds(big)
+    kw = dict(init=mlp_init, loss=mlp_loss, optimizer=sgd, train=(X, Y), batch_size=16, epochs=1,
+              return_params=True, progress=False)  # fmt: skip
+    res = sweep.fit(grid, **kw)
+    cell = {"lr": 0.1, "momentum": 0.5}
+    for i, seed in enumerate(big):
+        key = key_of_64_bit_seed(seed)
+        assert_cell_equals_loop(res, (0, 0, i), cell, mlp_init, mlp_loss, (X, Y), 16, 1, key)
+    shared = sweep.fit(sweep.product(lr=[0.1], momentum=[0.5]), seed=big[0], **kw)
+    np.testing.assert_array_equal(shared.metrics["loss"][0, 0], res.metrics["loss"][0, 0, 0])
+    with pytest.raises(ValueError, match=r"^seed .*0\.\.18446744073709551615"):
+        sweep.fit(sweep.product(lr=[0.1], momentum=[0.5]), seed=2**64, **kw)
 
 
 def sgd_wd(h):
@@ -321,9 +345,8 @@ CHECKPOINTED = """
 def checkpointed_fit(folder, **kw):
     return sweep.fit(
         sweep.product(lr=[0.05, 0.1, 0.3], momentum=[0.0, 0.9]), init=mlp_init, loss=mlp_loss,
-        optimizer=sgd, train=(X, Y), batch_size=16, epochs=3, eval=(X, Y),
-        evaluate=mlp_metrics, chunk_size=2, return_params=True, progress=False,
-        checkpoint_dir=folder, **kw,
+        train=(X, Y), batch_size=16, epochs=3, eval=(X, Y), evaluate=mlp_metrics, chunk_size=2,
+        return_params=True, progress=False, checkpoint_dir=folder, **{"optimizer": sgd, **kw},
     )  # fmt: skip
 
 
@@ -367,6 +390,17 @@ def test_a_run_killed_by_sigkill_between_epochs_resumes_bit_identically(tmp_path
     monkeypatch.undo()
     assert_identical(resumed, checkpointed_fit(None))
     assert_identical(checkpointed_fit(tmp_path), resumed)  # a finished run loads its results
+
+
+def half_lr(h):
+    return jaxmom.sgd(h["lr"] / 2, h["momentum"])  # the same state as sgd's
+
+
+def test_another_optimizer_with_the_same_state_never_resumes_this_ones_checkpoint(tmp_path):
+    first = checkpointed_fit(tmp_path)
+    other = checkpointed_fit(tmp_path, optimizer=half_lr)
+    assert len(list(tmp_path.glob("fit-*.json"))) == 2  # one run each, by the optimizer's name
+    assert not np.array_equal(first.metrics["loss"], other.metrics["loss"])
 
 
 def rewrite_state(folder, change, rehash: bool):

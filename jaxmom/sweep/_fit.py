@@ -30,8 +30,9 @@ a chunk, ``fit-<fingerprint>.json`` and the state file it names, which holds the
 one row per cell of the grid padded to whole chunks) and, when asked for, the final params of the
 finished chunks (``params/<i>``). The fingerprint hashes everything that shapes the run (the grid's
 values, seeds, fixed values, batch size, epochs, drop_last, return_params, the data's shapes, dtypes
-and bytes, the state's shapes), so another run never picks up this one's file; a changed ``loss``
-of the same shapes is not seen, so give it another folder.
+and bytes, the state's shapes and types, the names of ``init``, ``loss``, ``optimizer``,
+``evaluate`` and ``eval_params``), so another run never picks up this one's file; a function whose
+body changed under the same name, with the same state, is not seen, so give it another folder.
 """
 
 from __future__ import annotations
@@ -53,9 +54,10 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxmom.sweep import _engine
 from jaxmom.sweep._checkpoint import Checkpoint, refuse_nonfinite
 from jaxmom.sweep._engine import _fetch, _put, compiled
-from jaxmom.sweep._grid import SEED, Grid
+from jaxmom.sweep._grid import SEED, SEEDS, Grid, _integers, _is_integer
 from jaxmom.sweep._result import SweepResult
 
 # On CPU, chunks of at most this many configurations per device: measured by the MNIST study on a
@@ -95,7 +97,9 @@ class Setup:
     evaluate: Callable | None
     eval_params: Callable | None
     hparams: dict[str, np.ndarray]  # flat, one value per cell (float32, int32 or bool)
-    seeds: np.ndarray | None  # flat int32 per cell, or None: every cell uses ``seed``, shared
+    seeds: (
+        np.ndarray | None
+    )  # flat per cell as _engine._seed_input gives them, or None: every cell uses ``seed``, shared
     seed: int
     fixed: dict[str, Any]  # traced, shared by every cell
     static: tuple  # fixed values given to the optimizer as Python constants: (name, value)
@@ -250,8 +254,9 @@ def setup(
             raise TypeError(f"{name} must be a function, got {type(fn).__name__}")
     batch_size = _positive_int("batch_size", batch_size)
     epochs = _positive_int("epochs", epochs)
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if not _is_integer(seed):
+        raise ValueError(f"seed must be an integer in {SEEDS[0]}..{SEEDS[1]}, got {seed!r}")
+    _integers("seed", [seed], *SEEDS)  # one line with the range when outside it
     train = _arrays("train", train)
     if drop_last and train[0].shape[0] < batch_size:
         raise ValueError(
@@ -273,8 +278,9 @@ def setup(
     traced, static = _split_fixed(fixed)
 
     coords = {k: v.reshape(-1) for k, v in grid.coords().items()}
-    coords = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in coords.items()}
     seeds = coords.pop(SEED, None)
+    seeds = None if seeds is None else _engine._seed_input(seeds)  # exact, as sweep() feeds them
+    coords = {k: _engine._hparam_input(k, v) for k, v in coords.items()}
     devices = tuple(jax.devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices must name at least one device")
@@ -331,7 +337,7 @@ def _batches(key, n: int, size: int, steps: int):
 
 def _keys(seed):
     """(init_key, data_key) of a cell: ``jax.random.split(jax.random.key(seed))``."""
-    init_key, data_key = jax.random.split(jax.random.key(seed))
+    init_key, data_key = jax.random.split(_engine._key(seed))
     return init_key, data_key
 
 
@@ -416,7 +422,8 @@ def _cells(s: Setup, cells: np.ndarray) -> tuple[dict, Any]:
     per_cell = NamedSharding(s.mesh, P(s.mesh.axis_names[0]))
     hp = {k: _put(v[cells], per_cell) for k, v in s.hparams.items()}
     if s.seeds is None:
-        return hp, _put(np.int32(s.seed), NamedSharding(s.mesh, P()))
+        seed = _engine._seed_input(np.array([s.seed], np.uint64))[0]
+        return hp, _put(seed, NamedSharding(s.mesh, P()))
     return hp, _put(s.seeds[cells], per_cell)
 
 
@@ -628,6 +635,12 @@ def _fingerprint(s: Setup, return_params: bool) -> str:
         "static": [[k, repr(v)] for k, v in s.static],
         "sizes": [s.batch_size, s.eval_batch_size, s.epochs, s.drop_last],
         "return_params": return_params,
+        # the functions by name (stable across processes; a changed body under the same name
+        # is not seen: give such a run another checkpoint_dir)
+        "functions": [
+            f"{getattr(f, '__module__', '')}.{getattr(f, '__qualname__', type(f).__name__)}"
+            for f in (s.init, s.loss, s.optimizer, s.evaluate, s.eval_params)
+        ],
     }
     h.update(json.dumps(header, sort_keys=True).encode())
     coords = {k: np.asarray(v) for k, v in s.grid.coords().items()}

@@ -217,6 +217,31 @@ def test_heatmap_png_with_log_axis_where_values_span_decades(tmp_path):
         res.heatmap("final_loss", "lr", "lr", tmp_path / "x.png")
 
 
+def test_importing_plot_leaves_the_matplotlib_backend_alone():
+    """A notebook's inline backend survives `import jaxmom.sweep.plot` (and the result module)."""
+    code = textwrap.dedent("""
+        import matplotlib
+        matplotlib.use("svg")
+        import jaxmom.sweep.plot, jaxmom.sweep._result
+        print(matplotlib.get_backend())
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["svg"], out.stderr[-2000:]
+
+
+def test_heatmap_returns_a_figure_and_writes_only_when_given_a_path(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    res = sweep.sweep(regression, sweep.product(lr=[0.01, 0.1], momentum=[0.0, 0.9]), args=(X, Y))
+    monkeypatch.chdir(tmp_path)
+    fig = res.heatmap("final_loss", "lr", "momentum")
+    assert isinstance(fig, Figure) and fig.axes and list(tmp_path.iterdir()) == []
+    fig = res.heatmap("final_loss", "lr", "momentum", tmp_path / "h.png")  # positional path: kept
+    assert isinstance(fig, Figure) and (tmp_path / "h.png").stat().st_size > 10_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.png"]  # no temporary file left
+
+
 def test_bad_arguments_raise_clear_errors():
     grid = sweep.product(lr=[0.1], momentum=[0.0])
     with pytest.raises(ValueError, match="chunk_size"):

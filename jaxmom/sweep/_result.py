@@ -138,17 +138,18 @@ class SweepResult:
         metric: str,
         x: str,
         y: str,
-        path,
+        path=None,
         *,
         title: str | None = None,
         label: str | None = None,
         best: str | None = None,
         log_color: bool | None = None,
-    ) -> None:
-        """Save a PNG heatmap of ``metric`` over the axes carrying ``x`` and ``y``: see
-        :func:`jaxmom.sweep.plot.heatmap`. Diverged cells are grey."""
-        from jaxmom.sweep import plot
+    ):
+        """A heatmap of ``metric`` over the axes carrying ``x`` and ``y``, returned as a
+        :class:`matplotlib.figure.Figure` (shown inline in a notebook) and saved as a PNG to
+        ``path`` if given: see :func:`jaxmom.sweep.plot.heatmap`. Diverged cells are grey."""
+        from jaxmom.sweep import plot  # lazily: plot never imports this module at run time
 
-        plot.heatmap(
+        return plot.heatmap(
             self, metric, x, y, path, title=title, label=label, best=best, log_color=log_color
         )

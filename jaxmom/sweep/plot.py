@@ -1,18 +1,35 @@
-"""Heatmaps of sweep results (needs matplotlib)."""
+"""Figures of sweep results (needs matplotlib): heatmaps over two grid axes.
+
+Every function builds a :class:`matplotlib.figure.Figure` with the Figure API (no ``pyplot``, no
+global figure list) and returns it, so a notebook shows it inline; it writes a PNG only when given a
+``path`` (atomically, see :mod:`jaxmom.sweep._files`). This module never touches the matplotlib
+backend: picking one is the business of scripts.
+
+Imports run one way: :class:`~jaxmom.sweep.SweepResult` imports this module when one of its plotting
+methods is called, and this module names the result type for type checking only.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.colors import LogNorm
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from jaxmom.sweep._result import SweepResult
+from jaxmom.sweep._files import atomic_open
+
+if TYPE_CHECKING:
+    from jaxmom.sweep._result import SweepResult
+
+
+def save(fig: Figure, path, dpi: int = 120) -> None:
+    """Write ``fig`` as a PNG to ``path``, atomically (a temporary file, then ``os.replace``)."""
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=dpi)
 
 
 def heatmap(
@@ -20,14 +37,14 @@ def heatmap(
     metric: str,
     x: str,
     y: str,
-    path,
+    path=None,
     *,
     title: str | None = None,
     label: str | None = None,
     best: str | None = None,
     log_color: bool | None = None,
-) -> None:
-    """Save a PNG heatmap of ``result``'s ``metric`` over the axes carrying ``x`` and ``y``.
+) -> Figure:
+    """A heatmap of ``result``'s ``metric`` over the axes carrying ``x`` and ``y``.
 
     Other axes (e.g. seeds) are averaged; a cell where any averaged run diverged is shown
     grey and labelled "div". An axis whose values are all positive and span at least a
@@ -35,31 +52,43 @@ def heatmap(
     True or, by default, when the metric's values are positive and span a factor of 5 or
     more (losses; pass False for bounded metrics such as accuracy). ``best="min"`` or
     ``"max"`` outlines the best cell in red.
+
+    Returns:
+      The :class:`~matplotlib.figure.Figure`; it is also saved as a PNG to ``path`` if given.
     """
+    if best not in (None, "min", "max"):
+        raise ValueError(f"best must be 'min', 'max' or None, got {best!r}")
     ix, iy = result.grid.axis_of(x), result.grid.axis_of(y)
     if ix == iy:
-        raise ValueError(f"{x!r} and {y!r} lie on the same grid axis; pick two axes")
+        raise ValueError(
+            f"{x!r} and {y!r} lie on the same grid axis; pick two axes (or plot.scatter)"
+        )
     others = tuple(i for i in range(len(result.grid.shape)) if i not in (ix, iy))
     z = cell_values(result, metric, x, y)
     xv = result.grid.axes[ix].columns.get(x, next(iter(result.grid.axes[ix].columns.values())))
     yv = result.grid.axes[iy].columns.get(y, next(iter(result.grid.axes[iy].columns.values())))
 
-    fig, ax = plt.subplots(figsize=(1.2 * len(xv) + 2.5, 0.9 * len(yv) + 1.8))
+    fig = Figure(figsize=(1.2 * len(xv) + 2.5, 0.9 * len(yv) + 1.8))
+    ax = fig.subplots()
     fin = z[np.isfinite(z)]
-    if log_color is None:
-        log_color = bool(fin.size) and fin.min() > 0 and fin.max() >= 5 * fin.min()
-    norm = LogNorm() if log_color else None
-    cmap = plt.get_cmap("viridis").with_extremes(bad="0.75")
+    if not fin.size:  # every cell diverged: an all-grey map, no colour scale to draw
+        norm = Normalize(0.0, 1.0)
+    elif log_color if log_color is not None else fin.min() > 0 and fin.max() >= 5 * fin.min():
+        norm = LogNorm(fin.min(), fin.max()) if fin.min() > 0 else Normalize()
+    else:
+        norm = Normalize(fin.min(), fin.max())
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.75")
     xe, xlog = _edges(xv)
     ye, ylog = _edges(yv)
     mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), cmap=cmap, norm=norm)
-    bar = fig.colorbar(mesh, ax=ax, label=label or metric)
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
-    bar.ax.yaxis.set_major_formatter(plain)
-    bar.ax.yaxis.set_minor_formatter(plain if log_color else NullFormatter())
+    if fin.size:
+        bar = fig.colorbar(mesh, ax=ax, label=label or metric)
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        bar.ax.yaxis.set_major_formatter(plain)
+        bar.ax.yaxis.set_minor_formatter(plain if isinstance(norm, LogNorm) else NullFormatter())
     xc, yc = _centres(xe, xlog), _centres(ye, ylog)
     for (i, j), v in np.ndenumerate(z):
-        dark = np.isfinite(v) and np.asarray(mesh.norm(v)) < 0.6  # viridis is dark at its low end
+        dark = np.isfinite(v) and np.asarray(norm(v)) < 0.6  # viridis is dark at its low end
         ax.text(
             float(xc[j]),
             float(yc[i]),
@@ -89,10 +118,12 @@ def heatmap(
     ax.set_xlabel(x + (" (log)" if xlog else ""))
     ax.set_ylabel(y + (" (log)" if ylog else ""))
     reduced = [result.grid.names[i] for i in others]
-    ax.set_title(title or metric + (f", mean over {', '.join(reduced)}" if reduced else ""))
+    default = metric + (f", mean over {', '.join(reduced)}" if reduced else "")
+    ax.set_title((title or default) + ("" if fin.size else " (every cell diverged)"))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    if path is not None:
+        save(fig, path)
+    return fig
 
 
 def cell_values(result: SweepResult, metric: str, x: str, y: str) -> np.ndarray:

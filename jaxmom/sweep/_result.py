@@ -1,20 +1,112 @@
-"""The result of a sweep: metrics shaped like the grid, divergence marks, tables and exports."""
+"""The result of a sweep: metrics shaped like the grid, divergence marks, tables and exports.
+
+Table columns: each hyperparameter (and the seed), each metric with no axis beyond the grid's
+(under its name, a nested dict's keys joined by ``/``), the last value of each per-step metric (one
+axis beyond the grid) as ``<name>_last``, and ``diverged`` / ``diverged_step``. A metric name that
+gives the same column as a hyperparameter, ``diverged``, ``diverged_step`` or another metric is a
+one-line error (raised by :func:`~jaxmom.sweep.sweep` after compiling, before training). A metric
+with two or more axes beyond the grid (e.g. final weights) stays in ``metrics`` and is left out of
+the table with a warning that names it.
+"""
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import jax
 import numpy as np
 
+from jaxmom.sweep._files import atomic_open
 from jaxmom.sweep._grid import Grid
+
+RESERVED = ("diverged", "diverged_step")
+# Elements per block when divergence is computed: temporaries stay this size (or one cell's size
+# when a cell alone is larger), never the size of a whole metric.
+BLOCK = 1 << 20
+# Where the raw metrics go when a result cannot be post-processed; None: the system's temporary
+# folder (``tempfile.gettempdir()``).
+RESCUE_DIR: str | os.PathLike | None = None
 
 
 def _leaf_name(path) -> str:
     parts = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
     return "/".join(parts) or "metric"
+
+
+def table_columns(grid: Grid, metrics, leading: int | None = None) -> tuple[dict, list]:
+    """({table column: metric name}, [names of metrics too wide for the table]) for ``metrics``
+    (arrays or ``jax.ShapeDtypeStruct`` leaves with ``leading`` grid dimensions in front, default the
+    grid's), or a one-line ``ValueError`` naming both sides of a column name collision."""
+    leading = len(grid.shape) if leading is None else leading
+    taken = {c: "a grid column" for c in grid.coords()}
+    taken.update({c: "a column the result adds" for c in RESERVED})
+    columns, wide = {}, []
+    for path, x in jax.tree_util.tree_leaves_with_path(metrics):
+        name = _leaf_name(path)
+        where = f"metric {jax.tree_util.keystr(path) or name}"
+        extra = len(np.shape(x)) - leading
+        if extra >= 2:
+            col = None
+            wide.append(name)
+        else:
+            col = name if extra <= 0 else f"{name}_last"
+        for c in {name, col} - {None}:
+            if c in taken and (c == col or taken[c].startswith("metric")):
+                raise ValueError(f"{where} gives the column {c!r}, which is also {taken[c]}")
+        taken[name] = where
+        if col is not None:
+            taken[col] = where
+            columns[col] = name
+    return columns, wide
+
+
+def _divergence(flat: Mapping[str, np.ndarray], shape, history: str, factor: float | None):
+    """(diverged, diverged_step) computed block by block: no temporary as large as a metric."""
+    k = math.prod(shape)
+    bad = np.zeros(k, bool)
+    for x in flat.values():
+        if np.issubdtype(x.dtype, np.inexact) and x.size:
+            rows = x.reshape(k, -1)
+            n = max(1, BLOCK // max(1, rows.shape[1]))
+            for i in range(0, k, n):
+                bad[i : i + n] |= ~np.isfinite(rows[i : i + n]).all(1)
+    step = np.full(k, -1, np.int64)
+    hist = flat.get(history)
+    if hist is not None and hist.ndim > len(shape) and np.issubdtype(hist.dtype, np.inexact):
+        steps = hist.shape[len(shape)]
+        per_step = hist.reshape(k, steps, -1)  # (cells, steps, rest)
+        n = max(1, BLOCK // max(1, per_step[0].size))
+        for i in range(0, k, n):
+            block = per_step[i : i + n]
+            with np.errstate(invalid="ignore", over="ignore"):
+                hit = ~np.isfinite(block).all(-1)
+                if factor is not None:
+                    first = block[:, :1, :]
+                    hit |= ((first > 0) & (block > factor * first)).any(-1)
+            step[i : i + n] = np.where(hit.any(-1), hit.argmax(-1), -1)
+    return (bad | (step >= 0)).reshape(shape), step.reshape(shape)
+
+
+def _rescue(grid: Grid, metrics) -> Path:
+    """Save the raw metrics (keys: their pytree paths) and the grid's columns as an ``.npz``."""
+    folder = Path(tempfile.gettempdir() if RESCUE_DIR is None else RESCUE_DIR)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = folder / f"jaxmom-raw-metrics-{stamp}-{os.getpid()}.npz"
+    arrays = {
+        f"metric:{jax.tree_util.keystr(p) or 'metric'}": np.asarray(x)
+        for p, x in jax.tree_util.tree_leaves_with_path(metrics)
+    }
+    arrays.update({f"grid:{k}": np.ascontiguousarray(v) for k, v in grid.coords().items()})
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)  # pyright: ignore[reportArgumentType]  (keys never "allow_pickle")
+    return path
 
 
 class SweepResult:
@@ -33,6 +125,11 @@ class SweepResult:
       eval_seconds: run time of an evaluation that the caller ran apart from the grid's program
         (e.g. the MNIST study's test accuracy); 0.0 if none.
       devices: the devices the grid was sharded over.
+
+    Divergence is computed block by block (no temporary as large as a metric). If the metrics
+    cannot be post-processed (a name collision, ``MemoryError``), they are first saved raw to an
+    ``.npz`` in :data:`RESCUE_DIR` (default: the system's temporary folder), and the error names
+    that file.
     """
 
     def __init__(
@@ -53,46 +150,55 @@ class SweepResult:
         self.train_seconds = train_seconds
         self.eval_seconds = eval_seconds
         self.divergence_factor = divergence_factor
-        nd = len(grid.shape)
-        self._flat = {
-            _leaf_name(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(metrics)
-        }
-        bad = np.zeros(grid.shape, bool)
-        for x in self._flat.values():
-            if np.issubdtype(x.dtype, np.inexact):
-                bad |= ~np.isfinite(x).reshape(grid.shape + (-1,)).all(-1)
-        step = np.full(grid.shape, -1)
-        hist = self._flat.get(history)
-        if hist is not None and hist.ndim > nd and np.issubdtype(hist.dtype, np.inexact):
-            per_step = hist.reshape(hist.shape[: nd + 1] + (-1,))  # (*grid, steps, rest)
-            with np.errstate(invalid="ignore", over="ignore"):
-                steps = ~np.isfinite(per_step).all(-1)
-                if divergence_factor is not None:
-                    first = per_step[..., :1, :]
-                    grew = (first > 0) & (per_step > divergence_factor * first)
-                    steps |= grew.any(-1)
-            step = np.where(steps.any(-1), steps.argmax(-1), -1)
-        self.diverged = bad | (step >= 0)
-        self.diverged_step = step
+        self.history = history
+        try:
+            self._columns, self._wide = table_columns(grid, metrics)
+            self._flat = {
+                _leaf_name(p): np.asarray(x)
+                for p, x in jax.tree_util.tree_leaves_with_path(metrics)
+            }
+            self.diverged, self.diverged_step = _divergence(
+                self._flat, grid.shape, history, divergence_factor
+            )
+        except Exception as e:  # MemoryError included: keep the trained metrics
+            try:
+                saved = f"the raw metrics are saved in {_rescue(grid, metrics)}"
+            except Exception as again:
+                saved = f"the raw metrics could not be saved either: {again}"
+            message = f"{str(e) or type(e).__name__} ({saved})"
+            try:
+                error = type(e)(message)
+            except Exception:
+                error = RuntimeError(message)
+            raise error from e
+        self._warned = False
 
     def rows(self) -> list[dict]:
         """One dict per configuration: hyperparameters, seed, scalar metrics (per-step metrics
-        contribute their last value as ``<name>_last``), ``diverged`` and ``diverged_step``."""
-        shape, nd = self.grid.shape, len(self.grid.shape)
+        contribute their last value as ``<name>_last``), ``diverged`` and ``diverged_step``.
+        Metrics with two or more axes beyond the grid are left out, with a warning naming them."""
+        if self._wide and not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"metrics {self._wide} have two or more axes beyond the grid's; they stay in "
+                "result.metrics but not in the table",
+                stacklevel=2,
+            )
+        shape = self.grid.shape
         cols = {k: v.reshape(-1) for k, v in self.grid.coords().items()}
-        for name, x in self._flat.items():
-            if x.ndim == nd:
-                cols[name] = x.reshape(-1)
-            elif x.ndim == nd + 1:
-                cols[f"{name}_last"] = x[..., -1].reshape(-1)
+        for col, name in self._columns.items():
+            x = self._flat[name]
+            cols[col] = (x if col == name else x[(Ellipsis, -1)]).reshape(-1)
         cols["diverged"] = self.diverged.reshape(-1)
         cols["diverged_step"] = self.diverged_step.reshape(-1)
         return [{k: v[i].item() for k, v in cols.items()} for i in range(math.prod(shape))]
 
     def to_csv(self, path) -> None:
-        """Write :meth:`rows` as a tidy CSV table, one configuration per line."""
+        """Write :meth:`rows` as a tidy CSV table, one configuration per line (atomically: a
+        temporary file replaces ``path`` once complete; an ``OSError`` is a one-line
+        :class:`~jaxmom.sweep._files.OutputError` and leaves an earlier ``path`` intact)."""
         rows = self.rows()
-        with open(path, "w", newline="") as f:
+        with atomic_open(path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)

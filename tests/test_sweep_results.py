@@ -145,3 +145,106 @@ def test_heatmap_refuses_an_unknown_best():
     res = sweep.sweep(regression, sweep.product(lr=[0.1], momentum=[0.0]), args=(X, Y))
     with pytest.raises(ValueError, match="best must be 'min', 'max' or None, got 'bogus'"):
         res.heatmap("final_loss", "lr", "momentum", best="bogus")
+
+
+# ---- seeds ---------------------------------------------------------------------------------
+
+
+def seeded_result():
+    """lr 0.01 has the single best seed (0.1) but the worse mean (0.5); lr 0.03 the best mean."""
+    grid = sweep.product(lr=[0.01, 0.03, 0.1]).with_seeds([4, 9])
+    final = np.array([[0.1, 0.9], [0.3, 0.35], [0.2, np.nan]])
+    acc = np.array([[0.9, 0.1], [0.7, 0.6], [0.8, 0.0]])
+    return _result.SweepResult(grid, {"final_loss": final, "acc": acc}, 0.0, 0.0)
+
+
+def test_best_ranks_cells_by_their_mean_over_seeds_never_by_a_single_seed():
+    res = seeded_result()
+    assert min(res.rows(), key=lambda r: r["final_loss"])["lr"] == 0.01  # the lucky seed
+    best = res.best("final_loss")
+    assert best == {
+        "lr": 0.03,
+        "final_loss": pytest.approx(0.325),
+        "final_loss_std": pytest.approx(0.025),
+        "acc": pytest.approx(0.65),
+        "n_seeds": 2,
+    }
+    assert res.best("acc", "max")["lr"] == 0.03  # lr 0.1 has a diverged seed: excluded
+    mean, std, n = res.seed_stats("final_loss")
+    np.testing.assert_allclose(mean, [0.5, 0.325, np.nan])
+    np.testing.assert_allclose(std, [0.4, 0.025, np.nan])
+    assert n == 2
+
+
+def test_heatmap_shows_the_seed_mean_and_with_std_the_spread():
+    grid = sweep.product(lr=[0.01, 0.03], momentum=[0.0, 0.9]).with_seeds(3)
+    vals = np.random.default_rng(0).uniform(size=grid.shape)
+    res = _result.SweepResult(grid, {"final_loss": vals}, 0.0, 0.0)
+    mean = plot.cell_values(res, "final_loss", "lr", "momentum")
+    spread = plot.cell_values(res, "final_loss", "lr", "momentum", std=True)
+    for i in range(2):
+        for j in range(2):
+            seeds = [vals[i, j, s] for s in range(3)]
+            assert mean[j, i] == pytest.approx(sum(seeds) / 3)
+            assert spread[j, i] == pytest.approx(
+                np.sqrt(sum((v - sum(seeds) / 3) ** 2 for v in seeds) / 3)
+            )
+    fig = res.heatmap("final_loss", "lr", "momentum", std=True, best="min")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert all(t.startswith("±") for t in texts) and "std over seed" in fig.axes[0].get_title()
+
+
+# ---- save and load -------------------------------------------------------------------------
+
+
+def test_save_and_load_round_trip_everything_exactly(tmp_path):
+    grid = (
+        sweep.product(lr=[0.05, 1e20]) * sweep.zipped(momentum=[0.0, 0.9], nesterov=[False, True])
+    ).with_seeds([3, 5])
+
+    def fn(h, key, x, y):
+        out = regression(h, key, x, y)
+        return {"loss": out["loss"], "final": (out["final_loss"], [out["w"]]), "none": None}
+
+    res = sweep.sweep(fn, grid, args=(X, Y))
+    res.eval_seconds = 0.125
+    assert res.diverged.any() and not res.diverged.all()
+    res.save(tmp_path / "r.npz")
+    back = sweep.SweepResult.load(tmp_path / "r.npz")
+    assert back.grid.names == grid.names and back.grid.params == grid.params
+    for a, b in zip(grid.axes, back.grid.axes):
+        for k in a.columns:
+            assert b.columns[k].dtype == a.columns[k].dtype
+            np.testing.assert_array_equal(b.columns[k], a.columns[k])
+    assert jax.tree.structure(back.metrics) == jax.tree.structure(res.metrics)
+    for x, y in zip(jax.tree.leaves(res.metrics), jax.tree.leaves(back.metrics)):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)  # bit-exact, NaN and inf included
+    np.testing.assert_array_equal(back.diverged, res.diverged)
+    np.testing.assert_array_equal(back.diverged_step, res.diverged_step)
+    for k in ("compile_seconds", "train_seconds", "eval_seconds", "divergence_factor", "history"):
+        assert getattr(back, k) == getattr(res, k), k
+    assert back.devices == tuple(str(d) for d in res.devices)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert repr(back.rows()) == repr(res.rows())  # NaN included
+    with np.load(tmp_path / "r.npz", allow_pickle=False) as f:  # numpy reads it as an .npz
+        np.testing.assert_array_equal(f["diverged"], res.diverged)
+
+
+def test_load_refuses_a_file_that_is_not_a_saved_result_in_one_line(tmp_path):
+    import zipfile
+
+    (tmp_path / "text.npz").write_text("hello")
+    np.savez(tmp_path / "other.npz", a=np.ones(3))
+    with zipfile.ZipFile(tmp_path / "foreign.npz", "w") as z:
+        z.writestr("result.json", '{"format": "something else", "version": 1}')
+    for name, why in (
+        ("missing.npz", "cannot read"),
+        ("text.npz", "is not a saved jaxmom SweepResult"),
+        ("other.npz", "is not a saved jaxmom SweepResult"),
+        ("foreign.npz", "holds something else version 1"),
+    ):
+        with pytest.raises(ValueError, match=why) as e:
+            sweep.SweepResult.load(tmp_path / name)
+        assert str(tmp_path / name) in str(e.value) and "\n" not in str(e.value), e.value

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from jaxmom.sweep._files import atomic_open
-from jaxmom.sweep._grid import Grid
+from jaxmom.sweep._grid import SEED, Grid
 
 RESERVED = ("diverged", "diverged_step")
 # Elements per block when divergence is computed: temporaries stay this size (or one cell's size
@@ -151,15 +151,21 @@ class SweepResult:
         self.eval_seconds = eval_seconds
         self.divergence_factor = divergence_factor
         self.history = history
+        self._setup(None)
+
+    def _setup(self, marks) -> None:
+        """Table columns and divergence marks (``marks``: stored ones, else computed); on any
+        failure the raw metrics are saved first and the error names the file."""
+        grid, metrics = self.grid, self.metrics
         try:
             self._columns, self._wide = table_columns(grid, metrics)
             self._flat = {
                 _leaf_name(p): np.asarray(x)
                 for p, x in jax.tree_util.tree_leaves_with_path(metrics)
             }
-            self.diverged, self.diverged_step = _divergence(
-                self._flat, grid.shape, history, divergence_factor
-            )
+            if marks is None:
+                marks = _divergence(self._flat, grid.shape, self.history, self.divergence_factor)
+            self.diverged, self.diverged_step = marks
         except Exception as e:  # MemoryError included: keep the trained metrics
             try:
                 saved = f"the raw metrics are saved in {_rescue(grid, metrics)}"
@@ -173,25 +179,29 @@ class SweepResult:
             raise error from e
         self._warned = False
 
-    def rows(self) -> list[dict]:
-        """One dict per configuration: hyperparameters, seed, scalar metrics (per-step metrics
-        contribute their last value as ``<name>_last``), ``diverged`` and ``diverged_step``.
-        Metrics with two or more axes beyond the grid are left out, with a warning naming them."""
+    def _table(self) -> dict[str, np.ndarray]:
+        """The table's columns (see :meth:`rows`), each shaped like the grid."""
         if self._wide and not self._warned:
             self._warned = True
             warnings.warn(
                 f"metrics {self._wide} have two or more axes beyond the grid's; they stay in "
                 "result.metrics but not in the table",
-                stacklevel=2,
+                stacklevel=3,
             )
-        shape = self.grid.shape
-        cols = {k: v.reshape(-1) for k, v in self.grid.coords().items()}
+        cols = dict(self.grid.coords())
         for col, name in self._columns.items():
             x = self._flat[name]
-            cols[col] = (x if col == name else x[(Ellipsis, -1)]).reshape(-1)
-        cols["diverged"] = self.diverged.reshape(-1)
-        cols["diverged_step"] = self.diverged_step.reshape(-1)
-        return [{k: v[i].item() for k, v in cols.items()} for i in range(math.prod(shape))]
+            cols[col] = x if col == name else x[(Ellipsis, -1)]
+        cols["diverged"] = self.diverged
+        cols["diverged_step"] = self.diverged_step
+        return cols
+
+    def rows(self) -> list[dict]:
+        """One dict per configuration: hyperparameters, seed, scalar metrics (per-step metrics
+        contribute their last value as ``<name>_last``), ``diverged`` and ``diverged_step``.
+        Metrics with two or more axes beyond the grid are left out, with a warning naming them."""
+        cols = {k: np.reshape(v, -1) for k, v in self._table().items()}
+        return [{k: v[i].item() for k, v in cols.items()} for i in range(self.grid.size)]
 
     def to_csv(self, path) -> None:
         """Write :meth:`rows` as a tidy CSV table, one configuration per line (atomically: a
@@ -220,24 +230,52 @@ class SweepResult:
         widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
         return "\n".join("  ".join(s.rjust(w) for s, w in zip(row, widths)) for row in cells)
 
+    def metric_grid(self, metric: str) -> np.ndarray:
+        """A table column (see :meth:`rows`) shaped like the grid, as floats."""
+        cols = self._table()
+        if metric not in cols:
+            raise ValueError(f"unknown metric {metric!r}; table columns are {list(cols)}")
+        return np.asarray(cols[metric], float)
+
+    def seed_stats(self, metric: str) -> tuple[np.ndarray, np.ndarray, int]:
+        """(mean, std, n) of ``metric`` over the seed axis, each cell of the grid without that
+        axis: NaN where any seed of the cell diverged; ``std`` with ``ddof=0``; ``n`` the number
+        of seeds. Without a seed axis: the values, zeros and 1."""
+        vals = np.where(self.diverged, np.nan, self.metric_grid(metric))
+        if SEED not in self.grid.names:
+            return vals, np.zeros_like(vals), 1
+        vals = np.moveaxis(vals, self.grid.names.index(SEED), -1)
+        with np.errstate(invalid="ignore"):
+            return vals.mean(-1), vals.std(-1), vals.shape[-1]
+
     def best(self, metric: str, mode: str = "min") -> dict:
-        """The row with the lowest (``mode="min"``) or highest (``"max"``) finite ``metric``,
-        diverged configurations excluded."""
+        """The best configuration by ``metric``, diverged configurations excluded.
+
+        Without a seed axis: the row (see :meth:`rows`) with the lowest (``mode="min"``) or
+        highest (``"max"``) finite ``metric``. With a seed axis, cells are ranked by their mean
+        over the seeds (never by single seeds), a cell where any seed diverged is excluded, and
+        the answer is the cell's hyperparameters, each metric column averaged over the seeds,
+        ``<metric>_std`` (over the seeds, ``ddof=0``) and ``n_seeds``.
+        """
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        rows = [r for r in self.rows() if not r["diverged"]]
-        if not rows or metric not in rows[0]:
-            known = list(self.rows()[0])
-            raise ValueError(f"no finite values of {metric!r}; table columns are {known}")
-        sign = 1 if mode == "min" else -1
-        return min(rows, key=lambda r: sign * r[metric])
-
-    def metric_grid(self, metric: str) -> np.ndarray:
-        """A table column (see :meth:`rows`) shaped like the grid."""
-        rows = self.rows()
-        if metric not in rows[0]:
-            raise ValueError(f"unknown metric {metric!r}; table columns are {list(rows[0])}")
-        return np.array([r[metric] for r in rows], float).reshape(self.grid.shape)
+        mean, std, n = self.seed_stats(metric)
+        if not np.isfinite(mean).any():
+            raise ValueError(f"no finite values of {metric!r}: every configuration diverged")
+        pick = np.nanargmin(mean) if mode == "min" else np.nanargmax(mean)
+        if SEED not in self.grid.names:
+            return self.rows()[int(pick)]
+        cell = np.unravel_index(pick, mean.shape)
+        seed_axis = self.grid.names.index(SEED)
+        out = {}
+        for k, v in self._table().items():
+            if k in RESERVED or k == SEED:
+                continue
+            x = np.moveaxis(np.asarray(v), seed_axis, -1)[cell]
+            out[k] = x[0].item() if k in self.grid.params else x.mean().item()
+        out[f"{metric}_std"] = float(std[cell])
+        out["n_seeds"] = n
+        return out
 
     def heatmap(
         self,
@@ -250,12 +288,147 @@ class SweepResult:
         label: str | None = None,
         best: str | None = None,
         log_color: bool | None = None,
+        std: bool = False,
     ):
         """A heatmap of ``metric`` over the axes carrying ``x`` and ``y``, returned as a
         :class:`matplotlib.figure.Figure` (shown inline in a notebook) and saved as a PNG to
-        ``path`` if given: see :func:`jaxmom.sweep.plot.heatmap`. Diverged cells are grey."""
+        ``path`` if given: see :func:`jaxmom.sweep.plot.heatmap`. Diverged cells are grey; other
+        axes (seeds) are averaged, or with ``std=True`` their spread is shown."""
         from jaxmom.sweep import plot  # lazily: plot never imports this module at run time
 
         return plot.heatmap(
-            self, metric, x, y, path, title=title, label=label, best=best, log_color=log_color
+            self,
+            metric,
+            x,
+            y,
+            path,
+            title=title,
+            label=label,
+            best=best,
+            log_color=log_color,
+            std=std,
         )
+
+    # ---- files ------------------------------------------------------------------------------
+
+    def save(self, path) -> None:
+        """Write the whole result to ``path``, atomically, in the format of :func:`load`."""
+        _save(self, path)
+
+    @classmethod
+    def load(cls, path) -> SweepResult:
+        """Read a result written by :meth:`save`; a file that is not one is a one-line
+        ``ValueError`` naming it. See :func:`jaxmom.sweep._result.load` for the format."""
+        return load(path, cls)
+
+
+# ---- the file format ----------------------------------------------------------------------------
+
+FORMAT, VERSION = "jaxmom.SweepResult", 1
+
+
+def _encode(node, leaves: list) -> object:
+    """The pytree's structure as JSON, its arrays appended to ``leaves``. Dicts (string keys),
+    lists, tuples and None keep their type; another container (a NamedTuple, a dataclass) becomes
+    a dict of its leaves by their path names."""
+    if isinstance(node, dict) and all(isinstance(k, str) for k in node):
+        return {"dict": [[k, _encode(v, leaves)] for k, v in node.items()]}
+    if type(node) in (list, tuple):
+        return {type(node).__name__: [_encode(v, leaves) for v in node]}
+    if node is None:
+        return None
+    if isinstance(node, (np.ndarray, np.generic, jax.Array, float, int, bool)):
+        leaves.append(np.asarray(node))
+        return {"leaf": len(leaves) - 1}
+    named = jax.tree_util.tree_leaves_with_path(node)
+    return {"dict": [[_leaf_name(p), _encode(np.asarray(x), leaves)] for p, x in named]}
+
+
+def _decode(node, leaves: list):
+    if node is None:
+        return None
+    ((kind, value),) = node.items()
+    if kind == "leaf":
+        return leaves[value]
+    if kind == "dict":
+        return {k: _decode(v, leaves) for k, v in value}
+    items = [_decode(v, leaves) for v in value]
+    return tuple(items) if kind == "tuple" else items
+
+
+def _save(res: SweepResult, path) -> None:
+    import json
+    import zipfile
+
+    leaves: list = []
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "grid": [{"name": a.name, "columns": list(a.columns)} for a in res.grid.axes],
+        "metrics": _encode(res.metrics, leaves),
+        "history": res.history,
+        "divergence_factor": res.divergence_factor,
+        "compile_seconds": res.compile_seconds,
+        "train_seconds": res.train_seconds,
+        "eval_seconds": res.eval_seconds,
+        "devices": [str(d) for d in res.devices],
+    }
+    arrays = {f"metrics/{i}": x for i, x in enumerate(leaves)}
+    for i, axis in enumerate(res.grid.axes):
+        arrays.update({f"grid/{i}/{j}": c for j, c in enumerate(axis.columns.values())})
+    arrays.update(diverged=res.diverged, diverged_step=res.diverged_step)
+    with atomic_open(path, "wb") as f, zipfile.ZipFile(f, "w") as z:
+        z.writestr("result.json", json.dumps(meta, indent=1))
+        for name, x in arrays.items():
+            with z.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asarray(x), allow_pickle=False)
+
+
+def load(path, cls=SweepResult) -> SweepResult:
+    """Read a :class:`SweepResult` written by :meth:`SweepResult.save`.
+
+    The file is a zip archive that ``numpy.load`` also reads as an ``.npz`` (no pickle
+    anywhere): ``result.json`` holds the format name and version, the grid's axes (names and
+    hyperparameter names), the metrics' pytree structure (dicts, lists, tuples; leaves by number),
+    ``history``, ``divergence_factor``, the timings and the devices (as strings); the arrays are
+    ``metrics/<n>.npy``, ``grid/<axis>/<column>.npy`` (exact values and dtypes),
+    ``diverged.npy`` and ``diverged_step.npy``.
+    """
+    import json
+    import zipfile
+
+    from jaxmom.sweep._grid import Axis
+
+    def read(z, name):
+        with z.open(f"{name}.npy") as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            meta = json.loads(z.read("result.json"))
+            if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+                found = f"{meta.get('format')} version {meta.get('version')}"
+                raise ValueError(f"holds {found}, not {FORMAT} version {VERSION}")
+            axes = [
+                Axis(a["name"], {c: read(z, f"grid/{i}/{j}") for j, c in enumerate(a["columns"])})
+                for i, a in enumerate(meta["grid"])
+            ]
+            grid = Grid(axes)
+            n_leaves = sum(n.startswith("metrics/") for n in z.namelist())
+            metrics = _decode(meta["metrics"], [read(z, f"metrics/{i}") for i in range(n_leaves)])
+            marks = read(z, "diverged"), read(z, "diverged_step")
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, IndexError) as e:
+        why = str(e).strip("'\"") or type(e).__name__
+        raise ValueError(f"{path} is not a saved jaxmom SweepResult: {why}") from None
+    shapes = [np.shape(x) for x in jax.tree.leaves(metrics)] + [m.shape for m in marks]
+    if any(s[: len(grid.shape)] != grid.shape for s in shapes) or marks[0].dtype != bool:
+        raise ValueError(f"{path} is not a saved jaxmom SweepResult: arrays do not fit its grid")
+    res = cls.__new__(cls)
+    res.grid, res.metrics, res.devices = grid, metrics, tuple(meta["devices"])
+    res.compile_seconds, res.train_seconds = meta["compile_seconds"], meta["train_seconds"]
+    res.eval_seconds, res.history = meta["eval_seconds"], meta["history"]
+    res.divergence_factor = meta["divergence_factor"]
+    res._setup(marks)
+    return res

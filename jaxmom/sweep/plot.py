@@ -43,6 +43,7 @@ def heatmap(
     label: str | None = None,
     best: str | None = None,
     log_color: bool | None = None,
+    std: bool = False,
 ) -> Figure:
     """A heatmap of ``result``'s ``metric`` over the axes carrying ``x`` and ``y``.
 
@@ -51,7 +52,9 @@ def heatmap(
     decade is drawn on a log scale. The colour scale is logarithmic when ``log_color`` is
     True or, by default, when the metric's values are positive and span a factor of 5 or
     more (losses; pass False for bounded metrics such as accuracy). ``best="min"`` or
-    ``"max"`` outlines the best cell in red.
+    ``"max"`` outlines the best cell in red (by the mean). ``std=True`` colours each cell by
+    the standard deviation (``ddof=0``) of the runs it averages (the seeds) instead, and labels it
+    "±std".
 
     Returns:
       The :class:`~matplotlib.figure.Figure`; it is also saved as a PNG to ``path`` if given.
@@ -64,7 +67,8 @@ def heatmap(
             f"{x!r} and {y!r} lie on the same grid axis; pick two axes (or plot.scatter)"
         )
     others = tuple(i for i in range(len(result.grid.shape)) if i not in (ix, iy))
-    z = cell_values(result, metric, x, y)
+    mean = cell_values(result, metric, x, y)
+    z = cell_values(result, metric, x, y, std=True) if std else mean
     xv = result.grid.axes[ix].columns.get(x, next(iter(result.grid.axes[ix].columns.values())))
     yv = result.grid.axes[iy].columns.get(y, next(iter(result.grid.axes[iy].columns.values())))
 
@@ -92,14 +96,15 @@ def heatmap(
         ax.text(
             float(xc[j]),
             float(yc[i]),
-            f"{v:.3g}" if np.isfinite(v) else "div",
+            ("" if not np.isfinite(v) else f"±{v:.2g}" if std else f"{v:.3g}") or "div",
             ha="center",
             va="center",
             fontsize=8,
             color="white" if dark else "black",
         )
     if best is not None and fin.size:
-        i, j = np.unravel_index((np.nanargmin if best == "min" else np.nanargmax)(z), z.shape)
+        pick = np.nanargmin if best == "min" else np.nanargmax
+        i, j = np.unravel_index(pick(mean), mean.shape)
         ax.add_patch(
             Rectangle(
                 (xe[j], ye[i]),
@@ -118,7 +123,8 @@ def heatmap(
     ax.set_xlabel(x + (" (log)" if xlog else ""))
     ax.set_ylabel(y + (" (log)" if ylog else ""))
     reduced = [result.grid.names[i] for i in others]
-    default = metric + (f", mean over {', '.join(reduced)}" if reduced else "")
+    over = f", {'std' if std else 'mean'} over {', '.join(reduced)}" if reduced else ""
+    default = metric + over
     ax.set_title((title or default) + ("" if fin.size else " (every cell diverged)"))
     fig.tight_layout()
     if path is not None:
@@ -126,17 +132,16 @@ def heatmap(
     return fig
 
 
-def cell_values(result: SweepResult, metric: str, x: str, y: str) -> np.ndarray:
-    """The heatmap's numbers, shape (len y, len x): ``metric`` averaged over the other axes, NaN
-    (drawn grey, "div") where any averaged run diverged."""
+def cell_values(
+    result: SweepResult, metric: str, x: str, y: str, *, std: bool = False
+) -> np.ndarray:
+    """The heatmap's numbers, shape (len y, len x): ``metric`` averaged over the other axes (with
+    ``std=True`` their standard deviation, ``ddof=0``), NaN (drawn grey, "div") where any averaged
+    run diverged."""
     vals = np.where(result.diverged, np.nan, result.metric_grid(metric))
-    return _two_axes(vals, result.grid.axis_of(y), result.grid.axis_of(x))
-
-
-def _two_axes(vals: np.ndarray, iy: int, ix: int) -> np.ndarray:
-    """Average all but axes ``iy`` and ``ix``; return shape (len y, len x)."""
-    z = np.moveaxis(vals, (iy, ix), (0, 1))
-    return z.reshape(z.shape[0], z.shape[1], -1).mean(-1)
+    z = np.moveaxis(vals, (result.grid.axis_of(y), result.grid.axis_of(x)), (0, 1))
+    z = z.reshape(z.shape[0], z.shape[1], -1)
+    return z.std(-1) if std else z.mean(-1)
 
 
 def _edges(values: np.ndarray) -> tuple[np.ndarray, bool]:

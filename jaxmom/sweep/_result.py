@@ -309,6 +309,13 @@ class SweepResult:
             std=std,
         )
 
+    def scatter(self, metric: str, x: str, y: str | None = None, path=None, **kwargs):
+        """A scatter plot of ``metric`` against one or two hyperparameters, for sampled trials
+        where a heatmap does not fit: see :func:`jaxmom.sweep.plot.scatter`."""
+        from jaxmom.sweep import plot
+
+        return plot.scatter(self, metric, x, y, path, **kwargs)
+
     # ---- files ------------------------------------------------------------------------------
 
     def save(self, path) -> None:

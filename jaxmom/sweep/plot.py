@@ -1,4 +1,5 @@
-"""Figures of sweep results (needs matplotlib): heatmaps over two grid axes.
+"""Figures of sweep results (needs matplotlib): heatmaps over two grid axes, scatter plots of
+sampled trials.
 
 Every function builds a :class:`matplotlib.figure.Figure` with the Figure API (no ``pyplot``, no
 global figure list) and returns it, so a notebook shows it inline; it writes a PNG only when given a
@@ -11,6 +12,7 @@ methods is called, and this module names the result type for type checking only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import matplotlib
@@ -86,7 +88,7 @@ def heatmap(
     ye, ylog = _edges(yv)
     mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), cmap=cmap, norm=norm)
     if fin.size:
-        bar = fig.colorbar(mesh, ax=ax, label=label or metric)
+        bar = fig.colorbar(mesh, ax=ax, label=label or (f"std of {metric}" if std else metric))
         plain = FuncFormatter(lambda v, _: f"{v:g}")
         bar.ax.yaxis.set_major_formatter(plain)
         bar.ax.yaxis.set_minor_formatter(plain if isinstance(norm, LogNorm) else NullFormatter())
@@ -157,3 +159,121 @@ def _edges(values: np.ndarray) -> tuple[np.ndarray, bool]:
 
 def _centres(edges: np.ndarray, log: bool) -> np.ndarray:
     return np.sqrt(edges[1:] * edges[:-1]) if log else (edges[1:] + edges[:-1]) / 2
+
+
+def scatter(
+    result: SweepResult,
+    metric: str,
+    x: str,
+    y: str | None = None,
+    path=None,
+    *,
+    log: bool | Sequence[str] | None = None,
+    best: str | None = None,
+    title: str | None = None,
+    label: str | None = None,
+    log_color: bool | None = None,
+) -> Figure:
+    """A scatter plot of ``metric`` over the trials, for sampled grids where a heatmap does not fit.
+
+    One point per configuration, its seeds averaged (with error bars of their standard
+    deviation, ``ddof=0``, when there are several). With one hyperparameter ``x`` the metric is
+    the vertical axis; with two, ``x`` and ``y`` are the axes and the metric the colour. A
+    configuration where any seed diverged is a grey cross (along the bottom edge in the
+    one-hyperparameter plot). ``log``: the hyperparameters drawn on a log axis (True: all);
+    by default, those whose values are positive, span at least a decade and have their median
+    nearer the geometric than the arithmetic midpoint, as a :func:`~jaxmom.sweep.log_uniform`
+    space's do. ``best="min"`` or ``"max"`` circles the best configuration in red.
+
+    Returns:
+      The :class:`~matplotlib.figure.Figure`; it is also saved as a PNG to ``path`` if given.
+    """
+    if best not in (None, "min", "max"):
+        raise ValueError(f"best must be 'min', 'max' or None, got {best!r}")
+    names = [x] if y is None else [x, y]
+    for name in names:
+        if name not in result.grid.params:
+            raise ValueError(f"{name!r} is not a hyperparameter of this grid {result.grid.params}")
+    mean, std, n = result.seed_stats(metric)
+    seeded = "seed" in result.grid.names
+    coords = result.grid.coords()
+    if "seed" in result.grid.names:
+        at = result.grid.names.index("seed")
+        coords = {k: np.take(v, 0, axis=at) for k, v in coords.items()}
+    mean, std = mean.reshape(-1), std.reshape(-1)
+    values = {k: np.asarray(coords[k], float).reshape(-1) for k in names}
+    ok = np.isfinite(mean)
+
+    def is_log(name):
+        if isinstance(log, bool):
+            return log
+        if log is not None:
+            return name in log
+        return _looks_log(values[name])
+
+    fig = Figure(figsize=(6.0, 4.2))
+    ax = fig.subplots()
+    xv = values[x]
+    if y is None:
+        if seeded and n > 1:
+            ax.errorbar(xv[ok], mean[ok], yerr=std[ok], fmt="none", ecolor="0.6", lw=1)
+        ax.scatter(xv[ok], mean[ok], s=22, color="C0", zorder=3)
+        ax.scatter(
+            xv[~ok],
+            np.full((~ok).sum(), 0.02),
+            marker="x",
+            color="0.5",
+            transform=ax.get_xaxis_transform(),
+            label="diverged",
+        )
+        ax.set_ylabel(label or metric)
+        yv = mean
+    else:
+        yv = values[y]
+        fin = mean[ok]
+        if (
+            log_color
+            if log_color is not None
+            else fin.size and fin.min() > 0 and fin.max() >= 5 * fin.min()
+        ):
+            norm = LogNorm(fin.min(), fin.max()) if fin.size and fin.min() > 0 else Normalize()
+        else:
+            norm = Normalize(*((fin.min(), fin.max()) if fin.size else (0.0, 1.0)))
+        points = ax.scatter(xv[ok], yv[ok], c=fin, cmap="viridis", norm=norm, s=30, zorder=3)
+        ax.scatter(xv[~ok], yv[~ok], marker="x", color="0.5", label="diverged")
+        if fin.size:
+            bar = fig.colorbar(points, ax=ax, label=label or metric)
+            plain = FuncFormatter(lambda v, _: f"{v:g}")
+            bar.ax.yaxis.set_major_formatter(plain)
+            bar.ax.yaxis.set_minor_formatter(
+                plain if isinstance(norm, LogNorm) else NullFormatter()
+            )
+        ax.set_ylabel(y + (" (log)" if is_log(y) else ""))
+        ax.set_yscale("log" if is_log(y) else "linear")
+    if best is not None and ok.any():
+        i = (np.nanargmin if best == "min" else np.nanargmax)(mean)
+        ax.scatter(
+            [xv[i]], [yv[i]], s=160, facecolors="none", edgecolors="red", linewidths=2, zorder=4
+        )
+    if (~ok).any():
+        ax.legend(loc="best", fontsize=8)
+    ax.set_xscale("log" if is_log(x) else "linear")
+    ax.set_xlabel(x + (" (log)" if is_log(x) else ""))
+    over = ", mean over seed" if seeded else ""
+    ax.set_title(title or f"{metric}{over} ({len(mean)} configurations)")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    if path is not None:
+        save(fig, path)
+    return fig
+
+
+def _looks_log(values: np.ndarray) -> bool:
+    """Positive values spanning a decade or more whose median sits nearer their geometric than
+    their arithmetic midpoint: drawn from a log space (a log-uniform range, a log-spaced list)."""
+    v = np.asarray(values, float)
+    lo, hi = v.min(), v.max()
+    if not (lo > 0 and hi >= 10 * lo):
+        return False
+    med = np.log(np.median(v))
+    return bool(abs(med - np.log(np.sqrt(lo * hi))) < abs(med - np.log((lo + hi) / 2)))

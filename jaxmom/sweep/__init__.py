@@ -26,6 +26,7 @@ dataset: the MNIST study's sweep lives in :mod:`jaxmom.studies.mnist.sweep`.
 
 from jaxmom.sweep._engine import finite as finite
 from jaxmom.sweep._engine import sweep as sweep
+from jaxmom.sweep._fit import fit as fit
 from jaxmom.sweep._grid import SEED as SEED
 from jaxmom.sweep._grid import Axis as Axis
 from jaxmom.sweep._grid import Grid as Grid

@@ -19,6 +19,7 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -125,12 +126,16 @@ class SweepResult:
       eval_seconds: run time of an evaluation that the caller ran apart from the grid's program
         (e.g. the MNIST study's test accuracy); 0.0 if none.
       devices: the devices the grid was sharded over.
+      params: the final parameters, stacked with ``grid.shape`` in front, where the sweep returned
+        them (:func:`jaxmom.sweep.fit` with ``return_params=True``); else None.
 
     Divergence is computed block by block (no temporary as large as a metric). If the metrics
     cannot be post-processed (a name collision, ``MemoryError``), they are first saved raw to an
     ``.npz`` in :data:`RESCUE_DIR` (default: the system's temporary folder), and the error names
     that file.
     """
+
+    params: Any = None
 
     def __init__(
         self,

@@ -1,0 +1,852 @@
+"""``fit``: a supervised training sweep over any model, one compiled epoch at a time.
+
+The contract, for a cell with seed ``s``::
+
+    init_key, data_key = jax.random.split(jax.random.key(s))
+    params = init(init_key); tx = optimizer(hparams); opt_state = tx.init(params)
+    for e in range(epochs):
+        order = jax.random.permutation(jax.random.fold_in(data_key, e), n)
+        for idx in consecutive slices of batch_size of order (the last, partial one kept unless
+                   drop_last):
+            value, grads = jax.value_and_grad(lambda p: loss(p, *[a[idx] for a in train]).mean())(
+                params)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+
+A cell of the grid equals that loop run alone, in float32 to rounding. Without a ``seed`` axis every
+cell uses ``seed``, and its key is shared (not batched): the batch is gathered once for all the cells
+of a chunk and a first layer meets it as one wide matmul against the chunk's stacked weights.
+
+The compiled unit is one epoch of one chunk of cells (``vmap`` inside, ``shard_map`` over the
+devices), with the state ``(params, opt_state)`` kept on device and donated from epoch to epoch.
+The grid is trained chunk after chunk: a chunk trains all its epochs, is evaluated after each, and
+is dropped, so only the results accumulate. The pieces are small functions that other searches
+(e.g. successive halving) reuse on any subset of cells and any range of epochs:
+:func:`init_state`, :func:`run_epochs`, :func:`evaluate_state`, built on a :class:`Setup`.
+
+Checkpoints (``checkpoint_dir``): after every epoch of a chunk, ``fit-<fingerprint>.json`` (a JSON
+header: what the run is, where it stands, the sha256 of the state file) and the state file it
+names, ``fit-<fingerprint>.<chunk>.<epoch>.npz`` (no pickle: arrays ``state/<i>`` are the leaves of
+``(params, opt_state)`` of the chunk's cells in ``jax.tree.leaves`` order, ``result/<name>`` the
+results so far of every cell, ``params/<i>`` the final params of finished chunks when asked for).
+The fingerprint hashes everything that shapes the run (the grid's values, seeds, fixed values,
+batch size, epochs, drop_last, the data's shapes, dtypes and bytes, the state's shapes), so another
+run never picks up this one's file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxmom.sweep import _files
+from jaxmom.sweep._engine import _fetch, _put, compiled
+from jaxmom.sweep._grid import SEED, Grid
+from jaxmom.sweep._result import SweepResult
+
+# On CPU, chunks of at most this many configurations per device: measured by the MNIST study on a
+# 2-core Xeon, a 16x16 grid ran 13% faster in chunks of 8 or 16 than in one vmap of 256 (whose
+# first-layer weights then stream through memory at every step).
+CPU_CHUNK = 16
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (Linux's MemAvailable), else the physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _nbytes(tree) -> int:
+    return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+
+
+# ---- the setup: everything static about a fit ------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Setup:
+    """What a fit is made of, checked: the functions, the cells' values, the data on device, the
+    mesh and the chunk size (cells per device). Build it with :func:`setup`."""
+
+    grid: Grid
+    init: Callable
+    loss: Callable
+    optimizer: Callable
+    evaluate: Callable | None
+    eval_params: Callable | None
+    hparams: dict[str, np.ndarray]  # flat, one value per cell (float32, int32 or bool)
+    seeds: np.ndarray | None  # flat int32 per cell, or None: every cell uses ``seed``, shared
+    seed: int
+    fixed: dict[str, Any]  # traced, shared by every cell
+    static: tuple  # fixed values given to the optimizer as Python constants: (name, value)
+    train: tuple
+    eval: tuple
+    batch_size: int
+    eval_batch_size: int
+    epochs: int
+    drop_last: bool
+    mesh: Mesh
+    chunk: int
+
+    @property
+    def n(self) -> int:
+        return int(self.train[0].shape[0])
+
+    @property
+    def steps(self) -> int:
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+
+    @property
+    def width(self) -> int:
+        """Cells trained at once: ``chunk`` per device."""
+        return self.chunk * self.mesh.devices.size
+
+    @property
+    def padded(self) -> int:
+        """The grid's size rounded up to whole chunks."""
+        return -(-self.grid.size // self.width) * self.width
+
+    def chunks(self) -> list[np.ndarray]:
+        """Flat cell indices of each chunk; the last is padded by repeating the grid's last cell."""
+        cells = np.minimum(np.arange(self.padded), self.grid.size - 1)
+        return [cells[i : i + self.width] for i in range(0, self.padded, self.width)]
+
+    def with_chunk(self, chunk: int) -> Setup:
+        return dataclasses.replace(self, chunk=chunk)
+
+    def key(self, kind: str) -> tuple:
+        """What shapes a compiled program: never hyperparameter values, seeds or data values."""
+        sig = tuple((x.shape, str(x.dtype)) for x in jax.tree.leaves((self.train, self.eval)))
+        names = tuple(sorted(self.hparams)), tuple(sorted(self.fixed))
+        fns = (self.init, self.loss, self.optimizer, self.evaluate, self.eval_params)
+        sizes = (self.batch_size, self.eval_batch_size, self.drop_last, self.chunk)
+        devices = tuple(self.mesh.devices.flat)
+        return ("fit", kind, fns, names, self.static, self.seeds is not None, sizes, sig, devices)
+
+
+def _cell_text(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in values.items())
+
+
+def _traced_value(name: str, value) -> Any:
+    arr = np.asarray(value)
+    if arr.dtype.kind == "f":
+        return jnp.asarray(arr, jnp.float32)
+    if arr.dtype.kind in "iu":
+        if arr.size and (arr.min() < np.iinfo(np.int32).min or arr.max() > np.iinfo(np.int32).max):
+            raise ValueError(f"fixed {name!r} does not fit in int32: {value!r}")
+        return jnp.asarray(arr, jnp.int32)
+    if arr.dtype.kind == "c":
+        return jnp.asarray(arr, jnp.complex64)
+    raise ValueError(f"fixed {name!r} must be numeric, got {value!r}")
+
+
+def _split_fixed(fixed: Mapping[str, Any]) -> tuple[dict, tuple]:
+    """(traced, static): scalar zeros, bools, strings and None stay Python constants of the program
+    (so an optimizer can skip a zero term, as PyTorch's ``if weight_decay != 0`` does); every other
+    value is a traced argument, so another value reuses the compiled program."""
+    traced, static = {}, []
+    for k, v in fixed.items():
+        if v is None or isinstance(v, bool | str):
+            static.append((k, v))
+        elif isinstance(v, int | float) and v == 0:
+            static.append((k, v))
+        else:
+            traced[k] = _traced_value(k, v)
+    return traced, tuple(sorted(static))
+
+
+def _arrays(name: str, data) -> tuple:
+    if not isinstance(data, tuple | list) or not data:
+        raise ValueError(f"{name} must be a non-empty tuple of arrays, got {type(data).__name__}")
+    arrays = []
+    for i, a in enumerate(data):
+        arr = a if isinstance(a, jax.Array) else np.asarray(a)
+        if arr.ndim < 1:
+            raise ValueError(f"{name}[{i}] needs an example axis first, got shape {arr.shape}")
+        if arr.dtype == np.int64 and not jax.config.read("jax_enable_x64"):
+            big = np.iinfo(np.int32)
+            if arr.size and (arr.min() < big.min or arr.max() > big.max):
+                raise ValueError(f"{name}[{i}] holds int64 values outside int32's range")
+            arr = arr.astype(np.int32)
+        arrays.append(arr)
+    lengths = [int(a.shape[0]) for a in arrays]
+    if len(set(lengths)) != 1:
+        raise ValueError(f"{name} arrays need equal leading (example) axes, got {lengths}")
+    if lengths[0] < 1:
+        raise ValueError(f"{name} needs at least one example, got 0")
+    return tuple(arrays)
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_cells(grid: Grid, optimizer: Callable, fixed: Mapping[str, Any]) -> None:
+    """Build ``optimizer`` once per distinct cell with concrete Python values (the cell's and
+    ``fixed``'s): a value it refuses raises one line naming the cell, before anything compiles."""
+    coords = {k: v.reshape(-1) for k, v in grid.coords().items() if k != SEED}
+    seen = set()
+    for i in range(grid.size):
+        cell = {k: v[i].item() for k, v in coords.items()}
+        key = tuple(cell.items())
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            optimizer({**fixed, **cell})
+        except (ValueError, TypeError) as e:
+            msg = " ".join(str(e).split())
+            raise ValueError(f"grid cell {_cell_text(cell)}: {msg}") from None
+
+
+def setup(
+    grid: Grid,
+    *,
+    init: Callable,
+    loss: Callable,
+    optimizer: Callable,
+    train,
+    batch_size: int,
+    epochs: int,
+    eval=None,
+    evaluate: Callable | None = None,
+    seed: int = 0,
+    drop_last: bool = False,
+    fixed: Mapping[str, Any] | None = None,
+    eval_params: Callable | None = None,
+    eval_batch_size: int | None = None,
+    devices: Sequence[Any] | None = None,
+) -> Setup:
+    """Check every argument of :func:`fit` (one line per problem, before any compile) and build the
+    :class:`Setup`, with a provisional chunk of the whole grid; see :func:`fit` for the arguments."""
+    if not isinstance(grid, Grid):
+        raise TypeError(f"grid must be a jaxmom.sweep.Grid, got {type(grid).__name__}")
+    for name, fn in (("init", init), ("loss", loss), ("optimizer", optimizer)):
+        if not callable(fn):
+            raise TypeError(f"{name} must be a function, got {type(fn).__name__}")
+    batch_size = _positive_int("batch_size", batch_size)
+    epochs = _positive_int("epochs", epochs)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    train = _arrays("train", train)
+    if drop_last and train[0].shape[0] < batch_size:
+        raise ValueError(
+            f"drop_last=True with batch_size {batch_size} above the {train[0].shape[0]} training "
+            "examples leaves no step"
+        )
+    if (eval is None) != (evaluate is None):
+        raise ValueError("eval and evaluate go together: give both or neither")
+    eval = () if eval is None else _arrays("eval", eval)
+    eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
+    eval_batch_size = _positive_int("eval_batch_size", eval_batch_size)
+    if eval:
+        eval_batch_size = min(eval_batch_size, int(eval[0].shape[0]))
+    fixed = dict(fixed or {})
+    clash = sorted(set(fixed) & set(grid.params))
+    if clash:
+        raise ValueError(f"fixed hyperparameters {clash} are also axes of the grid")
+    check_cells(grid, optimizer, fixed)
+    traced, static = _split_fixed(fixed)
+
+    coords = {k: v.reshape(-1) for k, v in grid.coords().items()}
+    coords = {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in coords.items()}
+    seeds = coords.pop(SEED, None)
+    devices = tuple(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices must name at least one device")
+    mesh = Mesh(np.array(devices), ("grid",))
+    shared = NamedSharding(mesh, P())
+    put = lambda tree: jax.tree.map(lambda a: _put(a, shared), tree)
+    return Setup(
+        grid,
+        init,
+        loss,
+        optimizer,
+        evaluate,
+        eval_params,
+        coords,
+        seeds,
+        int(seed),
+        put(traced),
+        static,
+        put(train),
+        put(eval),
+        batch_size,
+        eval_batch_size,
+        epochs,
+        bool(drop_last),
+        mesh,
+        -(-grid.size // len(devices)),
+    )
+
+
+# ---- the per-cell functions --------------------------------------------------------------------
+
+
+def _batches(key, n: int, size: int, steps: int):
+    """(indices, weights), both (steps, size): ``permutation(key, n)`` in consecutive slices, the
+    last padded with index 0 and weight 0 (or dropped, when ``steps * size <= n``)."""
+    pad = max(steps * size - n, 0)
+    order = jnp.concatenate([jax.random.permutation(key, n), jnp.zeros(pad, jnp.int32)])
+    weights = jnp.concatenate([jnp.ones(n, jnp.float32), jnp.zeros(pad, jnp.float32)])
+    return order[: steps * size].reshape(steps, size), weights[: steps * size].reshape(steps, size)
+
+
+def _keys(seed):
+    """(init_key, data_key) of a cell: ``jax.random.split(jax.random.key(seed))``."""
+    init_key, data_key = jax.random.split(jax.random.key(seed))
+    return init_key, data_key
+
+
+def _cell_fns(s: Setup):
+    """``init(hp, seed, fixed)``, ``epoch(state, hp, seed, e, fixed, train)`` and
+    ``evaluate(state, eval)`` for one cell."""
+    static = dict(s.static)
+
+    def tx_of(hp, fixed):
+        return s.optimizer({**fixed, **static, **hp})
+
+    def init(hp, seed, fixed):
+        params = s.init(_keys(seed)[0])
+        return params, tx_of(hp, fixed).init(params)
+
+    def epoch(state, hp, seed, e, fixed, train):
+        tx = tx_of(hp, fixed)
+        order, weights = _batches(jax.random.fold_in(_keys(seed)[1], e), s.n, s.batch_size, s.steps)
+
+        def mean_loss(params, batch, w):
+            return jnp.sum(w * s.loss(params, *batch)) / jnp.sum(w)
+
+        def step(carry, xs):
+            params, opt_state = carry
+            idx, w = xs
+            value, grads = jax.value_and_grad(mean_loss)(params, tuple(a[idx] for a in train), w)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), value
+
+        return jax.lax.scan(step, state, (order, weights))
+
+    def evaluate(state, data):
+        params = state[0] if s.eval_params is None else s.eval_params(*state)
+        n, size = int(data[0].shape[0]), s.eval_batch_size
+        steps = -(-n // size)
+        idx = jnp.minimum(jnp.arange(steps * size), n - 1).reshape(steps, size)
+        w = (jnp.arange(steps * size) < n).astype(jnp.float32).reshape(steps, size)
+
+        def add(total, xs):
+            i, wi = xs
+            values = s.evaluate(params, *(a[i] for a in data))  # type: ignore[misc]
+            add = lambda t, v: t + jnp.sum(wi * v.astype(jnp.float32))
+            return jax.tree.map(add, total, values), None
+
+        shapes = jax.eval_shape(s.evaluate, params, *(a[:size] for a in data))  # type: ignore[arg-type]
+        zeros = {k: jnp.zeros((), jnp.float32) for k in shapes}
+        total, _ = jax.lax.scan(add, zeros, (idx, w))
+        return {k: v / n for k, v in total.items()}
+
+    return init, epoch, evaluate
+
+
+# ---- the compiled programs: one chunk of cells, sharded over the devices ----------------------
+
+
+def _spmd(s: Setup, fn, cell_args: tuple[bool, ...]):
+    """``fn`` vmapped over the cell axis of the arguments marked True in ``cell_args`` (the others
+    shared), as ``shard_map`` over the mesh; its outputs are per cell."""
+    cell, shared = P(s.mesh.axis_names[0]), P()
+    batched = jax.vmap(fn, in_axes=tuple(0 if c else None for c in cell_args))
+    specs = tuple(cell if c else shared for c in cell_args)
+    # check_vma=False: a shared key meets per-cell values without a pcast.
+    return jax.shard_map(batched, mesh=s.mesh, in_specs=specs, out_specs=cell, check_vma=False)
+
+
+def _cells(s: Setup, cells: np.ndarray) -> tuple[dict, Any]:
+    """The hyperparameters (sharded per cell) and seeds (per cell, or one shared) of ``cells``."""
+    per_cell = NamedSharding(s.mesh, P(s.mesh.axis_names[0]))
+    hp = {k: _put(v[cells], per_cell) for k, v in s.hparams.items()}
+    if s.seeds is None:
+        return hp, _put(np.int32(s.seed), NamedSharding(s.mesh, P()))
+    return hp, _put(s.seeds[cells], per_cell)
+
+
+def _state_shapes(s: Setup, hp, seeds):
+    init = _cell_fns(s)[0]
+    seeded = s.seeds is not None
+    return jax.eval_shape(
+        jax.vmap(init, in_axes=(0, 0 if seeded else None, None)), hp, seeds, s.fixed
+    )
+
+
+def init_program(s: Setup):
+    """(compiled ``init(hp, seeds, fixed) -> state``, compile seconds) for one chunk."""
+    hp, seeds = _cells(s, s.chunks()[0])
+    fn = _spmd(s, _cell_fns(s)[0], (True, s.seeds is not None, False))
+    return compiled(s.key("init"), lambda: jax.jit(fn).lower(hp, seeds, s.fixed).compile())
+
+
+def epoch_program(s: Setup):
+    """(compiled ``epoch(state, hp, seeds, e, fixed, train) -> (state, losses)``, compile
+    seconds) for one chunk; ``state`` is donated."""
+    hp, seeds = _cells(s, s.chunks()[0])
+    state = _state_shapes(s, hp, seeds)
+    fn = _spmd(s, _cell_fns(s)[1], (True, True, s.seeds is not None, False, False, False))
+    e = _put(np.int32(0), NamedSharding(s.mesh, P()))
+
+    def build():
+        jitted = jax.jit(fn, donate_argnums=0)
+        return jitted.lower(state, hp, seeds, e, s.fixed, s.train).compile()
+
+    return compiled(s.key("epoch"), build)
+
+
+def eval_program(s: Setup):
+    """(compiled ``evaluate(state, eval) -> {name: per-cell mean}``, compile seconds)."""
+    hp, seeds = _cells(s, s.chunks()[0])
+    state = _state_shapes(s, hp, seeds)
+    fn = _spmd(s, _cell_fns(s)[2], (True, False))
+    return compiled(s.key("eval"), lambda: jax.jit(fn).lower(state, s.eval).compile())
+
+
+def init_state(s: Setup, cells: np.ndarray):
+    """The initial ``(params, opt_state)`` of ``cells`` (flat indices, ``s.width`` of them), on
+    device; returns (state, compile seconds)."""
+    program, seconds = init_program(s)
+    hp, seeds = _cells(s, cells)
+    return program(hp, seeds, s.fixed), seconds
+
+
+def run_epochs(s: Setup, state, cells: np.ndarray, e0: int, e1: int, after_epoch=None):
+    """Train ``cells`` from the end of epoch ``e0`` to the end of epoch ``e1`` (0-based epochs
+    ``e0 .. e1-1``); ``state`` is donated. Returns (state, [per-step losses (width, steps) per
+    epoch], train seconds, compile seconds). ``after_epoch(e, state, losses)`` runs after each."""
+    program, compile_seconds = epoch_program(s)
+    hp, seeds = _cells(s, cells)
+    shared = NamedSharding(s.mesh, P())
+    out, seconds = [], 0.0
+    for e in range(e0, e1):
+        t0 = time.perf_counter()
+        state, losses = program(state, hp, seeds, _put(np.int32(e), shared), s.fixed, s.train)
+        losses = _fetch(losses)  # waits for the epoch
+        seconds += time.perf_counter() - t0
+        out.append(losses)
+        if after_epoch is not None:
+            after_epoch(e, state, losses)
+    return state, out, seconds, compile_seconds
+
+
+def evaluate_state(s: Setup, state) -> tuple[dict[str, np.ndarray], float, float]:
+    """({name: (width,) mean over ``eval``}, run seconds, compile seconds) of a chunk's state."""
+    program, compile_seconds = eval_program(s)
+    t0 = time.perf_counter()
+    values = {k: _fetch(v) for k, v in program(state, s.eval).items()}
+    return values, time.perf_counter() - t0, compile_seconds
+
+
+# ---- chunk size ---------------------------------------------------------------------------------
+
+
+def bytes_per_config(s: Setup) -> int:
+    """An upper estimate of the memory one more configuration keeps live: from the compiled
+    one-configuration epoch (and evaluation) program's ``memory_analysis()`` where the backend
+    reports it (its temporaries, plus its arguments and outputs less the shared data), else the
+    parameters five times, the optimizer state three times and the batch's inputs four times;
+    plus every step's loss and the evaluations kept on the host."""
+    one = s.with_chunk(1)
+    one = dataclasses.replace(one, mesh=Mesh(np.array(s.mesh.devices.flat[:1]), ("grid",)))
+    hp, seeds = _cells(one, one.chunks()[0])
+    state = _nbytes(_state_shapes(one, hp, seeds))
+    shared = _nbytes((one.train, one.fixed))
+    results = 4 * (s.steps * s.epochs + 8 * s.epochs)
+    try:
+        analysis = [epoch_program(one)[0].memory_analysis()]
+        if s.evaluate is not None:
+            analysis.append(eval_program(one)[0].memory_analysis())
+        live = max(
+            a.temp_size_in_bytes
+            + a.argument_size_in_bytes
+            + a.output_size_in_bytes
+            - a.alias_size_in_bytes
+            for a in analysis
+        )
+        return max(live - shared - _nbytes(one.eval), state) + results
+    except (AttributeError, TypeError, NotImplementedError, jax.errors.JaxRuntimeError):
+        batch = sum(math.prod(a.shape[1:]) * a.dtype.itemsize for a in s.train) * s.batch_size
+        return 5 * state + 4 * batch + results
+
+
+def auto_chunk_size(s: Setup, memory_budget: int | None = None) -> int:
+    """The most configurations per device whose :func:`bytes_per_config` fit in ``memory_budget``
+    bytes (default: half the memory available now, shared by the devices on CPU), at least 1 and at
+    most the grid's share per device (and at most :data:`CPU_CHUNK` on CPU, which is faster)."""
+    ndev = s.mesh.devices.size
+    per_device = -(-s.grid.size // ndev)
+    if s.mesh.devices.flat[0].platform == "cpu":
+        per_device = min(per_device, CPU_CHUNK)
+        budget = (available_memory() // 2 if memory_budget is None else memory_budget) // ndev
+    else:
+        stats = s.mesh.devices.flat[0].memory_stats() or {}
+        free = stats.get("bytes_limit", 0) - stats.get("bytes_in_use", 0)
+        budget = memory_budget if memory_budget is not None else free // 2
+        if not budget:
+            budget = available_memory() // 2
+    return max(1, min(per_device, budget // bytes_per_config(s)))
+
+
+def _chunk(s: Setup, chunk_size, memory_budget) -> Setup:
+    if chunk_size == "auto":
+        return s.with_chunk(auto_chunk_size(s, memory_budget))
+    if chunk_size is None:
+        return s
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(
+            f"chunk_size must be a positive integer, None or 'auto', got {chunk_size!r}"
+        )
+    return s.with_chunk(min(chunk_size, s.chunk))
+
+
+# ---- checkpoints --------------------------------------------------------------------------------
+
+
+def _fingerprint(s: Setup) -> str:
+    """sha256 (first 16 hex digits) of everything that shapes the run's results."""
+    h = hashlib.sha256()
+    header = {
+        "names": s.grid.names,
+        "params": s.grid.params,
+        "shape": s.grid.shape,
+        "seed": s.seed,
+        "static": [[k, repr(v)] for k, v in s.static],
+        "sizes": [s.batch_size, s.eval_batch_size, s.epochs, s.drop_last],
+    }
+    h.update(json.dumps(header, sort_keys=True).encode())
+    coords = {k: np.asarray(v) for k, v in s.grid.coords().items()}
+    for name, arr in sorted({**coords, **jax.tree.map(np.asarray, s.fixed)}.items()):
+        h.update(f"{name}:{arr.dtype}:{arr.shape}".encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    for arr in s.train + s.eval:
+        arr = np.asarray(arr)
+        h.update(f"{arr.dtype}:{arr.shape}".encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    hp, seeds = _cells(s.with_chunk(1), np.zeros(s.mesh.devices.size, int))
+    shapes = _state_shapes(s.with_chunk(1), hp, seeds)
+    h.update(repr(jax.tree.map(lambda x: (x.shape[1:], str(x.dtype)), shapes)).encode())
+    return h.hexdigest()[:16]
+
+
+class Checkpoint:
+    """A fit's checkpoint in ``folder``: see the module docstring for the format."""
+
+    def __init__(self, folder, fingerprint: str):
+        self.folder = _files.check_writable(folder)
+        self.header = self.folder / f"fit-{fingerprint}.json"
+        self.stem = f"fit-{fingerprint}"
+
+    def load(self, state_template) -> dict | None:
+        """The saved header and arrays, or None when there is none. A state file whose sha256
+        differs from the header's, or whose state is NaN or inf in a cell whose losses are all
+        finite, is refused in one line naming the file."""
+        if not self.header.exists():
+            return None
+        header = json.loads(self.header.read_text())
+        path = self.folder / header["file"]
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != header["sha256"]:
+            raise ValueError(f"checkpoint {path} does not match its sha256 in {self.header.name}")
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        leaves = jax.tree.leaves(state_template)
+        state = []
+        for i, t in enumerate(leaves):
+            x = arrays.get(f"state/{i}")
+            if x is None or x.shape != t.shape:
+                raise ValueError(f"checkpoint {path} holds another state (leaf {i})")
+            state.append(x.view(t.dtype) if x.dtype != t.dtype else x)
+        cells = np.asarray(header["cells"])
+        losses = arrays["result/loss"][cells, : header["epoch"] * header["steps"]]
+        ok = np.isfinite(losses).all(-1)
+        for x in state:
+            if np.issubdtype(x.dtype, np.inexact):
+                bad = ~np.isfinite(x.reshape(len(x), -1)).all(-1)
+                if (bad & ok).any():
+                    raise ValueError(
+                        f"checkpoint {path} holds NaN or inf parameters in a cell that had not "
+                        "diverged"
+                    )
+        return {
+            "header": header,
+            "state": jax.tree.unflatten(jax.tree.structure(state_template), state),
+            "arrays": arrays,
+        }
+
+    def save(self, header: dict, state, arrays: dict[str, np.ndarray]) -> None:
+        """Write the state file, then the header that names it, then drop the older state file."""
+        old = json.loads(self.header.read_text())["file"] if self.header.exists() else None
+        out: dict[str, Any] = {
+            f"state/{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state))
+        }
+        buffer = io.BytesIO()
+        np.savez(buffer, **out, **arrays)  # pyright: ignore[reportArgumentType]
+        data = buffer.getvalue()
+        name = f"{self.stem}.{header['chunk']}.{header['epoch']}.npz"
+        _files.write_bytes(self.folder / name, data)
+        header = {**header, "file": name, "sha256": hashlib.sha256(data).hexdigest()}
+        _files.write_text(self.header, json.dumps(header, indent=1))
+        if old and old != name:
+            (self.folder / old).unlink(missing_ok=True)
+
+
+# ---- fit ----------------------------------------------------------------------------------------
+
+
+def fit(
+    grid: Grid,
+    *,
+    init: Callable,
+    loss: Callable,
+    optimizer: Callable[[Mapping[str, Any]], optax.GradientTransformation],
+    train,
+    batch_size: int,
+    epochs: int,
+    eval=None,
+    evaluate: Callable | None = None,
+    seed: int = 0,
+    drop_last: bool = False,
+    fixed: Mapping[str, Any] | None = None,
+    eval_params: Callable | None = None,
+    eval_batch_size: int | None = None,
+    chunk_size: int | str | None = "auto",
+    memory_budget: int | None = None,
+    devices: Sequence[Any] | None = None,
+    progress: bool = True,
+    checkpoint_dir=None,
+    return_params: bool = False,
+    divergence_factor: float | None = 10.0,
+) -> SweepResult:
+    """Train ``init``'s model with ``loss`` and ``optimizer``, one run per cell of ``grid``.
+
+    Each cell equals the plain loop of :mod:`jaxmom.sweep._fit`'s docstring run alone: the seed
+    ``s`` gives ``init_key, data_key = jax.random.split(jax.random.key(s))``, epoch ``e`` visits
+    ``jax.random.permutation(jax.random.fold_in(data_key, e), n)`` in consecutive slices of
+    ``batch_size``, and each step takes the mean loss over the batch's real examples.
+
+    Args:
+      grid: the hyperparameters to sweep (:func:`~jaxmom.sweep.product`, ``with_seeds``...).
+      init: ``init(key) -> params``, any pytree (e.g. ``model.init(key, x)["params"]``).
+      loss: ``loss(params, *batch) -> per-example losses (B,)``; ``batch`` is ``train`` sliced.
+      optimizer: ``optimizer(hparams) -> optax.GradientTransformation``; ``hparams`` maps the
+        grid's names (and ``fixed``'s) to traced scalars, e.g.
+        ``lambda h: jaxmom.sgd(h["lr"], h["momentum"])``. It is first built once per cell with
+        concrete values: a value it refuses raises ``grid cell lr=..., momentum=...: ...``.
+      train: a tuple of arrays, the example axis first (e.g. ``(images, labels)``).
+      batch_size: examples per step. The last, partial batch is kept (averaged over its real
+        examples, as PyTorch's ``DataLoader``) unless ``drop_last``.
+      epochs: passes over ``train``.
+      eval: a tuple of arrays for ``evaluate``, with ``evaluate``.
+      evaluate: ``evaluate(params, *batch) -> {name: per-example values (B,)}``, averaged over all
+        of ``eval`` after every epoch, in batches of ``eval_batch_size`` (default ``batch_size``),
+        in a program of its own, timed apart (the result's ``eval_seconds``).
+      seed: every cell's seed when the grid has no seed axis; the key is then shared by all cells.
+      drop_last: drop the last, partial batch of every epoch.
+      fixed: hyperparameters shared by every cell, passed to ``optimizer`` with the grid's. Scalar
+        zeros, bools and strings are Python constants of the program; other values are traced
+        arguments, so another value reuses the compiled program.
+      eval_params: ``eval_params(params, opt_state) -> params`` to evaluate (e.g. schedule-free
+        SGD's ``x``); default the params.
+      eval_batch_size: see ``evaluate``.
+      chunk_size: configurations trained at once per device. ``"auto"`` (default): the most whose
+        estimated memory fits in ``memory_budget`` bytes (default half the memory available), at
+        most 16 on CPU; ``None``: the whole grid at once.
+      memory_budget: see ``chunk_size``.
+      devices: devices to shard each chunk over; default ``jax.devices()``.
+      progress: a tqdm bar on stderr that moves per epoch of each chunk.
+      checkpoint_dir: save the state and results after every epoch of every chunk and resume
+        from them: a run killed at any point and run again gives bit-identical results.
+      return_params: also return the final params (the result's ``params``, stacked with the
+        grid's shape in front, on the host).
+      divergence_factor: see :func:`jaxmom.sweep.sweep`; applied to ``loss``.
+
+    Returns:
+      A :class:`~jaxmom.sweep.SweepResult` whose ``metrics`` hold ``loss`` (every step,
+      ``grid.shape + (epochs * steps,)``), ``epoch_loss`` (the mean of each epoch's batch losses,
+      ``grid.shape + (epochs,)``) and each ``evaluate`` name (``grid.shape + (epochs,)``).
+    """
+    s = setup(
+        grid,
+        init=init,
+        loss=loss,
+        optimizer=optimizer,
+        train=train,
+        batch_size=batch_size,
+        epochs=epochs,
+        eval=eval,
+        evaluate=evaluate,
+        seed=seed,
+        drop_last=drop_last,
+        fixed=fixed,
+        eval_params=eval_params,
+        eval_batch_size=eval_batch_size,
+        devices=devices,
+    )
+    if divergence_factor is not None and not divergence_factor > 1:
+        raise ValueError(f"divergence_factor must be above 1 (or None), got {divergence_factor!r}")
+    if chunk_size == "auto" or chunk_size is None:
+        pass
+    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(
+            f"chunk_size must be a positive integer, None or 'auto', got {chunk_size!r}"
+        )
+    checkpoint = Checkpoint(checkpoint_dir, _fingerprint(s)) if checkpoint_dir else None
+    saved_chunk = None
+    if checkpoint is not None and checkpoint.header.exists():
+        saved_chunk = json.loads(checkpoint.header.read_text()).get("chunk_size")
+    if saved_chunk is not None and chunk_size == "auto":
+        s = s.with_chunk(int(saved_chunk))
+    else:
+        s = _chunk(s, chunk_size, memory_budget)
+    return _train(s, checkpoint, progress, return_params, divergence_factor)
+
+
+def _train(s: Setup, checkpoint, progress, return_params, divergence_factor) -> SweepResult:
+    """Chunk after chunk: init (or load), train every epoch, evaluate after each, checkpoint."""
+    from tqdm.auto import tqdm
+
+    chunks = s.chunks()
+    per_cell = NamedSharding(s.mesh, P(s.mesh.axis_names[0]))
+    names = ["loss", "epoch_loss"]
+    results = {
+        "loss": np.zeros((s.padded, s.epochs * s.steps), np.float32),
+        "epoch_loss": np.zeros((s.padded, s.epochs), np.float32),
+    }
+    params_out = None
+    seconds = {"compile": 0.0, "train": 0.0, "eval": 0.0}
+    start_chunk, start_epoch = 0, 0
+    saved = None
+    if checkpoint is not None:
+        hp, seeds = _cells(s, chunks[0])
+        template = _state_shapes(s, hp, seeds)
+        saved = checkpoint.load(template)
+        if saved is not None:
+            h = saved["header"]
+            if h["chunk_size"] != s.chunk or h["devices"] != s.mesh.devices.size:
+                raise ValueError(
+                    f"checkpoint {checkpoint.header} was made with {h['chunk_size']} cells on "
+                    f"{h['devices']} devices, not {s.chunk} on {s.mesh.devices.size}: pass "
+                    "chunk_size='auto' and the same devices, or another checkpoint_dir"
+                )
+            start_chunk, start_epoch = h["chunk"], h["epoch"]
+            seconds = h["seconds"]
+            for k, v in saved["arrays"].items():
+                if k.startswith("result/"):
+                    results[k[len("result/") :]] = v
+                    if k[len("result/") :] not in names:
+                        names.append(k[len("result/") :])
+            if return_params and any(k.startswith("params/") for k in saved["arrays"]):
+                leaves = [
+                    saved["arrays"][f"params/{i}"] for i in range(len(jax.tree.leaves(template[0])))
+                ]
+                params_out = leaves
+    bar = tqdm(
+        total=len(chunks) * s.epochs,
+        initial=start_chunk * s.epochs + start_epoch,
+        disable=not progress,
+        file=sys.stderr,
+        desc="fit",
+        unit="epoch",
+    )
+    try:
+        for c in range(start_chunk, len(chunks)):
+            cells = np.arange(c * s.width, (c + 1) * s.width)
+            flat = chunks[c]
+            if saved is not None and c == start_chunk:
+                state = jax.tree.map(lambda x: _put(x, per_cell), saved["state"])
+                e0 = start_epoch
+            else:
+                state, compile_s = init_state(s, flat)
+                seconds["compile"] += compile_s
+                e0 = 0
+
+            def after_epoch(e, state, losses, cells=cells, c=c):
+                results["loss"][cells, e * s.steps : (e + 1) * s.steps] = losses
+                results["epoch_loss"][cells, e] = losses.mean(-1)
+                if s.evaluate is not None:
+                    values, run_s, compile_s = evaluate_state(s, state)
+                    seconds["eval"] += run_s
+                    seconds["compile"] += compile_s
+                    for k, v in values.items():
+                        if k not in results:
+                            results[k] = np.zeros((s.padded, s.epochs), np.float32)
+                            names.append(k)
+                        results[k][cells, e] = v
+                nonlocal params_out
+                if return_params and e + 1 == s.epochs:
+                    leaves = [_fetch(x) for x in jax.tree.leaves(state[0])]
+                    if params_out is None:
+                        params_out = [np.zeros((s.padded,) + x.shape[1:], x.dtype) for x in leaves]
+                    for out, x in zip(params_out, leaves, strict=True):
+                        out[cells] = x
+                if checkpoint is not None:
+                    header = {
+                        "chunk": c,
+                        "epoch": e + 1,
+                        "cells": cells.tolist(),
+                        "steps": s.steps,
+                        "chunk_size": s.chunk,
+                        "devices": s.mesh.devices.size,
+                        "seconds": seconds,
+                    }
+                    arrays: dict[str, np.ndarray] = {f"result/{k}": v for k, v in results.items()}
+                    if params_out is not None:
+                        arrays.update({f"params/{i}": x for i, x in enumerate(params_out)})
+                    host = jax.tree.map(_fetch, state)
+                    checkpoint.save(header, host, arrays)
+                bar.update(1)
+
+            state, _, train_s, compile_s = run_epochs(s, state, flat, e0, s.epochs, after_epoch)
+            seconds["train"] += train_s
+            seconds["compile"] += compile_s
+            del state
+    finally:
+        bar.close()
+
+    n, shape = s.grid.size, s.grid.shape
+    metrics = {k: results[k][:n].reshape(shape + results[k].shape[1:]) for k in names}
+    res = SweepResult(
+        s.grid,
+        metrics,
+        seconds["compile"],
+        seconds["train"],
+        "loss",
+        tuple(s.mesh.devices.flat),
+        divergence_factor,
+        eval_seconds=seconds["eval"],
+    )
+    if return_params and params_out is not None:
+        hp, seeds = _cells(s, chunks[0])
+        treedef = jax.tree.structure(_state_shapes(s, hp, seeds)[0])
+        leaves = [x[:n].reshape(shape + x.shape[1:]) for x in params_out]
+        res.params = jax.tree.unflatten(treedef, leaves)
+    return res

@@ -645,6 +645,7 @@ def fit(
     checkpoint_dir=None,
     return_params: bool = False,
     divergence_factor: float | None = 10.0,
+    halving=None,
 ) -> SweepResult:
     """Train ``init``'s model with ``loss`` and ``optimizer``, one run per cell of ``grid``.
 
@@ -688,6 +689,8 @@ def fit(
       return_params: also return the final params (the result's ``params``, stacked with the
         grid's shape in front, on the host).
       divergence_factor: see :func:`jaxmom.sweep.sweep`; applied to ``loss``.
+      halving: a :class:`~jaxmom.sweep.Halving`: successive halving instead of training every
+        cell for every epoch (see :mod:`jaxmom.sweep._halving`; no ``checkpoint_dir``).
 
     Returns:
       A :class:`~jaxmom.sweep.SweepResult` whose ``metrics`` hold ``loss`` (every step,
@@ -719,6 +722,11 @@ def fit(
         raise ValueError(
             f"chunk_size must be a positive integer, None or 'auto', got {chunk_size!r}"
         )
+    if halving is not None:  # successive halving lives in its own module, on these functions
+        from jaxmom.sweep._halving import run
+
+        s = _chunk(s, chunk_size, memory_budget)
+        return run(s, halving, progress, return_params, divergence_factor, checkpoint_dir)
     checkpoint = Checkpoint(checkpoint_dir, _fingerprint(s)) if checkpoint_dir else None
     saved_chunk = None
     if checkpoint is not None and checkpoint.header.exists():

@@ -128,6 +128,10 @@ class SweepResult:
       devices: the devices the grid was sharded over.
       params: the final parameters, stacked with ``grid.shape`` in front, where the sweep returned
         them (:func:`jaxmom.sweep.fit` with ``return_params=True``); else None.
+      info: what a search records beside the metrics, JSON-able (e.g. ``info["halving"]``).
+
+    ``divergence``: the ``(diverged, diverged_step)`` marks when the caller computed them (e.g.
+    successive halving, over the epochs each run trained); by default they are computed here.
 
     Divergence is computed block by block (no temporary as large as a metric). If the metrics
     cannot be post-processed (a name collision, ``MemoryError``), they are first saved raw to an
@@ -147,6 +151,8 @@ class SweepResult:
         devices: Sequence = (),
         divergence_factor: float | None = 10.0,
         eval_seconds: float = 0.0,
+        *,
+        divergence: tuple[np.ndarray, np.ndarray] | None = None,
     ):
         self.grid = grid
         self.devices = tuple(devices)
@@ -156,7 +162,8 @@ class SweepResult:
         self.eval_seconds = eval_seconds
         self.divergence_factor = divergence_factor
         self.history = history
-        self._setup(None)
+        self.info: dict = {}
+        self._setup(divergence)
 
     def _setup(self, marks) -> None:
         """Table columns and divergence marks (``marks``: stored ones, else computed); on any
@@ -384,8 +391,13 @@ def _save(res: SweepResult, path) -> None:
         "train_seconds": res.train_seconds,
         "eval_seconds": res.eval_seconds,
         "devices": [str(d) for d in res.devices],
+        "info": res.info,
     }
     arrays = {f"metrics/{i}": x for i, x in enumerate(leaves)}
+    if res.params is not None:
+        params: list = []
+        meta["params"] = _encode(res.params, params)
+        arrays.update({f"params/{i}": x for i, x in enumerate(params)})
     for i, axis in enumerate(res.grid.axes):
         arrays.update({f"grid/{i}/{j}": c for j, c in enumerate(axis.columns.values())})
     arrays.update(diverged=res.diverged, diverged_step=res.diverged_step)
@@ -402,9 +414,10 @@ def load(path, cls=SweepResult) -> SweepResult:
     The file is a zip archive that ``numpy.load`` also reads as an ``.npz`` (no pickle
     anywhere): ``result.json`` holds the format name and version, the grid's axes (names and
     hyperparameter names), the metrics' pytree structure (dicts, lists, tuples; leaves by number),
-    ``history``, ``divergence_factor``, the timings and the devices (as strings); the arrays are
-    ``metrics/<n>.npy``, ``grid/<axis>/<column>.npy`` (exact values and dtypes),
-    ``diverged.npy`` and ``diverged_step.npy``.
+    ``history``, ``divergence_factor``, the timings, the devices (as strings), ``info`` and, where
+    there are params, their structure; the arrays are ``metrics/<n>.npy``, ``params/<n>.npy``,
+    ``grid/<axis>/<column>.npy`` (exact values and dtypes), ``diverged.npy`` and
+    ``diverged_step.npy``.
     """
     import json
     import zipfile
@@ -426,8 +439,14 @@ def load(path, cls=SweepResult) -> SweepResult:
                 for i, a in enumerate(meta["grid"])
             ]
             grid = Grid(axes)
-            n_leaves = sum(n.startswith("metrics/") for n in z.namelist())
-            metrics = _decode(meta["metrics"], [read(z, f"metrics/{i}") for i in range(n_leaves)])
+            count = lambda prefix: sum(n.startswith(prefix) for n in z.namelist())
+            metrics = _decode(
+                meta["metrics"], [read(z, f"metrics/{i}") for i in range(count("metrics/"))]
+            )
+            params = None
+            if "params" in meta:
+                leaves = [read(z, f"params/{i}") for i in range(count("params/"))]
+                params = _decode(meta["params"], leaves)
             marks = read(z, "diverged"), read(z, "diverged_step")
     except OSError as e:
         raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
@@ -442,5 +461,6 @@ def load(path, cls=SweepResult) -> SweepResult:
     res.compile_seconds, res.train_seconds = meta["compile_seconds"], meta["train_seconds"]
     res.eval_seconds, res.history = meta["eval_seconds"], meta["history"]
     res.divergence_factor = meta["divergence_factor"]
+    res.info, res.params = meta.get("info", {}), params
     res._setup(marks)
     return res

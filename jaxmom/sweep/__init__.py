@@ -33,6 +33,7 @@ from jaxmom.sweep._grid import Grid as Grid
 from jaxmom.sweep._grid import product as product
 from jaxmom.sweep._grid import zipped as zipped
 from jaxmom.sweep._halving import Halving as Halving
+from jaxmom.sweep._optuna import optuna_search as optuna_search
 from jaxmom.sweep._result import SweepResult as SweepResult
 from jaxmom.sweep._sample import choice as choice
 from jaxmom.sweep._sample import log_uniform as log_uniform

@@ -394,18 +394,31 @@ def _cells(s: Setup, cells: np.ndarray) -> tuple[dict, Any]:
 
 
 def _state_shapes(s: Setup, hp, seeds):
+    """The chunk's state as ``jax.ShapeDtypeStruct``s, laid out one cell per row over the mesh."""
     init = _cell_fns(s)[0]
     seeded = s.seeds is not None
-    return jax.eval_shape(
+    shapes = jax.eval_shape(
         jax.vmap(init, in_axes=(0, 0 if seeded else None, None)), hp, seeds, s.fixed
     )
+    per_cell = NamedSharding(s.mesh, P(s.mesh.axis_names[0]))
+    return jax.tree.map(lambda t: jax.ShapeDtypeStruct(t.shape, t.dtype, sharding=per_cell), shapes)
 
 
 def init_program(s: Setup):
-    """(compiled ``init(hp, seeds, fixed) -> state``, compile seconds) for one chunk."""
+    """(compiled ``init(spare, hp, seeds, fixed) -> state``, compile seconds) for one chunk.
+    ``spare`` is a state of the same shapes, unread and donated: the new state takes its buffers,
+    so chunk after chunk reuses one allocation (fresh ones each time grow the heap of glibc's
+    malloc, whose freed blocks of tens of MB are not returned to the system)."""
     hp, seeds = _cells(s, s.chunks()[0])
-    fn = _spmd(s, _cell_fns(s)[0], (True, s.seeds is not None, False))
-    return compiled(s.key("init"), lambda: jax.jit(fn).lower(hp, seeds, s.fixed).compile())
+    state = _state_shapes(s, hp, seeds)
+    init = _cell_fns(s)[0]
+    fn = _spmd(s, lambda _, *args: init(*args), (True, True, s.seeds is not None, False))
+
+    def build():
+        jitted = jax.jit(fn, donate_argnums=0, keep_unused=True)
+        return jitted.lower(state, hp, seeds, s.fixed).compile()
+
+    return compiled(s.key("init"), build)
 
 
 def epoch_program(s: Setup):
@@ -431,12 +444,17 @@ def eval_program(s: Setup):
     return compiled(s.key("eval"), lambda: jax.jit(fn).lower(state, s.eval).compile())
 
 
-def init_state(s: Setup, cells: np.ndarray):
+def init_state(s: Setup, cells: np.ndarray, spare=None):
     """The initial ``(params, opt_state)`` of ``cells`` (flat indices, ``s.width`` of them), on
-    device; returns (state, compile seconds)."""
+    device; returns (state, compile seconds). ``spare``, a state of another chunk that is no longer
+    needed, is donated: its buffers hold the new state."""
     program, seconds = init_program(s)
     hp, seeds = _cells(s, cells)
-    return program(hp, seeds, s.fixed), seconds
+    if spare is None:
+        per_cell = NamedSharding(s.mesh, P(s.mesh.axis_names[0]))
+        shapes = _state_shapes(s, hp, seeds)
+        spare = jax.tree.map(lambda t: jnp.zeros(t.shape, t.dtype, device=per_cell), shapes)
+    return program(spare, hp, seeds, s.fixed), seconds
 
 
 def run_epochs(s: Setup, state, cells: np.ndarray, e0: int, e1: int, after_epoch=None):
@@ -744,6 +762,7 @@ def _train(s: Setup, checkpoint, progress, return_params, divergence_factor) -> 
 
     chunks = s.chunks()
     per_cell = NamedSharding(s.mesh, P(s.mesh.axis_names[0]))
+    spare = None  # the last chunk's state, whose buffers the next chunk's takes
     names = ["loss", "epoch_loss"]
     results = {
         "loss": np.zeros((s.padded, s.epochs * s.steps), np.float32),
@@ -793,7 +812,7 @@ def _train(s: Setup, checkpoint, progress, return_params, divergence_factor) -> 
                 state = jax.tree.map(lambda x: _put(x, per_cell), saved["state"])
                 e0 = start_epoch
             else:
-                state, compile_s = init_state(s, flat)
+                state, compile_s = init_state(s, flat, spare)
                 seconds["compile"] += compile_s
                 e0 = 0
 
@@ -833,7 +852,7 @@ def _train(s: Setup, checkpoint, progress, return_params, divergence_factor) -> 
                     checkpoint.save(header, host, arrays)
                 bar.update(1)
 
-            state, _, train_s, compile_s = run_epochs(s, state, flat, e0, s.epochs, after_epoch)
+            spare, _, train_s, compile_s = run_epochs(s, state, flat, e0, s.epochs, after_epoch)
             seconds["train"] += train_s
             seconds["compile"] += compile_s
             del state

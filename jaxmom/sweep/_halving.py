@@ -145,11 +145,12 @@ def run(
         for r, (end, _) in enumerate(schedule):
             cells = trials[live].reshape(-1)
             rs = s.with_chunk(widths[r] // ndev)
+            spare = None  # a finished chunk's state, whose buffers the next chunk's init takes
             for i in range(0, len(cells), rs.width):
                 real = cells[i : i + rs.width]
                 chunk = np.concatenate([real, np.repeat(real[-1:], rs.width - len(real))])
                 if r == 0:
-                    state, compile_s = _fit.init_state(rs, chunk)
+                    state, compile_s = _fit.init_state(rs, chunk, spare)
                     seconds["compile"] += compile_s
                 else:
                     assert store is not None and treedef is not None
@@ -173,6 +174,7 @@ def run(
                 seconds["train"] += train_s
                 seconds["compile"] += compile_s
                 host, treedef = jax.tree.flatten(jax.tree.map(_fetch, state))
+                spare = state if r == 0 else None
                 del state
                 if store is None:
                     store = [np.zeros((grid.size,) + x.shape[1:], x.dtype) for x in host]

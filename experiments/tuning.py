@@ -9,9 +9,10 @@ search picks its trial by validation accuracy, and the test accuracy of that pic
 - grid: 9 learning rates (log-spaced) x 9 momenta, each trained all 9 epochs.
 
 A configuration-epoch is one configuration trained for one epoch. Writes ``tuning_benchmark.json``
-(every number, the machine), ``tuning_benchmark.csv`` (the table the Tuning page includes) and
-``tuning_benchmark.png`` (the pick's test accuracy against the configuration-epochs spent) into
-``--out`` (default ``docs/``).
+(every number, the machine), ``tuning_benchmark.csv`` (the table), ``tuning_benchmark.txt`` (the
+Markdown the Tuning page includes: the table, the headline, the figure) and ``tuning_benchmark.png``
+(the pick's test accuracy against the configuration-epochs spent) into ``--out`` (default
+``docs/``); ``--replot`` rewrites all but the JSON from it.
 
     python experiments/tuning.py --data-dir /usr/share/datasets/fashion-mnist   # ~15 min, 2 cores
     python experiments/tuning.py --quick --out runs/tuning                      # seconds
@@ -190,6 +191,7 @@ def write(out_dir: Path, record: dict) -> None:
                         "-" if acc is None else f"{100 * acc:.2f}%",
                         f"{r['train_seconds'] + r['eval_seconds']:.1f}",
                         f"{r['compile_seconds']:.1f}"])  # fmt: skip
+    _files.write_text(out_dir / "tuning_benchmark.txt", summary(record))
     fig = Figure(figsize=(6.4, 4.0))
     ax = fig.subplots()
     for (name, r), style in zip(record["searches"].items(), ("o-", "s--", "^:")):
@@ -210,14 +212,48 @@ def write(out_dir: Path, record: dict) -> None:
     plot.save(fig, out_dir / "tuning_benchmark.png")
 
 
+def summary(record: dict) -> str:
+    """The Markdown the Tuning page includes: the table, the headline and the figure."""
+    rows = list(csv.reader((Path(record["out"]) / "tuning_benchmark.csv").read_text().splitlines()))
+    table = ["| " + " | ".join(r) + " |" for r in rows]
+    table.insert(1, "|" + " --- |" * len(rows[0]))
+    h, r = record["searches"]["halving"], record["searches"]["random"]
+    gap = 100 * (h["pick_test_accuracy"] - r["best_test_accuracy_at_end"])
+    return "\n".join(
+        [
+            f"{record['dataset']}, {record['trials']} trials, {record['epochs']} epochs, seed "
+            f"{record['seed']}, on {record['machine']} (`experiments/tuning.py`):",
+            "",
+            *table,
+            "",
+            f"Halving's pick scores {gap:+.2f} points of test accuracy against the best trial of the "
+            f"full-budget random search ({100 * r['best_test_accuracy_at_end']:.2f}%), for "
+            f"{100 * h['fraction_of_full_budget']:.0f}% of its configuration-epochs; it trained and "
+            f"evaluated in {h['train_seconds'] + h['eval_seconds']:.0f} s against "
+            f"{r['train_seconds'] + r['eval_seconds']:.0f} s.",
+            "",
+            "![The pick's test accuracy against the configuration-epochs spent, for halving, random "
+            "search and the grid](tuning_benchmark.png)",
+            "",
+        ]
+    )
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="embedded subset, 9 trials, 3 epochs")
+    parser.add_argument(
+        "--replot", action="store_true", help="rewrite the table, text and figure from the JSON"
+    )
     args = parser.parse_args(argv)
     _files.check_writable(args.out)
+    if args.replot:
+        record = json.loads((args.out / "tuning_benchmark.json").read_text())
+        write(args.out, {**record, "out": str(args.out)})
+        return 0
     if args.quick:
         ds, dataset = mnist_data.load_embedded(), "embedded MNIST subset"
         sizes = dict(trials=9, eta=3, epochs=3, grid_side=3, n_val=500)
@@ -226,7 +262,7 @@ def main(argv=None) -> int:
         dataset, sizes = "Fashion-MNIST", dict(trials=81, eta=3, epochs=9, grid_side=9, n_val=5000)
     searches = run(ds, seed=args.seed, **sizes)
     record = {"dataset": dataset, "machine": machine(), "seed": args.seed, **sizes,
-              "searches": searches}  # fmt: skip
+              "searches": searches, "out": str(args.out)}  # fmt: skip
     write(args.out, record)
     print(f"wrote {args.out / 'tuning_benchmark.json'}, .csv and .png")
     return 0

@@ -16,6 +16,7 @@ import math
 import os
 import tempfile
 import time
+import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -99,7 +100,7 @@ def _rescue(grid: Grid, metrics) -> Path:
     """Save the raw metrics (keys: their pytree paths) and the grid's columns as an ``.npz``."""
     folder = Path(tempfile.gettempdir() if RESCUE_DIR is None else RESCUE_DIR)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = folder / f"jaxmom-raw-metrics-{stamp}-{os.getpid()}.npz"
+    path = folder / f"jaxmom-raw-metrics-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}.npz"
     arrays = {
         f"metric:{jax.tree_util.keystr(p) or 'metric'}": np.asarray(x)
         for p, x in jax.tree_util.tree_leaves_with_path(metrics)

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import NullFormatter
 
 import jaxmom
 from jaxmom import sweep
@@ -191,7 +191,7 @@ def write(out_dir: Path, record: dict) -> None:
                         "-" if acc is None else f"{100 * acc:.2f}%",
                         f"{r['train_seconds'] + r['eval_seconds']:.1f}",
                         f"{r['compile_seconds']:.1f}"])  # fmt: skip
-    _files.write_text(out_dir / "tuning_benchmark.txt", summary(record))
+    _files.write_text(out_dir / "tuning_benchmark.txt", summary(record, out_dir))
     fig = Figure(figsize=(6.4, 4.0))
     ax = fig.subplots()
     for (name, r), style in zip(record["searches"].items(), ("o-", "s--", "^:")):
@@ -199,8 +199,11 @@ def write(out_dir: Path, record: dict) -> None:
         ys = [100 * p["test_accuracy"] for p in r["curve"]]
         ax.plot(xs, ys, style, label=f"{name} ({r['configurations']} configurations)")
     ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    spent = {p["config_epochs"] for r in record["searches"].values() for p in r["curve"]}
+    ticks = sorted({min(spent), max(spent), record["searches"]["halving"]["config_epochs"]}
+                   | {record["trials"] * e for e in (3, 5) if record["trials"] * e < max(spent)})  # fmt: skip
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("configuration-epochs spent (log)")
     ax.set_ylabel("test accuracy of the pick (%)")
     ax.set_title(f"{record['dataset']}: the trial picked by validation accuracy")
@@ -212,9 +215,9 @@ def write(out_dir: Path, record: dict) -> None:
     plot.save(fig, out_dir / "tuning_benchmark.png")
 
 
-def summary(record: dict) -> str:
+def summary(record: dict, out_dir: Path) -> str:
     """The Markdown the Tuning page includes: the table, the headline and the figure."""
-    rows = list(csv.reader((Path(record["out"]) / "tuning_benchmark.csv").read_text().splitlines()))
+    rows = list(csv.reader((out_dir / "tuning_benchmark.csv").read_text().splitlines()))
     table = ["| " + " | ".join(r) + " |" for r in rows]
     table.insert(1, "|" + " --- |" * len(rows[0]))
     h, r = record["searches"]["halving"], record["searches"]["random"]
@@ -252,7 +255,8 @@ def main(argv=None) -> int:
     _files.check_writable(args.out)
     if args.replot:
         record = json.loads((args.out / "tuning_benchmark.json").read_text())
-        write(args.out, {**record, "out": str(args.out)})
+        record.pop("out", None)
+        write(args.out, record)
         return 0
     if args.quick:
         ds, dataset = mnist_data.load_embedded(), "embedded MNIST subset"
@@ -262,7 +266,7 @@ def main(argv=None) -> int:
         dataset, sizes = "Fashion-MNIST", dict(trials=81, eta=3, epochs=9, grid_side=9, n_val=5000)
     searches = run(ds, seed=args.seed, **sizes)
     record = {"dataset": dataset, "machine": machine(), "seed": args.seed, **sizes,
-              "searches": searches, "out": str(args.out)}  # fmt: skip
+              "searches": searches}  # fmt: skip
     write(args.out, record)
     print(f"wrote {args.out / 'tuning_benchmark.json'}, .csv and .png")
     return 0

@@ -79,6 +79,7 @@ PROCESS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # two processes (main registers the marker: pytest -m "not slow")
 def test_two_processes_sharing_a_journal_file_study_record_every_trial_once(tmp_path):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend

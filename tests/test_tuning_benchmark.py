@@ -5,8 +5,10 @@ import csv
 import json
 
 import numpy as np
+import pytest
 
 
+@pytest.mark.slow  # end to end (main registers the marker: pytest -m "not slow")
 def test_the_tuning_benchmark_quick_run_writes_consistent_outputs(load_script, tmp_path):
     script = load_script("tuning")
     assert script.main(["--quick", "--out", str(tmp_path)]) == 0

@@ -186,3 +186,18 @@ def test_bad_halving_settings_are_refused_in_one_line_before_training(make, mess
     with pytest.raises(ValueError, match=message) as e:
         make()
     assert "\n" not in str(e.value) and TRACES == []
+
+
+def test_plots_of_a_halving_result_mark_stopped_trials_apart_from_diverged_ones():
+    grid = sweep.product(lr=[2.5, 2.9, 3.6], boom=[0, 1])
+    res = toy_fit(grid, halving=sweep.Halving(eta=3, metric="dist"), epochs=3)
+    # After epoch 1: the three boom=1 trials diverged; of the others 2.9 and 2.5 go on, 3.6 stops.
+    assert res.metrics["epochs_trained"].tolist() == [[3, 1], [3, 1], [1, 1]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fig = res.heatmap("dist_last", "lr", "boom")
+        texts = [t.get_text() for t in fig.axes[0].texts]  # rows: boom 0, then boom 1
+        assert texts[2:] == ["-", "div", "div", "div"] and texts[0] not in ("-", "div")
+        scatter = res.scatter("dist_last", "lr", "boom")
+    crosses = [c for c in scatter.axes[0].collections if c.get_label() == "diverged"]
+    assert len(crosses) == 1 and len(crosses[0].get_offsets()) == 3

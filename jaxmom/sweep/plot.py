@@ -50,7 +50,8 @@ def heatmap(
     """A heatmap of ``result``'s ``metric`` over the axes carrying ``x`` and ``y``.
 
     Other axes (e.g. seeds) are averaged; a cell where any averaged run diverged is shown
-    grey and labelled "div". An axis whose values are all positive and span at least a
+    grey and labelled "div" (one without a value for another reason, such as a trial that
+    successive halving stopped, grey and "-"). An axis whose values are all positive and span at least a
     decade is drawn on a log scale. The colour scale is logarithmic when ``log_color`` is
     True or, by default, when the metric's values are positive and span a factor of 5 or
     more (losses; pass False for bounded metrics such as accuracy). ``best="min"`` or
@@ -70,6 +71,8 @@ def heatmap(
         )
     others = tuple(i for i in range(len(result.grid.shape)) if i not in (ix, iy))
     mean = cell_values(result, metric, x, y)
+    div = np.moveaxis(np.asarray(result.diverged), (iy, ix), (0, 1))
+    div = np.asarray(div.reshape(div.shape[0], div.shape[1], -1).any(-1))
     z = cell_values(result, metric, x, y, std=True) if std else mean
     xv = result.grid.axes[ix].columns.get(x, next(iter(result.grid.axes[ix].columns.values())))
     yv = result.grid.axes[iy].columns.get(y, next(iter(result.grid.axes[iy].columns.values())))
@@ -98,7 +101,9 @@ def heatmap(
         ax.text(
             float(xc[j]),
             float(yc[i]),
-            ("" if not np.isfinite(v) else f"±{v:.2g}" if std else f"{v:.3g}") or "div",
+            ("div" if div[i, j] else "-")
+            if not np.isfinite(v)
+            else (f"±{v:.2g}" if std else f"{v:.3g}"),
             ha="center",
             va="center",
             fontsize=8,
@@ -180,7 +185,8 @@ def scatter(
     deviation, ``ddof=0``, when there are several). With one hyperparameter ``x`` the metric is
     the vertical axis; with two, ``x`` and ``y`` are the axes and the metric the colour. A
     configuration where any seed diverged is a grey cross (along the bottom edge in the
-    one-hyperparameter plot). ``log``: the hyperparameters drawn on a log axis (True: all);
+    one-hyperparameter plot); one without a value for another reason (a trial that successive
+    halving stopped) is left out. ``log``: the hyperparameters drawn on a log axis (True: all);
     by default, those whose values are positive, span at least a decade and have their median
     nearer the geometric than the arithmetic midpoint, as a :func:`~jaxmom.sweep.log_uniform`
     space's do. ``best="min"`` or ``"max"`` circles the best configuration in red.
@@ -202,7 +208,11 @@ def scatter(
         coords = {k: np.take(v, 0, axis=at) for k, v in coords.items()}
     mean, std = mean.reshape(-1), std.reshape(-1)
     values = {k: np.asarray(coords[k], float).reshape(-1) for k in names}
+    diverged = result.diverged
+    if seeded:
+        diverged = np.moveaxis(diverged, result.grid.names.index("seed"), -1).any(-1)
     ok = np.isfinite(mean)
+    bad = diverged.reshape(-1)  # grey crosses; other missing values (stopped trials) left out
 
     def is_log(name):
         if isinstance(log, bool):
@@ -219,8 +229,8 @@ def scatter(
             ax.errorbar(xv[ok], mean[ok], yerr=std[ok], fmt="none", ecolor="0.6", lw=1)
         ax.scatter(xv[ok], mean[ok], s=22, color="C0", zorder=3)
         ax.scatter(
-            xv[~ok],
-            np.full((~ok).sum(), 0.02),
+            xv[bad],
+            np.full(bad.sum(), 0.02),
             marker="x",
             color="0.5",
             transform=ax.get_xaxis_transform(),
@@ -240,7 +250,7 @@ def scatter(
         else:
             norm = Normalize(*((fin.min(), fin.max()) if fin.size else (0.0, 1.0)))
         points = ax.scatter(xv[ok], yv[ok], c=fin, cmap="viridis", norm=norm, s=30, zorder=3)
-        ax.scatter(xv[~ok], yv[~ok], marker="x", color="0.5", label="diverged")
+        ax.scatter(xv[bad], yv[bad], marker="x", color="0.5", label="diverged")
         if fin.size:
             bar = fig.colorbar(points, ax=ax, label=label or metric)
             plain = FuncFormatter(lambda v, _: f"{v:g}")
@@ -255,7 +265,7 @@ def scatter(
         ax.scatter(
             [xv[i]], [yv[i]], s=160, facecolors="none", edgecolors="red", linewidths=2, zorder=4
         )
-    if (~ok).any():
+    if bad.any():
         ax.legend(loc="best", fontsize=8)
     ax.set_xscale("log" if is_log(x) else "linear")
     ax.set_xlabel(x + (" (log)" if is_log(x) else ""))

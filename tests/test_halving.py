@@ -13,7 +13,7 @@ from toy_problem import BOOM, LRS, ONES, TRACES, toy_eval, toy_init, toy_loss, t
 
 import jaxmom
 from jaxmom import sweep
-from jaxmom.sweep import _halving
+from jaxmom.sweep import _fit, _halving
 
 
 def toy_fit(grid, **kw):
@@ -80,6 +80,17 @@ def test_each_rung_width_compiles_once_and_a_rerun_compiles_nothing():
     def fresh_loss(params, x):  # its own function: its own programs
         return toy_loss(params, x)
 
+    # fit's setup may trace a new loss once, abstractly, to look at it (on CPU: does it
+    # convolve?); that look is made here first, so that what is counted below is compiling.
+    _fit.setup(
+        grid,
+        init=toy_init,
+        loss=fresh_loss,
+        optimizer=toy_tx,
+        train=(ONES,),
+        batch_size=1,
+        epochs=4,
+    )
     TRACES.clear()
     first = toy_fit(grid, halving=h, loss=fresh_loss, epochs=4)
     assert len(TRACES) == 3 and first.compile_seconds > 0  # widths 9, 3 and 1: one trace each

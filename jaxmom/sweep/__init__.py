@@ -12,6 +12,10 @@ For example::
     res.metrics["loss"].shape                        # (4, 4, 2, steps): shaped like the grid
     res.best("final_loss"); res.to_csv("grid.csv"); res.heatmap("final_loss", "lr", "momentum", "h.png")
 
+To sweep a model on a dataset, :func:`fit` writes the training loop (``init``, a per-example
+``loss``, ``optimizer(hparams)`` and the data): shuffling, batching, evaluation after every epoch,
+a chunk size from memory, progress and checkpoints.
+
 ``args`` (e.g. the training data) are shared by all cells, not batched: a first layer applied to a
 shared input batch then lowers to one wide matmul against all ``K`` weight matrices.
 
@@ -20,7 +24,8 @@ Besides grids, :func:`sample` draws random or Sobol trials from :func:`uniform`,
 
 Modules: :mod:`~jaxmom.sweep._grid` (the grid), :mod:`~jaxmom.sweep._sample` (sampled trials), :mod:`~jaxmom.sweep._engine` (the compiled, sharded,
 chunked program and its cache), :mod:`~jaxmom.sweep._result` (results, divergence, exports) and
-:mod:`jaxmom.sweep.plot` (heatmaps, needs matplotlib). The engine knows nothing of any model or
+:mod:`jaxmom.sweep.plot` (heatmaps, needs matplotlib), :mod:`~jaxmom.sweep._fit` (``fit``) and
+:mod:`~jaxmom.sweep._checkpoint` (its checkpoints). The engine knows nothing of any model or
 dataset: the MNIST study's sweep lives in :mod:`jaxmom.studies.mnist.sweep`.
 """
 

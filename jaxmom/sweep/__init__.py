@@ -19,11 +19,18 @@ a chunk size from memory, progress and checkpoints.
 ``args`` (e.g. the training data) are shared by all cells, not batched: a first layer applied to a
 shared input batch then lowers to one wide matmul against all ``K`` weight matrices.
 
-Modules: :mod:`~jaxmom.sweep._grid` (the grid), :mod:`~jaxmom.sweep._engine` (the compiled, sharded,
-chunked program and its cache), :mod:`~jaxmom.sweep._result` (results, divergence, exports) and
-:mod:`jaxmom.sweep.plot` (heatmaps, needs matplotlib), :mod:`~jaxmom.sweep._fit` (``fit``) and
-:mod:`~jaxmom.sweep._checkpoint` (its checkpoints). The engine knows nothing of any model or
-dataset: the MNIST study's sweep lives in :mod:`jaxmom.studies.mnist.sweep`.
+Besides grids, :func:`sample` draws random or Sobol trials from :func:`uniform`,
+:func:`log_uniform` and :func:`choice` spaces onto one ``"trial"`` axis; ``fit(...,
+halving=Halving(...))`` runs successive halving inside the compiled sweep, and
+:func:`optuna_search` lets an Optuna study pick the trials, a batch at a time.
+
+Modules: :mod:`~jaxmom.sweep._grid` (the grid), :mod:`~jaxmom.sweep._sample` (sampled trials),
+:mod:`~jaxmom.sweep._engine` (the compiled, sharded, chunked program and its cache),
+:mod:`~jaxmom.sweep._result` (results, divergence, exports, save and load),
+:mod:`jaxmom.sweep.plot` (heatmaps and scatter plots, needs matplotlib), :mod:`~jaxmom.sweep._fit`
+(``fit``), :mod:`~jaxmom.sweep._checkpoint` (its checkpoints), :mod:`~jaxmom.sweep._halving`
+(successive halving) and :mod:`~jaxmom.sweep._optuna` (Optuna). The engine knows nothing of any
+model or dataset: the MNIST study's sweep lives in :mod:`jaxmom.studies.mnist.sweep`.
 """
 
 from jaxmom.sweep._engine import finite as finite
@@ -34,4 +41,10 @@ from jaxmom.sweep._grid import Axis as Axis
 from jaxmom.sweep._grid import Grid as Grid
 from jaxmom.sweep._grid import product as product
 from jaxmom.sweep._grid import zipped as zipped
+from jaxmom.sweep._halving import Halving as Halving
+from jaxmom.sweep._optuna import optuna_search as optuna_search
 from jaxmom.sweep._result import SweepResult as SweepResult
+from jaxmom.sweep._sample import choice as choice
+from jaxmom.sweep._sample import log_uniform as log_uniform
+from jaxmom.sweep._sample import sample as sample
+from jaxmom.sweep._sample import uniform as uniform

@@ -683,6 +683,7 @@ def fit(
     checkpoint_dir=None,
     return_params: bool = False,
     divergence_factor: float | None = 10.0,
+    halving=None,
 ) -> SweepResult:
     """Train ``init``'s model with ``loss`` and ``optimizer``, one run per cell of ``grid``.
 
@@ -728,6 +729,8 @@ def fit(
       return_params: also return the final params (the result's ``params``, stacked with the
         grid's shape in front, on the host).
       divergence_factor: see :func:`jaxmom.sweep.sweep`; applied to ``loss``.
+      halving: a :class:`~jaxmom.sweep.Halving`: successive halving instead of training every
+        cell for every epoch (see :mod:`jaxmom.sweep._halving`; no ``checkpoint_dir``).
 
     Returns:
       A :class:`~jaxmom.sweep.SweepResult` whose ``metrics`` hold ``loss`` (every step,
@@ -759,6 +762,11 @@ def fit(
         eval_batch_size=eval_batch_size,
         devices=devices,
     )
+    if halving is not None:  # successive halving lives in its own module, on these functions
+        from jaxmom.sweep._halving import run
+
+        s = _chunk(s, chunk_size, memory_budget)
+        return run(s, halving, progress, return_params, divergence_factor, checkpoint_dir)
     checkpoint = None
     if checkpoint_dir is not None:
         checkpoint = Checkpoint(checkpoint_dir, f"fit-{_fingerprint(s, return_params)}")

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def keys_and_steps(hparams, key):
     return {
         "key": jax.random.key_data(key),
-        "steps": hparams["steps"] + 0,
+        "steps_seen": hparams["steps"] + 0,  # a metric may not reuse a grid column's name
         "loss": jax.random.normal(key, (3,)),
     }
 
@@ -83,14 +83,14 @@ X64 = textwrap.dedent("""
     jax.config.update("jax_enable_x64", True)
     from jaxmom import sweep
     def f(h, key):
-        return {"key": jax.random.key_data(key), "steps": h["steps"] + 0, "loss": jax.random.normal(key, (3,))}
+        return {"key": jax.random.key_data(key), "steps_seen": h["steps"] + 0, "loss": jax.random.normal(key, (3,))}
     seeds = [2**32 + 1, 1, 2**64 - 1]
     res = sweep.sweep(f, sweep.product(steps=[2**31 + 5]).with_seeds(seeds))
     for i, s in enumerate(seeds):
         alone = jax.random.key(np.uint64(s))
         assert res.metrics["key"][0, i].tolist() == jax.random.key_data(alone).tolist(), s
         assert np.array_equal(res.metrics["loss"][0, i], jax.random.normal(alone, (3,))), s
-    assert res.metrics["steps"].tolist() == [[2**31 + 5] * 3], res.metrics["steps"]
+    assert res.metrics["steps_seen"].tolist() == [[2**31 + 5] * 3], res.metrics["steps_seen"]
     print("ok")
 """)
 
@@ -119,7 +119,7 @@ def test_with_x64_off_an_integer_beyond_int32_is_refused_before_compiling():
         sweep.sweep(train, sweep.product(steps=[1, 2**31 + 5]))
     assert not compiled
     res = sweep.sweep(train, sweep.product(steps=[2**31 - 1, -(2**31)]))  # the edges fit
-    assert res.metrics["steps"].tolist() == [2**31 - 1, -(2**31)]
+    assert res.metrics["steps_seen"].tolist() == [2**31 - 1, -(2**31)]
 
 
 def test_a_float_that_float32_cannot_hold_is_refused():
@@ -130,7 +130,7 @@ def test_a_float_that_float32_cannot_hold_is_refused():
 def test_chunk_size_and_seed_take_numpy_integers_and_refuse_bools():
     grid = sweep.product(steps=[1, 2, 3])
     res = sweep.sweep(keys_and_steps, grid, chunk_size=np.int64(2), seed=np.uint8(4))
-    assert res.metrics["steps"].tolist() == [1, 2, 3]
+    assert res.metrics["steps_seen"].tolist() == [1, 2, 3]
     assert res.metrics["key"][0].tolist() == jax.random.key_data(jax.random.key(4)).tolist()
     for bad in (True, np.True_, 1.0, 0):
         with pytest.raises(ValueError, match="chunk_size must be a positive integer"):

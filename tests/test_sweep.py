@@ -218,6 +218,19 @@ def test_heatmap_png_with_log_axis_where_values_span_decades(tmp_path):
         res.heatmap("final_loss", "lr", "lr", tmp_path / "x.png")
 
 
+def test_a_log_colour_bar_labels_its_minor_ticks_only_within_one_decade():
+    from matplotlib.ticker import NullFormatter
+
+    def bar_of(losses):
+        grid = sweep.product(lr=[0.1, 0.2], momentum=[0.0, 0.9])
+        res = sweep.SweepResult(grid, {"final_loss": np.array(losses)}, 0.0, 0.0)
+        fig = res.heatmap("final_loss", "lr", "momentum", log_color=True)
+        return fig.axes[1].yaxis.get_minor_formatter()
+
+    assert isinstance(bar_of([[1e-4, 1e-2], [0.1, 3.0]]), NullFormatter)  # 4.5 decades: crowded
+    assert not isinstance(bar_of([[0.2, 0.3], [0.5, 0.9]]), NullFormatter)  # one decade: labelled
+
+
 def test_importing_plot_leaves_the_matplotlib_backend_alone():
     """A notebook's inline backend survives `import jaxmom.sweep.plot` (and the result module)."""
     code = textwrap.dedent("""

@@ -34,6 +34,16 @@ def save(fig: Figure, path, dpi: int = 120) -> None:
         fig.savefig(f, format="png", dpi=dpi)
 
 
+def _plain_ticks(bar, norm) -> None:
+    """Colour-bar labels as plain numbers; on a log scale the minor ticks are labelled only when
+    the range spans less than a decade (else they crowd into each other)."""
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    bar.ax.yaxis.set_major_formatter(plain)
+    low, high = norm.vmin, norm.vmax
+    narrow = isinstance(norm, LogNorm) and low is not None and high is not None and high < 10 * low
+    bar.ax.yaxis.set_minor_formatter(plain if narrow else NullFormatter())
+
+
 def heatmap(
     result: SweepResult,
     metric: str,
@@ -92,9 +102,7 @@ def heatmap(
     mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), cmap=cmap, norm=norm)
     if fin.size:
         bar = fig.colorbar(mesh, ax=ax, label=label or (f"std of {metric}" if std else metric))
-        plain = FuncFormatter(lambda v, _: f"{v:g}")
-        bar.ax.yaxis.set_major_formatter(plain)
-        bar.ax.yaxis.set_minor_formatter(plain if isinstance(norm, LogNorm) else NullFormatter())
+        _plain_ticks(bar, norm)
     xc, yc = _centres(xe, xlog), _centres(ye, ylog)
     for (i, j), v in np.ndenumerate(z):
         dark = np.isfinite(v) and np.asarray(norm(v)) < 0.6  # viridis is dark at its low end
@@ -253,11 +261,7 @@ def scatter(
         ax.scatter(xv[bad], yv[bad], marker="x", color="0.5", label="diverged")
         if fin.size:
             bar = fig.colorbar(points, ax=ax, label=label or metric)
-            plain = FuncFormatter(lambda v, _: f"{v:g}")
-            bar.ax.yaxis.set_major_formatter(plain)
-            bar.ax.yaxis.set_minor_formatter(
-                plain if isinstance(norm, LogNorm) else NullFormatter()
-            )
+            _plain_ticks(bar, norm)
         ax.set_ylabel(y + (" (log)" if is_log(y) else ""))
         ax.set_yscale("log" if is_log(y) else "linear")
     if best is not None and ok.any():

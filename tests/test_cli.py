@@ -649,3 +649,26 @@ def test_benchmark_quick_run_writes_every_row(tmp_path, load_script):
     assert 0 < rows[benchmark.SWEEP]["eval_seconds"] < rows[benchmark.SWEEP]["seconds"]
     assert rows["part: jaxmom.sgd update alone, 16 configs"]["gbytes_per_s"] > 0
     assert len(report["speedups"]) == 3  # no PyTorch row: its ratio is left out
+
+
+def test_param_and_state_dtype_flags_reach_single_runs_and_sweeps(
+    tmp_path, monkeypatch, capsys, tiny_mnist
+):
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    dtypes = ["--param-dtype", "bfloat16", "--state-dtype", "float32"]
+    common = ["--optimizer", "adam", "--epochs", "1", "--quiet", *dtypes]
+    assert cli.main([*common, "--out", str(tmp_path / "one")]) == 0
+    [record] = json.loads((tmp_path / "one" / "results.json").read_text())["runs"]
+    assert (record["param_dtype"], record["state_dtype"]) == ("bfloat16", "float32")
+    plain = train_and_evaluate(Config(optimizer="adam", epochs=1), tiny_mnist).record
+    assert (
+        plain["state_dtype"] == "float32"
+        and plain["epoch_train_loss"] != record["epoch_train_loss"]
+    )
+    assert cli.main([*common, "--sweep", "--lr", "0.001,0.01", "--out", str(tmp_path / "g")]) == 0
+    cells = json.loads((tmp_path / "g" / "results.json").read_text())["runs"]
+    assert [(c["param_dtype"], c["state_dtype"]) for c in cells] == [("bfloat16", "float32")] * 2
+    assert cells[0]["epoch_train_loss"] == pytest.approx(record["epoch_train_loss"], rel=1e-2)
+    capsys.readouterr()
+    code, err = one_line_exit(capsys, ["--state-dtype", "float16", "--source", "embedded"])
+    assert code == 2 and "invalid choice: 'float16'" in err

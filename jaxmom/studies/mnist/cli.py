@@ -31,7 +31,7 @@ from typing import NoReturn
 
 from jaxmom import sweep as engine
 from jaxmom.studies.mnist import data, registry, report, train
-from jaxmom.studies.mnist.config import INITS, Config
+from jaxmom.studies.mnist.config import DTYPES, INITS, Config
 from jaxmom.studies.mnist.registry import hyperparameters, options
 from jaxmom.studies.mnist.studies import STUDIES, StudyRun
 from jaxmom.studies.mnist.sweep import check_cells, run_sweep
@@ -156,6 +156,19 @@ def build_parser() -> Parser:
         default="torch",
         help="initial weights: PyTorch nn.Linear's default U(-1/sqrt(fan_in), "
         "1/sqrt(fan_in)) (default), or Flax's (LeCun normal, zero bias)",
+    )
+    group.add_argument(
+        "--param-dtype",
+        choices=DTYPES,
+        default="float32",
+        help="dtype of the model's parameters, which then compute in it; the loss is taken in "
+        "float32 (default float32)",
+    )
+    group.add_argument(
+        "--state-dtype",
+        choices=DTYPES,
+        help="dtype of the optimizer's state: every accumulator_dtype, mu_dtype and nu_dtype "
+        "the optimizer takes (default: the parameters')",
     )
     group.add_argument(
         "--checkpoint-dir",
@@ -299,6 +312,8 @@ def configs_from_args(args: argparse.Namespace) -> list[Config]:
                 seed=args.seed,
                 init=args.init,
                 label=label,
+                param_dtype=args.param_dtype,
+                state_dtype=args.state_dtype,
             )
         )
     return configs

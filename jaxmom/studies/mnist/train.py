@@ -43,6 +43,11 @@ EVAL_BATCH = 1000  # test images per matmul: a chunk's activations stay in cache
 _MODEL = MLP()  # applying the model does not depend on how it was initialised
 
 
+def inputs(params, images):
+    """The scaled images in the parameters' dtype: bfloat16 parameters compute in bfloat16."""
+    return preprocess(images).astype(jax.tree.leaves(params)[0].dtype)
+
+
 def loss(params, images, labels):
     """Per-example softmax cross-entropy, shape (batch,).
 
@@ -50,15 +55,17 @@ def loss(params, images, labels):
     loss transposes back and takes the softmax over axis 0, so XLA cancels the two transposes and
     lays the logits' gradient out (10, batch) too. Under a sweep's ``vmap`` the last layer's
     weight gradient is then one plain batched matmul, with no transposed copy of the gradient
-    (measured: 2-4% of a 4x4 sweep's step on a 2-core Xeon)."""
-    logits = jnp.asarray(_MODEL.apply({"params": params}, preprocess(images))).T
+    (measured: 2-4% of a 4x4 sweep's step on a 2-core Xeon). The model computes in the
+    parameters' dtype (:func:`inputs`), the loss in float32."""
+    logits = jnp.asarray(_MODEL.apply({"params": params}, inputs(params, images))).T
+    logits = logits.astype(jnp.float32)
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels, axis=0)
 
 
 def evaluate(params, images, labels):
     """``{"test_accuracy": 1.0 where the predicted class is the label, else 0.0}`` per example;
     ``fit`` averages it over the whole test set after every epoch."""
-    logits = jnp.asarray(_MODEL.apply({"params": params}, preprocess(images)))
+    logits = jnp.asarray(_MODEL.apply({"params": params}, inputs(params, images)))
     return {"test_accuracy": (jnp.argmax(logits, -1) == labels).astype(jnp.float32)}
 
 
@@ -71,13 +78,17 @@ class Functions(NamedTuple):
 
 
 @functools.cache
-def functions(optimizer: str, options: tuple, init: str) -> Functions:
-    """The same function objects for the same ``(optimizer, sorted options, init scheme)``, so that
-    ``fit``'s compile cache (keyed on them) serves every run of that kind."""
+def functions(optimizer: str, options: tuple, init: str, param_dtype: str = "float32") -> Functions:
+    """The same function objects for the same ``(optimizer, sorted options, init scheme,
+    parameter dtype)``, so that ``fit``'s compile cache (keyed on them) serves every run of that
+    kind. ``options`` are the factory's static keyword arguments, the state dtypes included
+    (:meth:`Config.optimizer_options`); the parameters are drawn in float32 and cast to
+    ``param_dtype``, so every dtype starts from the same weights, rounded."""
     model, spec = MLP(init_scheme=init), registry.OPTIMIZERS[optimizer]
 
     def init_params(key):
-        return model.init(key, jnp.zeros((1, 784), jnp.float32))["params"]
+        params = model.init(key, jnp.zeros((1, 784), jnp.float32))["params"]
+        return jax.tree.map(lambda p: p.astype(param_dtype), params)
 
     def make(hparams):
         return spec.make(hparams, dict(options))
@@ -135,7 +146,8 @@ def fit_config(
     """
     hparams = {k: typed(config, k, v) for k, v in config.full_hparams().items()}
     grid = single_grid(config) if grid is None else grid
-    fns = functions(config.optimizer, tuple(sorted(config.options.items())), config.init)
+    options = tuple(sorted(config.optimizer_options().items()))
+    fns = functions(config.optimizer, options, config.init, config.param_dtype)
     folder = None if checkpoint_dir is None else run_folder(checkpoint_dir, config, data, grid)
     before = saved_headers(folder) if folder is not None else {}
     res = engine.fit(
@@ -184,7 +196,11 @@ def fit_config(
         res.divergence_factor,
         eval_seconds=res.eval_seconds,
     )
-    out.params = res.params
+    # fit hands back bfloat16 params restored from a finished checkpoint as raw bytes (numpy's
+    # V2, as np.savez stores them): view them as the parameters' dtype again
+    out.params = jax.tree.map(
+        lambda x: x.view(jnp.dtype(config.param_dtype)) if x.dtype.kind == "V" else x, res.params
+    )
     return out
 
 
@@ -232,6 +248,8 @@ def records(config: Config, data, res: engine.SweepResult, *, single: bool = Fal
                 "batch_size": config.batch_size,
                 "seed": int(coords[engine.SEED][i]) if engine.SEED in coords else config.seed,
                 "init": config.init,
+                "param_dtype": config.param_dtype,
+                "state_dtype": config.state_dtype or config.param_dtype,
                 "data_source": data.source,
                 "train_examples": n_train,
                 "test_examples": n_test,

@@ -672,3 +672,19 @@ def test_param_and_state_dtype_flags_reach_single_runs_and_sweeps(
     capsys.readouterr()
     code, err = one_line_exit(capsys, ["--state-dtype", "float16", "--source", "embedded"])
     assert code == 2 and "invalid choice: 'float16'" in err
+
+
+def test_mixed_precision_script_writes_its_table_into_the_page(
+    tmp_path, monkeypatch, tiny_mnist, load_script
+):
+    script = load_script("mixed_precision")
+    monkeypatch.setattr(script.data, "load", lambda *args, **kwargs: tiny_mnist)
+    page = tmp_path / "mnist.md"
+    page.write_text(f"before\n{script.START}\nold\n{script.END}\nafter\n")
+    monkeypatch.setattr(script, "DOCS", page)
+    script.main(["--epochs", "1", "--repeats", "1", "--out", str(tmp_path / "out"), "--docs"])
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(rows) == 6 and {r["setting"] for r in rows} == set(script.SETTINGS)
+    text = page.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
+    assert text.count("| adam 1e-3 |") == 3 and "| 1.00x |" in text

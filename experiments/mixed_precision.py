@@ -3,8 +3,9 @@
 Trains the study's model (784-200-10 MLP, batch 64) on Fashion-MNIST for 5 epochs with Adam
 (lr 1e-3) and with momentum SGD (lr 0.01, momentum 0.9) at three settings: float32; bfloat16
 parameters with a float32 optimizer state (``--param-dtype bfloat16 --state-dtype float32``);
-bfloat16 parameters and state. Each run goes through the study's own ``train_and_evaluate`` (its
-compiled epoch program); seconds per epoch are after compilation, the best of ``--repeats`` runs,
+bfloat16 parameters and state. Each run goes through the study's own ``train_and_evaluate`` (a
+one-cell :func:`jaxmom.sweep.fit`, whose compiled epoch program later repeats reuse); seconds per
+epoch are training after compilation, test evaluation excluded, the best of ``--repeats`` runs,
 the settings interleaved so that a busy machine slows them alike. Writes ``--out/results.json``
 and, with ``--docs``, the table between the markers in ``docs/mnist.md``.
 
@@ -40,7 +41,7 @@ OPTIMIZERS = {
 
 
 def measure(dataset, epochs: int, repeats: int) -> list[dict]:
-    programs, rows = {}, {}
+    rows = {}
     for _ in range(repeats):
         for name, (optimizer, hparams) in OPTIMIZERS.items():
             for label, (param_dtype, state_dtype) in SETTINGS.items():
@@ -51,7 +52,7 @@ def measure(dataset, epochs: int, repeats: int) -> list[dict]:
                     param_dtype=param_dtype,
                     state_dtype=state_dtype,
                 )
-                record = train.train_and_evaluate(config, dataset, programs=programs).record
+                record = train.train_and_evaluate(config, dataset).record
                 seconds = record["train_seconds"] / epochs
                 row = rows.setdefault((name, label), {"optimizer": name, "setting": label})
                 row["seconds_per_epoch"] = min(row.get("seconds_per_epoch", seconds), seconds)

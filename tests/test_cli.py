@@ -674,6 +674,7 @@ def test_param_and_state_dtype_flags_reach_single_runs_and_sweeps(
     assert code == 2 and "invalid choice: 'float16'" in err
 
 
+@pytest.mark.slow  # twelve one-epoch runs: about 15 s on 2 cores
 def test_mixed_precision_script_writes_its_table_into_the_page(
     tmp_path, monkeypatch, tiny_mnist, load_script
 ):

@@ -21,6 +21,7 @@ import functools
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -58,6 +59,10 @@ TARGETS = {  # (row, baseline): issue 8's minimum speed-up (stretch in the comme
     (EPOCH, "optax+flax jitted step in a Python loop, host-gathered batches"): 1.25,
     (EPOCH, "the same epoch with flax nn.Dense (in, out) kernels (before)"): 1.0,
 }
+CNN_FIT = "cnn 4x4: jaxmom.sweep.fit (--cnn)"
+CNN_VMAP = "cnn 4x4: optax inject_hyperparams(sgd) + vmap over a scan epoch (--cnn)"
+CNN_LOOP = "cnn 4x4: 16 configurations one after another, jitted step (--cnn)"
+CNN_TARGETS = {(CNN_FIT, CNN_VMAP): 1.0, (CNN_FIT, CNN_LOOP): 1.3}  # issue 16
 
 
 def machine() -> str:
@@ -315,6 +320,143 @@ def peak(n=4096):
     return lambda: jax.block_until_ready(exe(a)), compile_s, 2 * n**3
 
 
+# ---- a user's model that is not the study's: a small CNN (--cnn) ------------------------------
+
+
+class CNN(nn.Module):
+    """Two 3x3 convolutions (16 and 32 channels, ReLU, 2x2 max-pooling each), a dense layer."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.max_pool(nn.relu(nn.Conv(16, (3, 3))(x)), (2, 2), (2, 2))
+        x = nn.max_pool(nn.relu(nn.Conv(32, (3, 3))(x)), (2, 2), (2, 2))
+        return nn.Dense(10)(x.reshape(x.shape[0], -1))
+
+
+# multiply-adds per example, forward: conv 1, conv 2, dense; a step is about 3x the forward
+CNN_FLOPS_PER_EXAMPLE = 3 * 2 * (28 * 28 * 16 * 9 + 14 * 14 * 32 * 9 * 16 + 7 * 7 * 32 * 10)
+
+
+def cnn_data(n: int):
+    """Fashion-MNIST-shaped float32 images (n, 28, 28, 1) and labels; the values are random."""
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(n, 28, 28, 1)).astype(np.float32)
+    return jax.device_put(images), jax.device_put(rng.integers(0, 10, n).astype(np.int32))
+
+
+def cnn_init(key):
+    return CNN().init(key, jnp.zeros((1, 28, 28, 1)))["params"]
+
+
+def cnn_loss(params, x, y):
+    return optax.softmax_cross_entropy_with_integer_labels(CNN().apply({"params": params}, x), y)
+
+
+def cnn_sgd(h):
+    return jaxmom.sgd(h["lr"], h["momentum"])
+
+
+def cnn_fit(images, labels):
+    """The 4x4 lr x momentum grid, one epoch, through ``sweep.fit`` (chunk size "auto")."""
+    grid = sweep.product(lr=list(LRS), momentum=list(MOMENTA))
+    kw = dict(init=cnn_init, loss=cnn_loss, optimizer=cnn_sgd, train=(images, labels))
+    run = lambda: sweep.fit(grid, **kw, batch_size=64, epochs=1, progress=False)
+    first = run()
+    return run, first.compile_seconds
+
+
+def cnn_optax_vmap(images, labels):
+    """The same work hand-written: ``inject_hyperparams(optax.sgd)`` + ``vmap`` over a
+    ``lax.scan`` epoch, the shared batch order padded with zero weights as ``fit`` does."""
+    n, size = images.shape[0], 64
+    steps = -(-n // size)
+
+    def run(lr, momentum, key, images, labels):
+        init_key, data_key = jax.random.split(key)
+        params = cnn_init(init_key)
+        tx = optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=momentum)
+        pad = steps * size - n
+        order = jnp.concatenate(
+            [jax.random.permutation(jax.random.fold_in(data_key, 0), n), jnp.zeros(pad, int)]
+        )
+        weights = jnp.concatenate([jnp.ones(n), jnp.zeros(pad)])
+
+        def step(carry, batch):
+            p, s = carry
+            idx, w = batch
+            loss, grads = jax.value_and_grad(
+                lambda p: jnp.sum(w * cnn_loss(p, images[idx], labels[idx])) / jnp.sum(w)
+            )(p)
+            updates, s = tx.update(grads, s, p)
+            return (optax.apply_updates(p, updates), s), loss
+
+        batches = (order.reshape(steps, size), weights.reshape(steps, size))
+        return jax.lax.scan(step, (params, tx.init(params)), batches)[1]
+
+    lrs, mus = (jnp.asarray(v, jnp.float32) for v in zip(*[(a, b) for a in LRS for b in MOMENTA]))
+    key = jax.random.key(0)
+    vmapped = jax.vmap(run, in_axes=(0, 0, None, None, None))
+    exe, compile_s = compiled(vmapped, lrs, mus, key, images, labels)
+    return lambda: jax.block_until_ready(exe(lrs, mus, key, images, labels)), compile_s
+
+
+def cnn_one_by_one(images, labels):
+    """The 16 configurations one after another: a jitted step (``inject_hyperparams``, so one
+    compile serves every value) per batch, the batch gathered on device, the last one partial."""
+    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.0, momentum=0.0)
+
+    def train_step(params, opt_state, x, y):
+        loss, grads = jax.value_and_grad(lambda p: jnp.mean(cnn_loss(p, x, y)))(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    params = cnn_init(jax.random.split(jax.random.key(0))[0])
+    n, size = images.shape[0], 64
+    order = jax.random.permutation(jax.random.fold_in(jax.random.split(jax.random.key(0))[1], 0), n)
+    step, compile_s = compiled(train_step, params, tx.init(params), images[:size], labels[:size])
+    last = n % size
+    tail, tail_c = (
+        compiled(train_step, params, tx.init(params), images[:last], labels[:last])
+        if last
+        else (None, 0.0)
+    )
+
+    def run():
+        for lr in LRS:
+            for mu in MOMENTA:
+                p, s = params, tx.init(params)
+                s.hyperparams["learning_rate"] = jnp.float32(lr)
+                s.hyperparams["momentum"] = jnp.float32(mu)
+                for i in range(0, n - last, size):
+                    idx = order[i : i + size]
+                    p, s, loss = step(p, s, images[idx], labels[idx])
+                if tail is not None:
+                    idx = order[n - last :]
+                    p, s, loss = tail(p, s, images[idx], labels[idx])
+                jax.block_until_ready(p)
+
+    return run, compile_s + tail_c
+
+
+def cnn_hlo(images, labels) -> dict:
+    """What XLA makes of the sweep's convolutions: the optimized HLO of fit's 4x4 epoch (shared
+    batch, 16 stacked kernels), its convolutions' shapes and feature group counts."""
+    grid = sweep.product(lr=list(LRS), momentum=list(MOMENTA))
+    s = _fit.setup(grid, init=cnn_init, loss=cnn_loss, optimizer=cnn_sgd, train=(images, labels),
+                   batch_size=64, epochs=1)  # fmt: skip
+    text = _fit.epoch_program(s.with_chunk(16))[0].as_text()
+    convs = [line for line in text.splitlines() if " convolution(" in line]
+    return {
+        "convolutions": len(convs),
+        "shapes": sorted(
+            {re.sub(r"%\S+ = ", "", c.split(" convolution(")[0]).strip() for c in convs}
+        ),
+        "feature_group_counts": sorted(
+            {int(m) for c in convs for m in re.findall(r"feature_group_count=(\d+)", c)} | {1}
+        ),
+    }
+
+
 # ---- main --------------------------------------------------------------------------------------
 
 
@@ -373,6 +515,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke run: 640 samples, 1 round")
     ap.add_argument("--large", action="store_true", help="also a 16x16 grid (256 configurations)")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch row")
+    ap.add_argument(
+        "--cnn", action="store_true", help="also a small CNN's 4x4 sweep: fit vs two peers"
+    )
     ap.add_argument("--out", default="runs/benchmark.json", help="JSON output path")
     args = ap.parse_args(argv)
     args.samples = args.samples or (640 if args.quick else 60000)
@@ -401,6 +546,16 @@ def main(argv=None) -> int:
         "optax inject_hyperparams(sgd) + vmap over a scan epoch, 4x4": (vmapped, k, vmap_c, None),
         "part: jaxmom.sgd update alone, 16 configs": (update, None, up_c, None),
     }
+    if args.cnn:
+        images, labels = cnn_data(args.samples)
+        cnn_flop = k * args.samples * CNN_FLOPS_PER_EXAMPLE
+        for name, make in (
+            (CNN_FIT, cnn_fit),
+            (CNN_VMAP, cnn_optax_vmap),
+            (CNN_LOOP, cnn_one_by_one),
+        ):
+            fn, compile_s = make(images, labels)
+            rows[name] = (fn, k, compile_s, cnn_flop)
     if not args.no_torch:
         try:
             rows["pytorch eager: torch.optim.SGD, randperm batches"] = (
@@ -444,9 +599,10 @@ def main(argv=None) -> int:
         records.append(rec)
     if args.large:
         records.append(large_grid(data, steps))
+    hlo = cnn_hlo(images, labels) if args.cnn else None
     ratios = {
         f"{a} vs {b}": {"speedup": best[b] / best[a], "target": t}
-        for (a, b), t in TARGETS.items()
+        for (a, b), t in {**TARGETS, **CNN_TARGETS}.items()
         if a in best and b in best
     }
 
@@ -476,6 +632,11 @@ def main(argv=None) -> int:
     for name, r in ratios.items():
         ok = "meets" if r["speedup"] >= r["target"] else "MISSES"
         print(f"{name:140s} {r['speedup']:5.2f}x ({ok} target {r['target']}x)")
+    if hlo is not None:
+        print(f"\ncnn sweep's optimized HLO: {hlo['convolutions']} convolutions, feature group "
+              f"counts {hlo['feature_group_counts']}:")  # fmt: skip
+        for shape in hlo["shapes"]:
+            print(f"  {shape}")
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -493,6 +654,7 @@ def main(argv=None) -> int:
                 "flop_per_step_per_config": FLOPS_PER_STEP,
                 "rows": records,
                 "speedups": ratios,
+                "cnn_hlo": hlo,
             },
             indent=2,
         )

@@ -195,11 +195,12 @@ def test_csv_dataframe_table_and_best_agree_with_the_metrics(tmp_path):
     assert df.shape[0] == 12 and df["final_loss"].min() == pytest.approx(
         res.metrics["final_loss"].min()
     )
-    flat = res.metrics["final_loss"].reshape(-1)
-    i, j, s = np.unravel_index(np.argmin(flat), grid.shape)
+    means = res.metrics["final_loss"].mean(-1)  # best() ranks cells by their seed mean
+    i, j = np.unravel_index(np.argmin(means), means.shape)
     best = res.best("final_loss")
-    assert (best["lr"], best["momentum"], best["seed"]) == ([0.05, 0.1, 0.2][i], [0.0, 0.9][j], s)
-    assert res.best("final_loss", "max")["final_loss"] == pytest.approx(flat.max())
+    assert (best["lr"], best["momentum"]) == ([0.05, 0.1, 0.2][i], [0.0, 0.9][j])
+    assert best["final_loss"] == pytest.approx(means[i, j]) and best["n_seeds"] == 2
+    assert res.best("final_loss", "max")["final_loss"] == pytest.approx(means.max())
     assert "final_loss" in res.table().splitlines()[0]
     with pytest.raises(ValueError, match="nope"):
         res.best("nope")
@@ -215,6 +216,31 @@ def test_heatmap_png_with_log_axis_where_values_span_decades(tmp_path):
     assert plot._edges(np.array([0.0, 0.5, 0.9]))[1] is False  # holds 0: categorical
     with pytest.raises(ValueError, match="same grid axis"):
         res.heatmap("final_loss", "lr", "lr", tmp_path / "x.png")
+
+
+def test_importing_plot_leaves_the_matplotlib_backend_alone():
+    """A notebook's inline backend survives `import jaxmom.sweep.plot` (and the result module)."""
+    code = textwrap.dedent("""
+        import matplotlib
+        matplotlib.use("svg")
+        import jaxmom.sweep.plot, jaxmom.sweep._result
+        print(matplotlib.get_backend())
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["svg"], out.stderr[-2000:]
+
+
+def test_heatmap_returns_a_figure_and_writes_only_when_given_a_path(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    res = sweep.sweep(regression, sweep.product(lr=[0.01, 0.1], momentum=[0.0, 0.9]), args=(X, Y))
+    monkeypatch.chdir(tmp_path)
+    fig = res.heatmap("final_loss", "lr", "momentum")
+    assert isinstance(fig, Figure) and fig.axes and list(tmp_path.iterdir()) == []
+    fig = res.heatmap("final_loss", "lr", "momentum", tmp_path / "h.png")  # positional path: kept
+    assert isinstance(fig, Figure) and (tmp_path / "h.png").stat().st_size > 10_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.png"]  # no temporary file left
 
 
 def test_bad_arguments_raise_clear_errors():

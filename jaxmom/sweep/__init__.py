@@ -15,7 +15,10 @@ For example::
 ``args`` (e.g. the training data) are shared by all cells, not batched: a first layer applied to a
 shared input batch then lowers to one wide matmul against all ``K`` weight matrices.
 
-Modules: :mod:`~jaxmom.sweep._grid` (the grid), :mod:`~jaxmom.sweep._engine` (the compiled, sharded,
+Besides grids, :func:`sample` draws random or Sobol trials from :func:`uniform`,
+:func:`log_uniform` and :func:`choice` spaces onto one ``"trial"`` axis.
+
+Modules: :mod:`~jaxmom.sweep._grid` (the grid), :mod:`~jaxmom.sweep._sample` (sampled trials), :mod:`~jaxmom.sweep._engine` (the compiled, sharded,
 chunked program and its cache), :mod:`~jaxmom.sweep._result` (results, divergence, exports) and
 :mod:`jaxmom.sweep.plot` (heatmaps, needs matplotlib). The engine knows nothing of any model or
 dataset: the MNIST study's sweep lives in :mod:`jaxmom.studies.mnist.sweep`.
@@ -29,4 +32,10 @@ from jaxmom.sweep._grid import Axis as Axis
 from jaxmom.sweep._grid import Grid as Grid
 from jaxmom.sweep._grid import product as product
 from jaxmom.sweep._grid import zipped as zipped
+from jaxmom.sweep._halving import Halving as Halving
+from jaxmom.sweep._optuna import optuna_search as optuna_search
 from jaxmom.sweep._result import SweepResult as SweepResult
+from jaxmom.sweep._sample import choice as choice
+from jaxmom.sweep._sample import log_uniform as log_uniform
+from jaxmom.sweep._sample import sample as sample
+from jaxmom.sweep._sample import uniform as uniform

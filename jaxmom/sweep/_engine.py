@@ -33,7 +33,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxmom.sweep._grid import INT32, SEED, SEEDS, Grid, _integers, _is_integer
-from jaxmom.sweep._result import SweepResult
+from jaxmom.sweep._result import SweepResult, table_columns
 
 # Compiled programs, least recently used first. A program is keyed on what shapes it: the
 # train_fn object, the devices, the chunk size, whether seeds are batched, and the shapes and
@@ -248,6 +248,7 @@ def sweep(
     inputs = (hparams, seeds, jax.tree.map(lambda a: _put(a, shared), tuple(args)))
 
     exe, compile_seconds = _compile(train_fn, mesh, chunk, seeded, inputs)
+    table_columns(grid, exe.out_info, leading=1)  # a metric name collision: before training
     t0 = time.perf_counter()
     out = jax.block_until_ready(exe(*inputs))
     train_seconds = time.perf_counter() - t0

@@ -24,21 +24,20 @@ is dropped, so only the results accumulate. The pieces are small functions that 
 (e.g. successive halving) reuse on any subset of cells and any range of epochs:
 :func:`init_state`, :func:`run_epochs`, :func:`evaluate_state`, built on a :class:`Setup`.
 
-Checkpoints (``checkpoint_dir``): after every epoch of a chunk, ``fit-<fingerprint>.json`` (a JSON
-header: what the run is, where it stands, the sha256 of the state file) and the state file it
-names, ``fit-<fingerprint>.<chunk>.<epoch>.npz`` (no pickle: arrays ``state/<i>`` are the leaves of
-``(params, opt_state)`` of the chunk's cells in ``jax.tree.leaves`` order, ``result/<name>`` the
-results so far of every cell, ``params/<i>`` the final params of finished chunks when asked for).
-The fingerprint hashes everything that shapes the run (the grid's values, seeds, fixed values,
-batch size, epochs, drop_last, the data's shapes, dtypes and bytes, the state's shapes), so another
-run never picks up this one's file.
+Checkpoints (``checkpoint_dir``, format in :mod:`jaxmom.sweep._checkpoint`): after every epoch of
+a chunk, ``fit-<fingerprint>.json`` and the state file it names, which holds the chunk's state
+``(params, opt_state)`` (leaves ``state/<i>``), the results so far of every cell (``result/<name>``,
+one row per cell of the grid padded to whole chunks) and, when asked for, the final params of the
+finished chunks (``params/<i>``). The fingerprint hashes everything that shapes the run (the grid's
+values, seeds, fixed values, batch size, epochs, drop_last, return_params, the data's shapes, dtypes
+and bytes, the state's shapes), so another run never picks up this one's file; a changed ``loss``
+of the same shapes is not seen, so give it another folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import math
 import os
@@ -54,7 +53,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxmom.sweep import _files
+from jaxmom.sweep._checkpoint import Checkpoint, refuse_nonfinite
 from jaxmom.sweep._engine import _fetch, _put, compiled
 from jaxmom.sweep._grid import SEED, Grid
 from jaxmom.sweep._result import SweepResult
@@ -108,6 +107,7 @@ class Setup:
     drop_last: bool
     mesh: Mesh
     chunk: int
+    stepwise: bool = False  # a Python loop of compiled steps instead of a compiled epoch
 
     @property
     def n(self) -> int:
@@ -301,7 +301,19 @@ def setup(
         bool(drop_last),
         mesh,
         -(-grid.size // len(devices)),
+        devices[0].platform == "cpu" and _convolves(loss, init, train, batch_size),
     )
+
+
+def _convolves(loss: Callable, init: Callable, train: tuple, batch_size: int) -> bool:
+    """Whether ``loss`` convolves (traced once, abstractly). XLA:CPU runs a convolution inside a
+    loop (a ``lax.scan`` epoch) 5 to 8 times slower than the same one outside, and a convolution
+    of stacked kernels (``vmap`` over configurations) about 2 times slower than one per
+    configuration (``experiments/benchmark.py --cnn``): on CPU such models train one
+    configuration at a time (``chunk_size="auto"``), one compiled step at a time."""
+    params = jax.eval_shape(init, jax.random.key(0))
+    batch = [jax.ShapeDtypeStruct((batch_size, *a.shape[1:]), a.dtype) for a in train]
+    return "conv_general_dilated" in str(jax.make_jaxpr(loss)(params, *batch))
 
 
 # ---- the per-cell functions --------------------------------------------------------------------
@@ -323,8 +335,9 @@ def _keys(seed):
 
 
 def _cell_fns(s: Setup):
-    """``init(hp, seed, fixed)``, ``epoch(state, hp, seed, e, fixed, train)`` and
-    ``evaluate(state, eval)`` for one cell."""
+    """``init(hp, seed, fixed)``, ``epoch(state, hp, seed, e, fixed, train)``,
+    ``evaluate(state, eval)``, ``order(seed, e)`` and ``step(state, hp, order, weights, i, fixed,
+    train)`` for one cell (the last two: one epoch's batches, and its step ``i``)."""
     static = dict(s.static)
 
     def tx_of(hp, fixed):
@@ -334,21 +347,25 @@ def _cell_fns(s: Setup):
         params = s.init(_keys(seed)[0])
         return params, tx_of(hp, fixed).init(params)
 
+    def order(seed, e):
+        return _batches(jax.random.fold_in(_keys(seed)[1], e), s.n, s.batch_size, s.steps)
+
+    def mean_loss(params, batch, w):
+        return jnp.sum(w * s.loss(params, *batch)) / jnp.sum(w)
+
+    def one_step(state, tx, idx, w, train):
+        params, opt_state = state
+        value, grads = jax.value_and_grad(mean_loss)(params, tuple(a[idx] for a in train), w)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), value
+
     def epoch(state, hp, seed, e, fixed, train):
         tx = tx_of(hp, fixed)
-        order, weights = _batches(jax.random.fold_in(_keys(seed)[1], e), s.n, s.batch_size, s.steps)
+        xs = order(seed, e)
+        return jax.lax.scan(lambda c, b: one_step(c, tx, b[0], b[1], train), state, xs)
 
-        def mean_loss(params, batch, w):
-            return jnp.sum(w * s.loss(params, *batch)) / jnp.sum(w)
-
-        def step(carry, xs):
-            params, opt_state = carry
-            idx, w = xs
-            value, grads = jax.value_and_grad(mean_loss)(params, tuple(a[idx] for a in train), w)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), value
-
-        return jax.lax.scan(step, state, (order, weights))
+    def step(state, hp, idx, w, i, fixed, train):
+        return one_step(state, tx_of(hp, fixed), idx[i], w[i], train)
 
     def evaluate(state, data):
         params = state[0] if s.eval_params is None else s.eval_params(*state)
@@ -368,7 +385,7 @@ def _cell_fns(s: Setup):
         total, _ = jax.lax.scan(add, zeros, (idx, w))
         return {k: v / n for k, v in total.items()}
 
-    return init, epoch, evaluate
+    return init, epoch, evaluate, order, step
 
 
 # ---- the compiled programs: one chunk of cells, sharded over the devices ----------------------
@@ -436,6 +453,32 @@ def epoch_program(s: Setup):
     return compiled(s.key("epoch"), build)
 
 
+def step_programs(s: Setup):
+    """(compiled ``order(seeds, e) -> (indices, weights)``, compiled ``step(state, hp, indices,
+    weights, i, fixed, train) -> (state, losses)``, compile seconds) for one chunk; ``state`` is
+    donated. For :attr:`Setup.stepwise` setups, whose epoch runs step by step from Python."""
+    hp, seeds = _cells(s, s.chunks()[0])
+    state = _state_shapes(s, hp, seeds)
+    _, _, _, order, step = _cell_fns(s)
+    seeded = s.seeds is not None
+    shared = NamedSharding(s.mesh, P())
+    e = _put(np.int32(0), shared)
+    if seeded:
+        order_fn = _spmd(s, order, (True, False))
+    else:
+        order_fn = lambda seed, e: order(seed, e)  # one order for every cell, unbatched
+    step_fn = _spmd(s, step, (True, True, seeded, seeded, False, False, False))
+
+    def build():
+        orders = jax.jit(order_fn).lower(seeds, e).compile()
+        idx, w = jax.eval_shape(order_fn, seeds, e)
+        jitted = jax.jit(step_fn, donate_argnums=0)
+        return orders, jitted.lower(state, hp, idx, w, e, s.fixed, s.train).compile()
+
+    (orders, steps), seconds = compiled(s.key("step"), build)
+    return orders, steps, seconds
+
+
 def eval_program(s: Setup):
     """(compiled ``evaluate(state, eval) -> {name: per-cell mean}``, compile seconds)."""
     hp, seeds = _cells(s, s.chunks()[0])
@@ -461,14 +504,27 @@ def run_epochs(s: Setup, state, cells: np.ndarray, e0: int, e1: int, after_epoch
     """Train ``cells`` from the end of epoch ``e0`` to the end of epoch ``e1`` (0-based epochs
     ``e0 .. e1-1``); ``state`` is donated. Returns (state, [per-step losses (width, steps) per
     epoch], train seconds, compile seconds). ``after_epoch(e, state, losses)`` runs after each."""
-    program, compile_seconds = epoch_program(s)
+    if s.stepwise:
+        orders, step, compile_seconds = step_programs(s)
+    else:
+        program, compile_seconds = epoch_program(s)
     hp, seeds = _cells(s, cells)
     shared = NamedSharding(s.mesh, P())
     out, seconds = [], 0.0
+    indices = [_put(np.int32(i), shared) for i in range(s.steps)] if s.stepwise else []
     for e in range(e0, e1):
         t0 = time.perf_counter()
-        state, losses = program(state, hp, seeds, _put(np.int32(e), shared), s.fixed, s.train)
-        losses = _fetch(losses)  # waits for the epoch
+        epoch = _put(np.int32(e), shared)
+        if s.stepwise:
+            idx, w = orders(seeds, epoch)
+            values = []
+            for i in indices:
+                state, value = step(state, hp, idx, w, i, s.fixed, s.train)
+                values.append(value)
+            losses = _fetch(jnp.stack(values, axis=1))  # waits for the epoch
+        else:
+            state, losses = program(state, hp, seeds, epoch, s.fixed, s.train)
+            losses = _fetch(losses)  # waits for the epoch
         seconds += time.perf_counter() - t0
         out.append(losses)
         if after_epoch is not None:
@@ -522,6 +578,8 @@ def auto_chunk_size(s: Setup, memory_budget: int | None = None) -> int:
     most the grid's share per device (and at most :data:`CPU_CHUNK` on CPU, which is faster)."""
     ndev = s.mesh.devices.size
     per_device = -(-s.grid.size // ndev)
+    if s.stepwise:
+        return 1
     if s.mesh.devices.flat[0].platform == "cpu":
         per_device = min(per_device, CPU_CHUNK)
         budget = (available_memory() // 2 if memory_budget is None else memory_budget) // ndev
@@ -549,7 +607,7 @@ def _chunk(s: Setup, chunk_size, memory_budget) -> Setup:
 # ---- checkpoints --------------------------------------------------------------------------------
 
 
-def _fingerprint(s: Setup) -> str:
+def _fingerprint(s: Setup, return_params: bool) -> str:
     """sha256 (first 16 hex digits) of everything that shapes the run's results."""
     h = hashlib.sha256()
     header = {
@@ -559,6 +617,7 @@ def _fingerprint(s: Setup) -> str:
         "seed": s.seed,
         "static": [[k, repr(v)] for k, v in s.static],
         "sizes": [s.batch_size, s.eval_batch_size, s.epochs, s.drop_last],
+        "return_params": return_params,
     }
     h.update(json.dumps(header, sort_keys=True).encode())
     coords = {k: np.asarray(v) for k, v in s.grid.coords().items()}
@@ -573,68 +632,6 @@ def _fingerprint(s: Setup) -> str:
     shapes = _state_shapes(s.with_chunk(1), hp, seeds)
     h.update(repr(jax.tree.map(lambda x: (x.shape[1:], str(x.dtype)), shapes)).encode())
     return h.hexdigest()[:16]
-
-
-class Checkpoint:
-    """A fit's checkpoint in ``folder``: see the module docstring for the format."""
-
-    def __init__(self, folder, fingerprint: str):
-        self.folder = _files.check_writable(folder)
-        self.header = self.folder / f"fit-{fingerprint}.json"
-        self.stem = f"fit-{fingerprint}"
-
-    def load(self, state_template) -> dict | None:
-        """The saved header and arrays, or None when there is none. A state file whose sha256
-        differs from the header's, or whose state is NaN or inf in a cell whose losses are all
-        finite, is refused in one line naming the file."""
-        if not self.header.exists():
-            return None
-        header = json.loads(self.header.read_text())
-        path = self.folder / header["file"]
-        data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != header["sha256"]:
-            raise ValueError(f"checkpoint {path} does not match its sha256 in {self.header.name}")
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        leaves = jax.tree.leaves(state_template)
-        state = []
-        for i, t in enumerate(leaves):
-            x = arrays.get(f"state/{i}")
-            if x is None or x.shape != t.shape:
-                raise ValueError(f"checkpoint {path} holds another state (leaf {i})")
-            state.append(x.view(t.dtype) if x.dtype != t.dtype else x)
-        cells = np.asarray(header["cells"])
-        losses = arrays["result/loss"][cells, : header["epoch"] * header["steps"]]
-        ok = np.isfinite(losses).all(-1)
-        for x in state:
-            if np.issubdtype(x.dtype, np.inexact):
-                bad = ~np.isfinite(x.reshape(len(x), -1)).all(-1)
-                if (bad & ok).any():
-                    raise ValueError(
-                        f"checkpoint {path} holds NaN or inf parameters in a cell that had not "
-                        "diverged"
-                    )
-        return {
-            "header": header,
-            "state": jax.tree.unflatten(jax.tree.structure(state_template), state),
-            "arrays": arrays,
-        }
-
-    def save(self, header: dict, state, arrays: dict[str, np.ndarray]) -> None:
-        """Write the state file, then the header that names it, then drop the older state file."""
-        old = json.loads(self.header.read_text())["file"] if self.header.exists() else None
-        out: dict[str, Any] = {
-            f"state/{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state))
-        }
-        buffer = io.BytesIO()
-        np.savez(buffer, **out, **arrays)  # pyright: ignore[reportArgumentType]
-        data = buffer.getvalue()
-        name = f"{self.stem}.{header['chunk']}.{header['epoch']}.npz"
-        _files.write_bytes(self.folder / name, data)
-        header = {**header, "file": name, "sha256": hashlib.sha256(data).hexdigest()}
-        _files.write_text(self.header, json.dumps(header, indent=1))
-        if old and old != name:
-            (self.folder / old).unlink(missing_ok=True)
 
 
 # ---- fit ----------------------------------------------------------------------------------------
@@ -663,6 +660,7 @@ def fit(
     checkpoint_dir=None,
     return_params: bool = False,
     divergence_factor: float | None = 10.0,
+    halving=None,
 ) -> SweepResult:
     """Train ``init``'s model with ``loss`` and ``optimizer``, one run per cell of ``grid``.
 
@@ -706,12 +704,22 @@ def fit(
       return_params: also return the final params (the result's ``params``, stacked with the
         grid's shape in front, on the host).
       divergence_factor: see :func:`jaxmom.sweep.sweep`; applied to ``loss``.
+      halving: a :class:`~jaxmom.sweep.Halving`: successive halving instead of training every
+        cell for every epoch (see :mod:`jaxmom.sweep._halving`; no ``checkpoint_dir``).
 
     Returns:
       A :class:`~jaxmom.sweep.SweepResult` whose ``metrics`` hold ``loss`` (every step,
       ``grid.shape + (epochs * steps,)``), ``epoch_loss`` (the mean of each epoch's batch losses,
       ``grid.shape + (epochs,)``) and each ``evaluate`` name (``grid.shape + (epochs,)``).
     """
+    if divergence_factor is not None and not divergence_factor > 1:
+        raise ValueError(f"divergence_factor must be above 1 (or None), got {divergence_factor!r}")
+    if chunk_size == "auto" or chunk_size is None:
+        pass
+    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(
+            f"chunk_size must be a positive integer, None or 'auto', got {chunk_size!r}"
+        )
     s = setup(
         grid,
         init=init,
@@ -729,18 +737,15 @@ def fit(
         eval_batch_size=eval_batch_size,
         devices=devices,
     )
-    if divergence_factor is not None and not divergence_factor > 1:
-        raise ValueError(f"divergence_factor must be above 1 (or None), got {divergence_factor!r}")
-    if chunk_size == "auto" or chunk_size is None:
-        pass
-    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(
-            f"chunk_size must be a positive integer, None or 'auto', got {chunk_size!r}"
-        )
-    checkpoint = Checkpoint(checkpoint_dir, _fingerprint(s)) if checkpoint_dir else None
-    saved_chunk = None
-    if checkpoint is not None and checkpoint.header.exists():
-        saved_chunk = json.loads(checkpoint.header.read_text()).get("chunk_size")
+    if halving is not None:  # successive halving lives in its own module, on these functions
+        from jaxmom.sweep._halving import run
+
+        s = _chunk(s, chunk_size, memory_budget)
+        return run(s, halving, progress, return_params, divergence_factor, checkpoint_dir)
+    checkpoint = None
+    if checkpoint_dir is not None:
+        checkpoint = Checkpoint(checkpoint_dir, f"fit-{_fingerprint(s, return_params)}")
+    saved_chunk = ((checkpoint and checkpoint.read_header()) or {}).get("chunk_size")
     if saved_chunk is not None and chunk_size == "auto":
         s = s.with_chunk(int(saved_chunk))
     else:
@@ -748,111 +753,126 @@ def fit(
     return _train(s, checkpoint, progress, return_params, divergence_factor)
 
 
+class _Results:
+    """Every cell's results so far, on the host, one row per cell of the padded grid: per-step
+    losses, per-epoch means and evaluations, and (when asked for) the final params' leaves."""
+
+    def __init__(self, s: Setup, arrays: dict[str, np.ndarray] | None = None):
+        self.arrays = {
+            "loss": np.zeros((s.padded, s.epochs * s.steps), np.float32),
+            "epoch_loss": np.zeros((s.padded, s.epochs), np.float32),
+        }
+        self.params: list[np.ndarray] | None = None
+        for k, v in (arrays or {}).items():
+            if k.startswith("result/"):
+                self.arrays[k.removeprefix("result/")] = v
+        leaves = sorted(
+            (int(k.split("/")[1]), v) for k, v in (arrays or {}).items() if k.startswith("params/")
+        )
+        if leaves:
+            self.params = [v for _, v in leaves]
+
+    def record(self, s: Setup, rows: np.ndarray, e: int, losses, values: dict) -> None:
+        self.arrays["loss"][rows, e * s.steps : (e + 1) * s.steps] = losses
+        self.arrays["epoch_loss"][rows, e] = losses.mean(-1)
+        for k, v in values.items():
+            if k not in self.arrays:
+                self.arrays[k] = np.zeros((s.padded, s.epochs), np.float32)
+            self.arrays[k][rows, e] = v
+
+    def record_params(self, s: Setup, rows: np.ndarray, params) -> None:
+        leaves = [_fetch(x) for x in jax.tree.leaves(params)]
+        if self.params is None:
+            self.params = [np.zeros((s.padded,) + x.shape[1:], x.dtype) for x in leaves]
+        for out, x in zip(self.params, leaves, strict=True):
+            out[rows] = x
+
+    def to_npz(self) -> dict[str, np.ndarray]:
+        out = {f"result/{k}": v for k, v in self.arrays.items()}
+        return {**out, **{f"params/{i}": x for i, x in enumerate(self.params or [])}}
+
+
+def _resume(s: Setup, checkpoint: Checkpoint):
+    """(chunk, epoch, state on device, results, seconds) from ``checkpoint``, or None."""
+    template = _state_shapes(s, *_cells(s, s.chunks()[0]))
+    loaded = checkpoint.load(template)
+    if loaded is None:
+        return None
+    h, state, arrays = loaded
+    if h["chunk_size"] != s.chunk or h["devices"] != s.mesh.devices.size:
+        raise ValueError(
+            f"checkpoint {checkpoint.header} was made with {h['chunk_size']} cells on "
+            f"{h['devices']} devices, not {s.chunk} on {s.mesh.devices.size}: pass "
+            "chunk_size='auto' and the same devices, or another checkpoint_dir"
+        )
+    results = _Results(s, arrays)
+    rows = np.arange(h["chunk"] * s.width, (h["chunk"] + 1) * s.width)
+    ok = np.asarray(np.isfinite(results.arrays["loss"][rows, : h["epoch"] * s.steps]).all(-1))
+    refuse_nonfinite(checkpoint.state_file(), state, ok)
+    per_cell = NamedSharding(s.mesh, P(s.mesh.axis_names[0]))
+    state = jax.tree.map(lambda x: _put(x, per_cell), state)
+    return h["chunk"], h["epoch"], state, results, h["seconds"]
+
+
 def _train(s: Setup, checkpoint, progress, return_params, divergence_factor) -> SweepResult:
-    """Chunk after chunk: init (or load), train every epoch, evaluate after each, checkpoint."""
+    """Chunk after chunk: init (or resume), train every epoch, evaluate and checkpoint after
+    each; only the results stay when a chunk is done (its state's buffers go to the next one)."""
     from tqdm.auto import tqdm
 
     chunks = s.chunks()
-    per_cell = NamedSharding(s.mesh, P(s.mesh.axis_names[0]))
-    spare = None  # the last chunk's state, whose buffers the next chunk's takes
-    names = ["loss", "epoch_loss"]
-    results = {
-        "loss": np.zeros((s.padded, s.epochs * s.steps), np.float32),
-        "epoch_loss": np.zeros((s.padded, s.epochs), np.float32),
-    }
-    params_out = None
-    seconds = {"compile": 0.0, "train": 0.0, "eval": 0.0}
-    start_chunk, start_epoch = 0, 0
-    saved = None
-    if checkpoint is not None:
-        hp, seeds = _cells(s, chunks[0])
-        template = _state_shapes(s, hp, seeds)
-        saved = checkpoint.load(template)
-        if saved is not None:
-            h = saved["header"]
-            if h["chunk_size"] != s.chunk or h["devices"] != s.mesh.devices.size:
-                raise ValueError(
-                    f"checkpoint {checkpoint.header} was made with {h['chunk_size']} cells on "
-                    f"{h['devices']} devices, not {s.chunk} on {s.mesh.devices.size}: pass "
-                    "chunk_size='auto' and the same devices, or another checkpoint_dir"
-                )
-            start_chunk, start_epoch = h["chunk"], h["epoch"]
-            seconds = h["seconds"]
-            for k, v in saved["arrays"].items():
-                if k.startswith("result/"):
-                    results[k[len("result/") :]] = v
-                    if k[len("result/") :] not in names:
-                        names.append(k[len("result/") :])
-            if return_params and any(k.startswith("params/") for k in saved["arrays"]):
-                leaves = [
-                    saved["arrays"][f"params/{i}"] for i in range(len(jax.tree.leaves(template[0])))
-                ]
-                params_out = leaves
+    results, seconds = _Results(s), {"compile": 0.0, "train": 0.0, "eval": 0.0}
+    start, state = (0, 0), None
+    resumed = _resume(s, checkpoint) if checkpoint is not None else None
+    if resumed is not None:
+        *start, state, results, seconds = resumed
     bar = tqdm(
         total=len(chunks) * s.epochs,
-        initial=start_chunk * s.epochs + start_epoch,
+        initial=start[0] * s.epochs + start[1],
         disable=not progress,
         file=sys.stderr,
         desc="fit",
         unit="epoch",
     )
+    spare = None  # the last chunk's state, whose buffers the next chunk's takes
     try:
-        for c in range(start_chunk, len(chunks)):
-            cells = np.arange(c * s.width, (c + 1) * s.width)
-            flat = chunks[c]
-            if saved is not None and c == start_chunk:
-                state = jax.tree.map(lambda x: _put(x, per_cell), saved["state"])
-                e0 = start_epoch
-            else:
-                state, compile_s = init_state(s, flat, spare)
+        for c in range(start[0], len(chunks)):
+            rows = np.arange(c * s.width, (c + 1) * s.width)  # of the padded grid
+            e0 = start[1] if state is not None else 0
+            if state is None:
+                state, compile_s = init_state(s, chunks[c], spare)
                 seconds["compile"] += compile_s
-                e0 = 0
 
-            def after_epoch(e, state, losses, cells=cells, c=c):
-                results["loss"][cells, e * s.steps : (e + 1) * s.steps] = losses
-                results["epoch_loss"][cells, e] = losses.mean(-1)
+            def after_epoch(e, state, losses, rows=rows, c=c):
+                values = {}
                 if s.evaluate is not None:
                     values, run_s, compile_s = evaluate_state(s, state)
                     seconds["eval"] += run_s
                     seconds["compile"] += compile_s
-                    for k, v in values.items():
-                        if k not in results:
-                            results[k] = np.zeros((s.padded, s.epochs), np.float32)
-                            names.append(k)
-                        results[k][cells, e] = v
-                nonlocal params_out
+                results.record(s, rows, e, losses, values)
                 if return_params and e + 1 == s.epochs:
-                    leaves = [_fetch(x) for x in jax.tree.leaves(state[0])]
-                    if params_out is None:
-                        params_out = [np.zeros((s.padded,) + x.shape[1:], x.dtype) for x in leaves]
-                    for out, x in zip(params_out, leaves, strict=True):
-                        out[cells] = x
+                    results.record_params(s, rows, state[0])
                 if checkpoint is not None:
                     header = {
                         "chunk": c,
                         "epoch": e + 1,
-                        "cells": cells.tolist(),
-                        "steps": s.steps,
                         "chunk_size": s.chunk,
                         "devices": s.mesh.devices.size,
                         "seconds": seconds,
                     }
-                    arrays: dict[str, np.ndarray] = {f"result/{k}": v for k, v in results.items()}
-                    if params_out is not None:
-                        arrays.update({f"params/{i}": x for i, x in enumerate(params_out)})
-                    host = jax.tree.map(_fetch, state)
-                    checkpoint.save(header, host, arrays)
+                    checkpoint.save(header, jax.tree.map(_fetch, state), results.to_npz())
                 bar.update(1)
 
-            spare, _, train_s, compile_s = run_epochs(s, state, flat, e0, s.epochs, after_epoch)
+            spare, _, train_s, compile_s = run_epochs(
+                s, state, chunks[c], e0, s.epochs, after_epoch
+            )
             seconds["train"] += train_s
             seconds["compile"] += compile_s
-            del state
+            state = None
     finally:
         bar.close()
 
     n, shape = s.grid.size, s.grid.shape
-    metrics = {k: results[k][:n].reshape(shape + results[k].shape[1:]) for k in names}
+    metrics = {k: v[:n].reshape(shape + v.shape[1:]) for k, v in results.arrays.items()}
     res = SweepResult(
         s.grid,
         metrics,
@@ -863,9 +883,8 @@ def _train(s: Setup, checkpoint, progress, return_params, divergence_factor) -> 
         divergence_factor,
         eval_seconds=seconds["eval"],
     )
-    if return_params and params_out is not None:
-        hp, seeds = _cells(s, chunks[0])
-        treedef = jax.tree.structure(_state_shapes(s, hp, seeds)[0])
-        leaves = [x[:n].reshape(shape + x.shape[1:]) for x in params_out]
+    if return_params and results.params is not None:
+        treedef = jax.tree.structure(_state_shapes(s, *_cells(s, chunks[0]))[0])
+        leaves = [x[:n].reshape(shape + x.shape[1:]) for x in results.params]
         res.params = jax.tree.unflatten(treedef, leaves)
     return res

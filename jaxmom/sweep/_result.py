@@ -1,21 +1,114 @@
-"""The result of a sweep: metrics shaped like the grid, divergence marks, tables and exports."""
+"""The result of a sweep: metrics shaped like the grid, divergence marks, tables and exports.
+
+Table columns: each hyperparameter (and the seed), each metric with no axis beyond the grid's
+(under its name, a nested dict's keys joined by ``/``), the last value of each per-step metric (one
+axis beyond the grid) as ``<name>_last``, and ``diverged`` / ``diverged_step``. A metric name that
+gives the same column as a hyperparameter, ``diverged``, ``diverged_step`` or another metric is a
+one-line error (raised by :func:`~jaxmom.sweep.sweep` after compiling, before training). A metric
+with two or more axes beyond the grid (e.g. final weights) stays in ``metrics`` and is left out of
+the table with a warning that names it.
+"""
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+import os
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
-from jaxmom.sweep._grid import Grid
+from jaxmom.sweep._files import atomic_open
+from jaxmom.sweep._grid import SEED, Grid
+
+RESERVED = ("diverged", "diverged_step")
+# Elements per block when divergence is computed: temporaries stay this size (or one cell's size
+# when a cell alone is larger), never the size of a whole metric.
+BLOCK = 1 << 20
+# Where the raw metrics go when a result cannot be post-processed; None: the system's temporary
+# folder (``tempfile.gettempdir()``).
+RESCUE_DIR: str | os.PathLike | None = None
 
 
 def _leaf_name(path) -> str:
     parts = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
     return "/".join(parts) or "metric"
+
+
+def table_columns(grid: Grid, metrics, leading: int | None = None) -> tuple[dict, list]:
+    """({table column: metric name}, [names of metrics too wide for the table]) for ``metrics``
+    (arrays or ``jax.ShapeDtypeStruct`` leaves with ``leading`` grid dimensions in front, default the
+    grid's), or a one-line ``ValueError`` naming both sides of a column name collision."""
+    leading = len(grid.shape) if leading is None else leading
+    taken = {c: "a grid column" for c in grid.coords()}
+    taken.update({c: "a column the result adds" for c in RESERVED})
+    columns, wide = {}, []
+    for path, x in jax.tree_util.tree_leaves_with_path(metrics):
+        name = _leaf_name(path)
+        where = f"metric {jax.tree_util.keystr(path) or name}"
+        extra = len(np.shape(x)) - leading
+        if extra >= 2:
+            col = None
+            wide.append(name)
+        else:
+            col = name if extra <= 0 else f"{name}_last"
+        for c in {name, col} - {None}:
+            if c in taken and (c == col or taken[c].startswith("metric")):
+                raise ValueError(f"{where} gives the column {c!r}, which is also {taken[c]}")
+        taken[name] = where
+        if col is not None:
+            taken[col] = where
+            columns[col] = name
+    return columns, wide
+
+
+def _divergence(flat: Mapping[str, np.ndarray], shape, history: str, factor: float | None):
+    """(diverged, diverged_step) computed block by block: no temporary as large as a metric."""
+    k = math.prod(shape)
+    bad = np.zeros(k, bool)
+    for x in flat.values():
+        if np.issubdtype(x.dtype, np.inexact) and x.size:
+            rows = x.reshape(k, -1)
+            n = max(1, BLOCK // max(1, rows.shape[1]))
+            for i in range(0, k, n):
+                bad[i : i + n] |= ~np.isfinite(rows[i : i + n]).all(1)
+    step = np.full(k, -1, np.int64)
+    hist = flat.get(history)
+    if hist is not None and hist.ndim > len(shape) and np.issubdtype(hist.dtype, np.inexact):
+        steps = hist.shape[len(shape)]
+        per_step = hist.reshape(k, steps, -1)  # (cells, steps, rest)
+        n = max(1, BLOCK // max(1, per_step[0].size))
+        for i in range(0, k, n):
+            block = per_step[i : i + n]
+            with np.errstate(invalid="ignore", over="ignore"):
+                hit = ~np.isfinite(block).all(-1)
+                if factor is not None:
+                    first = block[:, :1, :]
+                    hit |= ((first > 0) & (block > factor * first)).any(-1)
+            step[i : i + n] = np.where(hit.any(-1), hit.argmax(-1), -1)
+    return (bad | (step >= 0)).reshape(shape), step.reshape(shape)
+
+
+def _rescue(grid: Grid, metrics) -> Path:
+    """Save the raw metrics (keys: their pytree paths) and the grid's columns as an ``.npz``."""
+    folder = Path(tempfile.gettempdir() if RESCUE_DIR is None else RESCUE_DIR)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = folder / f"jaxmom-raw-metrics-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}.npz"
+    arrays = {
+        f"metric:{jax.tree_util.keystr(p) or 'metric'}": np.asarray(x)
+        for p, x in jax.tree_util.tree_leaves_with_path(metrics)
+    }
+    arrays.update({f"grid:{k}": np.ascontiguousarray(v) for k, v in grid.coords().items()})
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)  # pyright: ignore[reportArgumentType]  (keys never "allow_pickle")
+    return path
 
 
 class SweepResult:
@@ -36,6 +129,15 @@ class SweepResult:
       devices: the devices the grid was sharded over.
       params: the final parameters, stacked with ``grid.shape`` in front, where the sweep returned
         them (:func:`jaxmom.sweep.fit` with ``return_params=True``); else None.
+      info: what a search records beside the metrics, JSON-able (e.g. ``info["halving"]``).
+
+    ``divergence``: the ``(diverged, diverged_step)`` marks when the caller computed them (e.g.
+    successive halving, over the epochs each run trained); by default they are computed here.
+
+    Divergence is computed block by block (no temporary as large as a metric). If the metrics
+    cannot be post-processed (a name collision, ``MemoryError``), they are first saved raw to an
+    ``.npz`` in :data:`RESCUE_DIR` (default: the system's temporary folder), and the error names
+    that file.
     """
 
     params: Any = None
@@ -50,6 +152,8 @@ class SweepResult:
         devices: Sequence = (),
         divergence_factor: float | None = 10.0,
         eval_seconds: float = 0.0,
+        *,
+        divergence: tuple[np.ndarray, np.ndarray] | None = None,
     ):
         self.grid = grid
         self.devices = tuple(devices)
@@ -58,46 +162,66 @@ class SweepResult:
         self.train_seconds = train_seconds
         self.eval_seconds = eval_seconds
         self.divergence_factor = divergence_factor
-        nd = len(grid.shape)
-        self._flat = {
-            _leaf_name(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(metrics)
-        }
-        bad = np.zeros(grid.shape, bool)
-        for x in self._flat.values():
-            if np.issubdtype(x.dtype, np.inexact):
-                bad |= ~np.isfinite(x).reshape(grid.shape + (-1,)).all(-1)
-        step = np.full(grid.shape, -1)
-        hist = self._flat.get(history)
-        if hist is not None and hist.ndim > nd and np.issubdtype(hist.dtype, np.inexact):
-            per_step = hist.reshape(hist.shape[: nd + 1] + (-1,))  # (*grid, steps, rest)
-            with np.errstate(invalid="ignore", over="ignore"):
-                steps = ~np.isfinite(per_step).all(-1)
-                if divergence_factor is not None:
-                    first = per_step[..., :1, :]
-                    grew = (first > 0) & (per_step > divergence_factor * first)
-                    steps |= grew.any(-1)
-            step = np.where(steps.any(-1), steps.argmax(-1), -1)
-        self.diverged = bad | (step >= 0)
-        self.diverged_step = step
+        self.history = history
+        self.info: dict = {}
+        self._setup(divergence)
+
+    def _setup(self, marks) -> None:
+        """Table columns and divergence marks (``marks``: stored ones, else computed); on any
+        failure the raw metrics are saved first and the error names the file."""
+        grid, metrics = self.grid, self.metrics
+        try:
+            self._columns, self._wide = table_columns(grid, metrics)
+            self._flat = {
+                _leaf_name(p): np.asarray(x)
+                for p, x in jax.tree_util.tree_leaves_with_path(metrics)
+            }
+            if marks is None:
+                marks = _divergence(self._flat, grid.shape, self.history, self.divergence_factor)
+            self.diverged, self.diverged_step = marks
+        except Exception as e:  # MemoryError included: keep the trained metrics
+            try:
+                saved = f"the raw metrics are saved in {_rescue(grid, metrics)}"
+            except Exception as again:
+                saved = f"the raw metrics could not be saved either: {again}"
+            message = f"{str(e) or type(e).__name__} ({saved})"
+            try:
+                error = type(e)(message)
+            except Exception:
+                error = RuntimeError(message)
+            raise error from e
+        self._warned = False
+
+    def _table(self) -> dict[str, np.ndarray]:
+        """The table's columns (see :meth:`rows`), each shaped like the grid."""
+        if self._wide and not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"metrics {self._wide} have two or more axes beyond the grid's; they stay in "
+                "result.metrics but not in the table",
+                stacklevel=3,
+            )
+        cols = dict(self.grid.coords())
+        for col, name in self._columns.items():
+            x = self._flat[name]
+            cols[col] = x if col == name else x[(Ellipsis, -1)]
+        cols["diverged"] = self.diverged
+        cols["diverged_step"] = self.diverged_step
+        return cols
 
     def rows(self) -> list[dict]:
         """One dict per configuration: hyperparameters, seed, scalar metrics (per-step metrics
-        contribute their last value as ``<name>_last``), ``diverged`` and ``diverged_step``."""
-        shape, nd = self.grid.shape, len(self.grid.shape)
-        cols = {k: v.reshape(-1) for k, v in self.grid.coords().items()}
-        for name, x in self._flat.items():
-            if x.ndim == nd:
-                cols[name] = x.reshape(-1)
-            elif x.ndim == nd + 1:
-                cols[f"{name}_last"] = x[..., -1].reshape(-1)
-        cols["diverged"] = self.diverged.reshape(-1)
-        cols["diverged_step"] = self.diverged_step.reshape(-1)
-        return [{k: v[i].item() for k, v in cols.items()} for i in range(math.prod(shape))]
+        contribute their last value as ``<name>_last``), ``diverged`` and ``diverged_step``.
+        Metrics with two or more axes beyond the grid are left out, with a warning naming them."""
+        cols = {k: np.reshape(v, -1) for k, v in self._table().items()}
+        return [{k: v[i].item() for k, v in cols.items()} for i in range(self.grid.size)]
 
     def to_csv(self, path) -> None:
-        """Write :meth:`rows` as a tidy CSV table, one configuration per line."""
+        """Write :meth:`rows` as a tidy CSV table, one configuration per line (atomically: a
+        temporary file replaces ``path`` once complete; an ``OSError`` is a one-line
+        :class:`~jaxmom.sweep._files.OutputError` and leaves an earlier ``path`` intact)."""
         rows = self.rows()
-        with open(path, "w", newline="") as f:
+        with atomic_open(path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
@@ -119,41 +243,225 @@ class SweepResult:
         widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
         return "\n".join("  ".join(s.rjust(w) for s, w in zip(row, widths)) for row in cells)
 
+    def metric_grid(self, metric: str) -> np.ndarray:
+        """A table column (see :meth:`rows`) shaped like the grid, as floats."""
+        cols = self._table()
+        if metric not in cols:
+            raise ValueError(f"unknown metric {metric!r}; table columns are {list(cols)}")
+        return np.asarray(cols[metric], float)
+
+    def seed_stats(self, metric: str) -> tuple[np.ndarray, np.ndarray, int]:
+        """(mean, std, n) of ``metric`` over the seed axis, each cell of the grid without that
+        axis: NaN where any seed of the cell diverged; ``std`` with ``ddof=0``; ``n`` the number
+        of seeds. Without a seed axis: the values, zeros and 1."""
+        vals = np.where(self.diverged, np.nan, self.metric_grid(metric))
+        if SEED not in self.grid.names:
+            return vals, np.zeros_like(vals), 1
+        vals = np.moveaxis(vals, self.grid.names.index(SEED), -1)
+        with np.errstate(invalid="ignore"):
+            return vals.mean(-1), vals.std(-1), vals.shape[-1]
+
     def best(self, metric: str, mode: str = "min") -> dict:
-        """The row with the lowest (``mode="min"``) or highest (``"max"``) finite ``metric``,
-        diverged configurations excluded."""
+        """The best configuration by ``metric``, diverged configurations excluded.
+
+        Without a seed axis: the row (see :meth:`rows`) with the lowest (``mode="min"``) or
+        highest (``"max"``) finite ``metric``. With a seed axis, cells are ranked by their mean
+        over the seeds (never by single seeds), a cell where any seed diverged is excluded, and
+        the answer is the cell's hyperparameters, each metric column averaged over the seeds,
+        ``<metric>_std`` (over the seeds, ``ddof=0``) and ``n_seeds``.
+        """
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        rows = [r for r in self.rows() if not r["diverged"]]
-        if not rows or metric not in rows[0]:
-            known = list(self.rows()[0])
-            raise ValueError(f"no finite values of {metric!r}; table columns are {known}")
-        sign = 1 if mode == "min" else -1
-        return min(rows, key=lambda r: sign * r[metric])
-
-    def metric_grid(self, metric: str) -> np.ndarray:
-        """A table column (see :meth:`rows`) shaped like the grid."""
-        rows = self.rows()
-        if metric not in rows[0]:
-            raise ValueError(f"unknown metric {metric!r}; table columns are {list(rows[0])}")
-        return np.array([r[metric] for r in rows], float).reshape(self.grid.shape)
+        mean, std, n = self.seed_stats(metric)
+        if not np.isfinite(mean).any():
+            raise ValueError(f"no finite values of {metric!r}: every configuration diverged")
+        pick = np.nanargmin(mean) if mode == "min" else np.nanargmax(mean)
+        if SEED not in self.grid.names:
+            return self.rows()[int(pick)]
+        cell = np.unravel_index(pick, mean.shape)
+        seed_axis = self.grid.names.index(SEED)
+        out = {}
+        for k, v in self._table().items():
+            if k in RESERVED or k == SEED:
+                continue
+            x = np.moveaxis(np.asarray(v), seed_axis, -1)[cell]
+            out[k] = x[0].item() if k in self.grid.params else x.mean().item()
+        out[f"{metric}_std"] = float(std[cell])
+        out["n_seeds"] = n
+        return out
 
     def heatmap(
         self,
         metric: str,
         x: str,
         y: str,
-        path,
+        path=None,
         *,
         title: str | None = None,
         label: str | None = None,
         best: str | None = None,
         log_color: bool | None = None,
-    ) -> None:
-        """Save a PNG heatmap of ``metric`` over the axes carrying ``x`` and ``y``: see
-        :func:`jaxmom.sweep.plot.heatmap`. Diverged cells are grey."""
+        std: bool = False,
+    ):
+        """A heatmap of ``metric`` over the axes carrying ``x`` and ``y``, returned as a
+        :class:`matplotlib.figure.Figure` (shown inline in a notebook) and saved as a PNG to
+        ``path`` if given: see :func:`jaxmom.sweep.plot.heatmap`. Diverged cells are grey; other
+        axes (seeds) are averaged, or with ``std=True`` their spread is shown."""
+        from jaxmom.sweep import plot  # lazily: plot never imports this module at run time
+
+        return plot.heatmap(
+            self,
+            metric,
+            x,
+            y,
+            path,
+            title=title,
+            label=label,
+            best=best,
+            log_color=log_color,
+            std=std,
+        )
+
+    def scatter(self, metric: str, x: str, y: str | None = None, path=None, **kwargs):
+        """A scatter plot of ``metric`` against one or two hyperparameters, for sampled trials
+        where a heatmap does not fit: see :func:`jaxmom.sweep.plot.scatter`."""
         from jaxmom.sweep import plot
 
-        plot.heatmap(
-            self, metric, x, y, path, title=title, label=label, best=best, log_color=log_color
-        )
+        return plot.scatter(self, metric, x, y, path, **kwargs)
+
+    # ---- files ------------------------------------------------------------------------------
+
+    def save(self, path) -> None:
+        """Write the whole result to ``path``, atomically, in the format of :func:`load`."""
+        _save(self, path)
+
+    @classmethod
+    def load(cls, path) -> SweepResult:
+        """Read a result written by :meth:`save`; a file that is not one is a one-line
+        ``ValueError`` naming it. See :func:`jaxmom.sweep._result.load` for the format."""
+        return load(path, cls)
+
+
+# ---- the file format ----------------------------------------------------------------------------
+
+FORMAT, VERSION = "jaxmom.SweepResult", 1
+
+
+def _encode(node, leaves: list) -> object:
+    """The pytree's structure as JSON, its arrays appended to ``leaves``. Dicts (string keys),
+    lists, tuples and None keep their type; another container (a NamedTuple, a dataclass) becomes
+    a dict of its leaves by their path names."""
+    if isinstance(node, dict) and all(isinstance(k, str) for k in node):
+        return {"dict": [[k, _encode(v, leaves)] for k, v in node.items()]}
+    if type(node) in (list, tuple):
+        return {type(node).__name__: [_encode(v, leaves) for v in node]}
+    if node is None:
+        return None
+    if isinstance(node, (np.ndarray, np.generic, jax.Array, float, int, bool)):
+        leaves.append(np.asarray(node))
+        return {"leaf": len(leaves) - 1}
+    named = jax.tree_util.tree_leaves_with_path(node)
+    return {"dict": [[_leaf_name(p), _encode(np.asarray(x), leaves)] for p, x in named]}
+
+
+def _decode(node, leaves: list):
+    if node is None:
+        return None
+    ((kind, value),) = node.items()
+    if kind == "leaf":
+        return leaves[value]
+    if kind == "dict":
+        return {k: _decode(v, leaves) for k, v in value}
+    items = [_decode(v, leaves) for v in value]
+    return tuple(items) if kind == "tuple" else items
+
+
+def _save(res: SweepResult, path) -> None:
+    import json
+    import zipfile
+
+    leaves: list = []
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "grid": [{"name": a.name, "columns": list(a.columns)} for a in res.grid.axes],
+        "metrics": _encode(res.metrics, leaves),
+        "history": res.history,
+        "divergence_factor": res.divergence_factor,
+        "compile_seconds": res.compile_seconds,
+        "train_seconds": res.train_seconds,
+        "eval_seconds": res.eval_seconds,
+        "devices": [str(d) for d in res.devices],
+        "info": res.info,
+    }
+    arrays = {f"metrics/{i}": x for i, x in enumerate(leaves)}
+    if res.params is not None:
+        params: list = []
+        meta["params"] = _encode(res.params, params)
+        arrays.update({f"params/{i}": x for i, x in enumerate(params)})
+    for i, axis in enumerate(res.grid.axes):
+        arrays.update({f"grid/{i}/{j}": c for j, c in enumerate(axis.columns.values())})
+    arrays.update(diverged=res.diverged, diverged_step=res.diverged_step)
+    with atomic_open(path, "wb") as f, zipfile.ZipFile(f, "w") as z:
+        z.writestr("result.json", json.dumps(meta, indent=1))
+        for name, x in arrays.items():
+            with z.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asarray(x), allow_pickle=False)
+
+
+def load(path, cls=SweepResult) -> SweepResult:
+    """Read a :class:`SweepResult` written by :meth:`SweepResult.save`.
+
+    The file is a zip archive that ``numpy.load`` also reads as an ``.npz`` (no pickle
+    anywhere): ``result.json`` holds the format name and version, the grid's axes (names and
+    hyperparameter names), the metrics' pytree structure (dicts, lists, tuples; leaves by number),
+    ``history``, ``divergence_factor``, the timings, the devices (as strings), ``info`` and, where
+    there are params, their structure; the arrays are ``metrics/<n>.npy``, ``params/<n>.npy``,
+    ``grid/<axis>/<column>.npy`` (exact values and dtypes), ``diverged.npy`` and
+    ``diverged_step.npy``.
+    """
+    import json
+    import zipfile
+
+    from jaxmom.sweep._grid import Axis
+
+    def read(z, name):
+        with z.open(f"{name}.npy") as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            meta = json.loads(z.read("result.json"))
+            if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+                found = f"{meta.get('format')} version {meta.get('version')}"
+                raise ValueError(f"holds {found}, not {FORMAT} version {VERSION}")
+            axes = [
+                Axis(a["name"], {c: read(z, f"grid/{i}/{j}") for j, c in enumerate(a["columns"])})
+                for i, a in enumerate(meta["grid"])
+            ]
+            grid = Grid(axes)
+            count = lambda prefix: sum(n.startswith(prefix) for n in z.namelist())
+            metrics = _decode(
+                meta["metrics"], [read(z, f"metrics/{i}") for i in range(count("metrics/"))]
+            )
+            params = None
+            if "params" in meta:
+                leaves = [read(z, f"params/{i}") for i in range(count("params/"))]
+                params = _decode(meta["params"], leaves)
+            marks = read(z, "diverged"), read(z, "diverged_step")
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, IndexError) as e:
+        why = str(e).strip("'\"") or type(e).__name__
+        raise ValueError(f"{path} is not a saved jaxmom SweepResult: {why}") from None
+    shapes = [np.shape(x) for x in jax.tree.leaves(metrics)] + [m.shape for m in marks]
+    if any(s[: len(grid.shape)] != grid.shape for s in shapes) or marks[0].dtype != bool:
+        raise ValueError(f"{path} is not a saved jaxmom SweepResult: arrays do not fit its grid")
+    res = cls.__new__(cls)
+    res.grid, res.metrics, res.devices = grid, metrics, tuple(meta["devices"])
+    res.compile_seconds, res.train_seconds = meta["compile_seconds"], meta["train_seconds"]
+    res.eval_seconds, res.history = meta["eval_seconds"], meta["history"]
+    res.divergence_factor = meta["divergence_factor"]
+    res.info, res.params = meta.get("info", {}), params
+    res._setup(marks)
+    return res

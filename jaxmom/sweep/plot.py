@@ -1,18 +1,37 @@
-"""Heatmaps of sweep results (needs matplotlib)."""
+"""Figures of sweep results (needs matplotlib): heatmaps over two grid axes, scatter plots of
+sampled trials.
+
+Every function builds a :class:`matplotlib.figure.Figure` with the Figure API (no ``pyplot``, no
+global figure list) and returns it, so a notebook shows it inline; it writes a PNG only when given a
+``path`` (atomically, see :mod:`jaxmom.sweep._files`). This module never touches the matplotlib
+backend: picking one is the business of scripts.
+
+Imports run one way: :class:`~jaxmom.sweep.SweepResult` imports this module when one of its plotting
+methods is called, and this module names the result type for type checking only.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.colors import LogNorm
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from jaxmom.sweep._result import SweepResult
+from jaxmom.sweep._files import atomic_open
+
+if TYPE_CHECKING:
+    from jaxmom.sweep._result import SweepResult
+
+
+def save(fig: Figure, path, dpi: int = 120) -> None:
+    """Write ``fig`` as a PNG to ``path``, atomically (a temporary file, then ``os.replace``)."""
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=dpi)
 
 
 def heatmap(
@@ -20,57 +39,79 @@ def heatmap(
     metric: str,
     x: str,
     y: str,
-    path,
+    path=None,
     *,
     title: str | None = None,
     label: str | None = None,
     best: str | None = None,
     log_color: bool | None = None,
-) -> None:
-    """Save a PNG heatmap of ``result``'s ``metric`` over the axes carrying ``x`` and ``y``.
+    std: bool = False,
+) -> Figure:
+    """A heatmap of ``result``'s ``metric`` over the axes carrying ``x`` and ``y``.
 
     Other axes (e.g. seeds) are averaged; a cell where any averaged run diverged is shown
-    grey and labelled "div". An axis whose values are all positive and span at least a
+    grey and labelled "div" (one without a value for another reason, such as a trial that
+    successive halving stopped, grey and "-"). An axis whose values are all positive and span at least a
     decade is drawn on a log scale. The colour scale is logarithmic when ``log_color`` is
     True or, by default, when the metric's values are positive and span a factor of 5 or
     more (losses; pass False for bounded metrics such as accuracy). ``best="min"`` or
-    ``"max"`` outlines the best cell in red.
+    ``"max"`` outlines the best cell in red (by the mean). ``std=True`` colours each cell by
+    the standard deviation (``ddof=0``) of the runs it averages (the seeds) instead, and labels it
+    "±std".
+
+    Returns:
+      The :class:`~matplotlib.figure.Figure`; it is also saved as a PNG to ``path`` if given.
     """
+    if best not in (None, "min", "max"):
+        raise ValueError(f"best must be 'min', 'max' or None, got {best!r}")
     ix, iy = result.grid.axis_of(x), result.grid.axis_of(y)
     if ix == iy:
-        raise ValueError(f"{x!r} and {y!r} lie on the same grid axis; pick two axes")
+        raise ValueError(
+            f"{x!r} and {y!r} lie on the same grid axis; pick two axes (or plot.scatter)"
+        )
     others = tuple(i for i in range(len(result.grid.shape)) if i not in (ix, iy))
-    z = cell_values(result, metric, x, y)
+    mean = cell_values(result, metric, x, y)
+    div = np.moveaxis(np.asarray(result.diverged), (iy, ix), (0, 1))
+    div = np.asarray(div.reshape(div.shape[0], div.shape[1], -1).any(-1))
+    z = cell_values(result, metric, x, y, std=True) if std else mean
     xv = result.grid.axes[ix].columns.get(x, next(iter(result.grid.axes[ix].columns.values())))
     yv = result.grid.axes[iy].columns.get(y, next(iter(result.grid.axes[iy].columns.values())))
 
-    fig, ax = plt.subplots(figsize=(1.2 * len(xv) + 2.5, 0.9 * len(yv) + 1.8))
+    fig = Figure(figsize=(1.2 * len(xv) + 2.5, 0.9 * len(yv) + 1.8))
+    ax = fig.subplots()
     fin = z[np.isfinite(z)]
-    if log_color is None:
-        log_color = bool(fin.size) and fin.min() > 0 and fin.max() >= 5 * fin.min()
-    norm = LogNorm() if log_color else None
-    cmap = plt.get_cmap("viridis").with_extremes(bad="0.75")
+    if not fin.size:  # every cell diverged: an all-grey map, no colour scale to draw
+        norm = Normalize(0.0, 1.0)
+    elif log_color if log_color is not None else fin.min() > 0 and fin.max() >= 5 * fin.min():
+        norm = LogNorm(fin.min(), fin.max()) if fin.min() > 0 else Normalize()
+    else:
+        norm = Normalize(fin.min(), fin.max())
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.75")
     xe, xlog = _edges(xv)
     ye, ylog = _edges(yv)
     mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), cmap=cmap, norm=norm)
-    bar = fig.colorbar(mesh, ax=ax, label=label or metric)
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
-    bar.ax.yaxis.set_major_formatter(plain)
-    bar.ax.yaxis.set_minor_formatter(plain if log_color else NullFormatter())
+    if fin.size:
+        bar = fig.colorbar(mesh, ax=ax, label=label or (f"std of {metric}" if std else metric))
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        bar.ax.yaxis.set_major_formatter(plain)
+        bar.ax.yaxis.set_minor_formatter(plain if isinstance(norm, LogNorm) else NullFormatter())
     xc, yc = _centres(xe, xlog), _centres(ye, ylog)
     for (i, j), v in np.ndenumerate(z):
-        dark = np.isfinite(v) and np.asarray(mesh.norm(v)) < 0.6  # viridis is dark at its low end
+        dark = np.isfinite(v) and np.asarray(norm(v)) < 0.6  # viridis is dark at its low end
         ax.text(
             float(xc[j]),
             float(yc[i]),
-            f"{v:.3g}" if np.isfinite(v) else "div",
+            ("div" if div[i, j] else "-")
+            if not np.isfinite(v)
+            else (f"±{v:.2g}" if std else f"{v:.3g}"),
             ha="center",
             va="center",
             fontsize=8,
             color="white" if dark else "black",
         )
     if best is not None and fin.size:
-        i, j = np.unravel_index((np.nanargmin if best == "min" else np.nanargmax)(z), z.shape)
+        pick = np.nanargmin if best == "min" else np.nanargmax
+        i, j = np.unravel_index(pick(mean), mean.shape)
         ax.add_patch(
             Rectangle(
                 (xe[j], ye[i]),
@@ -89,23 +130,25 @@ def heatmap(
     ax.set_xlabel(x + (" (log)" if xlog else ""))
     ax.set_ylabel(y + (" (log)" if ylog else ""))
     reduced = [result.grid.names[i] for i in others]
-    ax.set_title(title or metric + (f", mean over {', '.join(reduced)}" if reduced else ""))
+    over = f", {'std' if std else 'mean'} over {', '.join(reduced)}" if reduced else ""
+    default = metric + over
+    ax.set_title((title or default) + ("" if fin.size else " (every cell diverged)"))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    if path is not None:
+        save(fig, path)
+    return fig
 
 
-def cell_values(result: SweepResult, metric: str, x: str, y: str) -> np.ndarray:
-    """The heatmap's numbers, shape (len y, len x): ``metric`` averaged over the other axes, NaN
-    (drawn grey, "div") where any averaged run diverged."""
+def cell_values(
+    result: SweepResult, metric: str, x: str, y: str, *, std: bool = False
+) -> np.ndarray:
+    """The heatmap's numbers, shape (len y, len x): ``metric`` averaged over the other axes (with
+    ``std=True`` their standard deviation, ``ddof=0``), NaN (drawn grey, "div") where any averaged
+    run diverged."""
     vals = np.where(result.diverged, np.nan, result.metric_grid(metric))
-    return _two_axes(vals, result.grid.axis_of(y), result.grid.axis_of(x))
-
-
-def _two_axes(vals: np.ndarray, iy: int, ix: int) -> np.ndarray:
-    """Average all but axes ``iy`` and ``ix``; return shape (len y, len x)."""
-    z = np.moveaxis(vals, (iy, ix), (0, 1))
-    return z.reshape(z.shape[0], z.shape[1], -1).mean(-1)
+    z = np.moveaxis(vals, (result.grid.axis_of(y), result.grid.axis_of(x)), (0, 1))
+    z = z.reshape(z.shape[0], z.shape[1], -1)
+    return z.std(-1) if std else z.mean(-1)
 
 
 def _edges(values: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -121,3 +164,126 @@ def _edges(values: np.ndarray) -> tuple[np.ndarray, bool]:
 
 def _centres(edges: np.ndarray, log: bool) -> np.ndarray:
     return np.sqrt(edges[1:] * edges[:-1]) if log else (edges[1:] + edges[:-1]) / 2
+
+
+def scatter(
+    result: SweepResult,
+    metric: str,
+    x: str,
+    y: str | None = None,
+    path=None,
+    *,
+    log: bool | Sequence[str] | None = None,
+    best: str | None = None,
+    title: str | None = None,
+    label: str | None = None,
+    log_color: bool | None = None,
+) -> Figure:
+    """A scatter plot of ``metric`` over the trials, for sampled grids where a heatmap does not fit.
+
+    One point per configuration, its seeds averaged (with error bars of their standard
+    deviation, ``ddof=0``, when there are several). With one hyperparameter ``x`` the metric is
+    the vertical axis; with two, ``x`` and ``y`` are the axes and the metric the colour. A
+    configuration where any seed diverged is a grey cross (along the bottom edge in the
+    one-hyperparameter plot); one without a value for another reason (a trial that successive
+    halving stopped) is left out. ``log``: the hyperparameters drawn on a log axis (True: all);
+    by default, those whose values are positive, span at least a decade and have their median
+    nearer the geometric than the arithmetic midpoint, as a :func:`~jaxmom.sweep.log_uniform`
+    space's do. ``best="min"`` or ``"max"`` circles the best configuration in red.
+
+    Returns:
+      The :class:`~matplotlib.figure.Figure`; it is also saved as a PNG to ``path`` if given.
+    """
+    if best not in (None, "min", "max"):
+        raise ValueError(f"best must be 'min', 'max' or None, got {best!r}")
+    names = [x] if y is None else [x, y]
+    for name in names:
+        if name not in result.grid.params:
+            raise ValueError(f"{name!r} is not a hyperparameter of this grid {result.grid.params}")
+    mean, std, n = result.seed_stats(metric)
+    seeded = "seed" in result.grid.names
+    coords = result.grid.coords()
+    if "seed" in result.grid.names:
+        at = result.grid.names.index("seed")
+        coords = {k: np.take(v, 0, axis=at) for k, v in coords.items()}
+    mean, std = mean.reshape(-1), std.reshape(-1)
+    values = {k: np.asarray(coords[k], float).reshape(-1) for k in names}
+    diverged = result.diverged
+    if seeded:
+        diverged = np.moveaxis(diverged, result.grid.names.index("seed"), -1).any(-1)
+    ok = np.isfinite(mean)
+    bad = diverged.reshape(-1)  # grey crosses; other missing values (stopped trials) left out
+
+    def is_log(name):
+        if isinstance(log, bool):
+            return log
+        if log is not None:
+            return name in log
+        return _looks_log(values[name])
+
+    fig = Figure(figsize=(6.0, 4.2))
+    ax = fig.subplots()
+    xv = values[x]
+    if y is None:
+        if seeded and n > 1:
+            ax.errorbar(xv[ok], mean[ok], yerr=std[ok], fmt="none", ecolor="0.6", lw=1)
+        ax.scatter(xv[ok], mean[ok], s=22, color="C0", zorder=3)
+        ax.scatter(
+            xv[bad],
+            np.full(bad.sum(), 0.02),
+            marker="x",
+            color="0.5",
+            transform=ax.get_xaxis_transform(),
+            label="diverged",
+        )
+        ax.set_ylabel(label or metric)
+        yv = mean
+    else:
+        yv = values[y]
+        fin = mean[ok]
+        if (
+            log_color
+            if log_color is not None
+            else fin.size and fin.min() > 0 and fin.max() >= 5 * fin.min()
+        ):
+            norm = LogNorm(fin.min(), fin.max()) if fin.size and fin.min() > 0 else Normalize()
+        else:
+            norm = Normalize(*((fin.min(), fin.max()) if fin.size else (0.0, 1.0)))
+        points = ax.scatter(xv[ok], yv[ok], c=fin, cmap="viridis", norm=norm, s=30, zorder=3)
+        ax.scatter(xv[bad], yv[bad], marker="x", color="0.5", label="diverged")
+        if fin.size:
+            bar = fig.colorbar(points, ax=ax, label=label or metric)
+            plain = FuncFormatter(lambda v, _: f"{v:g}")
+            bar.ax.yaxis.set_major_formatter(plain)
+            bar.ax.yaxis.set_minor_formatter(
+                plain if isinstance(norm, LogNorm) else NullFormatter()
+            )
+        ax.set_ylabel(y + (" (log)" if is_log(y) else ""))
+        ax.set_yscale("log" if is_log(y) else "linear")
+    if best is not None and ok.any():
+        i = (np.nanargmin if best == "min" else np.nanargmax)(mean)
+        ax.scatter(
+            [xv[i]], [yv[i]], s=160, facecolors="none", edgecolors="red", linewidths=2, zorder=4
+        )
+    if bad.any():
+        ax.legend(loc="best", fontsize=8)
+    ax.set_xscale("log" if is_log(x) else "linear")
+    ax.set_xlabel(x + (" (log)" if is_log(x) else ""))
+    over = ", mean over seed" if seeded else ""
+    ax.set_title(title or f"{metric}{over} ({len(mean)} configurations)")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    if path is not None:
+        save(fig, path)
+    return fig
+
+
+def _looks_log(values: np.ndarray) -> bool:
+    """Positive values spanning a decade or more whose median sits nearer their geometric than
+    their arithmetic midpoint: drawn from a log space (a log-uniform range, a log-spaced list)."""
+    v = np.asarray(values, float)
+    lo, hi = v.min(), v.max()
+    if not (lo > 0 and hi >= 10 * lo):
+        return False
+    med = np.log(np.median(v))
+    return bool(abs(med - np.log(np.sqrt(lo * hi))) < abs(med - np.log((lo + hi) / 2)))

@@ -286,8 +286,15 @@ def saved_headers(folder: Path) -> dict[str, dict]:
 
 def resumed_epochs(header: dict, size: int, epochs: int) -> np.ndarray:
     """Epochs of each of ``size`` cells that a ``fit`` checkpoint header says were done: all of
-    them for the chunks before its own, its ``epoch`` for its chunk's cells, none after."""
-    cells = np.asarray(header["cells"])
+    them for the chunks before its own, its ``epoch`` for its chunk's cells, none after. The
+    chunk's cells are ``header["cells"]`` or, where the header names only its ``chunk`` and
+    ``chunk_size`` per device, that chunk's slice of the grid."""
+    if "cells" in header:
+        cells = np.asarray(header["cells"])
+    else:
+        width = int(header["chunk_size"]) * int(header.get("devices", 1))
+        start = int(header["chunk"]) * width
+        cells = np.arange(start, min(start + width, size))
     index = np.arange(size)
     done = np.where(index < cells.min(), epochs, 0)
     return np.where(np.isin(index, cells), int(header["epoch"]), done).astype(np.int32)

@@ -1,0 +1,142 @@
+"""Optuna as the search engine: ask a batch of trials, train them as one ``fit``, tell the values.
+
+Needs the ``tune`` extra (``pip install "jaxmom[tune]"``, Optuna 4 or later). Any sampler (the
+study's; Optuna's default is TPE) and any storage work, so several processes or hosts can share one
+study through a database or a journal file: each asks its own trials, and Optuna records every
+trial once.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from jaxmom.sweep._grid import zipped
+from jaxmom.sweep._sample import TRIAL, Choice, LogUniform, Uniform
+
+
+def _distributions(space: Mapping[str, Any]) -> dict:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    if not space:
+        raise ValueError("optuna_search() needs at least one hyperparameter space")
+    out = {}
+    for name, s in space.items():
+        if isinstance(s, Uniform):
+            out[name] = FloatDistribution(s.lo, s.hi)
+        elif isinstance(s, LogUniform):
+            out[name] = FloatDistribution(s.lo, s.hi, log=True)
+        elif isinstance(s, Choice):
+            out[name] = CategoricalDistribution(s.values)
+        else:
+            raise ValueError(
+                f"optuna_search(): {name}={s!r} is not a space; use sweep.uniform(lo, hi), "
+                "sweep.log_uniform(lo, hi) or sweep.choice([...])"
+            )
+    return out
+
+
+def optuna_search(
+    study,
+    space: Mapping[str, Any],
+    fit_kwargs: Mapping[str, Any],
+    *,
+    trials: int,
+    batch: int,
+    metric: str = "epoch_loss",
+    seeds: int | list[int] | None = None,
+) -> list:
+    """Run ``trials`` trials of ``study``, ``batch`` at a time, each batch one compiled ``fit``.
+
+    Each round asks the study for ``batch`` trials (the last round for fewer, padded by repeating
+    its last trial so that every round has one shape and one compiled program), trains them as the
+    ``"trial"`` axis of a grid with :func:`~jaxmom.sweep.fit`, and tells each trial the last epoch's
+    ``metric`` (the mean over ``seeds``, when given). A trial that diverged (any seed; see
+    :class:`~jaxmom.sweep.SweepResult`) or whose value is not finite is told as
+    ``TrialState.FAIL``, never as a number. Each told trial also gets the user attributes
+    ``std`` and ``n_seeds``.
+
+    Args:
+      study: an ``optuna.Study`` with one objective; its direction says whether lower or higher
+        ``metric`` is better, its sampler picks the values, its storage records them.
+      space: each hyperparameter's space: :func:`~jaxmom.sweep.uniform`,
+        :func:`~jaxmom.sweep.log_uniform` or :func:`~jaxmom.sweep.choice`.
+      fit_kwargs: every keyword argument of :func:`~jaxmom.sweep.fit` but the grid (``init``,
+        ``loss``, ``optimizer``, ``train``, ``batch_size``, ``epochs``, ``eval``, ...).
+      trials: how many trials this call runs.
+      batch: trials trained at once.
+      metric: a per-epoch metric of ``fit``'s result: ``"epoch_loss"`` or a name ``evaluate``
+        returns.
+      seeds: a seed axis for every trial (a count or a list), averaged in the told value.
+
+    Returns:
+      The :class:`~jaxmom.sweep.SweepResult` of each round (the padding trials dropped).
+    """
+    import optuna
+
+    from jaxmom.sweep._fit import fit
+
+    for name, value, low in (("trials", trials, 1), ("batch", batch, 1)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            raise ValueError(f"optuna_search(): {name} must be a positive integer, got {value!r}")
+    if len(study.directions) != 1:
+        raise ValueError("optuna_search() needs a study with one objective")
+    if "halving" in fit_kwargs or "grid" in fit_kwargs:
+        raise ValueError("optuna_search(): fit_kwargs must not hold grid or halving")
+    distributions = _distributions(space)
+    results, done = [], 0
+    while done < trials:
+        k = min(batch, trials - done)
+        asked = [study.ask(distributions) for _ in range(k)]
+        values = {n: [t.params[n] for t in asked] for n in distributions}
+        values = {n: v + [v[-1]] * (batch - k) for n, v in values.items()}  # one shape per round
+        grid = zipped(axis=TRIAL, **values)
+        if seeds is not None:
+            grid = grid.with_seeds(seeds)
+        try:
+            res = fit(grid, **fit_kwargs)
+            mean, std, n = res.seed_stats(f"{metric}_last")
+        except BaseException:
+            for t in asked:
+                study.tell(t, state=optuna.trial.TrialState.FAIL)
+            raise
+        for i, t in enumerate(asked):
+            value = float(np.asarray(mean).reshape(-1)[i])
+            t.set_user_attr("std", float(np.asarray(std).reshape(-1)[i]))
+            t.set_user_attr("n_seeds", int(n))
+            if math.isfinite(value):
+                study.tell(t, value)
+            else:
+                study.tell(t, state=optuna.trial.TrialState.FAIL)
+        results.append(res if k == batch else _first(res, k, values, seeds))
+        done += k
+    return results
+
+
+def _first(res, k: int, values: dict, seeds):
+    """``res`` without the padding: its first ``k`` trials."""
+    from jaxmom.sweep._result import SweepResult
+
+    grid = zipped(axis=TRIAL, **{n: v[:k] for n, v in values.items()})
+    grid = grid if seeds is None else grid.with_seeds(seeds)
+    head = lambda x: np.asarray(x)[:k]
+    out = SweepResult(
+        grid,
+        {name: head(x) for name, x in res.metrics.items()},
+        res.compile_seconds,
+        res.train_seconds,
+        res.history,
+        res.devices,
+        res.divergence_factor,
+        eval_seconds=res.eval_seconds,
+        divergence=(head(res.diverged), head(res.diverged_step)),
+    )
+    if res.params is not None:
+        import jax
+
+        out.params = jax.tree.map(head, res.params)
+    return out

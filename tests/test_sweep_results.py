@@ -1,0 +1,250 @@
+"""jaxmom.sweep results: table columns that cannot collide, divergence without full-size
+temporaries, raw metrics kept when post-processing fails, atomic CSV, all-diverged heatmaps."""
+
+import tracemalloc
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sweep_problem import X, Y, regression
+
+from jaxmom import sweep
+from jaxmom.sweep import _result, plot
+from jaxmom.sweep._files import OutputError
+
+# ---- table columns -------------------------------------------------------------------------
+
+
+def test_a_metric_named_like_a_grid_column_or_diverged_is_refused_before_training():
+    ran = []
+
+    def clash(h, k):
+        jax.debug.callback(lambda: ran.append(1))
+        return {"lr": h["lr"] * 100, "loss": jnp.stack([h["lr"]] * 3)}
+
+    with pytest.raises(
+        ValueError, match=r"metric \['lr'\] gives the column 'lr', which is also a grid column"
+    ):
+        sweep.sweep(clash, sweep.product(lr=[0.1, 0.2]))
+    assert ran == []  # refused after compiling, before running
+    grid = sweep.product(lr=[0.1, 0.2])
+    with pytest.raises(ValueError, match=r"\['diverged'\].*a column the result adds"):
+        sweep.sweep(lambda h, k: {"diverged": h["lr"]}, grid)
+    with pytest.raises(ValueError, match=r"\['seed'\].*grid column"):
+        sweep.sweep(lambda h, k: {"seed": h["lr"]}, grid.with_seeds(2))
+
+
+def test_metrics_that_flatten_to_one_name_are_refused_naming_both():
+    grid = sweep.product(lr=[0.1, 0.2])
+    nested = lambda h, k: {"a/b": h["lr"], "a": {"b": 2 * h["lr"]}}
+    with pytest.raises(
+        ValueError,
+        match=r"metric \['a/b'\] gives the column 'a/b', which is also metric \['a'\]\['b'\]",
+    ):
+        sweep.sweep(nested, grid)
+    last = lambda h, k: {"loss": jnp.stack([h["lr"]] * 3), "loss_last": h["lr"]}
+    with pytest.raises(
+        ValueError, match=r"\['loss_last'\] gives the column 'loss_last'.*\['loss'\]"
+    ):
+        sweep.sweep(last, grid)
+    for bad in (nested, last):  # a result built directly checks the same (the metrics are saved)
+        with pytest.raises(ValueError, match="raw metrics are saved"):
+            _result.SweepResult(grid, bad({"lr": np.array([0.1, 0.2])}, None), 0.0, 0.0)
+
+
+def test_a_metric_too_wide_for_the_table_is_named_in_a_warning_not_dropped_silently():
+    res = sweep.sweep(regression, sweep.product(lr=[0.1], momentum=[0.0, 0.9]), args=(X, Y))
+    with pytest.warns(UserWarning, match=r"metrics \['w'\] have two or more axes"):
+        rows = res.rows()
+    assert "w" not in rows[0] and "loss_last" in rows[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res.rows()  # said once per result
+
+
+# ---- divergence, memory, rescue ------------------------------------------------------------
+
+
+def test_divergence_needs_no_temporary_as_large_as_a_metric(monkeypatch):
+    monkeypatch.setattr(_result, "BLOCK", 1 << 16)
+    grid = sweep.product(lr=np.linspace(0.1, 1, 64))
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(64, 64, 1024)).astype(np.float32)  # 4M elements: a bool copy is 4 MB
+    loss = np.abs(rng.normal(size=(64, 4096))).astype(np.float32) + 1
+    w[5, 3, 7], loss[9, 100], loss[11, 50] = np.nan, np.inf, 1e3
+    tracemalloc.start()
+    try:
+        res = _result.SweepResult(grid, {"w": w, "loss": loss}, 0.0, 0.0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < w.size / 4, peak  # a quarter of one full-size bool temporary
+    # Reference: the plain full-size computation.
+    finite = np.isfinite(w).reshape(64, -1).all(1) & np.isfinite(loss).all(1)
+    grew = ~np.isfinite(loss) | (loss > 10 * loss[:, :1])
+    step = np.where(grew.any(1), grew.argmax(1), -1)
+    np.testing.assert_array_equal(res.diverged, ~finite | (step >= 0))
+    np.testing.assert_array_equal(res.diverged_step, step)
+    assert res.diverged.sum() == 3 and res.diverged_step[9] == 100 and res.diverged_step[11] == 50
+
+
+def test_when_post_processing_fails_the_raw_metrics_are_saved_first(tmp_path, monkeypatch):
+    monkeypatch.setattr(_result, "RESCUE_DIR", tmp_path)
+
+    def out_of_memory(*args):
+        raise MemoryError("cannot allocate 12 GiB")
+
+    monkeypatch.setattr(_result, "_divergence", out_of_memory)
+    grid = sweep.product(lr=[0.1, 0.2]).with_seeds(3)
+    metrics = {"loss": np.arange(18.0).reshape(2, 3, 3), "acc": {"top1": np.ones((2, 3))}}
+    with pytest.raises(
+        MemoryError, match=r"cannot allocate 12 GiB \(the raw metrics are saved in "
+    ) as e:
+        _result.SweepResult(grid, metrics, 0.0, 0.0)
+    (saved,) = tmp_path.glob("jaxmom-raw-metrics-*.npz")
+    assert str(saved) in str(e.value) and "\n" not in str(e.value)
+    with np.load(saved, allow_pickle=False) as f:
+        np.testing.assert_array_equal(f["metric:['loss']"], metrics["loss"])
+        np.testing.assert_array_equal(f["metric:['acc']['top1']"], metrics["acc"]["top1"])
+        np.testing.assert_array_equal(f["grid:lr"], grid.coords()["lr"])
+
+
+def test_csv_is_written_atomically_and_a_failed_write_keeps_the_earlier_file(tmp_path, monkeypatch):
+    res = sweep.sweep(regression, sweep.product(lr=[0.1, 0.2], momentum=[0.0]), args=(X, Y))
+    path = tmp_path / "grid.csv"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res.to_csv(path)
+    before = path.read_text()
+
+    def disk_full(self, rows):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_result.csv.DictWriter, "writerows", disk_full)
+    with pytest.raises(OutputError, match=f"cannot write {path}: No space left on device"):
+        res.to_csv(path)
+    assert path.read_text() == before and [p.name for p in tmp_path.iterdir()] == ["grid.csv"]
+
+
+# ---- heatmaps ------------------------------------------------------------------------------
+
+
+def test_a_heatmap_where_every_cell_diverged_is_all_grey_and_does_not_crash(tmp_path):
+    grid = sweep.product(lr=[1e20, 1e30], momentum=[0.0, 0.9])
+    res = sweep.sweep(regression, grid, args=(X, Y))
+    assert res.diverged.all()
+    fig = res.heatmap("final_loss", "lr", "momentum", tmp_path / "h.png", best="min")
+    assert np.isnan(plot.cell_values(res, "final_loss", "lr", "momentum")).all()
+    assert "every cell diverged" in fig.axes[0].get_title()
+    assert (tmp_path / "h.png").stat().st_size > 5_000
+
+
+def test_heatmap_refuses_an_unknown_best():
+    res = sweep.sweep(regression, sweep.product(lr=[0.1], momentum=[0.0]), args=(X, Y))
+    with pytest.raises(ValueError, match="best must be 'min', 'max' or None, got 'bogus'"):
+        res.heatmap("final_loss", "lr", "momentum", best="bogus")
+
+
+# ---- seeds ---------------------------------------------------------------------------------
+
+
+def seeded_result():
+    """lr 0.01 has the single best seed (0.1) but the worse mean (0.5); lr 0.03 the best mean."""
+    grid = sweep.product(lr=[0.01, 0.03, 0.1]).with_seeds([4, 9])
+    final = np.array([[0.1, 0.9], [0.3, 0.35], [0.2, np.nan]])
+    acc = np.array([[0.9, 0.1], [0.7, 0.6], [0.8, 0.0]])
+    return _result.SweepResult(grid, {"final_loss": final, "acc": acc}, 0.0, 0.0)
+
+
+def test_best_ranks_cells_by_their_mean_over_seeds_never_by_a_single_seed():
+    res = seeded_result()
+    assert min(res.rows(), key=lambda r: r["final_loss"])["lr"] == 0.01  # the lucky seed
+    best = res.best("final_loss")
+    assert best == {
+        "lr": 0.03,
+        "final_loss": pytest.approx(0.325),
+        "final_loss_std": pytest.approx(0.025),
+        "acc": pytest.approx(0.65),
+        "n_seeds": 2,
+    }
+    assert res.best("acc", "max")["lr"] == 0.03  # lr 0.1 has a diverged seed: excluded
+    mean, std, n = res.seed_stats("final_loss")
+    np.testing.assert_allclose(mean, [0.5, 0.325, np.nan])
+    np.testing.assert_allclose(std, [0.4, 0.025, np.nan])
+    assert n == 2
+
+
+def test_heatmap_shows_the_seed_mean_and_with_std_the_spread():
+    grid = sweep.product(lr=[0.01, 0.03], momentum=[0.0, 0.9]).with_seeds(3)
+    vals = np.random.default_rng(0).uniform(size=grid.shape)
+    res = _result.SweepResult(grid, {"final_loss": vals}, 0.0, 0.0)
+    mean = plot.cell_values(res, "final_loss", "lr", "momentum")
+    spread = plot.cell_values(res, "final_loss", "lr", "momentum", std=True)
+    for i in range(2):
+        for j in range(2):
+            seeds = [vals[i, j, s] for s in range(3)]
+            assert mean[j, i] == pytest.approx(sum(seeds) / 3)
+            assert spread[j, i] == pytest.approx(
+                np.sqrt(sum((v - sum(seeds) / 3) ** 2 for v in seeds) / 3)
+            )
+    fig = res.heatmap("final_loss", "lr", "momentum", std=True, best="min")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert all(t.startswith("±") for t in texts) and "std over seed" in fig.axes[0].get_title()
+
+
+# ---- save and load -------------------------------------------------------------------------
+
+
+def test_save_and_load_round_trip_everything_exactly(tmp_path):
+    grid = (
+        sweep.product(lr=[0.05, 1e20]) * sweep.zipped(momentum=[0.0, 0.9], nesterov=[False, True])
+    ).with_seeds([3, 5])
+
+    def fn(h, key, x, y):
+        out = regression(h, key, x, y)
+        return {"loss": out["loss"], "final": (out["final_loss"], [out["w"]]), "none": None}
+
+    res = sweep.sweep(fn, grid, args=(X, Y))
+    res.eval_seconds = 0.125
+    assert res.diverged.any() and not res.diverged.all()
+    res.save(tmp_path / "r.npz")
+    back = sweep.SweepResult.load(tmp_path / "r.npz")
+    assert back.grid.names == grid.names and back.grid.params == grid.params
+    for a, b in zip(grid.axes, back.grid.axes):
+        for k in a.columns:
+            assert b.columns[k].dtype == a.columns[k].dtype
+            np.testing.assert_array_equal(b.columns[k], a.columns[k])
+    assert jax.tree.structure(back.metrics) == jax.tree.structure(res.metrics)
+    for x, y in zip(jax.tree.leaves(res.metrics), jax.tree.leaves(back.metrics)):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)  # bit-exact, NaN and inf included
+    np.testing.assert_array_equal(back.diverged, res.diverged)
+    np.testing.assert_array_equal(back.diverged_step, res.diverged_step)
+    for k in ("compile_seconds", "train_seconds", "eval_seconds", "divergence_factor", "history"):
+        assert getattr(back, k) == getattr(res, k), k
+    assert back.devices == tuple(str(d) for d in res.devices)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert repr(back.rows()) == repr(res.rows())  # NaN included
+    with np.load(tmp_path / "r.npz", allow_pickle=False) as f:  # numpy reads it as an .npz
+        np.testing.assert_array_equal(f["diverged"], res.diverged)
+
+
+def test_load_refuses_a_file_that_is_not_a_saved_result_in_one_line(tmp_path):
+    import zipfile
+
+    (tmp_path / "text.npz").write_text("hello")
+    np.savez(tmp_path / "other.npz", a=np.ones(3))
+    with zipfile.ZipFile(tmp_path / "foreign.npz", "w") as z:
+        z.writestr("result.json", '{"format": "something else", "version": 1}')
+    for name, why in (
+        ("missing.npz", "cannot read"),
+        ("text.npz", "is not a saved jaxmom SweepResult"),
+        ("other.npz", "is not a saved jaxmom SweepResult"),
+        ("foreign.npz", "holds something else version 1"),
+    ):
+        with pytest.raises(ValueError, match=why) as e:
+            sweep.SweepResult.load(tmp_path / name)
+        assert str(tmp_path / name) in str(e.value) and "\n" not in str(e.value), e.value

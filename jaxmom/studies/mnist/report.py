@@ -367,8 +367,12 @@ def write_sweep_outputs(out, res: SweepResult, config: Config, records: list[dic
             plot: Callable[..., Figure] = res.heatmap
             if sampled:  # the search's log-uniform ranges on log axes
                 plot = functools.partial(res.scatter, log=log_axes)
-            kind = "scatter" if sampled else "heatmap"
-            path = out / f"{kind}_{stem}_{x}{'' if y is None else '_' + y}.png"
+            if not sampled:
+                path = out / f"heatmap_{stem}_{x}_{y}.png"
+            elif y is None:
+                path = out / f"scatter_{stem}_{x}.png"
+            else:
+                path = out / f"scatter_{stem}_{x}_{y}.png"
             title = f"{config.optimizer}, {config.epochs} epochs: {label}"
             plot(  # saved atomically by jaxmom.sweep.plot
                 metric,

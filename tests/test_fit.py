@@ -110,6 +110,9 @@ def test_cnn_cells_with_two_seeds_and_a_partial_batch_equal_the_plain_loop():
         epochs=2, return_params=True, progress=False, chunk_size=None,
     )  # fmt: skip
     assert res.metrics["loss"].shape == (2, 1, 2, 6)  # 20 = 8 + 8 + 4
+    s = _fit.setup(grid, init=cnn_init, loss=cnn_loss, optimizer=sgd, train=(IMAGES, LABELS),
+                   batch_size=8, epochs=2)  # fmt: skip
+    assert s.stepwise == (jax.default_backend() == "cpu")  # a Python loop of compiled steps
     for i, lr in enumerate([0.02, 0.1]):
         for seed in (0, 1):
             assert_cell_equals_loop(
@@ -485,3 +488,15 @@ def test_progress_draws_a_bar_on_stderr_only_when_asked(capfd, progress):
         assert "4/4" in err and "fit" in err
     else:
         assert err == ""
+
+
+def test_a_checkpoint_with_nan_params_in_a_diverged_cell_resumes(tmp_path):
+    kw = dict(
+        init=mlp_init, loss=mlp_loss, optimizer=sgd, train=(X, Y), batch_size=16, epochs=2,
+        fixed={"momentum": 0.9}, chunk_size=2, return_params=True, progress=False,
+    )  # fmt: skip
+    grid = sweep.product(lr=[0.1, 3e38])
+    first = sweep.fit(grid, checkpoint_dir=tmp_path, **kw)
+    assert first.diverged.tolist() == [False, True]
+    assert not np.isfinite(first.params["w2"][1]).all()
+    assert_identical(sweep.fit(grid, checkpoint_dir=tmp_path, **kw), first)

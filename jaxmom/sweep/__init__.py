@@ -12,16 +12,25 @@ For example::
     res.metrics["loss"].shape                        # (4, 4, 2, steps): shaped like the grid
     res.best("final_loss"); res.to_csv("grid.csv"); res.heatmap("final_loss", "lr", "momentum", "h.png")
 
+To sweep a model on a dataset, :func:`fit` writes the training loop (``init``, a per-example
+``loss``, ``optimizer(hparams)`` and the data): shuffling, batching, evaluation after every epoch,
+a chunk size from memory, progress and checkpoints.
+
 ``args`` (e.g. the training data) are shared by all cells, not batched: a first layer applied to a
 shared input batch then lowers to one wide matmul against all ``K`` weight matrices.
 
 Besides grids, :func:`sample` draws random or Sobol trials from :func:`uniform`,
-:func:`log_uniform` and :func:`choice` spaces onto one ``"trial"`` axis.
+:func:`log_uniform` and :func:`choice` spaces onto one ``"trial"`` axis; ``fit(...,
+halving=Halving(...))`` runs successive halving inside the compiled sweep, and
+:func:`optuna_search` lets an Optuna study pick the trials, a batch at a time.
 
-Modules: :mod:`~jaxmom.sweep._grid` (the grid), :mod:`~jaxmom.sweep._sample` (sampled trials), :mod:`~jaxmom.sweep._engine` (the compiled, sharded,
-chunked program and its cache), :mod:`~jaxmom.sweep._result` (results, divergence, exports) and
-:mod:`jaxmom.sweep.plot` (heatmaps, needs matplotlib). The engine knows nothing of any model or
-dataset: the MNIST study's sweep lives in :mod:`jaxmom.studies.mnist.sweep`.
+Modules: :mod:`~jaxmom.sweep._grid` (the grid), :mod:`~jaxmom.sweep._sample` (sampled trials),
+:mod:`~jaxmom.sweep._engine` (the compiled, sharded, chunked program and its cache),
+:mod:`~jaxmom.sweep._result` (results, divergence, exports, save and load),
+:mod:`jaxmom.sweep.plot` (heatmaps and scatter plots, needs matplotlib), :mod:`~jaxmom.sweep._fit`
+(``fit``), :mod:`~jaxmom.sweep._checkpoint` (its checkpoints), :mod:`~jaxmom.sweep._halving`
+(successive halving) and :mod:`~jaxmom.sweep._optuna` (Optuna). The engine knows nothing of any
+model or dataset: the MNIST study's sweep lives in :mod:`jaxmom.studies.mnist.sweep`.
 """
 
 from jaxmom.sweep._engine import finite as finite

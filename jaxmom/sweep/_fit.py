@@ -307,10 +307,11 @@ def setup(
 
 def _convolves(loss: Callable, init: Callable, train: tuple, batch_size: int) -> bool:
     """Whether ``loss`` convolves (traced once, abstractly). XLA:CPU runs a convolution inside a
-    loop (a ``lax.scan`` epoch) 5 to 8 times slower than the same one outside, and a convolution
-    of stacked kernels (``vmap`` over configurations) about 2 times slower than one per
-    configuration (``experiments/benchmark.py --cnn``): on CPU such models train one
-    configuration at a time (``chunk_size="auto"``), one compiled step at a time."""
+    loop (a ``lax.scan`` epoch) several times slower than the same one outside, and the grouped
+    convolution that ``vmap`` makes of stacked kernels slower than one convolution per
+    configuration (``experiments/benchmark.py --cnn`` measures both ways against single runs): on
+    CPU such models train one configuration at a time (``chunk_size="auto"``), one compiled step
+    at a time."""
     params = jax.eval_shape(init, jax.random.key(0))
     batch = [jax.ShapeDtypeStruct((batch_size, *a.shape[1:]), a.dtype) for a in train]
     return "conv_general_dilated" in str(jax.make_jaxpr(loss)(params, *batch))
@@ -393,9 +394,18 @@ def _cell_fns(s: Setup):
 
 def _spmd(s: Setup, fn, cell_args: tuple[bool, ...]):
     """``fn`` vmapped over the cell axis of the arguments marked True in ``cell_args`` (the others
-    shared), as ``shard_map`` over the mesh; its outputs are per cell."""
+    shared), as ``shard_map`` over the mesh; its outputs are per cell. A stepwise setup with one
+    cell per device applies ``fn`` to that cell alone: the program is a single run's, whose
+    convolutions are not batched. (Elsewhere a vmap of one keeps the state's buffers aliased in
+    place, which the memory estimate measures.)"""
     cell, shared = P(s.mesh.axis_names[0]), P()
     batched = jax.vmap(fn, in_axes=tuple(0 if c else None for c in cell_args))
+    if s.chunk == 1 and s.stepwise:
+
+        def batched(*args):
+            args = [jax.tree.map(lambda a: a[0], x) if c else x for x, c in zip(args, cell_args)]
+            return jax.tree.map(lambda a: a[None], fn(*args))
+
     specs = tuple(cell if c else shared for c in cell_args)
     # check_vma=False: a shared key meets per-cell values without a pcast.
     return jax.shard_map(batched, mesh=s.mesh, in_specs=specs, out_specs=cell, check_vma=False)
@@ -695,7 +705,9 @@ def fit(
       eval_batch_size: see ``evaluate``.
       chunk_size: configurations trained at once per device. ``"auto"`` (default): the most whose
         estimated memory fits in ``memory_budget`` bytes (default half the memory available), at
-        most 16 on CPU; ``None``: the whole grid at once.
+        most 16 on CPU, and 1 on CPU for a model that convolves (which there also runs its epoch
+        as a Python loop of compiled steps: XLA:CPU runs convolutions slowly inside loops and
+        over stacked kernels); ``None``: the whole grid at once.
       memory_budget: see ``chunk_size``.
       devices: devices to shard each chunk over; default ``jax.devices()``.
       progress: a tqdm bar on stderr that moves per epoch of each chunk.

@@ -825,7 +825,6 @@ def test_search_halving_keeps_the_best_third_by_test_accuracy(tmp_path, monkeypa
 
 
 def test_search_optuna_trains_its_trials_in_batches(tmp_path, monkeypatch, tiny_mnist):
-    pytest.importorskip("optuna")
     argv = ["--search", "optuna", "--trials", "10", "--lr", "1e-3:1", "--momentum", "0:0.9"]
     _, sweep, runs, rows = search_results(tmp_path, monkeypatch, tiny_mnist, *argv)
     assert len(runs) == len(rows) == 10 and sweep["search"]["batch"] == 8

@@ -649,3 +649,196 @@ def test_benchmark_quick_run_writes_every_row(tmp_path, load_script):
     assert 0 < rows[benchmark.SWEEP]["eval_seconds"] < rows[benchmark.SWEEP]["seconds"]
     assert rows["part: jaxmom.sgd update alone, 16 configs"]["gbytes_per_s"] > 0
     assert len(report["speedups"]) == 3  # no PyTorch row: its ratio is left out
+
+
+def test_param_and_state_dtype_flags_reach_single_runs_and_sweeps(
+    tmp_path, monkeypatch, capsys, tiny_mnist
+):
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    dtypes = ["--param-dtype", "bfloat16", "--state-dtype", "float32"]
+    common = ["--optimizer", "adam", "--epochs", "1", "--quiet", *dtypes]
+    assert cli.main([*common, "--out", str(tmp_path / "one")]) == 0
+    [record] = json.loads((tmp_path / "one" / "results.json").read_text())["runs"]
+    assert (record["param_dtype"], record["state_dtype"]) == ("bfloat16", "float32")
+    plain = train_and_evaluate(Config(optimizer="adam", epochs=1), tiny_mnist).record
+    assert (
+        plain["state_dtype"] == "float32"
+        and plain["epoch_train_loss"] != record["epoch_train_loss"]
+    )
+    assert cli.main([*common, "--sweep", "--lr", "0.001,0.01", "--out", str(tmp_path / "g")]) == 0
+    cells = json.loads((tmp_path / "g" / "results.json").read_text())["runs"]
+    assert [(c["param_dtype"], c["state_dtype"]) for c in cells] == [("bfloat16", "float32")] * 2
+    assert cells[0]["epoch_train_loss"] == pytest.approx(record["epoch_train_loss"], rel=1e-2)
+    capsys.readouterr()
+    code, err = one_line_exit(capsys, ["--state-dtype", "float16", "--source", "embedded"])
+    assert code == 2 and "invalid choice: 'float16'" in err
+
+
+@pytest.mark.slow  # twelve one-epoch runs: about 15 s on 2 cores
+def test_mixed_precision_script_writes_its_table_into_the_page(
+    tmp_path, monkeypatch, tiny_mnist, load_script
+):
+    script = load_script("mixed_precision")
+    monkeypatch.setattr(script.data, "load", lambda *args, **kwargs: tiny_mnist)
+    page = tmp_path / "mnist.md"
+    page.write_text(f"before\n{script.START}\nold\n{script.END}\nafter\n")
+    monkeypatch.setattr(script, "DOCS", page)
+    script.main(["--epochs", "1", "--repeats", "1", "--out", str(tmp_path / "out"), "--docs"])
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(rows) == 6 and {r["setting"] for r in rows} == set(script.SETTINGS)
+    text = page.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
+    assert text.count("| adam 1e-3 |") == 3 and "| 1.00x |" in text
+
+
+# ---- --search and --seeds (issue 19) ------------------------------------------------------------
+
+SEARCH = ["--search", "random", "--lr", "1e-4:1"]
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (
+            ["--optimizer", "aggmo", "--betas", "0:1", *SEARCH],
+            "but this hyperparameter is an array",
+        ),
+        (
+            ["--epochs", "1:5", *SEARCH],
+            "'1:5' is a range, but this flag is fixed for the whole run",
+        ),
+        (["--seed", "0:3", *SEARCH], "--seed: '0:3' is a range, but this flag is fixed"),
+        (
+            ["--optimizer", "schedule_free_sgd", "--warmup-steps", "0:10", *SEARCH],
+            "is an integer: ranges LO:HI are for float hyperparameter flags",
+        ),
+        (["--lr", "1e-4:x", *SEARCH[:2]], "expected a range LO:HI of two numbers, got '1e-4:x'"),
+        (["--lr", "1e-4:1"], "--lr 0.0001:1 is a range: add --search random|sobol|halving|optuna"),
+        (["--search", "sobol", "--lr", "0.1"], "--search sobol needs at least one range LO:HI"),
+        (["--search", "halving", "--lr", "0.1,0.2"], "needs at least one range"),
+        ([*SEARCH, "--trials", "0"], "--trials must be at least 1, got 0"),
+        (["--search", "halving", "--lr", "1e-4:1", "--eta", "1"], "--eta must be at least 2"),
+        ([*SEARCH, "--eta", "3"], "--eta applies to --search halving"),
+        (["--lr", "0.1", "--trials", "3"], "--trials applies to --search"),
+        (["--search", "random", "--lr", "0:1"], "--lr 0:1: a range needs 0 < LO < HI"),
+        ([*SEARCH, "--momentum", "0.9:0.1"], "--momentum 0.9:0.1: a range needs LO < HI"),
+        ([*SEARCH, "--momentum", "0:1.5"], "grid cell learning_rate=0.0001, momentum=1.5:"),
+        ([*SEARCH, "--sweep"], "give one of them"),
+        ([*SEARCH, "--study", "family"], "--study trains a fixed list"),
+        ([*SEARCH, "--optimizer", "sgd,adam"], "--search trains one --optimizer at a time"),
+        (["--optimizer", "adam", "--momentum", "0:0.9", *SEARCH], "--momentum applies to none"),
+        (["--seeds", "0,1"], "--seeds makes a seed axis of a --sweep or --search"),
+        (["--sweep", "--lr", "0.1,0.2", "--seeds", "0,1,0"], "--seeds lists seed 0 more than once"),
+        (["--sweep", "--lr", "0.1,0.2", "--seeds", "0,-1"], "--seeds: seed must be an integer"),
+        (
+            ["--search", "halving", "--lr", "1e-4:1", "--checkpoint-dir", "ck"],
+            "--checkpoint-dir does not apply to --search halving",
+        ),
+    ],
+)
+def test_search_flag_errors_are_one_line_before_any_data(
+    argv, fragment, capsys, monkeypatch, tmp_path
+):
+    monkeypatch.setattr(cli, "load_data", lambda args: pytest.fail("loaded data"))
+    code, err = one_line_exit(capsys, [*argv, "--out", str(tmp_path / "o")])
+    assert code == 2 and fragment in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_search_optuna_without_optuna_names_the_tune_extra(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(cli, "load_data", lambda args: pytest.fail("loaded data"))
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna: ImportError
+    code, err = one_line_exit(capsys, ["--search", "optuna", "--lr", "1e-4:1"])
+    assert code == 2 and "--search optuna needs Optuna" in err and "jaxmom[tune]" in err, err
+
+
+def search_results(tmp_path, monkeypatch, tiny_mnist, *argv):
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    out = tmp_path / "out"
+    assert cli.main([*argv, "--epochs", "1", "--quiet", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    with open(out / "sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+    return out, results["sweep"], results["runs"], rows
+
+
+def test_search_sobol_with_seeds_trains_the_drawn_trials_and_ranks_by_seed_means(
+    tmp_path, monkeypatch, tiny_mnist
+):
+    argv = ["--search", "sobol", "--trials", "4", "--lr", "1e-3:1", "--momentum", "0:0.99"]
+    out, sweep, runs, rows = search_results(
+        tmp_path, monkeypatch, tiny_mnist, *argv, "--seeds", "3,5"
+    )
+    assert sweep["search"]["method"] == "sobol" and len(runs) == len(rows) == 8
+    assert sweep["search"]["space"] == {
+        "learning_rate": "log-uniform 0.001..1",
+        "momentum": "uniform 0..0.99",
+    }
+    lrs = [r["hyperparameters"]["learning_rate"] for r in runs]
+    assert [r["seed"] for r in runs] == [3, 5] * 4 and lrs[::2] == lrs[1::2]
+    assert all(1e-3 <= lr < 1 and 0 <= r["hyperparameters"]["momentum"] < 0.99 for r, lr in
+               zip(runs, lrs))  # fmt: skip
+    # Sobol: one trial in each quarter of the log range
+    quarters = sorted(int(4 * np.log(lr / 1e-3) / np.log(1e3)) for lr in lrs[::2])
+    assert quarters == [0, 1, 2, 3]
+    # a trial's cell is that configuration trained alone
+    h = runs[1]["hyperparameters"]
+    alone = train_and_evaluate(
+        Config(
+            hparams={"learning_rate": h["learning_rate"], "momentum": h["momentum"]},
+            epochs=1,
+            seed=5,
+        ),
+        tiny_mnist,
+    ).record
+    np.testing.assert_allclose(alone["epoch_train_loss"], runs[1]["epoch_train_loss"], rtol=1e-5)
+    # the best is the highest mean over the two seeds, not one lucky seed
+    means = [(runs[i]["test_accuracy"] + runs[i + 1]["test_accuracy"]) / 2 for i in range(0, 8, 2)]
+    best = sweep["best"]
+    assert best["n_seeds"] == 2 and best["test_accuracy"] == pytest.approx(max(means))
+    assert best["learning_rate"] == lrs[2 * int(np.argmax(means))]
+    for stem in ("train_loss", "test_accuracy"):
+        assert (out / f"scatter_{stem}_learning_rate_momentum.png").stat().st_size > 10_000
+    assert not list(out.glob("heatmap_*.png"))
+
+
+def test_search_halving_keeps_the_best_third_by_test_accuracy(tmp_path, monkeypatch, tiny_mnist):
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    out = tmp_path / "out"
+    argv = ["--search", "halving", "--trials", "9", "--eta", "3", "--lr", "1e-3:1"]
+    assert cli.main([*argv, "--epochs", "3", "--quiet", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    runs, halving = results["runs"], results["sweep"]["halving"]
+    after_one = [r["epoch_test_accuracy"][0] for r in runs]
+    kept = [r["epochs_trained"] == 3 for r in runs]
+    assert sum(kept) == 3 and [r["epochs_trained"] for r in runs].count(1) == 6
+    # the survivors are the three best after the first epoch (ties aside)
+    assert min(a for a, k in zip(after_one, kept) if k) >= max(
+        a for a, k in zip(after_one, kept) if not k
+    )
+    assert halving["config_epochs"] == 6 * 1 + 3 * 3 and halving["full_config_epochs"] == 27
+    assert all(np.isnan(r["test_accuracy"]) for r, k in zip(runs, kept) if not k)
+    with open(out / "sweep.csv") as f:
+        assert "epochs_trained" in next(csv.DictReader(f))
+    # one hyperparameter: the scatter is the metric against it
+    assert (out / "scatter_test_accuracy_learning_rate.png").stat().st_size > 10_000
+
+
+def test_search_optuna_trains_its_trials_in_batches(tmp_path, monkeypatch, tiny_mnist):
+    argv = ["--search", "optuna", "--trials", "10", "--lr", "1e-3:1", "--momentum", "0:0.9"]
+    _, sweep, runs, rows = search_results(tmp_path, monkeypatch, tiny_mnist, *argv)
+    assert len(runs) == len(rows) == 10 and sweep["search"]["batch"] == 8
+    assert len({r["hyperparameters"]["learning_rate"] for r in runs}) == 10
+    best = max(r["test_accuracy"] for r in runs)
+    assert sweep["search"]["best_trial"]["value"] == best == sweep["best"]["test_accuracy"]
+
+
+def test_sweep_with_seeds_averages_them_for_the_best_cell(tmp_path, monkeypatch, tiny_mnist):
+    argv = ["--sweep", "--lr", "0.01,0.1", "--momentum", "0,0.9", "--seeds", "0,1,2"]
+    out, sweep, runs, rows = search_results(tmp_path, monkeypatch, tiny_mnist, *argv)
+    assert len(runs) == 12 and [r["seed"] for r in runs] == [0, 1, 2] * 4
+    assert [int(r["seed"]) for r in rows] == [0, 1, 2] * 4
+    acc = np.array([r["test_accuracy"] for r in runs]).reshape(4, 3)
+    assert sweep["best"]["test_accuracy"] == pytest.approx(acc.mean(1).max())
+    assert sweep["best"]["test_accuracy_std"] == pytest.approx(acc.std(1)[acc.mean(1).argmax()])
+    assert (out / "heatmap_test_accuracy_learning_rate_momentum.png").stat().st_size > 10_000

@@ -497,3 +497,82 @@ def test_a_sweep_killed_after_a_checkpoint_resumes_bit_identical(tiny_mnist, tmp
         assert np.array_equal(resumed.metrics[name], whole.metrics[name]), name
     assert resumed.metrics["resumed_from_epoch"].tolist() == [[2, 2], [1, 1]]
     assert whole.metrics["resumed_from_epoch"].tolist() == [[0, 0], [0, 0]]
+
+
+# --- parameter and state dtypes (issue 18) ---------------------------------------------------
+
+
+def test_param_and_state_dtypes_are_checked_in_one_line():
+    for field in ("param_dtype", "state_dtype"):
+        with pytest.raises(ValueError, match=f"unknown {field} 'float16'; choose from float32"):
+            Config(**{field: "float16"})
+
+
+def test_every_optimizer_gets_the_state_dtype_on_every_dtype_argument():
+    """Each factory's own ``*_dtype`` arguments, read from its signature: nothing else."""
+    for name, spec in OPTIMIZERS.items():
+        options = Config(optimizer=name, state_dtype="bfloat16").optimizer_options()
+        wanted = [p for p in inspect.signature(spec.factory).parameters if p.endswith("_dtype")]
+        assert wanted and options == dict.fromkeys(wanted, "bfloat16"), name
+        assert Config(optimizer=name).optimizer_options() == {}
+
+
+def checkpoint_state(folder):
+    """The leaves of ``(params, opt_state)`` in the checkpoint fit wrote into ``folder``."""
+    [(name, header)] = train.saved_headers(folder).items()
+    with np.load(folder / header["file"], allow_pickle=False) as z:
+        return [z[f"state/{i}"] for i in range(sum(k.startswith("state/") for k in z.files))]
+
+
+@pytest.mark.parametrize(
+    "param_dtype, state_dtype",
+    [("bfloat16", "float32"), ("bfloat16", None), ("float32", "bfloat16")],
+)
+def test_dtypes_reach_params_state_records_and_sweeps(
+    tiny_mnist, tmp_path, param_dtype, state_dtype
+):
+    """The parameters and every optimizer buffer take the asked dtypes (read from the state fit
+    checkpoints), the record says so, a resumed run is bit-identical, and a sweep's cells are near
+    their single runs, not the float32 ones."""
+    data = tiny_mnist
+    config = Config(
+        optimizer="adam", epochs=2, seed=3, param_dtype=param_dtype, state_dtype=state_dtype
+    )
+    run = train.train_and_evaluate(config, data, tmp_path)
+    assert {x.dtype for x in jax.tree.leaves(run.params)} == {jnp.dtype(param_dtype)}
+    [folder] = tmp_path.iterdir()
+    state = checkpoint_state(folder)
+    n = len(jax.tree.leaves(run.params))  # (params, opt_state): adam's count, mu, nu follow
+    sizes = {x.dtype.itemsize for x in state[n:] if x.ndim > 1}
+    assert (
+        len(state) == 3 * n + 1
+        and [x.dtype.itemsize for x in state[:n]] == [jnp.dtype(param_dtype).itemsize] * n
+    )
+    assert sizes == {jnp.dtype(state_dtype or param_dtype).itemsize}
+    expected = (param_dtype, state_dtype or param_dtype)
+    assert (run.record["param_dtype"], run.record["state_dtype"]) == expected
+    assert run.record["test_accuracy"] > 0.05
+    assert np.all(np.isfinite(run.record["epoch_train_loss"]))
+    resumed = train.train_and_evaluate(config, data, tmp_path)
+    assert resumed.record["resumed_from_epoch"] == 2
+    for a, b in zip(leaves(run.params), leaves(resumed.params)):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    # the default float32 run differs: the dtypes are not ignored
+    f32 = dataclasses.replace(config, param_dtype="float32", state_dtype=None)
+    assert (
+        train.train_and_evaluate(f32, data).record["epoch_train_loss"]
+        != run.record["epoch_train_loss"]
+    )
+    # a sweep with the same dtypes: each cell is near its single run, not the float32 one
+    res = run_sweep(config, data, product(learning_rate=[1e-2, 3e-2]))
+    records = train.records(config, data, res)
+    for i, lr in enumerate([1e-2, 3e-2]):
+        one, plain = (
+            train.train_and_evaluate(
+                dataclasses.replace(c, hparams={"learning_rate": lr}), data
+            ).record["epoch_train_loss"]
+            for c in (config, f32)
+        )
+        cell = res.metrics["epoch_train_loss"][i]
+        assert np.max(np.abs(cell - one)) < 0.3 * np.max(np.abs(cell - np.asarray(plain)))
+        assert (records[i]["param_dtype"], records[i]["state_dtype"]) == expected

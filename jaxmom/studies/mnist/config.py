@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import numpy as np
 
@@ -14,6 +15,7 @@ from jaxmom.studies.mnist import registry
 from jaxmom.studies.mnist.registry import OptimizerSpec, hyperparameter_kind
 
 INITS = ("torch", "flax")
+DTYPES = ("float32", "bfloat16")  # of the parameters and of the optimizer state
 
 INT32_MAX = 2**31 - 1  # epochs, batch size and integer hyperparameters reach XLA as int32
 SEED_MAX = 2**31 - 1  # seeds reach jax.random.key as int32: larger ones would wrap or repeat
@@ -24,7 +26,10 @@ class Config:
     """One training run, checked when it is built (one-line ``ValueError``).
 
     ``hparams`` overrides the optimizer's numeric defaults (see :data:`OPTIMIZERS`); ``options``
-    sets its boolean options (e.g. ``{"nesterov": True}``).
+    sets its boolean options (e.g. ``{"nesterov": True}``). ``param_dtype`` is the parameters'
+    dtype (the model computes in it, the loss in float32); ``state_dtype`` every state dtype the
+    optimizer takes (``accumulator_dtype``, ``mu_dtype``, ``nu_dtype``), None keeping the
+    parameters'.
     """
 
     optimizer: str = "sgd"
@@ -36,6 +41,8 @@ class Config:
     init: str = "torch"
     log_every: int = 30
     label: str = ""
+    param_dtype: str = "float32"
+    state_dtype: str | None = None  # None: the optimizer state follows the parameters
 
     def __post_init__(self):
         check_config(self)
@@ -47,6 +54,20 @@ class Config:
     def full_hparams(self) -> dict:
         """All numeric hyperparameters: the optimizer's defaults overridden by ``hparams``."""
         return {**self.spec.defaults, **self.hparams}
+
+    def optimizer_options(self) -> dict:
+        """The factory's static keyword arguments: the boolean ``options`` and every state dtype
+        it takes (``accumulator_dtype``, ``mu_dtype``, ``nu_dtype``) set to ``state_dtype``."""
+        return {**self.options, **state_dtype_options(self.optimizer, self.state_dtype)}
+
+
+def state_dtype_options(optimizer: str, state_dtype: str | None) -> dict:
+    """``{name: state_dtype}`` for every ``*_dtype`` argument of ``optimizer``'s factory; none
+    for None, which keeps the state in the parameters' dtype."""
+    if state_dtype is None:
+        return {}
+    names = inspect.signature(registry.OPTIMIZERS[optimizer].factory).parameters
+    return {name: state_dtype for name in names if name.endswith("_dtype")}
 
 
 def check_config(config: Config) -> None:
@@ -84,4 +105,9 @@ def check_config(config: Config) -> None:
             )
     if config.init not in INITS:
         raise ValueError(f"unknown init {config.init!r}; choose from {', '.join(INITS)}")
-    spec.make(config.hparams, config.options)  # jaxmom checks the values
+    for name, allowed in (("param_dtype", DTYPES), ("state_dtype", (None, *DTYPES))):
+        if getattr(config, name) not in allowed:
+            raise ValueError(
+                f"unknown {name} {getattr(config, name)!r}; choose from {', '.join(DTYPES)}"
+            )
+    spec.make(config.hparams, config.optimizer_options())  # jaxmom checks the values

@@ -15,7 +15,9 @@ epoch, ``epoch_test_accuracy`` after every epoch, and ``loss`` a single batch's 
 """
 
 import csv
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -29,10 +31,18 @@ import jaxmom
 from jaxmom.studies.mnist.config import Config
 from jaxmom.sweep import SEED, SweepResult
 from jaxmom.sweep._files import atomic_open, write_text
+from jaxmom.sweep._sample import TRIAL
 
 # Files a run writes into --out; a folder holding any of them holds another run's results.
 LOSS_CSV = "train_loss.csv"
-OUTPUTS = ("results.json", "sweep.csv", LOSS_CSV, "loss_curves.png", "heatmap_*.png")
+OUTPUTS = (
+    "results.json",
+    "sweep.csv",
+    LOSS_CSV,
+    "loss_curves.png",
+    "heatmap_*.png",
+    "scatter_*.png",
+)
 
 
 def existing_outputs(out: Path) -> list[Path]:
@@ -256,20 +266,41 @@ SWEEP_COLUMNS = ("final_train_loss", "test_accuracy", "diverged", "diverged_step
 
 def sweep_rows(res: SweepResult, records: list[dict]) -> list[dict]:
     """One dict per cell, in the grid's order: its swept hyperparameters (and seed, with a seed
-    axis), ``final_train_loss``, ``test_accuracy``, ``diverged`` and ``diverged_step``."""
+    axis), ``final_train_loss``, ``test_accuracy``, ``diverged`` and ``diverged_step`` (and
+    ``epochs_trained`` after successive halving)."""
     names = [n for n in res.grid.params] + (["seed"] if SEED in res.grid.names else [])
+    halved = ("epochs_trained",) if "halving" in res.info else ()  # trials stopped early
     return [
         {
             **{n: r["seed"] if n == SEED else r["hyperparameters"][n] for n in names},
-            **{c: r[c] for c in SWEEP_COLUMNS},
+            **{c: r[c] for c in SWEEP_COLUMNS + halved},
         }
         for r in records
     ]
 
 
 def best_row(rows: list[dict]) -> dict | None:
-    """The row of the highest test accuracy among the cells that did not diverge; None if all did."""
-    kept = [r for r in rows if not r["diverged"] and np.isfinite(r["test_accuracy"])]
+    """The row of the highest test accuracy among the cells that did not diverge; None if all did.
+    With a seed column, each configuration's seeds are averaged first (one where any seed diverged
+    is out) and the row holds the means, ``test_accuracy_std`` (``ddof=0``) and ``n_seeds``."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        key = tuple((k, v) for k, v in r.items() if k not in SWEEP_COLUMNS and k != "seed")
+        groups.setdefault(key, []).append(r)
+    kept = []
+    for key, group in groups.items():
+        acc = np.array([r["test_accuracy"] for r in group], float)
+        if any(r["diverged"] for r in group) or not np.isfinite(acc).all():
+            continue
+        if "seed" not in group[0]:
+            kept.append(group[0])
+            continue
+        loss = float(np.mean([r["final_train_loss"] for r in group]))
+        mean, std = float(acc.mean()), float(acc.std())
+        kept.append(
+            {**dict(key), "final_train_loss": loss, "test_accuracy": mean}
+            | {"test_accuracy_std": std, "n_seeds": len(group)}
+        )
     return max(kept, key=lambda r: r["test_accuracy"]) if kept else None
 
 
@@ -297,6 +328,11 @@ def sweep_summary(res: SweepResult, records: list[dict]) -> str:
             "best: "
             + ", ".join(f"{k}={best[k]:g}" for k in res.grid.params)
             + f": test accuracy {100 * best['test_accuracy']:.2f}%"
+            + (
+                f" (mean of {best['n_seeds']} seeds, std {100 * best['test_accuracy_std']:.2f})"
+                if "n_seeds" in best
+                else ""
+            )
         )
     return "\n".join(
         [
@@ -318,7 +354,8 @@ def results(records: list[dict], sweep: dict | None = None) -> dict:
 def write_sweep_outputs(out, res: SweepResult, config: Config, records: list[dict]) -> list[Path]:
     """Writes ``sweep.csv`` (:func:`sweep_rows`), ``results.json`` (:func:`results`) and one
     heatmap per pair of grid axes and metric (final training loss, test accuracy; diverged cells
-    grey) into ``out``; returns the paths."""
+    grey) into ``out``, or for sampled trials (a ``"trial"`` axis) one scatter plot per pair of
+    hyperparameters (or per hyperparameter, when there is one); returns the paths."""
     out, grid = Path(out), res.grid
     rows = sweep_rows(res, records)
     with atomic_open(out / "sweep.csv", "w", newline="") as f:
@@ -333,32 +370,46 @@ def write_sweep_outputs(out, res: SweepResult, config: Config, records: list[dic
         },
         "divergence_factor": res.divergence_factor,
         "best": best_row(rows),
+        "search": res.info.get("search"),  # --search's plan, None for a grid
+        "halving": res.info.get("halving"),  # successive halving's rungs and spend
     }
     write_json(out / "results.json", results(records, sweep))
     written = [out / "sweep.csv", out / "results.json"]
     names = list(grid.params)
-    for i, x in enumerate(names):
-        for y in names[i + 1 :]:
-            for metric, stem, label in (
-                ("final_train_loss", "train_loss", "final epoch's mean training loss"),
-                ("test_accuracy", "test_accuracy", "test accuracy"),
-            ):
+    sampled = TRIAL in grid.names  # --search's trials: scatter plots, a heatmap does not fit
+    pairs = [(x, y) for i, x in enumerate(names) for y in names[i + 1 :]]
+    if sampled and len(names) == 1:
+        pairs = [(names[0], None)]
+    space = (res.info.get("search") or {}).get("space", {})
+    log_axes = [n for n in names if str(space.get(n, "")).startswith("log")]
+    for x, y in pairs:
+        for metric, stem, label in (
+            ("final_train_loss", "train_loss", "final epoch's mean training loss"),
+            ("test_accuracy", "test_accuracy", "test accuracy"),
+        ):
+            plot: Callable[..., Figure] = res.heatmap
+            if sampled:  # the search's log-uniform ranges on log axes
+                plot = functools.partial(res.scatter, log=log_axes)
+            if not sampled:
                 path = out / f"heatmap_{stem}_{x}_{y}.png"
-                # two short lines: one long line was wider than a small grid's figure
-                epochs = f"{config.epochs} epoch" + ("s" if config.epochs != 1 else "")
-                title = f"{config.optimizer}, {epochs}:\n{label}"
-                with atomic_open(path, "wb") as f:
-                    res.heatmap(
-                        metric,
-                        x,
-                        y,
-                        f,
-                        title=title + " (best in red)",
-                        label=label,
-                        best="max" if metric == "test_accuracy" else "min",
-                        # nothing finite to scale when every cell diverged (sweep.plot's
-                        # LogNorm then fails): a linear, all-grey map
-                        log_color=metric != "test_accuracy" and not res.diverged.all(),
-                    )
-                written.append(path)
+            elif y is None:
+                path = out / f"scatter_{stem}_{x}.png"
+            else:
+                path = out / f"scatter_{stem}_{x}_{y}.png"
+            # two short lines: one long line was wider than a small grid's figure
+            epochs = f"{config.epochs} epoch" + ("s" if config.epochs != 1 else "")
+            title = f"{config.optimizer}, {epochs}:\n{label}"
+            plot(  # saved atomically by jaxmom.sweep.plot
+                metric,
+                x,
+                y,
+                path,
+                title=title + " (best in red)",
+                label=label,
+                best="max" if metric == "test_accuracy" else "min",
+                # nothing finite to scale when every cell diverged (sweep.plot's
+                # LogNorm then fails): a linear, all-grey map
+                log_color=metric != "test_accuracy" and not res.diverged.all(),
+            )
+            written.append(path)
     return written

@@ -7,12 +7,17 @@ memory, read from the compiled program, fits in a budget (at most 16 per device 
 """
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
 
 from jaxmom import sweep as engine
 from jaxmom.studies.mnist.config import Config
 from jaxmom.studies.mnist.registry import hyperparameter_kind
-from jaxmom.studies.mnist.train import fit_config
+from jaxmom.studies.mnist.train import fit_arguments, fit_config, study_result
+from jaxmom.sweep._sample import TRIAL, Space
+
+OPTUNA_BATCH = 8  # trials Optuna asks for, and fit trains, at once
 
 
 def check_cells(config: Config, cells: Iterable[Mapping]) -> None:
@@ -57,6 +62,7 @@ def run_sweep(
     divergence_factor: float | None = 10.0,
     checkpoint_dir=None,
     progress: bool = False,
+    halving: engine.Halving | None = None,
 ) -> engine.SweepResult:
     """Train the study's ``config``, one run per cell of ``grid``.
 
@@ -71,6 +77,7 @@ def run_sweep(
     ``test_accuracy``. ``chunk_size``: configurations live at once per device; ``"auto"``
     (default) is ``fit``'s, within ``memory_budget``; ``None`` the whole grid. With
     ``checkpoint_dir`` the grid resumes, bit-identically, where a killed run stopped.
+    ``halving`` (a :class:`jaxmom.sweep.Halving`) trains the grid's trials by successive halving.
     """
     check_grid(config, grid)
     return fit_config(
@@ -82,4 +89,76 @@ def run_sweep(
         chunk_size=chunk_size,
         memory_budget=memory_budget,
         divergence_factor=divergence_factor,
+        halving=halving,
     )
+
+
+def run_optuna(
+    config: Config,
+    data,
+    space: Mapping[str, Space],
+    *,
+    trials: int,
+    seeds: Sequence[int] | None = None,
+    sampler_seed: int = 0,
+    batch: int = OPTUNA_BATCH,
+    divergence_factor: float | None = 10.0,
+    progress: bool = False,
+) -> engine.SweepResult:
+    """``trials`` trials of ``config`` whose ``space`` Optuna's TPE sampler (seeded by
+    ``sampler_seed``) explores, maximising the test accuracy after the last epoch (the mean over
+    ``seeds``), ``batch`` trials per :func:`jaxmom.sweep.fit` (:func:`jaxmom.sweep.optuna_search`).
+    Returns one result over all the trials, in the order they were asked (:func:`concat_trials`);
+    ``info["search"]`` holds Optuna's best trial. Needs Optuna (the ``tune`` extra)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=sampler_seed)
+    )
+    kwargs = fit_arguments(config, data, tuple(space))
+    kwargs.update(progress=progress, divergence_factor=divergence_factor)
+    results = engine.optuna_search(
+        study,
+        space,
+        kwargs,
+        trials=trials,
+        batch=min(batch, trials),
+        metric="test_accuracy",
+        seeds=list(seeds) if seeds is not None else None,
+    )
+    out = concat_trials([study_result(config, r) for r in results])
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    out.info["search"] = {
+        "optuna_sampler": type(study.sampler).__name__,
+        "batch": min(batch, trials),
+        "best_trial": None if not done else {**study.best_params, "value": study.best_value},
+    }
+    return out
+
+
+def concat_trials(results: Sequence[engine.SweepResult]) -> engine.SweepResult:
+    """Results whose grids are a ``"trial"`` axis (and maybe a seed axis after it) as one result:
+    the trials one after another, metrics and divergence marks joined, seconds summed."""
+    first = results[0]
+    params = first.grid.params
+    columns = {p: np.concatenate([r.grid.axes[0].columns[p] for r in results]) for p in params}
+    grid = engine.zipped(axis=TRIAL, **{p: v.tolist() for p, v in columns.items()})
+    if engine.SEED in first.grid.names:
+        grid = grid.with_seeds(first.grid.axes[1].columns[engine.SEED].tolist())
+    join = lambda name: np.concatenate([np.asarray(r.metrics[name]) for r in results])
+    out = engine.SweepResult(
+        grid,
+        {name: join(name) for name in first.metrics},
+        sum(r.compile_seconds for r in results),
+        sum(r.train_seconds for r in results),
+        "loss",
+        first.devices,
+        first.divergence_factor,
+        eval_seconds=sum(r.eval_seconds for r in results),
+        divergence=(
+            np.concatenate([r.diverged for r in results]),
+            np.concatenate([r.diverged_step for r in results]),
+        ),
+    )
+    return out

@@ -43,6 +43,11 @@ EVAL_BATCH = 1000  # test images per matmul: a chunk's activations stay in cache
 _MODEL = MLP()  # applying the model does not depend on how it was initialised
 
 
+def inputs(params, images):
+    """The scaled images in the parameters' dtype: bfloat16 parameters compute in bfloat16."""
+    return preprocess(images).astype(jax.tree.leaves(params)[0].dtype)
+
+
 def loss(params, images, labels):
     """Per-example softmax cross-entropy, shape (batch,).
 
@@ -50,15 +55,17 @@ def loss(params, images, labels):
     loss transposes back and takes the softmax over axis 0, so XLA cancels the two transposes and
     lays the logits' gradient out (10, batch) too. Under a sweep's ``vmap`` the last layer's
     weight gradient is then one plain batched matmul, with no transposed copy of the gradient
-    (measured: 2-4% of a 4x4 sweep's step on a 2-core Xeon)."""
-    logits = jnp.asarray(_MODEL.apply({"params": params}, preprocess(images))).T
+    (measured: 2-4% of a 4x4 sweep's step on a 2-core Xeon). The model computes in the
+    parameters' dtype (:func:`inputs`), the loss in float32."""
+    logits = jnp.asarray(_MODEL.apply({"params": params}, inputs(params, images))).T
+    logits = logits.astype(jnp.float32)
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels, axis=0)
 
 
 def evaluate(params, images, labels):
     """``{"test_accuracy": 1.0 where the predicted class is the label, else 0.0}`` per example;
     ``fit`` averages it over the whole test set after every epoch."""
-    logits = jnp.asarray(_MODEL.apply({"params": params}, preprocess(images)))
+    logits = jnp.asarray(_MODEL.apply({"params": params}, inputs(params, images)))
     return {"test_accuracy": (jnp.argmax(logits, -1) == labels).astype(jnp.float32)}
 
 
@@ -71,13 +78,17 @@ class Functions(NamedTuple):
 
 
 @functools.cache
-def functions(optimizer: str, options: tuple, init: str) -> Functions:
-    """The same function objects for the same ``(optimizer, sorted options, init scheme)``, so that
-    ``fit``'s compile cache (keyed on them) serves every run of that kind."""
+def functions(optimizer: str, options: tuple, init: str, param_dtype: str = "float32") -> Functions:
+    """The same function objects for the same ``(optimizer, sorted options, init scheme,
+    parameter dtype)``, so that ``fit``'s compile cache (keyed on them) serves every run of that
+    kind. ``options`` are the factory's static keyword arguments, the state dtypes included
+    (:meth:`Config.optimizer_options`); the parameters are drawn in float32 and cast to
+    ``param_dtype``, so every dtype starts from the same weights, rounded."""
     model, spec = MLP(init_scheme=init), registry.OPTIMIZERS[optimizer]
 
     def init_params(key):
-        return model.init(key, jnp.zeros((1, 784), jnp.float32))["params"]
+        params = model.init(key, jnp.zeros((1, 784), jnp.float32))["params"]
+        return jax.tree.map(lambda p: p.astype(param_dtype), params)
 
     def make(hparams):
         return spec.make(hparams, dict(options))
@@ -110,6 +121,29 @@ def single_grid(config: Config) -> engine.Grid:
     return engine.zipped(axis="run", **scalars)
 
 
+def fit_arguments(config: Config, data, swept=()) -> dict:
+    """:func:`jaxmom.sweep.fit`'s keyword arguments for ``config`` on ``data``, but the grid and
+    how to run it: the study's functions, the data, batch size, epochs, seed, and every
+    hyperparameter not in ``swept`` as ``fixed``."""
+    hparams = {k: typed(config, k, v) for k, v in config.full_hparams().items()}
+    options = tuple(sorted(config.optimizer_options().items()))
+    fns = functions(config.optimizer, options, config.init, config.param_dtype)
+    return dict(
+        init=fns.init,
+        loss=loss,
+        optimizer=fns.optimizer,
+        train=(np.asarray(data[0]), np.asarray(data[1])),
+        eval=(np.asarray(data[2]), np.asarray(data[3])),
+        evaluate=evaluate,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        seed=config.seed,
+        fixed={k: v for k, v in hparams.items() if k not in swept},
+        eval_params=fns.eval_params,
+        eval_batch_size=EVAL_BATCH,
+    )
+
+
 def fit_config(
     config: Config,
     data,
@@ -121,58 +155,59 @@ def fit_config(
     chunk_size: int | str | None = "auto",
     memory_budget: int | None = None,
     divergence_factor: float | None = 10.0,
+    halving: engine.Halving | None = None,
 ) -> engine.SweepResult:
     """``config`` trained on ``data`` by :func:`jaxmom.sweep.fit`: one run per cell of ``grid``
     (whose names are hyperparameters of ``config``'s optimizer; the others stay fixed), or, without
     a grid, the single run ``config`` as a one-cell grid.
 
     ``checkpoint_dir`` keeps one folder per run or grid (:func:`run_folder`), holding ``fit``'s
-    checkpoint: a run killed and started again resumes bit-identically.
+    checkpoint: a run killed and started again resumes bit-identically. ``halving`` runs
+    successive halving over the grid's trials instead (no checkpoint).
 
-    Metrics, each with ``grid.shape`` in front: ``loss`` (every step's batch loss),
-    ``epoch_train_loss`` and ``epoch_test_accuracy`` (per epoch), ``final_train_loss`` and
-    ``test_accuracy`` (after the last epoch); ``params`` with ``return_params``.
+    Metrics: see :func:`study_result`; ``params`` with ``return_params``.
     """
-    hparams = {k: typed(config, k, v) for k, v in config.full_hparams().items()}
     grid = single_grid(config) if grid is None else grid
-    fns = functions(config.optimizer, tuple(sorted(config.options.items())), config.init)
     folder = None if checkpoint_dir is None else run_folder(checkpoint_dir, config, data, grid)
     before = saved_headers(folder) if folder is not None else {}
     res = engine.fit(
         grid,
-        init=fns.init,
-        loss=loss,
-        optimizer=fns.optimizer,
-        train=(np.asarray(data[0]), np.asarray(data[1])),
-        eval=(np.asarray(data[2]), np.asarray(data[3])),
-        evaluate=evaluate,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        seed=config.seed,
-        fixed={k: v for k, v in hparams.items() if k not in grid.params},
-        eval_params=fns.eval_params,
-        eval_batch_size=EVAL_BATCH,
+        **fit_arguments(config, data, grid.params),
         chunk_size=chunk_size,
         memory_budget=memory_budget,
         progress=progress,
         checkpoint_dir=folder,
         return_params=return_params,
         divergence_factor=divergence_factor,
+        halving=halving,
     )
-    m = res.metrics
     resumed = np.zeros(grid.size, np.int32)
     if folder is not None:  # the header fit ended with, as it was before this call
         after = saved_headers(folder)
         last = max(after, key=lambda name: (folder / name).stat().st_mtime, default=None)
         if last in before:
             resumed = resumed_epochs(before[last], grid.size, config.epochs)
+    return study_result(config, res, resumed)
+
+
+def study_result(config: Config, res: engine.SweepResult, resumed=None) -> engine.SweepResult:
+    """``fit``'s result ``res`` in the study's names, each with ``grid.shape`` in front:
+    ``loss`` (every step's batch loss), ``epoch_train_loss`` and ``epoch_test_accuracy`` (per
+    epoch), ``final_train_loss`` and ``test_accuracy`` (after the last epoch: NaN for a trial that
+    successive halving stopped earlier), ``epochs_trained`` and ``resumed_from_epoch``
+    (``resumed``: epochs per cell loaded from a checkpoint). ``res``'s divergence marks, params
+    and ``info`` are kept."""
+    grid, m = res.grid, res.metrics
+    trained = m.get("epochs_trained", np.full(grid.shape, config.epochs))
+    resumed = np.zeros(grid.size, np.int32) if resumed is None else resumed
     metrics = {
         "loss": m["loss"],
         "epoch_train_loss": m["epoch_loss"],
         "final_train_loss": m["epoch_loss"][..., -1],
         "epoch_test_accuracy": m["test_accuracy"],
         "test_accuracy": m["test_accuracy"][..., -1],
-        "resumed_from_epoch": resumed.reshape(grid.shape),
+        "epochs_trained": np.asarray(trained, np.int32).reshape(grid.shape),
+        "resumed_from_epoch": np.asarray(resumed).reshape(grid.shape),
     }
     out = engine.SweepResult(
         grid,
@@ -183,8 +218,14 @@ def fit_config(
         res.devices,
         res.divergence_factor,
         eval_seconds=res.eval_seconds,
+        divergence=(res.diverged, res.diverged_step),
     )
-    out.params = res.params
+    out.info = dict(res.info)
+    # fit hands back bfloat16 params restored from a finished checkpoint as raw bytes (numpy's
+    # V2, as np.savez stores them): view them as the parameters' dtype again
+    out.params = jax.tree.map(
+        lambda x: x.view(jnp.dtype(config.param_dtype)) if x.dtype.kind == "V" else x, res.params
+    )
     return out
 
 
@@ -232,6 +273,8 @@ def records(config: Config, data, res: engine.SweepResult, *, single: bool = Fal
                 "batch_size": config.batch_size,
                 "seed": int(coords[engine.SEED][i]) if engine.SEED in coords else config.seed,
                 "init": config.init,
+                "param_dtype": config.param_dtype,
+                "state_dtype": config.state_dtype or config.param_dtype,
                 "data_source": data.source,
                 "train_examples": n_train,
                 "test_examples": n_test,
@@ -249,6 +292,7 @@ def records(config: Config, data, res: engine.SweepResult, *, single: bool = Fal
                 "eval_seconds": res.eval_seconds,
                 "compile_seconds": res.compile_seconds,
                 "compiled_program_reused": res.compile_seconds == 0,
+                "epochs_trained": int(flat["epochs_trained"][i, 0]),
                 "resumed_from_epoch": int(flat["resumed_from_epoch"][i, 0]),
             }
         )
@@ -268,8 +312,15 @@ def saved_headers(folder: Path) -> dict[str, dict]:
 
 def resumed_epochs(header: dict, size: int, epochs: int) -> np.ndarray:
     """Epochs of each of ``size`` cells that a ``fit`` checkpoint header says were done: all of
-    them for the chunks before its own, its ``epoch`` for its chunk's cells, none after."""
-    cells = np.asarray(header["cells"])
+    them for the chunks before its own, its ``epoch`` for its chunk's cells, none after. The
+    chunk's cells are ``header["cells"]`` or, where the header names only its ``chunk`` and
+    ``chunk_size`` per device, that chunk's slice of the grid."""
+    if "cells" in header:
+        cells = np.asarray(header["cells"])
+    else:
+        width = int(header["chunk_size"]) * int(header.get("devices", 1))
+        start = int(header["chunk"]) * width
+        cells = np.arange(start, min(start + width, size))
     index = np.arange(size)
     done = np.where(index < cells.min(), epochs, 0)
     return np.where(np.isin(index, cells), int(header["epoch"]), done).astype(np.int32)

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 
 import jaxmom
+from jaxmom import sweep as jaxmom_sweep
 from jaxmom.studies.mnist import cli, registry
 from jaxmom.studies.mnist.config import Config
 from jaxmom.studies.mnist.registry import OPTIMIZERS, OptimizerSpec
 from jaxmom.studies.mnist.train import train_and_evaluate
-from jaxmom.sweep import _engine
 
 ROOT = Path(__file__).resolve().parents[1]
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -235,9 +235,7 @@ def test_sweep_writes_table_csv_heatmaps_and_results_json(
     tmp_path, monkeypatch, capsys, tiny_mnist
 ):
     monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
-    monkeypatch.setattr(
-        _engine, "_COMPILED", type(_engine._COMPILED)()
-    )  # compiles, whatever ran before
+    jaxmom_sweep.clear_cache()  # compiles, whatever ran before
     argv = ["--sweep", "--lr", "0.003,0.03", "--momentum", "0,0.5,0.9", "--epochs", "1"]
     assert cli.main([*argv, "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out

@@ -164,17 +164,18 @@ def test_the_compile_cache_is_a_bounded_lru(monkeypatch):
     from jaxmom.sweep import _engine
 
     monkeypatch.setattr(_engine, "CACHE_SIZE", 2)
-    monkeypatch.setattr(_engine, "_COMPILED", type(_engine._COMPILED)())
+    sweep.clear_cache()
+    assert sweep.cache_size() == 0
 
     def fresh(hparams, key, x, y):
         return regression(hparams, key, x, y)
 
     grids = [sweep.product(lr=[0.1] * n, momentum=[0.0]) for n in (1, 2, 3)]
     seconds = [sweep.sweep(fresh, g, args=(X, Y)).compile_seconds for g in grids]
-    assert all(t > 0 for t in seconds) and len(_engine._COMPILED) == 2
+    assert all(t > 0 for t in seconds) and sweep.cache_size() == 2
     assert sweep.sweep(fresh, grids[2], args=(X, Y)).compile_seconds == 0  # most recent: kept
     assert sweep.sweep(fresh, grids[0], args=(X, Y)).compile_seconds > 0  # oldest: evicted
-    assert len(_engine._COMPILED) == 2
+    assert sweep.cache_size() == 2
 
 
 # ---- exports ------------------------------------------------------------------------------------

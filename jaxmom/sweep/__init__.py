@@ -33,6 +33,8 @@ Modules: :mod:`~jaxmom.sweep._grid` (the grid), :mod:`~jaxmom.sweep._sample` (sa
 model or dataset: the MNIST study's sweep lives in :mod:`jaxmom.studies.mnist.sweep`.
 """
 
+from jaxmom.sweep._engine import cache_size as cache_size
+from jaxmom.sweep._engine import clear_cache as clear_cache
 from jaxmom.sweep._engine import finite as finite
 from jaxmom.sweep._engine import sweep as sweep
 from jaxmom.sweep._fit import fit as fit

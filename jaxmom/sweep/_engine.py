@@ -133,6 +133,18 @@ def _signature(tree) -> tuple:
     )
 
 
+def clear_cache() -> None:
+    """Forget every compiled program of the sweeps (``sweep``, ``fit``, halving): the next call
+    compiles again. The one public way to reach the cache, with :func:`cache_size`."""
+    _COMPILED.clear()
+
+
+def cache_size() -> int:
+    """How many compiled programs the sweeps' cache holds now (at most :data:`CACHE_SIZE`, the
+    most recently used ones)."""
+    return len(_COMPILED)
+
+
 def compiled(key, build: Callable[[], Any]) -> tuple[Any, float]:
     """(program, compile seconds) for ``key``: ``build()`` compiles it on a miss, else 0 seconds.
 

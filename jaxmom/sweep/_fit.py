@@ -428,14 +428,23 @@ def _cells(s: Setup, cells: np.ndarray) -> tuple[dict, Any]:
 
 
 def _state_shapes(s: Setup, hp, seeds):
-    """The chunk's state as ``jax.ShapeDtypeStruct``s, laid out one cell per row over the mesh."""
-    init = _cell_fns(s)[0]
-    seeded = s.seeds is not None
-    shapes = jax.eval_shape(
-        jax.vmap(init, in_axes=(0, 0 if seeded else None, None)), hp, seeds, s.fixed
-    )
-    per_cell = NamedSharding(s.mesh, P(s.mesh.axis_names[0]))
-    return jax.tree.map(lambda t: jax.ShapeDtypeStruct(t.shape, t.dtype, sharding=per_cell), shapes)
+    """The chunk's state as ``jax.ShapeDtypeStruct``s, laid out one cell per row over the mesh;
+    traced once per shape and kept in the programs' cache (a call of ``fit`` asks several times:
+    tracing ``init`` each time cost a single run's epoch 20%)."""
+
+    def build():
+        init = _cell_fns(s)[0]
+        seeded = s.seeds is not None
+        shapes = jax.eval_shape(
+            jax.vmap(init, in_axes=(0, 0 if seeded else None, None)), hp, seeds, s.fixed
+        )
+        per_cell = NamedSharding(s.mesh, P(s.mesh.axis_names[0]))
+        return jax.tree.map(
+            lambda t: jax.ShapeDtypeStruct(t.shape, t.dtype, sharding=per_cell), shapes
+        )
+
+    key = (s.key("state shapes"), _engine._signature((hp, seeds, s.fixed)))
+    return compiled(key, build)[0]
 
 
 def init_program(s: Setup):

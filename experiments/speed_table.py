@@ -1,0 +1,58 @@
+"""The speed page's tables, from the JSON files that ``experiments/benchmark.py --out`` writes.
+
+    python3 experiments/speed_table.py docs/benchmarks/2026-12-01-*.json
+
+prints one Markdown table of seconds per row (one column per run) and one of the speed-ups against
+their targets, so that no number on docs/speed.md is typed by hand.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+
+def load(paths: list[Path]) -> list[dict]:
+    runs = []
+    for path in paths:
+        try:
+            run = json.loads(path.read_text())
+            if not {"rows", "speedups", "machine"} <= set(run):
+                raise KeyError("rows, speedups or machine missing")
+        except (OSError, ValueError, KeyError) as e:
+            raise SystemExit(
+                f"{path}: not a benchmark.py result ({type(e).__name__}: {e})"
+            ) from None
+        run["name"] = path.stem
+        runs.append(run)
+    return runs
+
+
+def tables(runs: list[dict]) -> str:
+    names = [r["name"] for r in runs]
+    head = "| row | configs | " + " | ".join(f"{n}: s" for n in names) + " |"
+    lines = [head, "|---|---:|" + "---:|" * len(runs)]
+    for row in runs[0]["rows"]:
+        cells = []
+        for run in runs:
+            found = [r for r in run["rows"] if r["row"] == row["row"]]
+            cells.append(f"{found[0]['seconds']:.3f}" if found else "–")
+        configs = "" if row.get("configs") is None else str(row["configs"])
+        lines.append(f"| {row['row']} | {configs} | " + " | ".join(cells) + " |")
+    lines += ["", "| speed-up | " + " | ".join(names) + " | target |"]
+    lines.append("|---|" + "---:|" * len(runs) + "---:|")
+    for pair, first in runs[0]["speedups"].items():
+        cells = [f"{run['speedups'][pair]['speedup']:.2f}×" for run in runs]
+        lines.append(f"| {pair} | " + " | ".join(cells) + f" | {first['target']}× |")
+    machines = sorted({f"{r['machine']}; jax {r['jax']}, {r['device']}" for r in runs})
+    lines += ["", "Machine: " + "; ".join(machines) + "."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="benchmark.py JSON files, in column order")
+    print(tables(load(ap.parse_args(argv).runs)))
+
+
+if __name__ == "__main__":
+    main()

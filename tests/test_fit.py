@@ -344,9 +344,10 @@ CHECKPOINTED = """
 
 def checkpointed_fit(folder, **kw):
     return sweep.fit(
-        sweep.product(lr=[0.05, 0.1, 0.3], momentum=[0.0, 0.9]), init=mlp_init, loss=mlp_loss,
-        train=(X, Y), batch_size=16, epochs=3, eval=(X, Y), evaluate=mlp_metrics, chunk_size=2,
-        return_params=True, progress=False, checkpoint_dir=folder, **{"optimizer": sgd, **kw},
+        sweep.product(lr=[0.05, 0.1, 0.3], momentum=[0.0, 0.9]), loss=mlp_loss, train=(X, Y),
+        batch_size=16, epochs=3, eval=(X, Y), evaluate=mlp_metrics, return_params=True,
+        progress=False, checkpoint_dir=folder,
+        **{"optimizer": sgd, "init": mlp_init, "chunk_size": 2, **kw},
     )  # fmt: skip
 
 
@@ -401,6 +402,18 @@ def test_another_optimizer_with_the_same_state_never_resumes_this_ones_checkpoin
     other = checkpointed_fit(tmp_path, optimizer=half_lr)
     assert len(list(tmp_path.glob("fit-*.json"))) == 2  # one run each, by the optimizer's name
     assert not np.array_equal(first.metrics["loss"], other.metrics["loss"])
+
+
+def test_bfloat16_params_come_back_as_bfloat16_from_a_finished_checkpoint(tmp_path):
+    def init_bf16(key):
+        return jax.tree.map(lambda x: x.astype(jnp.bfloat16), mlp_init(key))
+
+    kw = dict(init=init_bf16, optimizer=sgd, chunk_size=6)
+    first = checkpointed_fit(tmp_path, **kw)
+    again = checkpointed_fit(tmp_path, **kw)  # every chunk finished: all read from the file
+    for a, b in zip(jax.tree.leaves(first.params), jax.tree.leaves(again.params), strict=True):
+        assert a.dtype == b.dtype == jnp.bfloat16
+        np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
 
 
 def rewrite_state(folder, change, rehash: bool):

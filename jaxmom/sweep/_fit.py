@@ -840,6 +840,12 @@ def _resume(s: Setup, checkpoint: Checkpoint):
             "chunk_size='auto' and the same devices, or another checkpoint_dir"
         )
     results = _Results(s, arrays)
+    if results.params is not None:  # np.savez keeps bfloat16 as raw bytes (V2): its dtype again
+        dtypes = [np.dtype(t.dtype) for t in jax.tree.leaves(template[0])]
+        results.params = [
+            x.view(d) if x.dtype.kind == "V" and x.dtype.itemsize == d.itemsize else x
+            for x, d in zip(results.params, dtypes, strict=True)
+        ]
     rows = np.arange(h["chunk"] * s.width, (h["chunk"] + 1) * s.width)
     ok = np.asarray(np.isfinite(results.arrays["loss"][rows, : h["epoch"] * s.steps]).all(-1))
     refuse_nonfinite(checkpoint.state_file(), state, ok)

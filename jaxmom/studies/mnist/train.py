@@ -221,11 +221,7 @@ def study_result(config: Config, res: engine.SweepResult, resumed=None) -> engin
         divergence=(res.diverged, res.diverged_step),
     )
     out.info = dict(res.info)
-    # fit hands back bfloat16 params restored from a finished checkpoint as raw bytes (numpy's
-    # V2, as np.savez stores them): view them as the parameters' dtype again
-    out.params = jax.tree.map(
-        lambda x: x.view(jnp.dtype(config.param_dtype)) if x.dtype.kind == "V" else x, res.params
-    )
+    out.params = res.params
     return out
 
 

@@ -388,9 +388,13 @@ def test_a_run_killed_by_sigkill_between_epochs_resumes_bit_identically(tmp_path
     monkeypatch.setattr(_fit, "run_epochs", counted)
     resumed = checkpointed_fit(tmp_path)
     assert calls == [(1, 3), (0, 3)]  # the second chunk resumed after its first epoch
+    assert resumed.info["resumed_epochs"] == [[3, 3], [1, 1], [0, 0]]  # cells by chunk of 2
     monkeypatch.undo()
     assert_identical(resumed, checkpointed_fit(None))
-    assert_identical(checkpointed_fit(tmp_path), resumed)  # a finished run loads its results
+    assert checkpointed_fit(None).info["resumed_epochs"] == [[0, 0]] * 3
+    finished = checkpointed_fit(tmp_path)
+    assert_identical(finished, resumed)  # a finished run loads its results
+    assert finished.info["resumed_epochs"] == [[3, 3]] * 3
 
 
 def half_lr(h):

@@ -744,7 +744,9 @@ def fit(
     Returns:
       A :class:`~jaxmom.sweep.SweepResult` whose ``metrics`` hold ``loss`` (every step,
       ``grid.shape + (epochs * steps,)``), ``epoch_loss`` (the mean of each epoch's batch losses,
-      ``grid.shape + (epochs,)``) and each ``evaluate`` name (``grid.shape + (epochs,)``).
+      ``grid.shape + (epochs,)``) and each ``evaluate`` name (``grid.shape + (epochs,)``);
+      ``info["resumed_epochs"]`` (nested lists shaped like the grid) counts the epochs each cell
+      had from ``checkpoint_dir`` when this call started (0 without a checkpoint).
     """
     if divergence_factor is not None and not divergence_factor > 1:
         raise ValueError(f"divergence_factor must be above 1 (or None), got {divergence_factor!r}")
@@ -923,6 +925,13 @@ def _train(s: Setup, checkpoint, progress, return_params, divergence_factor) -> 
         divergence_factor,
         eval_seconds=seconds["eval"],
     )
+    # epochs each cell had trained when this call resumed its checkpoint: all of them in the
+    # chunks before the checkpoint's, its epoch in that chunk, none after (rows in grid order)
+    chunk_of = np.arange(s.padded)[:n] // s.width
+    resumed_epochs = np.where(
+        chunk_of < start[0], s.epochs, np.where(chunk_of == start[0], start[1], 0)
+    )
+    res.info["resumed_epochs"] = resumed_epochs.reshape(shape).tolist()  # JSON-able, as info is
     if return_params and results.params is not None:
         treedef = jax.tree.structure(_state_shapes(s, *_cells(s, chunks[0]))[0])
         leaves = [x[:n].reshape(shape + x.shape[1:]) for x in results.params]

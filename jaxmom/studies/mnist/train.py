@@ -169,7 +169,6 @@ def fit_config(
     """
     grid = single_grid(config) if grid is None else grid
     folder = None if checkpoint_dir is None else run_folder(checkpoint_dir, config, data, grid)
-    before = saved_headers(folder) if folder is not None else {}
     res = engine.fit(
         grid,
         **fit_arguments(config, data, grid.params),
@@ -181,13 +180,8 @@ def fit_config(
         divergence_factor=divergence_factor,
         halving=halving,
     )
-    resumed = np.zeros(grid.size, np.int32)
-    if folder is not None:  # the header fit ended with, as it was before this call
-        after = saved_headers(folder)
-        last = max(after, key=lambda name: (folder / name).stat().st_mtime, default=None)
-        if last in before:
-            resumed = resumed_epochs(before[last], grid.size, config.epochs)
-    return study_result(config, res, resumed)
+    resumed = np.asarray(res.info.get("resumed_epochs", 0), np.int32)  # halving: no checkpoint
+    return study_result(config, res, np.broadcast_to(resumed, grid.shape).reshape(-1))
 
 
 def study_result(config: Config, res: engine.SweepResult, resumed=None) -> engine.SweepResult:
@@ -293,33 +287,6 @@ def records(config: Config, data, res: engine.SweepResult, *, single: bool = Fal
             }
         )
     return out
-
-
-def saved_headers(folder: Path) -> dict[str, dict]:
-    """``fit``'s checkpoint headers in ``folder`` (``fit-<fingerprint>.json``), by file name."""
-    headers = {}
-    for path in sorted(folder.glob("fit-*.json")) if folder.is_dir() else ():
-        try:
-            headers[path.name] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-    return headers
-
-
-def resumed_epochs(header: dict, size: int, epochs: int) -> np.ndarray:
-    """Epochs of each of ``size`` cells that a ``fit`` checkpoint header says were done: all of
-    them for the chunks before its own, its ``epoch`` for its chunk's cells, none after. The
-    chunk's cells are ``header["cells"]`` or, where the header names only its ``chunk`` and
-    ``chunk_size`` per device, that chunk's slice of the grid."""
-    if "cells" in header:
-        cells = np.asarray(header["cells"])
-    else:
-        width = int(header["chunk_size"]) * int(header.get("devices", 1))
-        start = int(header["chunk"]) * width
-        cells = np.arange(start, min(start + width, size))
-    index = np.arange(size)
-    done = np.where(index < cells.min(), epochs, 0)
-    return np.where(np.isin(index, cells), int(header["epoch"]), done).astype(np.int32)
 
 
 class Run(NamedTuple):

@@ -33,7 +33,11 @@ from fit_problem import (
 
 import jaxmom
 from jaxmom import sweep
-from jaxmom.sweep import _fit
+
+# Internals pinned here, and why: _setup.setup (a setup's stepwise flag), _checkpoint.Checkpoint
+# .save (a window for kill -9), _driver.run_epochs (which epochs a resume trains), _memory's
+# estimate and _programs' compiled programs (peak memory against the estimate).
+from jaxmom.sweep import _driver, _setup
 
 # ---- the plain loop, written apart from fit ----------------------------------------------------
 
@@ -111,7 +115,7 @@ def test_cnn_cells_with_two_seeds_and_a_partial_batch_equal_the_plain_loop():
         epochs=2, return_params=True, progress=False, chunk_size=None,
     )  # fmt: skip
     assert res.metrics["loss"].shape == (2, 1, 2, 6)  # 20 = 8 + 8 + 4
-    s = _fit.setup(grid, init=cnn_init, loss=cnn_loss, optimizer=sgd, train=(IMAGES, LABELS),
+    s = _setup.setup(grid, init=cnn_init, loss=cnn_loss, optimizer=sgd, train=(IMAGES, LABELS),
                    batch_size=8, epochs=2)  # fmt: skip
     assert s.stepwise == (jax.default_backend() == "cpu")  # a Python loop of compiled steps
     for i, lr in enumerate([0.02, 0.1]):
@@ -323,17 +327,17 @@ CHECKPOINTED = """
     import sys, time
     import numpy as np
     from jaxmom import sweep
-    from jaxmom.sweep import _fit
+    from jaxmom.sweep._checkpoint import Checkpoint
     from fit_problem import X, Y, mlp_init, mlp_loss, mlp_metrics, sgd
 
-    save = _fit.Checkpoint.save
+    save = Checkpoint.save
 
     def slow_save(self, *args):  # a window between epochs for the parent's kill -9
         save(self, *args)
         print("saved", args[0]["chunk"], args[0]["epoch"], flush=True)
         time.sleep(0.5)
 
-    _fit.Checkpoint.save = slow_save
+    Checkpoint.save = slow_save
     sweep.fit(sweep.product(lr=[0.05, 0.1, 0.3], momentum=[0.0, 0.9]), init=mlp_init,
               loss=mlp_loss, optimizer=sgd, train=(X, Y), batch_size=16, epochs=3, eval=(X, Y),
               evaluate=mlp_metrics, chunk_size=2, return_params=True, progress=False,
@@ -379,13 +383,13 @@ def test_a_run_killed_by_sigkill_between_epochs_resumes_bit_identically(tmp_path
     ]
 
     calls = []
-    run_epochs = _fit.run_epochs
+    run_epochs = _driver.run_epochs
 
     def counted(s, state, cells, e0, e1, *args):
         calls.append((e0, e1))
         return run_epochs(s, state, cells, e0, e1, *args)
 
-    monkeypatch.setattr(_fit, "run_epochs", counted)
+    monkeypatch.setattr(_driver, "run_epochs", counted)
     resumed = checkpointed_fit(tmp_path)
     assert calls == [(1, 3), (0, 3)]  # the second chunk resumed after its first epoch
     assert resumed.info["resumed_epochs"] == [[3, 3], [1, 1], [0, 0]]  # cells by chunk of 2
@@ -456,7 +460,7 @@ PEAK_RSS = """
     import sys
     import jax, jax.numpy as jnp, numpy as np, optax
     from jaxmom import sweep
-    from jaxmom.sweep import _fit
+    from jaxmom.sweep import _memory, _programs, _setup
 
     configs, chunk = int(sys.argv[1]), sys.argv[2]
     chunk = chunk if chunk == "auto" else None if chunk == "None" else int(chunk)
@@ -468,10 +472,10 @@ PEAK_RSS = """
     grid = sweep.product(lr=np.linspace(0.01, 0.1, configs))
     kw = dict(init=init, loss=loss, optimizer=lambda h: optax.sgd(h["lr"], momentum=0.9),
               train=(x, y), batch_size=16, epochs=1, progress=False, memory_budget=200 * 2**20)
-    s = _fit.setup(grid, **{k: v for k, v in kw.items() if k not in ("progress", "memory_budget")})
-    per_config, auto = _fit.bytes_per_config(s), _fit.auto_chunk_size(s, 200 * 2**20)
+    s = _setup.setup(grid, **{k: v for k, v in kw.items() if k not in ("progress", "memory_budget")})
+    per_config, auto = _memory.bytes_per_config(s), _memory.auto_chunk_size(s, 200 * 2**20)
     s = s.with_chunk(auto if chunk == "auto" else chunk or s.chunk)
-    _fit.init_program(s), _fit.epoch_program(s)  # compiled before: the measure is training's
+    _programs.init_program(s), _programs.epoch_program(s)  # compiled before: the measure is training's
     def status(field):  # bytes
         with open("/proc/self/status") as f:
             return next(int(l.split()[1]) * 1024 for l in f if l.startswith(field))

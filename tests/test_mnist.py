@@ -25,7 +25,8 @@ from jaxmom.studies.mnist.model import MLP, preprocess
 from jaxmom.studies.mnist.registry import OPTIMIZERS, OptimizerSpec, registry
 from jaxmom.studies.mnist.studies import STUDY
 from jaxmom.studies.mnist.sweep import run_sweep
-from jaxmom.sweep import _fit, product
+from jaxmom.sweep import product
+from jaxmom.sweep._checkpoint import Checkpoint  # pinned: its save, a window for kill -9
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,13 +147,13 @@ def test_resume_is_bit_identical_and_runs_are_deterministic(embedded, tmp_path, 
     config = Config(optimizer="adam", hparams={"b1": 0.8}, epochs=3, seed=1, log_every=2)
     whole = train.train_and_evaluate(config, data)
     again = train.train_and_evaluate(config, data)
-    save = _fit.Checkpoint.save
+    save = Checkpoint.save
 
     def save_then_die(self, *args, **kwargs):
         save(self, *args, **kwargs)
         raise Killed
 
-    monkeypatch.setattr(_fit.Checkpoint, "save", save_then_die)
+    monkeypatch.setattr(Checkpoint, "save", save_then_die)
     with pytest.raises(Killed):
         train.train_and_evaluate(config, data, tmp_path)
     monkeypatch.undo()
@@ -481,7 +482,7 @@ def test_a_sweep_killed_after_a_checkpoint_resumes_bit_identical(tiny_mnist, tmp
     config = Config(optimizer="sgd", epochs=2, batch_size=64)
     grid = product(learning_rate=[0.01, 0.1], momentum=[0.0, 0.9])
     whole = run_sweep(config, tiny_mnist, grid, chunk_size=2)
-    save, saves = _fit.Checkpoint.save, []
+    save, saves = Checkpoint.save, []
 
     def save_then_die(self, *args, **kwargs):
         save(self, *args, **kwargs)
@@ -489,7 +490,7 @@ def test_a_sweep_killed_after_a_checkpoint_resumes_bit_identical(tiny_mnist, tmp
         if len(saves) == 3:  # chunk 0 after epochs 1 and 2, chunk 1 after epoch 1
             raise Killed
 
-    monkeypatch.setattr(_fit.Checkpoint, "save", save_then_die)
+    monkeypatch.setattr(Checkpoint, "save", save_then_die)
     with pytest.raises(Killed):
         run_sweep(config, tiny_mnist, grid, chunk_size=2, checkpoint_dir=tmp_path)
     monkeypatch.undo()

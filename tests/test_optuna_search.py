@@ -13,7 +13,7 @@ import pytest
 from toy_problem import ONES, toy_eval, toy_init, toy_loss, toy_tx
 
 from jaxmom import sweep
-from jaxmom.sweep import _fit
+from jaxmom.sweep import _setup  # pinned: setup refuses a bad cell before any compile
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = {"lr": sweep.uniform(0.5, 4.0), "boom": sweep.choice([0, 1])}
@@ -48,7 +48,7 @@ def test_batches_are_asked_trained_as_one_fit_and_told_with_diverged_trials_fail
 
     # fit's setup may trace a new loss once, abstractly (on CPU: does it convolve?): done first.
     kw = {k: v for k, v in fit_kwargs(loss).items() if k not in ("progress", "chunk_size")}
-    _fit.setup(sweep.product(lr=[1.0], boom=[0]), **kw)
+    _setup.setup(sweep.product(lr=[1.0], boom=[0]), **kw)
     traced.clear()
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=0))
     study.enqueue_trial({"lr": 2.0, "boom": 1})  # diverges

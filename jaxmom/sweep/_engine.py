@@ -21,7 +21,6 @@ and without it they are refused, never wrapped.
 from __future__ import annotations
 
 import collections
-import operator
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -32,7 +31,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxmom.sweep._grid import INT32, SEED, SEEDS, Grid, _integers, _is_integer
+from jaxmom.sweep import _checks
+from jaxmom.sweep._grid import INT32, SEED, SEEDS, Grid, _integers
 from jaxmom.sweep._result import SweepResult, table_columns
 
 # Compiled programs, least recently used first. A program is keyed on what shapes it: the
@@ -231,20 +231,14 @@ def sweep(
     """
     if not isinstance(grid, Grid):
         raise TypeError(f"grid must be a jaxmom.sweep.Grid, got {type(grid).__name__}")
-    if chunk_size is not None and (not _is_integer(chunk_size) or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    if not _is_integer(seed):
-        raise ValueError(f"seed must be an integer in {SEEDS[0]}..{SEEDS[1]}, got {seed!r}")
-    seed_axis = _integers("seed", [seed], *SEEDS)
-    if divergence_factor is not None and not divergence_factor > 1:
-        raise ValueError(f"divergence_factor must be above 1 (or None), got {divergence_factor!r}")
-    devices = tuple(jax.devices() if devices is None else devices)
-    if not devices:
-        raise ValueError("devices must name at least one device")
+    chunk_size = _checks.chunk_size(chunk_size, auto=False)
+    seed_axis = _integers("seed", [_checks.seed(seed)], *SEEDS)
+    divergence_factor = _checks.divergence_factor(divergence_factor)
+    devices = _checks.devices(devices)
 
     n, ndev = grid.size, len(devices)
     per_device = -(-n // ndev)
-    chunk = per_device if chunk_size is None else min(operator.index(chunk_size), per_device)
+    chunk = per_device if chunk_size is None else min(int(chunk_size), per_device)
     per_device = -(-per_device // chunk) * chunk
     pad = np.minimum(np.arange(per_device * ndev), n - 1)  # repeat the last cell: no new values
 

@@ -5,9 +5,11 @@ for ``min_epochs`` epochs; the best ``K // eta`` by ``metric`` (their mean over 
 their exact state, to ``min_epochs * eta`` epochs, the best ``K // eta**2`` of those to
 ``min_epochs * eta**2``, and so on; the last rung ends at ``epochs``. A trial in which any seed
 diverged (as :class:`~jaxmom.sweep.SweepResult` defines it, on the epochs trained so far) is dropped
-before any other. Each rung trains its survivors with :mod:`jaxmom.sweep._fit`'s programs, one
-program per rung width (survivors times seeds per device, at most ``fit``'s chunk), compiled once and
-cached: a rerun compiles nothing. A survivor's curve is the curve it would have trained alone.
+before any other. :class:`Halving` is a strategy of :mod:`jaxmom.sweep._driver`: each rung is one
+leg, training its survivors with the programs of :mod:`jaxmom.sweep._programs`, one program per rung
+width (survivors times seeds per device, at most ``fit``'s chunk), compiled once and cached: a rerun
+compiles nothing. A survivor's curve is the curve it would have trained alone; a checkpoint folder
+resumes a killed run as it does a plain ``fit``.
 
 The result's metrics are ``fit``'s, NaN after a trial stopped (not counted as divergence), plus
 ``epochs_trained`` and ``rung`` (the last rung each trial reached, 0-based), and
@@ -21,23 +23,18 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-import sys
+from typing import Any
 
-import jax
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
-from jaxmom.sweep import _fit
-from jaxmom.sweep._engine import _fetch, _put
+from jaxmom.sweep._driver import Leg, Log, Strategy
 from jaxmom.sweep._grid import SEED
-from jaxmom.sweep._result import SweepResult, _divergence
-
-RESERVED = ("loss", "epoch_loss", "epochs_trained", "rung")
+from jaxmom.sweep._result import _divergence
+from jaxmom.sweep._setup import Setup
 
 
 @dataclasses.dataclass(frozen=True)
-class Halving:
+class Halving(Strategy):
     """Successive halving for :func:`~jaxmom.sweep.fit`.
 
     Attributes:
@@ -74,6 +71,75 @@ class Halving:
                 return out
             end, n = min(end * self.eta, epochs), max(1, n // self.eta)
 
+    # ---- the strategy: one leg per rung ----------------------------------------------------------
+
+    name = "halving"
+    reserved = ("epochs_trained", "rung")
+
+    def check(self, s: Setup, names: list[str]) -> None:
+        if self.metric not in ("epoch_loss", *names):
+            raise ValueError(
+                f"Halving: metric {self.metric!r} is neither 'epoch_loss' nor a name evaluate "
+                f"returns {names}"
+            )
+
+    def _plan(self, s: Setup):
+        """(trials, rungs, cells per device of each rung)."""
+        trials = _trials(s.grid)
+        schedule = self.rungs(len(trials), s.epochs)
+        ndev = s.mesh.devices.size
+        chunks = [min(s.chunk, -(-n * trials.shape[1] // ndev)) for _, n in schedule]
+        return trials, schedule, chunks
+
+    def _leg(self, s: Setup, r: int, live: np.ndarray) -> Leg:
+        trials, schedule, chunks = self._plan(s)
+        start = 0 if r == 0 else schedule[r - 1][0]
+        last = r + 1 == len(schedule)
+        return Leg(trials[live].reshape(-1), start, schedule[r][0], chunks[r], keep=not last)
+
+    def first(self, s: Setup) -> Leg:
+        return self._leg(s, 0, np.arange(len(_trials(s.grid))))
+
+    def next(self, s: Setup, log: Log, leg: Leg) -> Leg | None:
+        trials, schedule, _ = self._plan(s)
+        r = [end for end, _ in schedule].index(leg.end)
+        if r + 1 == len(schedule):
+            return None
+        trial_of = np.empty(s.grid.size, np.int64)
+        trial_of[trials] = np.arange(len(trials))[:, None]
+        live = trial_of[leg.cells[:: trials.shape[1]]]
+        keep = schedule[r + 1][1]
+        live = _survivors(self, trials, live, log.arrays, leg.end, s.steps, keep, log.factor)
+        return self._leg(s, r + 1, live) if live.size else None
+
+    def total(self, s: Setup) -> int:
+        trials, schedule, chunks = self._plan(s)
+        ndev, starts = s.mesh.devices.size, [0] + [end for end, _ in schedule[:-1]]
+        return sum(
+            -(-n * trials.shape[1] // (chunk * ndev)) * (end - e0)
+            for (end, n), chunk, e0 in zip(schedule, chunks, starts)
+        )
+
+    def finish(self, s: Setup, log: Log) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        _, schedule, _ = self._plan(s)
+        ends = np.array([end for end, _ in schedule])
+        metrics = {
+            "epochs_trained": log.trained.reshape(s.grid.shape),
+            "rung": np.searchsorted(ends, log.trained).astype(np.int32).reshape(s.grid.shape),
+        }
+        info = {
+            "halving": {
+                "eta": self.eta,
+                "metric": self.metric,
+                "mode": self.mode,
+                "min_epochs": self.min_epochs,
+                "rungs": [{"epochs": e, "trials": n} for e, n in schedule],
+                "config_epochs": int(log.trained.sum()),
+                "full_config_epochs": s.grid.size * s.epochs,
+            }
+        }
+        return metrics, info
+
 
 def _trials(grid) -> np.ndarray:
     """Flat cell indices of each trial, shape (trials, seeds)."""
@@ -82,129 +148,6 @@ def _trials(grid) -> np.ndarray:
         return cells.reshape(-1, 1)
     cells = np.moveaxis(cells, grid.names.index(SEED), -1)
     return cells.reshape(-1, cells.shape[-1])
-
-
-def _eval_names(s: _fit.Setup) -> list[str]:
-    if s.evaluate is None:
-        return []
-    one = s.with_chunk(1)
-    hp, seeds = _fit._cells(one, one.chunks()[0])
-    params = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), _fit._state_shapes(one, hp, seeds)[0]
-    )
-    batch = tuple(jax.ShapeDtypeStruct((s.eval_batch_size,) + a.shape[1:], a.dtype) for a in s.eval)
-    return list(jax.eval_shape(s.evaluate, params, *batch))
-
-
-def run(
-    s: _fit.Setup,
-    halving: Halving,
-    progress: bool,
-    return_params: bool,
-    divergence_factor,
-    checkpoint_dir=None,
-) -> SweepResult:
-    """Successive halving over ``s``'s grid (``s.chunk``: the most cells per device at once)."""
-    from tqdm.auto import tqdm
-
-    if not isinstance(halving, Halving):
-        raise TypeError(f"halving must be a jaxmom.sweep.Halving, got {type(halving).__name__}")
-    if checkpoint_dir:
-        raise ValueError("checkpoint_dir is not supported with halving (rungs are short: rerun)")
-
-    names = _eval_names(s)
-    clash = sorted(set(names) & set(RESERVED))
-    if clash:
-        raise ValueError(f"evaluate's names {clash} are also names halving's result uses")
-    if halving.metric not in ("epoch_loss", *names):
-        raise ValueError(
-            f"Halving: metric {halving.metric!r} is neither 'epoch_loss' nor a name evaluate "
-            f"returns {names}"
-        )
-    grid, ndev, steps = s.grid, s.mesh.devices.size, s.steps
-    trials = _trials(grid)
-    schedule = halving.rungs(len(trials), s.epochs)
-    nan = lambda *shape: np.full(shape, np.nan, np.float32)
-    results = {"loss": nan(grid.size, s.epochs * steps), "epoch_loss": nan(grid.size, s.epochs)}
-    results.update({k: nan(grid.size, s.epochs) for k in names})
-    epochs_trained = np.zeros(grid.size, np.int32)
-    rung_of = np.zeros(grid.size, np.int32)
-    seconds = {"compile": 0.0, "train": 0.0, "eval": 0.0}
-    store, treedef = None, None  # every cell's state (leaves) on the host, where it stopped
-    per_cell = NamedSharding(s.mesh, P(s.mesh.axis_names[0]))
-    live = np.arange(len(trials))
-    widths = [min(s.chunk, -(-n * trials.shape[1] // ndev)) * ndev for _, n in schedule]
-    starts = [0] + [end for end, _ in schedule[:-1]]
-    total = sum(
-        -(-n * trials.shape[1] // w) * (end - e0)
-        for (end, n), w, e0 in zip(schedule, widths, starts)
-    )
-    bar = tqdm(total=total, disable=not progress, file=sys.stderr, desc="halving", unit="epoch")
-    try:
-        start = 0
-        for r, (end, _) in enumerate(schedule):
-            cells = trials[live].reshape(-1)
-            rs = s.with_chunk(widths[r] // ndev)
-            spare = None  # a finished chunk's state, whose buffers the next chunk's init takes
-            for i in range(0, len(cells), rs.width):
-                real = cells[i : i + rs.width]
-                chunk = np.concatenate([real, np.repeat(real[-1:], rs.width - len(real))])
-                if r == 0:
-                    state, compile_s = _fit.init_state(rs, chunk, spare)
-                    seconds["compile"] += compile_s
-                else:
-                    assert store is not None and treedef is not None
-                    state = jax.tree.unflatten(treedef, [_put(a[chunk], per_cell) for a in store])
-
-                def after_epoch(e, state, losses, real=real, rs=rs):
-                    k = len(real)
-                    results["loss"][real, e * steps : (e + 1) * steps] = losses[:k]
-                    results["epoch_loss"][real, e] = losses[:k].mean(-1)
-                    if names:
-                        values, run_s, compile_s = _fit.evaluate_state(rs, state)
-                        seconds["eval"] += run_s
-                        seconds["compile"] += compile_s
-                        for name, v in values.items():
-                            results[name][real, e] = v[:k]
-                    bar.update(1)
-
-                state, _, train_s, compile_s = _fit.run_epochs(
-                    rs, state, chunk, start, end, after_epoch
-                )
-                seconds["train"] += train_s
-                seconds["compile"] += compile_s
-                host, treedef = jax.tree.flatten(jax.tree.map(_fetch, state))
-                spare = state if r == 0 else None
-                del state
-                if store is None:
-                    store = [np.zeros((grid.size,) + x.shape[1:], x.dtype) for x in host]
-                for out, x in zip(store, host):
-                    out[real] = x[: len(real)]
-            epochs_trained[cells] = end
-            rung_of[cells] = r
-            if r + 1 < len(schedule):
-                live = _survivors(
-                    halving,
-                    trials,
-                    live,
-                    results,
-                    end,
-                    steps,
-                    schedule[r + 1][1],
-                    divergence_factor,
-                )
-                if not live.size:
-                    break
-            start = end
-    finally:
-        bar.close()
-    res = _result(
-        s, halving, schedule, results, epochs_trained, rung_of, seconds, divergence_factor
-    )
-    if return_params and store is not None and treedef is not None:
-        params = jax.tree.unflatten(treedef, store)[0]
-        res.params = jax.tree.map(lambda x: x.reshape(grid.shape + x.shape[1:]), params)
-    return res
 
 
 def _survivors(halving, trials, live, results, end, steps, keep, factor) -> np.ndarray:
@@ -222,39 +165,3 @@ def _survivors(halving, trials, live, results, end, steps, keep, factor) -> np.n
     order = np.argsort(score if halving.mode == "min" else -score, kind="stable")
     ranked = [i for i in order if ok[i]]
     return np.sort(live[ranked[:keep]])
-
-
-def _result(s, halving, schedule, results, epochs_trained, rung_of, seconds, factor):
-    grid, steps = s.grid, s.steps
-    # Divergence of each run over the epochs it trained: the NaN after a stop is not divergence.
-    diverged = np.zeros(grid.size, bool)
-    step = np.full(grid.size, -1, np.int64)
-    for e in np.unique(epochs_trained):
-        idx = np.flatnonzero(epochs_trained == e)
-        flat = {k: v[idx, : e * (steps if k == "loss" else 1)] for k, v in results.items()}
-        d, st = _divergence(flat, (len(idx),), "loss", factor)
-        diverged[idx], step[idx] = d, st
-    metrics = {k: v.reshape(grid.shape + v.shape[1:]) for k, v in results.items()}
-    metrics["epochs_trained"] = epochs_trained.reshape(grid.shape)
-    metrics["rung"] = rung_of.reshape(grid.shape)
-    res = SweepResult(
-        grid,
-        metrics,
-        seconds["compile"],
-        seconds["train"],
-        "loss",
-        tuple(s.mesh.devices.flat),
-        factor,
-        eval_seconds=seconds["eval"],
-        divergence=(diverged.reshape(grid.shape), step.reshape(grid.shape)),
-    )
-    res.info["halving"] = {
-        "eta": halving.eta,
-        "metric": halving.metric,
-        "mode": halving.mode,
-        "min_epochs": halving.min_epochs,
-        "rungs": [{"epochs": e, "trials": n} for e, n in schedule],
-        "config_epochs": int(epochs_trained.sum()),
-        "full_config_epochs": grid.size * s.epochs,
-    }
-    return res

@@ -45,7 +45,6 @@ from jaxmom.studies.mnist.config import Config
 from jaxmom.studies.mnist.data import Dataset
 from jaxmom.studies.mnist.model import preprocess, torch_linear_init
 from jaxmom.studies.mnist.sweep import run_sweep
-from jaxmom.sweep import _fit
 
 LRS = (0.003, 0.01, 0.03, 0.1)
 MOMENTA = (0.0, 0.5, 0.9, 0.99)
@@ -442,9 +441,8 @@ def cnn_hlo(images, labels) -> dict:
     """What XLA makes of the sweep's convolutions: the optimized HLO of fit's 4x4 epoch (shared
     batch, 16 stacked kernels), its convolutions' shapes and feature group counts."""
     grid = sweep.product(lr=list(LRS), momentum=list(MOMENTA))
-    s = _fit.setup(grid, init=cnn_init, loss=cnn_loss, optimizer=cnn_sgd, train=(images, labels),
-                   batch_size=64, epochs=1)  # fmt: skip
-    text = _fit.epoch_program(s.with_chunk(16))[0].as_text()
+    text = sweep.plan(grid, init=cnn_init, loss=cnn_loss, optimizer=cnn_sgd, chunk_size=16,
+                      train=(images, labels), batch_size=64, epochs=1).epoch_hlo()  # fmt: skip
     convs = [line for line in text.splitlines() if " convolution(" in line]
     return {
         "convolutions": len(convs),
@@ -466,7 +464,7 @@ def large_grid(data, steps) -> dict:
     lrs = np.geomspace(1e-3, 0.3, 16).tolist()
     momenta = np.linspace(0.0, 0.99, 16).tolist()
     fns = train.functions("sgd", (), "torch")
-    setup = _fit.setup(  # what run_sweep gives fit, for fit's own memory estimate
+    plan = sweep.plan(  # what run_sweep gives fit, for fit's own memory estimate
         sweep.product(learning_rate=lrs, momentum=momenta),
         init=fns.init,
         loss=train.loss,
@@ -479,8 +477,7 @@ def large_grid(data, steps) -> dict:
         fixed={"dampening": 0.0, "weight_decay": 0.0},
         eval_batch_size=train.EVAL_BATCH,
     )
-    per_config = _fit.bytes_per_config(setup)
-    chunk = _fit.auto_chunk_size(setup)
+    per_config, chunk = plan.bytes_per_config, plan.chunk_size
     t0 = time.perf_counter()
     run, first = study_sweep(data, lrs, momenta)
     compile_s = first.compile_seconds

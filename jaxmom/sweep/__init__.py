@@ -24,20 +24,30 @@ Besides grids, :func:`sample` draws random or Sobol trials from :func:`uniform`,
 halving=Halving(...))`` runs successive halving inside the compiled sweep, and
 :func:`optuna_search` lets an Optuna study pick the trials, a batch at a time.
 
+:func:`plan` tells what ``fit`` would do (chunk size, memory per configuration, the compiled
+epoch's HLO) without training.
+
 Modules: :mod:`~jaxmom.sweep._grid` (the grid), :mod:`~jaxmom.sweep._sample` (sampled trials),
+:mod:`~jaxmom.sweep._checks` (one check per shared argument),
 :mod:`~jaxmom.sweep._engine` (the compiled, sharded, chunked program and its cache),
 :mod:`~jaxmom.sweep._result` (results, divergence, exports, save and load),
-:mod:`jaxmom.sweep.plot` (heatmaps and scatter plots, needs matplotlib), :mod:`~jaxmom.sweep._fit`
-(``fit``), :mod:`~jaxmom.sweep._checkpoint` (its checkpoints), :mod:`~jaxmom.sweep._halving`
-(successive halving) and :mod:`~jaxmom.sweep._optuna` (Optuna). The engine knows nothing of any
-model or dataset: the MNIST study's sweep lives in :mod:`jaxmom.studies.mnist.sweep`.
+:mod:`jaxmom.sweep.plot` (heatmaps and scatter plots, needs matplotlib). ``fit`` is built in
+layers: :mod:`~jaxmom.sweep._setup` (the checked setup), :mod:`~jaxmom.sweep._programs` (per-cell
+functions, compiled programs), :mod:`~jaxmom.sweep._memory` (chunk size),
+:mod:`~jaxmom.sweep._driver` (the one chunk x epoch loop and its strategies),
+:mod:`~jaxmom.sweep._checkpoint` (checkpoints) and :mod:`~jaxmom.sweep._fit` (the front door);
+:mod:`~jaxmom.sweep._halving` (successive halving, a strategy of the driver) and
+:mod:`~jaxmom.sweep._optuna` (Optuna) search on it. The engine knows nothing of any model or
+dataset: the MNIST study's sweep lives in :mod:`jaxmom.studies.mnist.sweep`.
 """
 
 from jaxmom.sweep._engine import cache_size as cache_size
 from jaxmom.sweep._engine import clear_cache as clear_cache
 from jaxmom.sweep._engine import finite as finite
 from jaxmom.sweep._engine import sweep as sweep
+from jaxmom.sweep._fit import Plan as Plan
 from jaxmom.sweep._fit import fit as fit
+from jaxmom.sweep._fit import plan as plan
 from jaxmom.sweep._grid import SEED as SEED
 from jaxmom.sweep._grid import Axis as Axis
 from jaxmom.sweep._grid import Grid as Grid

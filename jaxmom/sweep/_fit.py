@@ -51,8 +51,8 @@ from jaxmom.sweep._checkpoint import Checkpoint
 from jaxmom.sweep._driver import Strategy, drive
 from jaxmom.sweep._grid import Grid
 from jaxmom.sweep._halving import Halving
-from jaxmom.sweep._memory import with_chunk_size
-from jaxmom.sweep._programs import cell_fns, template
+from jaxmom.sweep._memory import bytes_per_config, with_chunk_size
+from jaxmom.sweep._programs import cell_fns, epoch_program, template
 from jaxmom.sweep._result import SweepResult
 from jaxmom.sweep._setup import Setup, setup
 
@@ -225,3 +225,39 @@ def fit(
         return_params=return_params,
         divergence_factor=divergence_factor,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What :func:`fit` would do with the same arguments, found without training (see
+    :func:`plan`).
+
+    Attributes:
+      chunk_size: configurations trained at once per device.
+      chunks: how many chunks the grid trains in, one after another.
+      stepwise: whether each epoch runs as a Python loop of compiled steps (a model that
+        convolves, on CPU) rather than one compiled epoch.
+      bytes_per_config: the estimated memory one more configuration keeps live (from the
+        compiled one-configuration program's ``memory_analysis()`` where the backend reports it).
+    """
+
+    chunk_size: int
+    chunks: int
+    stepwise: bool
+    bytes_per_config: int
+    setup: Setup = dataclasses.field(repr=False)
+
+    def epoch_hlo(self) -> str:
+        """The optimized HLO text of the compiled epoch program of one chunk (what XLA made of the
+        stacked configurations: transposes, copies, convolutions' feature groups)."""
+        return epoch_program(self.setup)[0].as_text()
+
+
+def plan(grid: Grid, *, chunk_size: int | str | None = "auto", memory_budget=None, **kwargs):
+    """A :class:`Plan` of ``fit(grid, chunk_size=..., memory_budget=..., **kwargs)``: its chunk
+    size, the memory one configuration needs and the compiled epoch's HLO, without training.
+    ``kwargs`` are :func:`fit`'s model, data and size arguments (``init``, ``loss``,
+    ``optimizer``, ``train``, ``batch_size``, ``epochs``, ``eval``, ``evaluate``, ...), checked
+    as :func:`fit` checks them."""
+    s = with_chunk_size(setup(grid, **kwargs), chunk_size, memory_budget)
+    return Plan(s.chunk, len(s.chunks()), s.stepwise, bytes_per_config(s), s)

@@ -54,7 +54,7 @@ def divergence_factor(value: Any) -> float | None:
     """``None`` (only NaN and inf diverge) or a real number above 1."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) > 1:
         raise ValueError(f"divergence_factor must be a number above 1 (or None), got {value!r}")
     return float(value)
 

@@ -170,7 +170,7 @@ class Log:
         return diverged.reshape(s.grid.shape), step.reshape(s.grid.shape)
 
     def to_npz(self) -> dict[str, np.ndarray]:
-        out = {f"result/{k}": v for k, v in self.arrays.items()}
+        out: dict[str, np.ndarray] = {f"result/{k}": v for k, v in self.arrays.items()}
         out["trained"] = self.trained
         for prefix, store in (("params", self.params), ("kept", self.kept)):
             out.update({f"{prefix}/{i}": x for i, x in enumerate(store or [])})
@@ -182,7 +182,7 @@ class Log:
         for k, v in arrays.items():
             if k.startswith("result/") and k.removeprefix("result/") in self.arrays:
                 self.arrays[k.removeprefix("result/")] = v
-        self.trained = arrays.get("trained", self.trained)
+        self.trained = np.asarray(arrays.get("trained", self.trained), np.int32)
 
         def leaves(prefix, like):
             found = sorted(
@@ -244,7 +244,7 @@ def _resume(s: Setup, checkpoint: Checkpoint, log: Log):
     leg = _leg_of(h["leg"], arrays)
     cells = ls.chunks(leg.cells)[h["chunk"]]
     done = log.arrays["loss"][cells, : h["epoch"] * s.steps]
-    refuse_nonfinite(checkpoint.state_file(), state, np.isfinite(done).all(-1))
+    refuse_nonfinite(checkpoint.state_file(), state, np.asarray(np.isfinite(done).all(-1)))
     per_cell = NamedSharding(s.mesh, P(s.mesh.axis_names[0]))
     state = jax.tree.map(lambda x: _put(x, per_cell), state)
     return leg, h["chunk"], h["epoch"], state, h["seconds"], h.get("done", 0)

@@ -231,14 +231,14 @@ def sweep(
     """
     if not isinstance(grid, Grid):
         raise TypeError(f"grid must be a jaxmom.sweep.Grid, got {type(grid).__name__}")
-    chunk_size = _checks.chunk_size(chunk_size, auto=False)
+    size = _checks.chunk_size(chunk_size, auto=False)
     seed_axis = _integers("seed", [_checks.seed(seed)], *SEEDS)
     divergence_factor = _checks.divergence_factor(divergence_factor)
     devices = _checks.devices(devices)
 
     n, ndev = grid.size, len(devices)
     per_device = -(-n // ndev)
-    chunk = per_device if chunk_size is None else min(int(chunk_size), per_device)
+    chunk = per_device if size is None else min(int(size), per_device)
     per_device = -(-per_device // chunk) * chunk
     pad = np.minimum(np.arange(per_device * ndev), n - 1)  # repeat the last cell: no new values
 

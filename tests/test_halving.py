@@ -187,12 +187,6 @@ def test_survivors_are_ranked_by_their_mean_over_seeds():
             lambda: toy_fit(sweep.zipped(lr=LRS, boom=BOOM), halving=sweep.Halving(metric="acc")),
             r"metric 'acc' is neither 'epoch_loss' nor a name evaluate returns \['dist', 'p'\]",
         ),
-        (
-            lambda: toy_fit(
-                sweep.zipped(lr=LRS, boom=BOOM), halving=sweep.Halving(), checkpoint_dir="/tmp"
-            ),  # fmt: skip
-            "checkpoint_dir is not supported with halving",
-        ),
     ],
 )
 def test_bad_halving_settings_are_refused_in_one_line_before_training(make, message):

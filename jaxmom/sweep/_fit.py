@@ -916,13 +916,13 @@ def _train(s: Setup, checkpoint, progress, return_params, divergence_factor) -> 
     n, shape = s.grid.size, s.grid.shape
     metrics = {k: v[:n].reshape(shape + v.shape[1:]) for k, v in results.arrays.items()}
     res = SweepResult(
-        s.grid,
-        metrics,
-        seconds["compile"],
-        seconds["train"],
-        "loss",
-        tuple(s.mesh.devices.flat),
-        divergence_factor,
+        grid=s.grid,
+        metrics=metrics,
+        compile_seconds=seconds["compile"],
+        train_seconds=seconds["train"],
+        history="loss",
+        devices=tuple(s.mesh.devices.flat),
+        divergence_factor=divergence_factor,
         eval_seconds=seconds["eval"],
     )
     # epochs each cell had trained when this call resumed its checkpoint: all of them in the

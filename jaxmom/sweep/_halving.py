@@ -238,13 +238,13 @@ def _result(s, halving, schedule, results, epochs_trained, rung_of, seconds, fac
     metrics["epochs_trained"] = epochs_trained.reshape(grid.shape)
     metrics["rung"] = rung_of.reshape(grid.shape)
     res = SweepResult(
-        grid,
-        metrics,
-        seconds["compile"],
-        seconds["train"],
-        "loss",
-        tuple(s.mesh.devices.flat),
-        factor,
+        grid=grid,
+        metrics=metrics,
+        compile_seconds=seconds["compile"],
+        train_seconds=seconds["train"],
+        history="loss",
+        devices=tuple(s.mesh.devices.flat),
+        divergence_factor=factor,
         eval_seconds=seconds["eval"],
         divergence=(diverged.reshape(grid.shape), step.reshape(grid.shape)),
     )

@@ -224,7 +224,7 @@ def test_a_log_colour_bar_labels_its_minor_ticks_only_within_one_decade():
 
     def bar_of(losses):
         grid = sweep.product(lr=[0.1, 0.2], momentum=[0.0, 0.9])
-        res = sweep.SweepResult(grid, {"final_loss": np.array(losses)}, 0.0, 0.0)
+        res = sweep.SweepResult(grid=grid, metrics={"final_loss": np.array(losses)})
         fig = res.heatmap("final_loss", "lr", "momentum", log_color=True)
         return fig.axes[1].yaxis.get_minor_formatter()
 

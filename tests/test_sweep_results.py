@@ -51,7 +51,7 @@ def test_metrics_that_flatten_to_one_name_are_refused_naming_both():
         sweep.sweep(last, grid)
     for bad in (nested, last):  # a result built directly checks the same (the metrics are saved)
         with pytest.raises(ValueError, match="raw metrics are saved"):
-            _result.SweepResult(grid, bad({"lr": np.array([0.1, 0.2])}, None), 0.0, 0.0)
+            _result.SweepResult(grid=grid, metrics=bad({"lr": np.array([0.1, 0.2])}, None))
 
 
 def test_a_metric_too_wide_for_the_table_is_named_in_a_warning_not_dropped_silently():
@@ -76,7 +76,7 @@ def test_divergence_needs_no_temporary_as_large_as_a_metric(monkeypatch):
     w[5, 3, 7], loss[9, 100], loss[11, 50] = np.nan, np.inf, 1e3
     tracemalloc.start()
     try:
-        res = _result.SweepResult(grid, {"w": w, "loss": loss}, 0.0, 0.0)
+        res = _result.SweepResult(grid=grid, metrics={"w": w, "loss": loss})
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -102,7 +102,7 @@ def test_when_post_processing_fails_the_raw_metrics_are_saved_first(tmp_path, mo
     with pytest.raises(
         MemoryError, match=r"cannot allocate 12 GiB \(the raw metrics are saved in "
     ) as e:
-        _result.SweepResult(grid, metrics, 0.0, 0.0)
+        _result.SweepResult(grid=grid, metrics=metrics)
     (saved,) = tmp_path.glob("jaxmom-raw-metrics-*.npz")
     assert str(saved) in str(e.value) and "\n" not in str(e.value)
     with np.load(saved, allow_pickle=False) as f:
@@ -155,7 +155,7 @@ def seeded_result():
     grid = sweep.product(lr=[0.01, 0.03, 0.1]).with_seeds([4, 9])
     final = np.array([[0.1, 0.9], [0.3, 0.35], [0.2, np.nan]])
     acc = np.array([[0.9, 0.1], [0.7, 0.6], [0.8, 0.0]])
-    return _result.SweepResult(grid, {"final_loss": final, "acc": acc}, 0.0, 0.0)
+    return _result.SweepResult(grid=grid, metrics={"final_loss": final, "acc": acc})
 
 
 def test_best_ranks_cells_by_their_mean_over_seeds_never_by_a_single_seed():
@@ -179,7 +179,7 @@ def test_best_ranks_cells_by_their_mean_over_seeds_never_by_a_single_seed():
 def test_heatmap_shows_the_seed_mean_and_with_std_the_spread():
     grid = sweep.product(lr=[0.01, 0.03], momentum=[0.0, 0.9]).with_seeds(3)
     vals = np.random.default_rng(0).uniform(size=grid.shape)
-    res = _result.SweepResult(grid, {"final_loss": vals}, 0.0, 0.0)
+    res = _result.SweepResult(grid=grid, metrics={"final_loss": vals})
     mean = plot.cell_values(res, "final_loss", "lr", "momentum")
     spread = plot.cell_values(res, "final_loss", "lr", "momentum", std=True)
     for i in range(2):

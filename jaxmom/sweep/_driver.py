@@ -340,21 +340,22 @@ def drive(
     metrics = {k: v.reshape(shape + v.shape[1:]) for k, v in log.arrays.items()}
     extra, info = strategy.finish(s, log)
     metrics.update(extra)
-    res = SweepResult(
+    params = None
+    if return_params and log.params is not None:
+        treedef = jax.tree.structure(template(s).state[0])
+        params = jax.tree.unflatten(treedef, [x.reshape(shape + x.shape[1:]) for x in log.params])
+    # epochs each cell had trained when this call resumed its checkpoint (JSON-able, as info is)
+    info = {**info, "resumed_epochs": resumed_epochs.reshape(shape).tolist()}
+    return SweepResult(
         grid=s.grid,
         metrics=metrics,
         compile_seconds=seconds["compile"],
         train_seconds=seconds["train"],
+        eval_seconds=seconds["eval"],
         history="loss",
         devices=tuple(s.mesh.devices.flat),
         divergence_factor=divergence_factor,
-        eval_seconds=seconds["eval"],
         divergence=log.divergence(s),
+        info=info,
+        params=params,
     )
-    # epochs each cell had trained when this call resumed its checkpoint (JSON-able, as info is)
-    res.info.update(info, resumed_epochs=resumed_epochs.reshape(shape).tolist())
-    if return_params and log.params is not None:
-        treedef = jax.tree.structure(template(s).state[0])
-        leaves = [x.reshape(shape + x.shape[1:]) for x in log.params]
-        res.params = jax.tree.unflatten(treedef, leaves)
-    return res

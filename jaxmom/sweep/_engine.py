@@ -261,7 +261,13 @@ def sweep(
 
     metrics = jax.tree.map(lambda x: _fetch(x)[:n].reshape(grid.shape + x.shape[1:]), out)
     return SweepResult(
-        grid, metrics, compile_seconds, train_seconds, history, devices, divergence_factor
+        grid=grid,
+        metrics=metrics,
+        compile_seconds=compile_seconds,
+        train_seconds=train_seconds,
+        history=history,
+        devices=devices,
+        divergence_factor=divergence_factor,
     )
 
 

@@ -62,6 +62,50 @@ def _column(name: str, values: Any) -> np.ndarray:
     raise ValueError(f"hyperparameter {name!r} has non-numeric values {list(arr)[:3]}")
 
 
+def _joined(name: str, pieces: Sequence[np.ndarray]) -> np.ndarray:
+    """Parts of one grid column (a subset, or several columns end to end) as one column of the
+    dtype a new grid gives those values: integers the narrowest exact type (int32, int64, and for
+    seeds uint64), floats float64, bools bool."""
+    if all(p.dtype.kind in "iu" for p in pieces):
+        ints = [v for p in pieces for v in p.tolist()]
+        return _integers(
+            f"hyperparameter {name!r} value", ints, *(SEEDS if name == SEED else INT64)
+        )
+    col = np.concatenate(pieces)
+    return col.astype(np.float64) if col.dtype.kind == "f" else col
+
+
+def positions(indices: Any, axis: Axis) -> np.ndarray:
+    """``indices`` of ``axis``'s cells (integers, negative ones counting from the end, any order,
+    repeats allowed; or a slice) as non-negative int64 positions, or a one-line ``ValueError``."""
+    n = len(axis)
+    if isinstance(indices, slice):
+        idx = np.arange(n)[indices]
+    else:
+        try:
+            idx = np.asarray(indices)
+        except (TypeError, ValueError):
+            idx = np.asarray(None)
+        if idx.ndim == 1 and idx.size == 0:
+            idx = idx.astype(np.int64)
+        if idx.ndim != 1 or idx.dtype.kind not in "iu":
+            raise ValueError(
+                f"indices of axis {axis.name!r} must be a 1-D list of integers or a slice, "
+                f"got {indices!r}"
+            )
+    bad = idx[(idx < -n) | (idx >= n)]
+    if bad.size:
+        raise ValueError(f"index {bad[0]} is out of range for axis {axis.name!r} of length {n}")
+    if idx.size == 0:
+        raise ValueError(f"indices {indices!r} select no cell of axis {axis.name!r}")
+    return np.where(idx < 0, idx + n, idx).astype(np.int64)
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    nan = a.dtype.kind == "f" and b.dtype.kind == "f"
+    return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=nan))
+
+
 @dataclasses.dataclass(frozen=True)
 class Axis:
     """One axis of a grid: one or more hyperparameters (zipped) with equal-length value lists."""
@@ -147,6 +191,45 @@ class Grid:
             if name == axis.name or name in axis.columns:
                 return i
         raise ValueError(f"{name!r} is not an axis or hyperparameter of this grid {self.names}")
+
+    def take(self, name: str, indices: Any) -> Grid:
+        """This grid with only the cells ``indices`` of the axis that is or carries ``name``:
+        integers (negative ones count from the end; any order; repeats allowed) or a slice, as
+        ``numpy.take``. The other axes are unchanged. An unknown axis, an index out of range or an
+        empty selection is a one-line ``ValueError``."""
+        i = self.axis_of(name)
+        axis = self.axes[i]
+        idx = positions(indices, axis)
+        cols = {p: _joined(p, [c[idx]]) for p, c in axis.columns.items()}
+        return Grid(self.axes[:i] + (Axis(axis.name, cols),) + self.axes[i + 1 :])
+
+    @classmethod
+    def concat(cls, grids: Sequence[Grid], name: str) -> Grid:
+        """``grids`` end to end along the axis that is or carries ``name``: they need the same
+        axes, in the same order, carrying the same hyperparameters, and the same values on every
+        other axis (else a one-line ``ValueError``). That axis's values are joined in order
+        (repeats allowed)."""
+        grids = list(grids)
+        if not grids:
+            raise ValueError("concat needs at least one grid")
+        first = grids[0]
+        i = first.axis_of(name)
+        layout = lambda g: [(a.name, list(a.columns)) for a in g.axes]
+        for g in grids[1:]:
+            if layout(g) != layout(first):
+                raise ValueError(
+                    f"grids to concatenate need the same axes and hyperparameters, got "
+                    f"{layout(first)} and {layout(g)}"
+                )
+            for j, (a, b) in enumerate(zip(first.axes, g.axes)):
+                if j != i and not all(_same(a.columns[p], b.columns[p]) for p in a.columns):
+                    raise ValueError(
+                        f"grids to concatenate along {first.axes[i].name!r} need the same values "
+                        f"on axis {a.name!r}"
+                    )
+        axis = first.axes[i]
+        cols = {p: _joined(p, [g.axes[i].columns[p] for g in grids]) for p in axis.columns}
+        return cls(first.axes[:i] + (Axis(axis.name, cols),) + first.axes[i + 1 :])
 
     def __repr__(self) -> str:
         parts = [f"{a.name}={len(a)}" for a in self.axes]

@@ -112,31 +112,6 @@ def optuna_search(
                 study.tell(t, value)
             else:
                 study.tell(t, state=optuna.trial.TrialState.FAIL)
-        results.append(res if k == batch else _first(res, k, values, seeds))
+        results.append(res if k == batch else res.take(TRIAL, range(k)))  # no padding
         done += k
     return results
-
-
-def _first(res, k: int, values: dict, seeds):
-    """``res`` without the padding: its first ``k`` trials."""
-    from jaxmom.sweep._result import SweepResult
-
-    grid = zipped(axis=TRIAL, **{n: v[:k] for n, v in values.items()})
-    grid = grid if seeds is None else grid.with_seeds(seeds)
-    head = lambda x: np.asarray(x)[:k]
-    out = SweepResult(
-        grid,
-        {name: head(x) for name, x in res.metrics.items()},
-        res.compile_seconds,
-        res.train_seconds,
-        res.history,
-        res.devices,
-        res.divergence_factor,
-        eval_seconds=res.eval_seconds,
-        divergence=(head(res.diverged), head(res.diverged_step)),
-    )
-    if res.params is not None:
-        import jax
-
-        out.params = jax.tree.map(head, res.params)
-    return out

@@ -9,8 +9,6 @@ memory, read from the compiled program, fits in a budget (at most 16 per device 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 
-import numpy as np
-
 from jaxmom import sweep as engine
 from jaxmom.studies.mnist.config import Config
 from jaxmom.studies.mnist.registry import hyperparameter_kind
@@ -108,8 +106,8 @@ def run_optuna(
     """``trials`` trials of ``config`` whose ``space`` Optuna's TPE sampler (seeded by
     ``sampler_seed``) explores, maximising the test accuracy after the last epoch (the mean over
     ``seeds``), ``batch`` trials per :func:`jaxmom.sweep.fit` (:func:`jaxmom.sweep.optuna_search`).
-    Returns one result over all the trials, in the order they were asked (:func:`concat_trials`);
-    ``info["search"]`` holds Optuna's best trial. Needs Optuna (the ``tune`` extra)."""
+    Returns one result over all the trials, in the order they were asked (the batches joined by
+    :meth:`~jaxmom.sweep.SweepResult.concat`); ``info["search"]`` holds Optuna's best trial. Needs Optuna (the ``tune`` extra)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -127,38 +125,11 @@ def run_optuna(
         metric="test_accuracy",
         seeds=list(seeds) if seeds is not None else None,
     )
-    out = concat_trials([study_result(config, r) for r in results])
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    out.info["search"] = {
+    search = {
         "optuna_sampler": type(study.sampler).__name__,
         "batch": min(batch, trials),
         "best_trial": None if not done else {**study.best_params, "value": study.best_value},
     }
-    return out
-
-
-def concat_trials(results: Sequence[engine.SweepResult]) -> engine.SweepResult:
-    """Results whose grids are a ``"trial"`` axis (and maybe a seed axis after it) as one result:
-    the trials one after another, metrics and divergence marks joined, seconds summed."""
-    first = results[0]
-    params = first.grid.params
-    columns = {p: np.concatenate([r.grid.axes[0].columns[p] for r in results]) for p in params}
-    grid = engine.zipped(axis=TRIAL, **{p: v.tolist() for p, v in columns.items()})
-    if engine.SEED in first.grid.names:
-        grid = grid.with_seeds(first.grid.axes[1].columns[engine.SEED].tolist())
-    join = lambda name: np.concatenate([np.asarray(r.metrics[name]) for r in results])
-    out = engine.SweepResult(
-        grid,
-        {name: join(name) for name in first.metrics},
-        sum(r.compile_seconds for r in results),
-        sum(r.train_seconds for r in results),
-        "loss",
-        first.devices,
-        first.divergence_factor,
-        eval_seconds=sum(r.eval_seconds for r in results),
-        divergence=(
-            np.concatenate([r.diverged for r in results]),
-            np.concatenate([r.diverged_step for r in results]),
-        ),
-    )
-    return out
+    parts = [study_result(config, r) for r in results]
+    return engine.SweepResult.concat(parts, TRIAL, info={"search": search})

@@ -203,20 +203,19 @@ def study_result(config: Config, res: engine.SweepResult, resumed=None) -> engin
         "epochs_trained": np.asarray(trained, np.int32).reshape(grid.shape),
         "resumed_from_epoch": np.asarray(resumed).reshape(grid.shape),
     }
-    out = engine.SweepResult(
-        grid,
-        metrics,
-        res.compile_seconds,
-        res.train_seconds,
-        "loss",
-        res.devices,
-        res.divergence_factor,
+    return engine.SweepResult(
+        grid=grid,
+        metrics=metrics,
+        compile_seconds=res.compile_seconds,
+        train_seconds=res.train_seconds,
         eval_seconds=res.eval_seconds,
+        history="loss",
+        devices=res.devices,
+        divergence_factor=res.divergence_factor,
         divergence=(res.diverged, res.diverged_step),
+        info=res.info,
+        params=res.params,
     )
-    out.info = dict(res.info)
-    out.params = res.params
-    return out
 
 
 def run_folder(checkpoint_dir, config: Config, data, grid: engine.Grid) -> Path:

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+# Pinned: the atomic writers of jaxmom.sweep._files, which every output goes through.
 from jaxmom.sweep._files import OutputError, atomic_open, check_writable, write_text
 
 

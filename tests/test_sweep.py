@@ -161,7 +161,7 @@ def test_a_finite_loss_that_grows_past_the_factor_is_diverged_at_that_step():
 
 
 def test_the_compile_cache_is_a_bounded_lru(monkeypatch):
-    from jaxmom.sweep import _engine
+    from jaxmom.sweep import _engine  # pinned: its CACHE_SIZE, to fill the cache with 3 programs
 
     monkeypatch.setattr(_engine, "CACHE_SIZE", 2)
     sweep.clear_cache()

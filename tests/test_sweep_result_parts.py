@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxmom import sweep
-from jaxmom.sweep._result import SweepResult
+from jaxmom.sweep import SweepResult
 
 
 def grid():

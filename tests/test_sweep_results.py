@@ -11,6 +11,9 @@ import pytest
 from sweep_problem import X, Y, regression
 
 from jaxmom import sweep
+
+# Internals pinned here: _result (its csv writer, to fill the disk mid-write; RESCUE_DIR) and
+# _files.OutputError (the one-line error of a failed write).
 from jaxmom.sweep import _result, plot
 from jaxmom.sweep._files import OutputError
 

@@ -248,3 +248,38 @@ def test_load_refuses_a_file_that_is_not_a_saved_result_in_one_line(tmp_path):
         with pytest.raises(ValueError, match=why) as e:
             sweep.SweepResult.load(tmp_path / name)
         assert str(tmp_path / name) in str(e.value) and "\n" not in str(e.value), e.value
+
+
+def test_a_halving_result_with_nan_saves_strict_json_and_loads_equal(tmp_path):
+    import json
+    import math
+    import zipfile
+
+    from toy_problem import BOOM, LRS, ONES, toy_eval, toy_init, toy_loss, toy_tx
+
+    res = sweep.fit(
+        sweep.zipped(lr=LRS, boom=BOOM), init=toy_init, loss=toy_loss, optimizer=toy_tx,
+        train=(ONES,), batch_size=1, epochs=3, eval=(ONES,), evaluate=toy_eval, progress=False,
+        chunk_size=None, halving=sweep.Halving(eta=3, metric="dist"),
+    )  # fmt: skip
+    assert np.isnan(res.metrics["p"]).any()  # the stopped trials
+    res.info["search"] = {"best": float("nan"), "spread": [1.0, float("inf")]}
+    res.eval_seconds = float("nan")
+    res.save(tmp_path / "r.npz")
+
+    def refuse(constant):
+        raise AssertionError(f"not strict JSON: {constant}")
+
+    with zipfile.ZipFile(tmp_path / "r.npz") as z:
+        meta = json.loads(z.read("result.json"), parse_constant=refuse)
+    assert meta["eval_seconds"] is None and meta["info"]["search"]["spread"] == [1.0, None]
+    back = sweep.SweepResult.load(tmp_path / "r.npz")
+    assert back.metrics.keys() == res.metrics.keys()
+    for k in res.metrics:
+        assert back.metrics[k].dtype == res.metrics[k].dtype
+        np.testing.assert_array_equal(back.metrics[k], res.metrics[k])  # NaN included
+    np.testing.assert_array_equal(back.diverged, res.diverged)
+    np.testing.assert_array_equal(back.diverged_step, res.diverged_step)
+    assert back.info["halving"] == res.info["halving"]
+    assert back.info["search"] == {"best": None, "spread": [1.0, None]}  # null: NaN was meant
+    assert math.isnan(back.eval_seconds) and back.train_seconds == res.train_seconds

@@ -77,7 +77,7 @@ class Checkpoint:
         name = f"{self.stem}.{header['chunk']}.{header['epoch']}.npz"
         _files.write_bytes(self.folder / name, data)
         header = {**header, "file": name, "sha256": hashlib.sha256(data).hexdigest()}
-        _files.write_text(self.header, json.dumps(header, indent=1))
+        _files.write_json(self.header, header)  # strict JSON: NaN and inf as null
         if old and old != name:
             (self.folder / old).unlink(missing_ok=True)
 

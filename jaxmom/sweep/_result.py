@@ -25,7 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxmom.sweep._files import atomic_open
+from jaxmom.sweep._files import atomic_open, json_text, nan_if_null
 from jaxmom.sweep._grid import SEED, Grid
 
 RESERVED = ("diverged", "diverged_step")
@@ -377,7 +377,6 @@ def _decode(node, leaves: list):
 
 
 def _save(res: SweepResult, path) -> None:
-    import json
     import zipfile
 
     leaves: list = []
@@ -403,7 +402,7 @@ def _save(res: SweepResult, path) -> None:
         arrays.update({f"grid/{i}/{j}": c for j, c in enumerate(axis.columns.values())})
     arrays.update(diverged=res.diverged, diverged_step=res.diverged_step)
     with atomic_open(path, "wb") as f, zipfile.ZipFile(f, "w") as z:
-        z.writestr("result.json", json.dumps(meta, indent=1))
+        z.writestr("result.json", json_text(meta))  # strict: NaN and inf as null
         for name, x in arrays.items():
             with z.open(f"{name}.npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.asarray(x), allow_pickle=False)
@@ -459,8 +458,9 @@ def load(path, cls=SweepResult) -> SweepResult:
         raise ValueError(f"{path} is not a saved jaxmom SweepResult: arrays do not fit its grid")
     res = cls.__new__(cls)
     res.grid, res.metrics, res.devices = grid, metrics, tuple(meta["devices"])
-    res.compile_seconds, res.train_seconds = meta["compile_seconds"], meta["train_seconds"]
-    res.eval_seconds, res.history = meta["eval_seconds"], meta["history"]
+    seconds = [nan_if_null(meta[f"{k}_seconds"]) for k in ("compile", "train", "eval")]
+    res.compile_seconds, res.train_seconds, res.eval_seconds = seconds  # null: NaN, as written
+    res.history = meta["history"]
     res.divergence_factor = meta["divergence_factor"]
     res.info, res.params = meta.get("info", {}), params
     res._setup(marks)

@@ -70,8 +70,13 @@ def optuna_search(
       trials: how many trials this call runs.
       batch: trials trained at once.
       metric: a per-epoch metric of ``fit``'s result: ``"epoch_loss"`` or a name ``evaluate``
-        returns.
+        returns (checked before the first ask, by tracing ``init`` and ``evaluate`` abstractly
+        with ``jax.eval_shape``).
       seeds: a seed axis for every trial (a count or a list), averaged in the told value.
+
+    Its own arguments (the space, ``seeds``, ``metric``...) are checked before the first trial is
+    asked, so a refused call leaves the study as it was; any error after an ask (from ``fit``,
+    say) tells that round's asked trials ``FAIL`` before it is raised, so none stays ``RUNNING``.
 
     Returns:
       The :class:`~jaxmom.sweep.SweepResult` of each round (the padding trials dropped).
@@ -88,16 +93,29 @@ def optuna_search(
     if "halving" in fit_kwargs or "grid" in fit_kwargs:
         raise ValueError("optuna_search(): fit_kwargs must not hold grid or halving")
     distributions = _distributions(space)
+    # Everything that can be checked is checked before the first ask: a trial asked and never
+    # told stays RUNNING in a shared study for good.
+    corner = {n: _corner(s) for n, s in space.items()}
+    probe = zipped(axis=TRIAL, **{n: [v] for n, v in corner.items()})
+    if seeds is not None:
+        probe.with_seeds(seeds)
+    if not isinstance(metric, str):
+        raise ValueError(f"optuna_search(): metric must be a metric's name, got {metric!r}")
+    names = _metric_names(fit_kwargs, corner)
+    if names is not None and metric not in names:
+        raise ValueError(
+            f"optuna_search(): metric {metric!r} is not one of fit's per-epoch metrics {names}"
+        )
     results, done = [], 0
     while done < trials:
         k = min(batch, trials - done)
         asked = [study.ask(distributions) for _ in range(k)]
-        values = {n: [t.params[n] for t in asked] for n in distributions}
-        values = {n: v + [v[-1]] * (batch - k) for n, v in values.items()}  # one shape per round
-        grid = zipped(axis=TRIAL, **values)
-        if seeds is not None:
-            grid = grid.with_seeds(seeds)
-        try:
+        try:  # any error from here on: the asked trials are told FAIL first, none stays RUNNING
+            values = {n: [t.params[n] for t in asked] for n in distributions}
+            values = {n: v + [v[-1]] * (batch - k) for n, v in values.items()}  # one shape
+            grid = zipped(axis=TRIAL, **values)
+            if seeds is not None:
+                grid = grid.with_seeds(seeds)
             res = fit(grid, **fit_kwargs)
             mean, std, n = res.seed_stats(f"{metric}_last")
         except BaseException:
@@ -115,6 +133,53 @@ def optuna_search(
         results.append(res if k == batch else _first(res, k, values, seeds))
         done += k
     return results
+
+
+def _corner(space):
+    """A value of ``space`` (its low end, or its first choice), to check what it feeds."""
+    return space.values[0] if isinstance(space, Choice) else space.lo
+
+
+def _metric_names(fit_kwargs: Mapping[str, Any], hparams: dict) -> list[str] | None:
+    """The per-epoch metrics of ``fit``'s result: ``loss``, ``epoch_loss`` and the names that
+    ``evaluate`` returns, found by tracing ``init`` (and ``eval_params``) and ``evaluate`` with
+    ``jax.eval_shape`` (nothing runs, nothing compiles); None where they cannot be traced here
+    (``fit`` then says what is wrong, and the asked trials are told FAIL)."""
+    import jax
+    import jax.numpy as jnp
+
+    names = ["loss", "epoch_loss"]
+    evaluate = fit_kwargs.get("evaluate")
+    if evaluate is None:
+        return names
+    try:
+        init, data = fit_kwargs["init"], tuple(fit_kwargs["eval"])
+        eval_params = fit_kwargs.get("eval_params")
+        n = int(data[0].shape[0])
+        size = fit_kwargs.get("eval_batch_size") or fit_kwargs.get("batch_size") or 1
+        size = max(1, min(int(size), n))
+        batch = tuple(
+            jax.ShapeDtypeStruct(
+                (size, *a.shape[1:]), jax.dtypes.canonicalize_dtype(np.dtype(a.dtype))
+            )
+            for a in data
+        )
+        fixed = dict(fit_kwargs.get("fixed") or {})
+        hp = {k: jnp.asarray(v) for k, v in hparams.items()}
+
+        def shapes(key, hp, batch):
+            params = init(key)
+            if eval_params is not None:
+                opt_state = fit_kwargs["optimizer"]({**fixed, **hp}).init(params)
+                params = eval_params(params, opt_state)
+            return evaluate(params, *batch)
+
+        out = jax.eval_shape(shapes, jax.random.key(0), hp, batch)
+    except Exception:
+        return None
+    if not isinstance(out, Mapping) or not all(isinstance(k, str) for k in out):
+        return None
+    return names + [k for k in out if k not in names]
 
 
 def _first(res, k: int, values: dict, seeds):

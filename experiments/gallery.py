@@ -42,7 +42,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxmom.studies.mnist import cli  # noqa: E402
-from jaxmom.sweep._files import check_writable, write_bytes, write_text  # noqa: E402
+from jaxmom.sweep._files import check_writable, nan_if_null, write_bytes, write_text  # noqa: E402
 
 EXPERIMENTS = Path(__file__).resolve().parent
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -102,11 +102,13 @@ def twins(records: list[dict]) -> dict[str, str]:
     """Label -> the earlier run's label, for runs whose every epoch's mean training loss and test
     accuracy equal an earlier run's to 1e-6 (the two momentum forms)."""
     found = {}
+    # as floats: results.json writes NaN as null, which np.asarray(..., float) reads as NaN
+    curves = lambda rec: [
+        np.asarray(rec[k], float) for k in ("epoch_train_loss", "epoch_test_accuracy")
+    ]
     for i, r in enumerate(records):
         for q in records[:i]:
-            if np.allclose(q["epoch_train_loss"], r["epoch_train_loss"], rtol=1e-6) and np.allclose(
-                q["epoch_test_accuracy"], r["epoch_test_accuracy"], rtol=1e-6
-            ):
+            if all(np.allclose(a, b, rtol=1e-6) for a, b in zip(curves(q), curves(r))):
                 found[r["label"]] = q["label"]
                 break
     return found
@@ -148,7 +150,8 @@ def results_table(columns: dict[str, list[dict] | None]) -> str:
             else:
                 q = records[i]
                 assert q["label"] == r["label"], (q["label"], r["label"])
-                cells += [f"{q['final_train_loss']:.4f}", f"{100 * q['test_accuracy']:.2f}%"]
+                loss, accuracy = (nan_if_null(q[k]) for k in ("final_train_loss", "test_accuracy"))
+                cells += [f"{loss:.4f}", f"{100 * accuracy:.2f}%"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

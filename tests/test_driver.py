@@ -162,3 +162,27 @@ def test_plan_tells_the_chunk_size_the_memory_and_the_compiled_epoch_without_tra
     assert (plan.chunk_size, plan.chunks, plan.stepwise) == (3, 7, False)  # 20 cells, 3 at once
     assert plan.bytes_per_config > 0
     assert "HloModule" in plan.epoch_hlo()
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda h: {**h, "leg": []},
+        lambda h: {**h, "leg": {**h["leg"], "end": 99}},
+        lambda h: {**h, "leg": {**h["leg"], "chunk": 7}},
+        lambda h: {**h, "epoch": 99, "file": h["file"].rsplit(".", 2)[0] + ".99.npz"},
+        lambda h: {**h, "chunk": 7, "file": h["file"].replace(".0.", ".7.", 1)},
+        lambda h: {**h, "chunk_size": 2},
+    ],
+)
+def test_a_checkpoint_header_rewritten_by_hand_is_refused_in_one_line(tmp_path, tamper):
+    import json
+
+    kw = {**KW, "epochs": 2, "checkpoint_dir": tmp_path}
+    sweep.fit(GRID, **kw, halving=HALVING)
+    (header,) = tmp_path.glob("fit-*.json")
+    h = json.loads(header.read_text())
+    header.write_text(json.dumps(tamper(h)))
+    with pytest.raises(ValueError, match=r"^checkpoint ") as e:
+        sweep.fit(GRID, **kw, halving=HALVING)
+    assert "\n" not in str(e.value)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from toy_problem import ONES, toy_eval, toy_init, toy_loss, toy_tx
+from toy_problem import ONES, TRACES, toy_eval, toy_init, toy_loss, toy_tx
 
 from jaxmom import sweep
 from jaxmom.sweep import _setup  # pinned: setup refuses a bad cell before any compile
@@ -123,14 +123,38 @@ def test_two_processes_sharing_a_journal_file_study_record_every_trial_once(tmp_
         ({"space": {"lr": [0.1, 0.2]}}, r"lr=\[0.1, 0.2\] is not a space"),
         ({"space": {}}, "needs at least one hyperparameter space"),
         ({"fit_kwargs": {"halving": sweep.Halving()}}, "must not hold grid or halving"),
+        ({"seeds": [-1]}, r"seed -1 is outside the allowed range"),
+        ({"seeds": 0}, r"seeds must be a positive count or a list of integers, got 0$"),
+        ({"seeds": [1, 2.0]}, r"seeds must be a positive count or a list of integers"),
+        (
+            {"metric": "accuracy"},  # checked on evaluate's names, traced: nothing trains
+            r"metric 'accuracy' is not one of fit's per-epoch metrics "
+            r"\['loss', 'epoch_loss', 'dist', 'p'\]",
+        ),
+        (
+            {"metric": "dist", "fit_kwargs": {**fit_kwargs(), "eval": None, "evaluate": None}},
+            r"metric 'dist' is not one of fit's per-epoch metrics \['loss', 'epoch_loss'\]",
+        ),
+        ({"metric": 3}, r"metric must be a metric's name, got 3"),
     ],
 )
 def test_bad_arguments_are_refused_in_one_line_before_asking(kwargs, message):
     study = optuna.create_study()
     args = {"space": SPACE, "fit_kwargs": fit_kwargs(), "trials": 2, "batch": 2, **kwargs}
-    with pytest.raises(ValueError, match=message):
+    traced = len(TRACES)
+    with pytest.raises(ValueError, match=message) as e:
         sweep.optuna_search(study, **args)
-    assert study.trials == []
+    assert study.trials == [] and "\n" not in str(e.value)
+    assert len(TRACES) == traced  # refused before fit: the loss was never traced
     two = optuna.create_study(directions=["minimize", "maximize"])
     with pytest.raises(ValueError, match="one objective"):
         sweep.optuna_search(two, SPACE, fit_kwargs(), trials=1, batch=1)
+
+
+def test_an_error_after_asking_tells_the_asked_trials_fail_and_leaves_none_running():
+    study = optuna.create_study()
+    kw = {**fit_kwargs(), "batch_size": 0}  # fit refuses it, after the batch was asked
+    with pytest.raises(ValueError, match="batch_size"):
+        sweep.optuna_search(study, SPACE, kw, trials=4, batch=2)
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.FAIL] * 2

@@ -127,6 +127,50 @@ def test_a_float_that_float32_cannot_hold_is_refused():
         sweep.sweep(keys_and_steps, sweep.product(steps=[1], lr=[0.1, 1e39]))
 
 
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: sweep.product(lr=[1e-50]), r"'lr' value 1e-50 is below float32's smallest normal"),
+        (lambda: sweep.zipped(lr=[0.1, 1e-40]), r"'lr' value 1e-40 is below float32's"),
+        (lambda: sweep.product(lr=[0.1, -1e39]), r"'lr' value -1e\+39 does not fit in float32"),
+        (lambda: sweep.product(x=[True, 0.5]), r"'x' mixes bools and numbers"),
+        (lambda: sweep.product(x=(2**53 + 1, 0.5)), r"'x' value 9007199254740993 .*exactly"),
+        (lambda: sweep.product(a=[1.0]).with_seeds(0), r"list of integers, got 0$"),
+    ],
+)
+def test_grid_values_at_the_edges_are_refused_in_one_line(make, message):
+    with pytest.raises(ValueError, match=message) as error:
+        make()
+    assert "\n" not in str(error.value)
+
+
+def test_zero_and_normal_floats_pass_and_a_hand_built_tiny_axis_is_refused_by_sweep_and_fit():
+    edges = [0.0, -0.0, float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)]
+    assert sweep.product(lr=edges).coords()["lr"].tolist() == edges
+    assert sweep.product(lr=[float("inf"), float("nan")]).shape == (2,)  # not finite: as given
+    from toy_problem import ONES, toy_init, toy_loss, toy_tx
+
+    tiny = sweep.Grid(
+        [
+            sweep.Axis("steps", {"steps": np.array([1], np.int32)}),
+            sweep.Axis("lr", {"lr": np.array([1e-50])}),
+        ]
+    )
+    with pytest.raises(ValueError, match="'lr' value 1e-50 is below float32's smallest normal"):
+        sweep.sweep(keys_and_steps, tiny)
+    grid = sweep.Grid(
+        [
+            sweep.Axis("lr", {"lr": np.array([1e-50])}),
+            sweep.Axis("boom", {"boom": np.array([0], np.int32)}),
+        ]
+    )
+    with pytest.raises(ValueError, match="'lr' value 1e-50 is below float32's smallest normal"):
+        sweep.fit(
+            grid, init=toy_init, loss=toy_loss, optimizer=toy_tx, train=(ONES,), batch_size=1,
+            epochs=1, progress=False,
+        )  # fmt: skip
+
+
 def test_chunk_size_and_seed_take_numpy_integers_and_refuse_bools():
     grid = sweep.product(steps=[1, 2, 3])
     res = sweep.sweep(keys_and_steps, grid, chunk_size=np.int64(2), seed=np.uint8(4))

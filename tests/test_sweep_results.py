@@ -251,3 +251,181 @@ def test_load_refuses_a_file_that_is_not_a_saved_result_in_one_line(tmp_path):
         with pytest.raises(ValueError, match=why) as e:
             sweep.SweepResult.load(tmp_path / name)
         assert str(tmp_path / name) in str(e.value) and "\n" not in str(e.value), e.value
+
+
+def test_a_halving_result_with_nan_saves_strict_json_and_loads_equal(tmp_path):
+    import json
+    import math
+    import zipfile
+
+    from toy_problem import BOOM, LRS, ONES, toy_eval, toy_init, toy_loss, toy_tx
+
+    res = sweep.fit(
+        sweep.zipped(lr=LRS, boom=BOOM), init=toy_init, loss=toy_loss, optimizer=toy_tx,
+        train=(ONES,), batch_size=1, epochs=3, eval=(ONES,), evaluate=toy_eval, progress=False,
+        chunk_size=None, halving=sweep.Halving(eta=3, metric="dist"),
+    )  # fmt: skip
+    assert np.isnan(res.metrics["p"]).any()  # the stopped trials
+    res.info["search"] = {"best": float("nan"), "spread": [1.0, float("inf")]}
+    res.eval_seconds = float("nan")
+    res.save(tmp_path / "r.npz")
+
+    def refuse(constant):
+        raise AssertionError(f"not strict JSON: {constant}")
+
+    with zipfile.ZipFile(tmp_path / "r.npz") as z:
+        meta = json.loads(z.read("result.json"), parse_constant=refuse)
+    assert meta["eval_seconds"] is None and meta["info"]["search"]["spread"] == [1.0, None]
+    back = sweep.SweepResult.load(tmp_path / "r.npz")
+    assert back.metrics.keys() == res.metrics.keys()
+    for k in res.metrics:
+        assert back.metrics[k].dtype == res.metrics[k].dtype
+        np.testing.assert_array_equal(back.metrics[k], res.metrics[k])  # NaN included
+    np.testing.assert_array_equal(back.diverged, res.diverged)
+    np.testing.assert_array_equal(back.diverged_step, res.diverged_step)
+    assert back.info["halving"] == res.info["halving"]
+    assert back.info["search"] == {"best": None, "spread": [1.0, None]}  # null: NaN was meant
+    assert math.isnan(back.eval_seconds) and back.train_seconds == res.train_seconds
+
+
+def saved_result(tmp_path):
+    res = sweep.sweep(regression, sweep.product(lr=[0.05, 0.1], momentum=[0.9]), args=(X, Y))
+    res.save(tmp_path / "r.npz")
+    return tmp_path / "r.npz"
+
+
+def rebuilt(path, out, replace: dict, compression=None):
+    """A copy of the archive ``path`` at ``out`` with the members of ``replace`` (name: bytes)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    members.update(replace)
+    with zipfile.ZipFile(out, "w", compression or zipfile.ZIP_STORED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return out
+
+
+def meta_of(path):
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        return json.loads(z.read("result.json"))
+
+
+@pytest.mark.parametrize(
+    "change, why",
+    [
+        (lambda m: [], r"result.json holds a list, not a JSON object"),
+        (lambda m: "x", r"result.json holds a str, not a JSON object"),
+        (lambda m: 5, r"result.json holds a int, not a JSON object"),
+        (lambda m: {**m, "metrics": 5}, r"result.json field 'metrics' holds int 5, not a pytree"),
+        (lambda m: {k: v for k, v in m.items() if k != "metrics"}, r"field 'metrics' is missing"),
+        (lambda m: {**m, "metrics": {"leaf": 99}}, r"field 'metrics' names leaf 99, not one of"),
+        (lambda m: {**m, "metrics": {"leaf": True}}, r"field 'metrics' names leaf True"),
+        (
+            lambda m: {**m, "metrics": {"dict": 5}},
+            r"field 'metrics' holds a dict that is not a list",
+        ),
+        (lambda m: {**m, "metrics": {"set": []}}, r"field 'metrics' holds a node of kind 'set'"),
+        (lambda m: {**m, "params": [1]}, r"result.json field 'params' holds list"),
+        (lambda m: {**m, "grid": {}}, r"field 'grid' is not a list of axes"),
+        (lambda m: {**m, "grid": [{"name": "lr"}]}, r"field 'grid' is not a list of axes"),
+        (lambda m: {k: v for k, v in m.items() if k != "devices"}, r"field 'devices' is missing"),
+        (lambda m: {**m, "devices": 5}, r"field 'devices' is not a list of strings"),
+        (lambda m: {**m, "train_seconds": "1"}, r"field 'train_seconds' is not a number or null"),
+        (lambda m: {**m, "history": None}, r"field 'history' is not a string"),
+        (lambda m: {**m, "info": []}, r"field 'info' is not an object"),
+        (
+            lambda m: {**m, "metrics": json_nest({"leaf": 0}, 200)},
+            r"field 'metrics' nests deeper than 100 levels",
+        ),
+    ],
+)
+def test_load_refuses_a_malformed_result_json_in_one_line_naming_the_field(tmp_path, change, why):
+    import json
+
+    path = saved_result(tmp_path)
+    bad = rebuilt(path, tmp_path / "bad.npz", {"result.json": json.dumps(change(meta_of(path)))})
+    with pytest.raises(ValueError, match=why) as e:
+        sweep.SweepResult.load(bad)
+    message = str(e.value)
+    assert message.startswith(f"{bad} is not a saved jaxmom SweepResult: ") and "\n" not in message
+
+
+def json_nest(leaf, depth):
+    for _ in range(depth):
+        leaf = {"list": [leaf]}
+    return leaf
+
+
+def test_load_refuses_deeply_nested_json_in_one_line(tmp_path):
+    path = saved_result(tmp_path)
+    bad = rebuilt(path, tmp_path / "deep.npz", {"result.json": "[" * 200_000 + "]" * 200_000})
+    with pytest.raises(ValueError, match="is not a saved jaxmom SweepResult: .*too deeply") as e:
+        sweep.SweepResult.load(bad)
+    assert "\n" not in str(e.value)
+
+
+def npy_header(shape, dtype=np.float64) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer,
+        {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+            "fortran_order": False,
+            "shape": shape,
+        },  # fmt: skip
+    )
+    return buffer.getvalue()
+
+
+def test_load_refuses_a_member_claiming_more_than_it_holds_before_allocating(tmp_path):
+    path = saved_result(tmp_path)
+    huge = npy_header((2**42,)) + b"\0" * 64  # claims 32 TiB, holds 64 bytes
+    bad = rebuilt(path, tmp_path / "claim.npz", {"diverged_step.npy": huge})
+    assert bad.stat().st_size < 8_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            ValueError, match=r"diverged_step.npy declares shape \(4398046511104,\)"
+        ):
+            sweep.SweepResult.load(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000
+
+
+def test_load_refuses_a_zip_bomb_before_decompressing_it(tmp_path):
+    import zipfile
+
+    path = saved_result(tmp_path)
+    zeros = npy_header((30_000_000,), np.float32) + bytes(120_000_000)  # 120 MB of zeros
+    bad = rebuilt(path, tmp_path / "bomb.npz", {"metrics/0.npy": zeros}, zipfile.ZIP_DEFLATED)
+    del zeros
+    assert bad.stat().st_size < 1_000_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"would decompress to \d+ bytes .*zip bomb") as e:
+            sweep.SweepResult.load(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(bad) in str(e.value) and "\n" not in str(e.value)
+    assert peak < 5_000_000
+
+
+def test_load_still_reads_a_recompressed_file(tmp_path):
+    import zipfile
+
+    path = saved_result(tmp_path)
+    again = rebuilt(path, tmp_path / "deflated.npz", {}, zipfile.ZIP_DEFLATED)
+    back = sweep.SweepResult.load(again)
+    np.testing.assert_array_equal(
+        back.metrics["loss"], sweep.SweepResult.load(path).metrics["loss"]
+    )

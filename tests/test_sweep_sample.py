@@ -104,6 +104,57 @@ def test_bad_spaces_and_arguments_are_refused_in_one_line(make, message):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda: sweep.choice([2**63 - 1, 2**63 + 1]),  # were two equal floats
+            r"choice\(\) value 9223372036854775809 is outside the allowed range",
+        ),
+        (lambda: sweep.choice([True, 0.5]), r"choice\(\) mixes bools and numbers"),  # was 1.0
+        (lambda: sweep.choice([False, 2]), r"choice\(\) mixes bools and numbers"),
+        (
+            lambda: sweep.choice([(1e-3, 0.9), (1e-2, 0.99)]),  # was flattened to 4 scalars
+            r"choice\(\) takes single numbers or bools, got \(0.001, 0.9\)",
+        ),
+        (lambda: sweep.choice(np.ones((2, 2))), r"takes single numbers or bools, got \[1.0, 1.0\]"),
+        (lambda: sweep.choice([2**53 + 1, 0.5]), r"9007199254740993 .*float64 cannot hold it"),
+        (lambda: sweep.choice([1e-50, 0.1]), r"choice\(\) value 1e-50 is below float32's"),
+        (lambda: sweep.choice([0.1, 1e39]), r"choice\(\) value 1e\+39 does not fit in float32"),
+        (
+            lambda: sweep.log_uniform(1e-320, 1e-300),  # trained with lr 0
+            r"log_uniform\(\): lo value 1e-320 is below float32's smallest normal number",
+        ),
+        (
+            lambda: sweep.uniform(-1e308, 1e308),  # drew inf
+            r"uniform\(\): lo value -1e\+308 does not fit in float32",
+        ),
+        (lambda: sweep.uniform(0.0, 1e39), r"uniform\(\): hi value 1e\+39 does not fit"),
+        (
+            lambda: sweep.sample(2**40, lr=sweep.uniform(0, 1)),  # before allocating anything
+            r"sample\(\): n=1099511627776 is above the most trials one call draws, 1048576",
+        ),
+    ],
+)
+def test_values_at_the_edges_are_refused_in_one_line(make, message):
+    with pytest.raises(ValueError, match=message) as e:
+        make()
+    assert "\n" not in str(e.value)
+
+
+def test_choice_keeps_bools_as_bools_and_integers_exact():
+    flags = sweep.choice([False, True])
+    assert flags.values == (False, True) and all(type(v) is bool for v in flags.values)
+    assert sweep.sample(8, x=flags).coords()["x"].dtype == bool
+    big = sweep.choice([2**62, 2**62 + 1])
+    assert big.values == (2**62, 2**62 + 1)
+    drawn = sweep.sample(64, x=big).coords()["x"]
+    assert drawn.dtype == np.int64 and set(drawn.tolist()) == {2**62, 2**62 + 1}
+    assert sweep.choice(np.array([1, 2])).values == (1, 2)
+    assert sweep.choice([1, 0.5]).values == (1.0, 0.5)  # an exact integer among floats
+    assert sweep.choice(3).values == (3,)
+
+
 def test_a_sampled_grid_trains_with_seeds_and_tabulates_like_any_grid(tmp_path):
     from matplotlib.figure import Figure
 

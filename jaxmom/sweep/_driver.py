@@ -234,15 +234,33 @@ def _resume(s: Setup, checkpoint: Checkpoint, log: Log):
             f"{h.get('devices')} devices, not {s.chunk} on {s.mesh.devices.size}: pass "
             "chunk_size='auto' and the same devices, or another checkpoint_dir"
         )
-    leg_chunk = h["leg"]["chunk"]
-    ls = s if leg_chunk is None else s.with_chunk(int(leg_chunk))
+    leg_h = h.get("leg")
+    ints = lambda *v: all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v)
+    if not (
+        isinstance(leg_h, dict)
+        and ints(leg_h.get("start"), leg_h.get("end"))
+        and leg_h["start"] < leg_h["end"] <= s.epochs
+        and (leg_h.get("chunk") is None or ints(leg_h["chunk"]) and 0 < leg_h["chunk"] <= s.chunk)
+        and isinstance(leg_h.get("keep"), bool)
+    ):
+        raise ValueError(f"checkpoint {checkpoint.header}: field 'leg' is not a leg of this run")
+    ls = s if leg_h["chunk"] is None else s.with_chunk(leg_h["chunk"])
     shapes = template(ls).state
-    loaded = checkpoint.load(shapes)
+    loaded = checkpoint.load(shapes, epochs=leg_h["end"])
     assert loaded is not None
     h, state, arrays = loaded
+    cells = arrays.get("leg/cells")
+    if cells is None or cells.ndim != 1 or not np.isin(cells, np.arange(s.grid.size)).all():
+        raise ValueError(f"checkpoint {checkpoint.state_file()}: 'leg/cells' are not this grid's")
+    leg = _leg_of(leg_h, arrays)
+    chunks = ls.chunks(leg.cells)
+    if h["chunk"] >= len(chunks) or not leg.start <= h["epoch"] <= leg.end:
+        raise ValueError(
+            f"checkpoint {checkpoint.header}: chunk {h['chunk']}, epoch {h['epoch']} is not a "
+            f"point of its leg ({len(chunks)} chunks, epochs {leg.start}..{leg.end})"
+        )
     log.load(arrays, [np.dtype(t.dtype) for t in jax.tree.leaves(shapes)])
-    leg = _leg_of(h["leg"], arrays)
-    cells = ls.chunks(leg.cells)[h["chunk"]]
+    cells = chunks[h["chunk"]]
     done = log.arrays["loss"][cells, : h["epoch"] * s.steps]
     refuse_nonfinite(checkpoint.state_file(), state, np.asarray(np.isfinite(done).all(-1)))
     per_cell = NamedSharding(s.mesh, P(s.mesh.axis_names[0]))

@@ -32,7 +32,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxmom.sweep import _checks
-from jaxmom.sweep._grid import INT32, SEED, SEEDS, Grid, _integers
+from jaxmom.sweep._grid import INT32, SEED, SEEDS, Grid, _integers, check_float32
 from jaxmom.sweep._result import SweepResult, table_columns
 
 # Compiled programs, least recently used first. A program is keyed on what shapes it: the
@@ -105,17 +105,12 @@ def _seed_input(seeds: np.ndarray) -> np.ndarray:
 
 def _hparam_input(name: str, values: np.ndarray) -> np.ndarray:
     """One hyperparameter's values as ``train_fn`` receives them: floats as float32 (a finite
-    value that float32 cannot hold is refused), integers exact (int64 only with x64 on)."""
+    value whose float32 is inf, or a nonzero one whose float32 is 0 or subnormal, is refused: see
+    :func:`~jaxmom.sweep._grid.check_float32`), integers exact (int64 only with x64 on)."""
     if values.dtype == np.float64:
-        with np.errstate(over="ignore"):
-            out = values.astype(np.float32)
-        bad = np.isfinite(values) & ~np.isfinite(out)
-        if bad.any():
-            raise ValueError(
-                f"hyperparameter {name!r} value {float(values[bad][0])!r} does not fit in float32, which "
-                f"train_fn receives (largest {float(np.finfo(np.float32).max):.4g})"
-            )
-        return out
+        check_float32(f"hyperparameter {name!r}", values)
+        with np.errstate(under="ignore"):
+            return values.astype(np.float32)
     if values.dtype.kind in "iu" and values.dtype.itemsize > 4 and not _x64():
         outside = (values < INT32[0]) | (values > INT32[1])
         if outside.any():

@@ -4,16 +4,26 @@ Every file the sweeps and the study write (JSON, CSV, PNG, NPZ, checkpoints) goe
 :func:`atomic_open`: the bytes go to a temporary file beside the target, which replaces the target
 with ``os.replace`` only once it is complete. A kill, a full disk or an exception leaves the earlier
 file as it was and no temporary file behind.
+
+Every JSON file they write (a sweep's saved result, a checkpoint's header, the study's
+results.json) is strict JSON (RFC 8259), which has no NaN or Infinity: :func:`json_text` writes a
+float NaN, inf or -inf as ``null`` and runs ``json.dumps`` with ``allow_nan=False``, so any JSON
+reader parses the file. Their readers take ``null`` where a number was meant as NaN
+(:func:`nan_if_null`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+import numpy as np
 
 
 class OutputError(OSError):
@@ -66,6 +76,42 @@ def write_bytes(path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_open`)."""
     with atomic_open(path, "wb") as f:
         f.write(data)
+
+
+def _strict(obj, default):
+    """``obj`` with every non-finite float as None and NumPy scalars and arrays as Python ones."""
+    if isinstance(obj, float):  # np.float64 too
+        return float(obj) if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, (np.generic, np.ndarray)):
+        return _strict(obj.tolist(), default)
+    if isinstance(obj, dict):
+        return {k: _strict(v, default) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v, default) for v in obj]
+    if default is not None:
+        return _strict(default(obj), default)
+    return obj  # json.dumps says what it cannot write
+
+
+def json_text(obj, *, indent: int | None = 1, default=None) -> str:
+    """``obj`` as strict JSON text: NaN, inf and -inf (Python or NumPy floats, also inside NumPy
+    arrays) are written as ``null``, NumPy scalars and arrays as numbers and lists, and
+    ``json.dumps`` runs with ``allow_nan=False`` so that nothing else non-strict slips through.
+    ``default`` converts any other object (as ``json.dumps``'s ``default``; its result is made
+    strict too). A reader takes ``null`` where a number was meant as NaN (:func:`nan_if_null`)."""
+    return json.dumps(_strict(obj, default), indent=indent, allow_nan=False)
+
+
+def write_json(path, obj, *, indent: int | None = 1, default=None) -> None:
+    """Write :func:`json_text` of ``obj`` (and a newline) to ``path`` atomically."""
+    write_text(path, json_text(obj, indent=indent, default=default) + "\n")
+
+
+def nan_if_null(value):
+    """``value``, or NaN where it is None: a number that :func:`json_text` wrote as ``null``."""
+    return math.nan if value is None else value
 
 
 def check_writable(folder) -> Path:

@@ -34,32 +34,94 @@ def _is_integer(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
-def _column(name: str, values: Any) -> np.ndarray:
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, (bool, np.bool_))
+
+
+F32 = np.finfo(np.float32)
+
+
+def check_float32(what: str, values: np.ndarray) -> None:
+    """Refuse, in one line naming ``what``, a float that ``train_fn`` (which receives floats as
+    float32) would not get: a finite value whose float32 is inf (beyond ±3.403e38), or a nonzero
+    value whose float32 is 0 or subnormal (below 1.175e-38 in magnitude, which XLA may flush to
+    0: an ``lr=1e-50`` would train with lr 0). Other values are rounded to float32 as usual."""
+    values = np.asarray(values, np.float64).reshape(-1)
+    with np.errstate(over="ignore", under="ignore"):
+        f32 = values.astype(np.float32)
+    over = np.isfinite(values) & ~np.isfinite(f32)
+    if over.any():
+        raise ValueError(
+            f"{what} value {float(values[over][0])!r} does not fit in float32, which train_fn "
+            f"receives (largest {float(F32.max):.4g})"
+        )
+    under = (values != 0) & (np.abs(f32) < F32.tiny)  # NaN compares False
+    if under.any():
+        raise ValueError(
+            f"{what} value {float(values[under][0])!r} is below float32's smallest normal number "
+            f"{float(F32.tiny):.4g}, which train_fn receives: it would train as 0 (or a subnormal "
+            "that XLA may flush to 0)"
+        )
+
+
+def _exact_floats(what: str, values: list) -> None:
+    """Refuse, in one line, a list that mixes bools with numbers (a bool would become 1 or 1.0),
+    and an integer mixed with floats that float64 cannot hold exactly (e.g. 2**53 + 1)."""
+    bools = [_is_bool(v) for v in values]
+    if any(bools) and not all(bools):
+        raise ValueError(
+            f"{what} mixes bools and numbers {values[:4]!r}: give bools alone or numbers alone"
+        )
+    if all(_is_integer(v) for v in values) or not any(_is_integer(v) for v in values):
+        return
+    for v in values:
+        if _is_integer(v):
+            try:
+                exact = float(v) == int(v)
+            except OverflowError:
+                exact = False
+            if not exact:
+                raise ValueError(
+                    f"{what} value {int(v)} is mixed with floats, and float64 cannot hold it "
+                    "exactly: give integers alone or exact floats"
+                )
+
+
+def _column(name: str, values: Any, what: str | None = None) -> np.ndarray:
     """Values of one hyperparameter as a 1-D float64, int32, int64 or bool array. Floats are fed to
-    ``train_fn`` as float32 but kept exact here for tables and labels; integers are kept exact
-    (int64 only where a value needs it) and never wrap."""
+    ``train_fn`` as float32 but kept exact here for tables and labels (a value float32 cannot
+    hold is refused, see :func:`check_float32`); integers are kept exact (int64 only where a value
+    needs it) and never wrap; bools stay bools (mixed with numbers: refused). ``what`` names the
+    values in errors (default ``hyperparameter '<name>'``)."""
+    what = f"hyperparameter {name!r}" if what is None else what
+    if isinstance(values, (list, tuple)):
+        _exact_floats(what, list(values))
     if isinstance(values, (list, tuple)) and values and all(_is_integer(v) for v in values):
-        arr = _integers(f"hyperparameter {name!r} value", values, *INT64)  # no uint64 wrap
+        arr = _integers(f"{what} value", values, *INT64)  # no uint64 wrap
     else:
         try:
             arr = np.asarray(values)
         except OverflowError:
             raise ValueError(
-                f"hyperparameter {name!r} has an integer outside the allowed range {INT64[0]}..{INT64[1]}"
+                f"{what} has an integer outside the allowed range {INT64[0]}..{INT64[1]}"
             ) from None
+        except ValueError:  # ragged nested lists
+            raise ValueError(f"{what} needs a non-empty 1-D list of values") from None
     if arr.ndim == 0:
         arr = arr.reshape(1)
     if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"hyperparameter {name!r} needs a non-empty 1-D list of values")
+        raise ValueError(f"{what} needs a non-empty 1-D list of values")
     if arr.dtype.kind == "f":
-        return arr.astype(np.float64)
+        arr = arr.astype(np.float64)
+        check_float32(what, arr)
+        return arr
     if arr.dtype.kind in "iu":
-        return _integers(f"hyperparameter {name!r} value", arr.tolist(), *INT64)
+        return _integers(f"{what} value", arr.tolist(), *INT64)
     if arr.dtype.kind == "b":
         return arr
     if arr.dtype.kind == "O" and all(_is_integer(v) for v in arr.tolist()):
-        return _integers(f"hyperparameter {name!r} value", arr.tolist(), *INT64)
-    raise ValueError(f"hyperparameter {name!r} has non-numeric values {list(arr)[:3]}")
+        return _integers(f"{what} value", arr.tolist(), *INT64)
+    raise ValueError(f"{what} has non-numeric values {list(arr)[:3]}")
 
 
 def _joined(name: str, pieces: Sequence[np.ndarray]) -> np.ndarray:
@@ -165,13 +227,14 @@ class Grid:
         Seeds are integers in ``0..2**64-1``, kept exact; :func:`~jaxmom.sweep.sweep` turns each
         into its cell's key as ``jax.random.key`` does with the full value (see its ``seed``).
         """
+        given = seeds
         if _is_integer(seeds):
             seeds = list(range(int(seeds)))  # type: ignore[arg-type]
         elif isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence | np.ndarray):
             raise ValueError(f"seeds must be a positive count or a list of integers, got {seeds!r}")
         seeds = list(seeds)
         if not seeds or not all(_is_integer(s) for s in seeds):
-            raise ValueError(f"seeds must be a positive count or a list of integers, got {seeds!r}")
+            raise ValueError(f"seeds must be a positive count or a list of integers, got {given!r}")
         col = _integers("seed", seeds, *SEEDS)
         return Grid(self.axes + (Axis(SEED, {SEED: col}),))
 

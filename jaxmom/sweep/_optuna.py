@@ -8,6 +8,7 @@ trial once.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Mapping
@@ -70,8 +71,12 @@ def optuna_search(
       trials: how many trials this call runs.
       batch: trials trained at once.
       metric: a per-epoch metric of ``fit``'s result: ``"epoch_loss"`` or a name ``evaluate``
-        returns.
+        returns (checked before the first ask, on ``fit``'s own setup of one probe trial).
       seeds: a seed axis for every trial (a count or a list), averaged in the told value.
+
+    Its own arguments (the space, ``seeds``, ``metric``...) are checked before the first trial is
+    asked, so a refused call leaves the study as it was; any error after an ask (from ``fit``,
+    say) tells that round's asked trials ``FAIL`` before it is raised, so none stays ``RUNNING``.
 
     Returns:
       The :class:`~jaxmom.sweep.SweepResult` of each round (the padding trials dropped).
@@ -88,16 +93,29 @@ def optuna_search(
     if "halving" in fit_kwargs or "grid" in fit_kwargs:
         raise ValueError("optuna_search(): fit_kwargs must not hold grid or halving")
     distributions = _distributions(space)
+    # Everything that can be checked is checked before the first ask: a trial asked and never
+    # told stays RUNNING in a shared study for good.
+    corner = {n: _corner(s) for n, s in space.items()}
+    probe = zipped(axis=TRIAL, **{n: [v] for n, v in corner.items()})
+    if seeds is not None:
+        probe = probe.with_seeds(seeds)
+    if not isinstance(metric, str):
+        raise ValueError(f"optuna_search(): metric must be a metric's name, got {metric!r}")
+    names = _metric_names(fit_kwargs, probe)
+    if metric not in names:
+        raise ValueError(
+            f"optuna_search(): metric {metric!r} is not one of fit's per-epoch metrics {names}"
+        )
     results, done = [], 0
     while done < trials:
         k = min(batch, trials - done)
         asked = [study.ask(distributions) for _ in range(k)]
-        values = {n: [t.params[n] for t in asked] for n in distributions}
-        values = {n: v + [v[-1]] * (batch - k) for n, v in values.items()}  # one shape per round
-        grid = zipped(axis=TRIAL, **values)
-        if seeds is not None:
-            grid = grid.with_seeds(seeds)
-        try:
+        try:  # any error from here on: the asked trials are told FAIL first, none stays RUNNING
+            values = {n: [t.params[n] for t in asked] for n in distributions}
+            values = {n: v + [v[-1]] * (batch - k) for n, v in values.items()}  # one shape
+            grid = zipped(axis=TRIAL, **values)
+            if seeds is not None:
+                grid = grid.with_seeds(seeds)
             res = fit(grid, **fit_kwargs)
             mean, std, n = res.seed_stats(f"{metric}_last")
         except BaseException:
@@ -115,3 +133,20 @@ def optuna_search(
         results.append(res if k == batch else res.take(TRIAL, range(k)))  # no padding
         done += k
     return results
+
+
+def _corner(space):
+    """A value of ``space`` (its low end, or its first choice), to check what it feeds."""
+    return space.values[0] if isinstance(space, Choice) else space.lo
+
+
+def _metric_names(fit_kwargs: Mapping[str, Any], probe) -> list[str]:
+    """The per-epoch metrics of ``fit``'s result on the ``probe`` grid, found as ``fit`` finds
+    them: its checked setup (a bad argument or cell is refused here, in one line) and
+    ``evaluate`` traced abstractly; nothing trains or compiles."""
+    from jaxmom.sweep._programs import eval_names
+    from jaxmom.sweep._setup import setup
+
+    takes = inspect.signature(setup).parameters
+    s = setup(probe, **{k: v for k, v in fit_kwargs.items() if k in takes})
+    return ["loss", "epoch_loss", *eval_names(s)]

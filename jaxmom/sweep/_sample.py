@@ -13,18 +13,23 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from collections.abc import Iterable
 
 import numpy as np
 
-from jaxmom.sweep._grid import Grid, zipped
+from jaxmom.sweep._grid import Grid, _column, check_float32, zipped
 
 TRIAL = "trial"
 METHODS = ("random", "sobol")
+# The most trials one sample() draws: a million trials, each a training run, is beyond any sweep,
+# and a mistyped n (2**40) is refused in one line before anything is allocated.
+MAX_TRIALS = 2**20
 
 
 def _bound(space: str, name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{space}(): {name} must be a finite number, got {value!r}")
+    check_float32(f"{space}(): {name}", np.array([float(value)]))  # train_fn gets float32
     return float(value)
 
 
@@ -82,21 +87,37 @@ def log_uniform(lo: float, hi: float) -> LogUniform:
 
 
 def choice(values) -> Choice:
-    """A hyperparameter drawn from a list of numbers (or bools), each value equally likely."""
-    values = tuple(np.asarray(values).reshape(-1).tolist()) if np.ndim(values) else (values,)
+    """A hyperparameter drawn from a flat list of numbers (or of bools), each value equally likely.
+
+    Every value is kept exact or refused in one line: bools mixed with numbers, a pair (or any
+    nested value), an integer outside int64 or one that float64 cannot hold exactly beside floats,
+    and a float that float32 (which ``train_fn`` receives) cannot hold."""
+    if isinstance(values, np.ndarray):
+        values = values.tolist() if values.ndim else [values.item()]
+    elif isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        values = [values]
+    values = list(values)
     if not values:
         raise ValueError("choice() needs at least one value")
+    values = [v.item() if isinstance(v, np.ndarray) and not v.ndim else v for v in values]
+    nested = [v for v in values if isinstance(v, Iterable) and not isinstance(v, (str, bytes))]
+    if nested:
+        raise ValueError(
+            f"choice() takes single numbers or bools, got {nested[0]!r}; to draw several "
+            "hyperparameters together, draw an index and look the values up in train_fn"
+        )
+    values = [v.item() if isinstance(v, np.generic) else v for v in values]
     bad = [v for v in values if not isinstance(v, numbers.Number) or isinstance(v, complex)]
     if bad:
         raise ValueError(f"choice() takes numbers or bools, got {bad[0]!r}")
-    return Choice(values)
+    return Choice(tuple(_column("", values, what="choice()").tolist()))
 
 
 def sample(n: int, /, method: str = "random", seed: int = 0, **space: Space) -> Grid:
     """``n`` trials drawn from ``space``, as a grid with one axis named ``"trial"``.
 
     Args:
-      n: the number of trials. With ``method="sobol"``, a power of two keeps the sequence
+      n: the number of trials, at most :data:`MAX_TRIALS` (``2**20``). With ``method="sobol"``, a power of two keeps the sequence
         balanced (every coordinate then puts exactly one trial in each of ``n`` equal bins);
         SciPy warns otherwise.
       method: ``"random"`` (independent uniform draws from NumPy's ``default_rng(seed)``) or
@@ -120,6 +141,8 @@ def sample(n: int, /, method: str = "random", seed: int = 0, **space: Space) -> 
     """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"sample(): n must be a positive integer, got {n!r}")
+    if n > MAX_TRIALS:
+        raise ValueError(f"sample(): n={n} is above the most trials one call draws, {MAX_TRIALS}")
     if method not in METHODS:
         raise ValueError(f"sample(): method must be 'random' or 'sobol', got {method!r}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:

@@ -19,7 +19,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxmom.sweep import _checks, _engine
 from jaxmom.sweep._engine import _put
-from jaxmom.sweep._grid import SEED, Grid
+from jaxmom.sweep._grid import SEED, Grid, check_float32
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -89,6 +89,7 @@ def _cell_text(values: Mapping[str, Any]) -> str:
 def _traced_value(name: str, value) -> Any:
     arr = np.asarray(value)
     if arr.dtype.kind == "f":
+        check_float32(f"fixed {name!r}", arr)
         return jnp.asarray(arr, jnp.float32)
     if arr.dtype.kind in "iu":
         if arr.size and (arr.min() < np.iinfo(np.int32).min or arr.max() > np.iinfo(np.int32).max):

@@ -16,7 +16,6 @@ epoch, ``epoch_test_accuracy`` after every epoch, and ``loss`` a single batch's 
 
 import csv
 import functools
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from matplotlib.ticker import MaxNLocator
 import jaxmom
 from jaxmom.studies.mnist.config import Config
 from jaxmom.sweep import SEED, SweepResult
-from jaxmom.sweep._files import atomic_open, write_text
+from jaxmom.sweep._files import atomic_open, json_text, write_text
 from jaxmom.sweep._sample import TRIAL
 
 # Files a run writes into --out; a folder holding any of them holds another run's results.
@@ -57,7 +56,7 @@ def save_figure(fig: Figure, path) -> None:
 
 
 def write_json(path, value) -> None:
-    write_text(path, json.dumps(value, indent=2, default=float) + "\n")
+    write_text(path, json_text(value, indent=2, default=float) + "\n")  # NaN, inf: null
 
 
 def data_line(dataset) -> str:

@@ -151,10 +151,18 @@ def test_bad_arguments_are_refused_in_one_line_before_asking(kwargs, message):
         sweep.optuna_search(two, SPACE, fit_kwargs(), trials=1, batch=1)
 
 
-def test_an_error_after_asking_tells_the_asked_trials_fail_and_leaves_none_running():
+def test_an_error_after_asking_tells_the_asked_trials_fail_and_leaves_none_running(monkeypatch):
     study = optuna.create_study()
-    kw = {**fit_kwargs(), "batch_size": 0}  # fit refuses it, after the batch was asked
+    kw = {**fit_kwargs(), "batch_size": 0}  # fit's own setup refuses it before anything is asked
     with pytest.raises(ValueError, match="batch_size"):
         sweep.optuna_search(study, SPACE, kw, trials=4, batch=2)
+    assert study.trials == []
+
+    def broken(grid, **kw):  # pinned: _fit.fit, to fail after the batch was asked
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr("jaxmom.sweep._fit.fit", broken)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        sweep.optuna_search(study, SPACE, fit_kwargs(), trials=4, batch=2)
     states = [t.state for t in study.trials]
     assert states == [optuna.trial.TrialState.FAIL] * 2

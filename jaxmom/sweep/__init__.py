@@ -24,6 +24,15 @@ Besides grids, :func:`sample` draws random or Sobol trials from :func:`uniform`,
 halving=Halving(...))`` runs successive halving inside the compiled sweep, and
 :func:`optuna_search` lets an Optuna study pick the trials, a batch at a time.
 
+What the sweeps' own tools use is public too, for scripts and studies built on them:
+:func:`check_cells` (every cell of a grid built once by ``optimizer`` with concrete values, as
+``fit`` does before it compiles); the space classes that :func:`uniform`, :func:`log_uniform` and
+:func:`choice` return (:class:`Uniform`, :class:`LogUniform`, :class:`Choice`; ``Space`` is their
+union) and :data:`TRIAL`, the name of a sampled grid's axis; and the files every sweep writes:
+:func:`atomic_open`, :func:`write_text` and :func:`write_bytes` (written whole or not at all),
+:func:`check_writable` (an output folder proved writable before any work) and
+:class:`OutputError` (one line naming the path).
+
 Modules: :mod:`~jaxmom.sweep._grid` (the grid), :mod:`~jaxmom.sweep._sample` (sampled trials),
 :mod:`~jaxmom.sweep._engine` (the compiled, sharded, chunked program and its cache),
 :mod:`~jaxmom.sweep._result` (results, divergence, exports, save and load),
@@ -37,6 +46,12 @@ from jaxmom.sweep._engine import cache_size as cache_size
 from jaxmom.sweep._engine import clear_cache as clear_cache
 from jaxmom.sweep._engine import finite as finite
 from jaxmom.sweep._engine import sweep as sweep
+from jaxmom.sweep._files import OutputError as OutputError
+from jaxmom.sweep._files import atomic_open as atomic_open
+from jaxmom.sweep._files import check_writable as check_writable
+from jaxmom.sweep._files import write_bytes as write_bytes
+from jaxmom.sweep._files import write_text as write_text
+from jaxmom.sweep._fit import check_cells as check_cells
 from jaxmom.sweep._fit import fit as fit
 from jaxmom.sweep._grid import SEED as SEED
 from jaxmom.sweep._grid import Axis as Axis
@@ -46,6 +61,11 @@ from jaxmom.sweep._grid import zipped as zipped
 from jaxmom.sweep._halving import Halving as Halving
 from jaxmom.sweep._optuna import optuna_search as optuna_search
 from jaxmom.sweep._result import SweepResult as SweepResult
+from jaxmom.sweep._sample import TRIAL as TRIAL
+from jaxmom.sweep._sample import Choice as Choice
+from jaxmom.sweep._sample import LogUniform as LogUniform
+from jaxmom.sweep._sample import Space as Space
+from jaxmom.sweep._sample import Uniform as Uniform
 from jaxmom.sweep._sample import choice as choice
 from jaxmom.sweep._sample import log_uniform as log_uniform
 from jaxmom.sweep._sample import sample as sample

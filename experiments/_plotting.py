@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
-from jaxmom.sweep._files import OutputError, atomic_open, check_writable
+from jaxmom.sweep import OutputError, atomic_open, check_writable
 
 
 def output_dir(argv, name, description):

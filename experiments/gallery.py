@@ -15,7 +15,7 @@ convergence), each writing its own figures. Everything goes into ``--docs`` (def
   ``<!-- end: NAME -->`` that the page includes (MyST's ``{include}`` with ``:start-after:`` and
   ``:end-before:``), so that no number on the page is typed by hand.
 
-Every file is written whole (``jaxmom.sweep._files``: a temporary file, then ``os.replace``).
+Every file is written whole (``jaxmom.sweep.atomic_open``: a temporary file, then ``os.replace``).
 """
 
 import argparse
@@ -42,7 +42,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxmom.studies.mnist import cli  # noqa: E402
-from jaxmom.sweep._files import check_writable, nan_if_null, write_bytes, write_text  # noqa: E402
+from jaxmom.sweep import check_writable, nan_if_null, write_bytes, write_text  # noqa: E402
 
 EXPERIMENTS = Path(__file__).resolve().parent
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")

@@ -25,7 +25,7 @@ import jax
 
 from jaxmom.studies.mnist import data, train
 from jaxmom.studies.mnist.config import Config
-from jaxmom.sweep._files import check_writable, write_text
+from jaxmom.sweep import check_writable, write_text
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "mnist.md"
 START, END = "<!-- mixed-precision: start -->", "<!-- mixed-precision: end -->"

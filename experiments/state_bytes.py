@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 import jaxmom
-from jaxmom.sweep._files import write_text
+from jaxmom.sweep import write_text
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "mixed_precision.md"
 SIZE = 2**20

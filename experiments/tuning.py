@@ -43,7 +43,6 @@ import jaxmom
 from jaxmom import sweep
 from jaxmom.studies.mnist import data as mnist_data
 from jaxmom.studies.mnist.model import MLP, preprocess
-from jaxmom.sweep import _files
 
 
 def problem(ds, n_val: int, batch_size: int, epochs: int) -> dict:
@@ -178,9 +177,9 @@ def run(ds, trials: int, eta: int, epochs: int, grid_side: int, n_val: int, seed
 
 
 def write(out_dir: Path, record: dict) -> None:
-    out_dir = _files.check_writable(out_dir)
-    _files.write_text(out_dir / "tuning_benchmark.json", json.dumps(record, indent=1) + "\n")
-    with _files.atomic_open(out_dir / "tuning_benchmark.csv", "w", newline="") as f:
+    out_dir = sweep.check_writable(out_dir)
+    sweep.write_text(out_dir / "tuning_benchmark.json", json.dumps(record, indent=1) + "\n")
+    with sweep.atomic_open(out_dir / "tuning_benchmark.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["search", "configurations", "configuration-epochs", "share of full budget",
                     "pick's test accuracy", "train + eval (s)", "compile (s)"])  # fmt: skip
@@ -191,7 +190,7 @@ def write(out_dir: Path, record: dict) -> None:
                         "-" if acc is None else f"{100 * acc:.2f}%",
                         f"{r['train_seconds'] + r['eval_seconds']:.1f}",
                         f"{r['compile_seconds']:.1f}"])  # fmt: skip
-    _files.write_text(out_dir / "tuning_benchmark.txt", summary(record, out_dir))
+    sweep.write_text(out_dir / "tuning_benchmark.txt", summary(record, out_dir))
     fig = Figure(figsize=(6.4, 4.0))
     ax = fig.subplots()
     for (name, r), style in zip(record["searches"].items(), ("o-", "s--", "^:")):
@@ -252,7 +251,7 @@ def main(argv=None) -> int:
         "--replot", action="store_true", help="rewrite the table, text and figure from the JSON"
     )
     args = parser.parse_args(argv)
-    _files.check_writable(args.out)
+    sweep.check_writable(args.out)
     if args.replot:
         record = json.loads((args.out / "tuning_benchmark.json").read_text())
         record.pop("out", None)

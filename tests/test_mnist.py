@@ -19,7 +19,6 @@ import torch
 
 import jaxmom
 from jaxmom.studies.mnist import report, train
-from jaxmom.studies.mnist import sweep as study_sweep
 from jaxmom.studies.mnist.config import Config
 from jaxmom.studies.mnist.model import MLP, preprocess
 from jaxmom.studies.mnist.registry import OPTIMIZERS, OptimizerSpec, registry
@@ -433,25 +432,35 @@ def test_config_is_checked_once_where_it_is_built():
 
 
 @pytest.mark.parametrize(
-    "grid, message",
+    "optimizer, grid, message",
     [
         (
+            "sgd",
             product(learning_rate=[0.1], momentum=[0.5, 1.0]),
-            "learning_rate=0.1, momentum=1: momentum",
+            "learning_rate=0.1, momentum=1.0: momentum",
         ),
-        (product(learning_rate=[0.1, -0.1]), "learning_rate=-0.1: learning_rate must"),
+        ("sgd", product(learning_rate=[0.1, -0.1]), "learning_rate=-0.1: learning_rate must"),
+        (
+            "schedule_free_sgd",
+            product(warmup_steps=[1, 3_000_000_000]),
+            "warmup_steps=3000000000: warmup_steps is fed to the optimizer as int32",
+        ),
+        ("sgd", product(betas=[0.5]), "betas=0.5: sgd has no hyperparameter betas"),
     ],
-    ids=["momentum 1", "negative lr"],
+    ids=["momentum 1", "negative lr", "int32", "not sgd's"],
 )
 def test_run_sweep_refuses_a_cell_its_optimizer_refuses_before_training(
-    tiny_mnist, monkeypatch, grid, message
+    tiny_mnist, optimizer, grid, message
 ):
     """As ``jaxmom.sgd(0.1, momentum=1.0)`` raises, so does a grid holding that cell: one line
-    naming the cell, before anything compiles."""
-    monkeypatch.setattr(study_sweep.engine, "sweep", lambda *a, **k: pytest.fail("trained"))
+    naming the cell, before anything compiles. fit's check of every cell (the study's optimizer
+    function, given concrete values) applies the study's rules too: integers within int32, and
+    only the optimizer's own hyperparameters."""
+    jaxmom.sweep.clear_cache()
     with pytest.raises(ValueError, match=f"^grid cell {message}") as error:
-        run_sweep(Config(optimizer="sgd", epochs=1), tiny_mnist, grid)
+        run_sweep(Config(optimizer=optimizer, epochs=1), tiny_mnist, grid)
     assert "\n" not in str(error.value)
+    assert jaxmom.sweep.cache_size() == 0  # nothing compiled
 
 
 def test_the_report_leaves_the_matplotlib_backend_alone_and_returns_figures():

@@ -27,6 +27,17 @@ halving=Halving(...))`` runs successive halving inside the compiled sweep, and
 :func:`plan` tells what ``fit`` would do (chunk size, memory per configuration, the compiled
 epoch's HLO) without training.
 
+What the sweeps' own tools use is public too, for scripts and studies built on them:
+:func:`check_cells` (every cell of a grid built once by ``optimizer`` with concrete values, as
+``fit`` does before it compiles); the space classes that :func:`uniform`, :func:`log_uniform` and
+:func:`choice` return (:class:`Uniform`, :class:`LogUniform`, :class:`Choice`; ``Space`` is their
+union) and :data:`TRIAL`, the name of a sampled grid's axis; and the files every sweep writes:
+:func:`atomic_open`, :func:`write_text`, :func:`write_bytes` and :func:`write_json` (written whole
+or not at all; JSON strict, NaN and inf as ``null``, which :func:`nan_if_null` reads back;
+:func:`json_text` gives the text),
+:func:`check_writable` (an output folder proved writable before any work) and
+:class:`OutputError` (one line naming the path).
+
 Modules: :mod:`~jaxmom.sweep._grid` (the grid), :mod:`~jaxmom.sweep._sample` (sampled trials),
 :mod:`~jaxmom.sweep._checks` (one check per shared argument),
 :mod:`~jaxmom.sweep._engine` (the compiled, sharded, chunked program and its cache),
@@ -45,6 +56,14 @@ from jaxmom.sweep._engine import cache_size as cache_size
 from jaxmom.sweep._engine import clear_cache as clear_cache
 from jaxmom.sweep._engine import finite as finite
 from jaxmom.sweep._engine import sweep as sweep
+from jaxmom.sweep._files import OutputError as OutputError
+from jaxmom.sweep._files import atomic_open as atomic_open
+from jaxmom.sweep._files import check_writable as check_writable
+from jaxmom.sweep._files import json_text as json_text
+from jaxmom.sweep._files import nan_if_null as nan_if_null
+from jaxmom.sweep._files import write_bytes as write_bytes
+from jaxmom.sweep._files import write_json as write_json
+from jaxmom.sweep._files import write_text as write_text
 from jaxmom.sweep._fit import Plan as Plan
 from jaxmom.sweep._fit import fit as fit
 from jaxmom.sweep._fit import plan as plan
@@ -56,7 +75,13 @@ from jaxmom.sweep._grid import zipped as zipped
 from jaxmom.sweep._halving import Halving as Halving
 from jaxmom.sweep._optuna import optuna_search as optuna_search
 from jaxmom.sweep._result import SweepResult as SweepResult
+from jaxmom.sweep._sample import TRIAL as TRIAL
+from jaxmom.sweep._sample import Choice as Choice
+from jaxmom.sweep._sample import LogUniform as LogUniform
+from jaxmom.sweep._sample import Space as Space
+from jaxmom.sweep._sample import Uniform as Uniform
 from jaxmom.sweep._sample import choice as choice
 from jaxmom.sweep._sample import log_uniform as log_uniform
 from jaxmom.sweep._sample import sample as sample
 from jaxmom.sweep._sample import uniform as uniform
+from jaxmom.sweep._setup import check_cells as check_cells

@@ -11,9 +11,13 @@ Modules, from the bottom up:
 - :mod:`~jaxmom.studies.mnist.model`: the Flax MLP, its PyTorch-style initialisation and input scaling;
 - :mod:`~jaxmom.studies.mnist.train`: every run through :func:`jaxmom.sweep.fit` (a single run is
   a one-cell grid, :func:`train_and_evaluate`), resumable, and its results.json records;
-- :mod:`~jaxmom.studies.mnist.sweep`: the study over a grid (:func:`run_sweep`), each cell checked;
+- :mod:`~jaxmom.studies.mnist.sweep`: the study over a grid (:func:`run_sweep`) or sampled trials
+  (a search's plan, ``Search``, run by ``run_search``: random, Sobol, successive halving, Optuna);
+- :mod:`~jaxmom.studies.mnist.folders`: --out and --checkpoint-dir, checked before any work;
 - :mod:`~jaxmom.studies.mnist.report`: summary table, results.json, loss curves, sweep outputs;
-- :mod:`~jaxmom.studies.mnist.cli`: the command line behind ``experiments/mnist.py``.
+- :mod:`~jaxmom.studies.mnist.flags`: the command line's flags turned into runs, a grid or a
+  search (pure);
+- :mod:`~jaxmom.studies.mnist.cli`: the parser and ``main`` behind ``experiments/mnist.py``.
 """
 
 from jaxmom.studies.mnist.config import Config as Config

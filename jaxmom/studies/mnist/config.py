@@ -1,13 +1,17 @@
 """One training run of the MNIST study, :class:`Config`: its values, checked once when it is built.
 
 :class:`Config` is the study's only validator: the command line builds Configs and reports their
-``ValueError`` in one line; the optimizers and their defaults are :mod:`~jaxmom.studies.mnist.registry`'s.
+``ValueError`` in one line; its rules for hyperparameter values (:func:`check_hparams`) also run
+in the optimizer function the study gives :func:`jaxmom.sweep.fit`, so that ``fit``'s check of
+every grid cell applies them. The optimizers and their defaults are
+:mod:`~jaxmom.studies.mnist.registry`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -79,13 +83,10 @@ def check_config(config: Config) -> None:
             f"unknown optimizer {config.optimizer!r}; choose from {', '.join(optimizers)}"
         )
     spec = optimizers[config.optimizer]
-    for kind, given, allowed in (
-        ("hyperparameter", config.hparams, spec.defaults),
-        ("option", config.options, spec.options),
-    ):
-        unknown = sorted(set(given) - set(allowed))
-        if unknown:
-            raise ValueError(f"{config.optimizer} has no {kind} {', '.join(unknown)}")
+    check_hparams(config.optimizer, config.hparams)
+    unknown = sorted(set(config.options) - set(spec.options))
+    if unknown:
+        raise ValueError(f"{config.optimizer} has no option {', '.join(unknown)}")
     for name in ("epochs", "batch_size", "log_every"):
         value = getattr(config, name)
         if not 1 <= value <= INT32_MAX:
@@ -95,14 +96,6 @@ def check_config(config: Config) -> None:
             f"seed must be an integer in [0, {SEED_MAX}] (it reaches jax.random.key as int32), "
             f"got {config.seed}"
         )
-    for name, value in config.hparams.items():
-        if hyperparameter_kind(spec.defaults[name]) is int and not (
-            isinstance(value, int | np.integer) and -INT32_MAX - 1 <= value <= INT32_MAX
-        ):
-            raise ValueError(
-                f"{name} is fed to the optimizer as int32: it must be an integer in "
-                f"[{-INT32_MAX - 1}, {INT32_MAX}], got {value!r}"
-            )
     if config.init not in INITS:
         raise ValueError(f"unknown init {config.init!r}; choose from {', '.join(INITS)}")
     for name, allowed in (("param_dtype", DTYPES), ("state_dtype", (None, *DTYPES))):
@@ -111,3 +104,24 @@ def check_config(config: Config) -> None:
                 f"unknown {name} {getattr(config, name)!r}; choose from {', '.join(DTYPES)}"
             )
     spec.make(config.hparams, config.optimizer_options())  # jaxmom checks the values
+
+
+def check_hparams(optimizer: str, hparams: Mapping) -> None:
+    """The study's own rules for hyperparameter values, beyond the optimizer's checks: every name
+    is one of ``optimizer``'s hyperparameters, and an integer hyperparameter is an integer within
+    int32 (XLA receives it as int32: a larger one would wrap). One-line ``ValueError``.
+    :class:`Config` applies them to its ``hparams``, and the optimizer function the study gives
+    :func:`jaxmom.sweep.fit` (:func:`~jaxmom.studies.mnist.train.functions`) to every grid cell
+    that ``fit`` checks before it compiles."""
+    defaults = registry.OPTIMIZERS[optimizer].defaults
+    unknown = sorted(set(hparams) - set(defaults))
+    if unknown:
+        raise ValueError(f"{optimizer} has no hyperparameter {', '.join(unknown)}")
+    for name, value in hparams.items():
+        if hyperparameter_kind(defaults[name]) is int and not (
+            isinstance(value, int | np.integer) and -INT32_MAX - 1 <= value <= INT32_MAX
+        ):
+            raise ValueError(
+                f"{name} is fed to the optimizer as int32: it must be an integer in "
+                f"[{-INT32_MAX - 1}, {INT32_MAX}], got {value!r}"
+            )

@@ -116,6 +116,20 @@ class Dataset(NamedTuple):
     test_labels: np.ndarray  # (n_test,) int32 in [0, 10)
     source: str  # the data actually used, e.g. "idx:/usr/share/datasets/fashion-mnist"
 
+    def first(self, n_train: int | None = None, n_test: int | None = None) -> "Dataset":
+        """The first ``n_train`` training and ``n_test`` test examples (None: all of them), and a
+        ``source`` that says so; the dataset itself when both are None."""
+        if n_train is None and n_test is None:
+            return self
+        return self._replace(
+            train_images=self.train_images[:n_train],
+            train_labels=self.train_labels[:n_train],
+            test_images=self.test_images[:n_test],
+            test_labels=self.test_labels[:n_test],
+            source=f"{self.source} (first {n_train or 'all'} train / "
+            f"{n_test or 'all'} test examples)",
+        )
+
 
 def default_data_dir(dataset: str) -> Path:
     return Path("~/.cache/jaxmom").expanduser() / dataset

@@ -1,9 +1,9 @@
 """What the study reports: the summary table, results.json, the loss-curve figure, and a sweep's
 table, CSV and heatmaps.
 
-Every file goes through ``jaxmom.sweep._files`` (a temporary file, then ``os.replace``): a full
-disk or a kill leaves the earlier file intact and no temporary file behind. This module never picks
-a matplotlib backend: figures are :class:`matplotlib.figure.Figure` objects, returned, and saved
+Every file goes through :func:`jaxmom.sweep.atomic_open` (a temporary file, then
+``os.replace``): a full disk or a kill leaves the earlier file intact and no temporary file behind.
+This module never picks a matplotlib backend: figures are :class:`matplotlib.figure.Figure` objects, returned, and saved
 only by the ``write_*`` functions; the script (:func:`jaxmom.studies.mnist.cli.run`) picks the
 backend.
 
@@ -28,25 +28,9 @@ from matplotlib.ticker import MaxNLocator
 
 import jaxmom
 from jaxmom.studies.mnist.config import Config
-from jaxmom.sweep import SEED, SweepResult
-from jaxmom.sweep._files import atomic_open, json_text, write_text
-from jaxmom.sweep._sample import TRIAL
-
-# Files a run writes into --out; a folder holding any of them holds another run's results.
-LOSS_CSV = "train_loss.csv"
-OUTPUTS = (
-    "results.json",
-    "sweep.csv",
-    LOSS_CSV,
-    "loss_curves.png",
-    "heatmap_*.png",
-    "scatter_*.png",
-)
-
-
-def existing_outputs(out: Path) -> list[Path]:
-    """The files of :data:`OUTPUTS` already in ``out`` (none if it does not exist)."""
-    return [p for pattern in OUTPUTS for p in sorted(Path(out).glob(pattern))]
+from jaxmom.studies.mnist.folders import LOSS_CSV
+from jaxmom.studies.mnist.sweep import Search, space_text
+from jaxmom.sweep import SEED, TRIAL, SweepResult, atomic_open, json_text, write_text
 
 
 def save_figure(fig: Figure, path) -> None:
@@ -73,6 +57,24 @@ def run_header(config: Config) -> str:
 
 def sweep_header(config: Config, grid) -> str:
     return f"sweep: {config.optimizer}, {grid!r}, {config.epochs} epochs each, through fit"
+
+
+def search_header(config: Config, search: Search) -> str:
+    """The line a search prints before training."""
+    space = ", ".join(f"{k} {space_text(v)}" for k, v in search.space.items())
+    seeds = f" x {len(search.seeds)} seeds" if search.seeds else ""
+    eta = f" (eta {search.eta})" if search.method == "halving" else ""
+    return (
+        f"search: {search.method}{eta}, {search.trials} trials{seeds} of {config.optimizer} "
+        f"over {space}; {config.epochs} epochs each, through fit"
+    )
+
+
+def halving_line(info: dict) -> str:
+    """What successive halving spent: its rungs and configuration-epochs against the full budget."""
+    rungs = ", ".join(f"{r['trials']} trials to epoch {r['epochs']}" for r in info["rungs"])
+    spent, full = info["config_epochs"], info["full_config_epochs"]
+    return f"halving: {rungs}; {spent} of {full} configuration-epochs ({100 * spent / full:.0f}%)"
 
 
 def wrote(paths) -> str:

@@ -1,4 +1,6 @@
-"""The MNIST study as a sweep: one run per cell of a grid, through :func:`jaxmom.sweep.fit`.
+"""The MNIST study as a sweep: one run per cell of a grid, or per trial of a search (random or
+Sobol draws, successive halving, Optuna: :class:`Search`, :func:`run_search`), through
+:func:`jaxmom.sweep.fit`.
 
 ``fit`` trains the grid chunk by chunk, one compiled epoch at a time (the state on device,
 donated), and measures the test accuracy of every cell after every epoch in a program of its own,
@@ -7,77 +9,99 @@ memory, read from the compiled program, fits in a budget (at most 16 per device 
 """
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 
-from jaxmom import sweep as engine
+from jaxmom import sweep
 from jaxmom.studies.mnist.config import Config
-from jaxmom.studies.mnist.registry import hyperparameter_kind
 from jaxmom.studies.mnist.train import fit_arguments, fit_config, study_result
-from jaxmom.sweep._sample import TRIAL, Space
 
+SEARCHES = ("random", "sobol", "halving", "optuna")  # --search's methods
 OPTUNA_BATCH = 8  # trials Optuna asks for, and fit trains, at once
 
 
-def check_cells(config: Config, cells: Iterable[Mapping]) -> None:
-    """Raises a one-line ``ValueError`` naming the first cell (a dict of hyperparameter values)
-    that ``config`` refuses, e.g. ``grid cell learning_rate=0.1, momentum=1: momentum must be
-    ...``: each cell is checked as a single run's :class:`Config` is (the optimizer's own checks,
-    and integers within int32), before anything compiles."""
-    for cell in cells:
+@dataclasses.dataclass(frozen=True)
+class Search:
+    """A search's plan: how (``method``, one of :data:`SEARCHES`), what (``space``:
+    hyperparameter -> sweep space), how many ``trials``, halving's ``eta``, the seed axis
+    (``seeds``) and the draws' ``seed``."""
+
+    method: str
+    space: dict
+    trials: int
+    eta: int
+    seeds: list | None
+    seed: int
+
+    def grid(self) -> sweep.Grid:
+        """The sampled trials (random draws for halving), with the seed axis if any."""
+        method = "sobol" if self.method == "sobol" else "random"
+        with warnings.catch_warnings():  # SciPy's balance warning: --help says it
+            warnings.simplefilter("ignore", UserWarning)
+            grid = sweep.sample(self.trials, method, seed=self.seed, **self.space)
+        return grid if self.seeds is None else grid.with_seeds(self.seeds)
+
+    def describe(self) -> dict:
+        """The plan for results.json and the header: each space as text."""
+        return {
+            "method": self.method,
+            "trials": self.trials,
+            "space": {k: space_text(v) for k, v in self.space.items()},
+            "seeds": self.seeds,
+            "draw_seed": self.seed,
+            **({"eta": self.eta} if self.method == "halving" else {}),
+        }
+
+
+def space_text(space: sweep.Space) -> str:
+    """``log-uniform 0.0001..1``, ``uniform 0..0.99`` or ``choice 0,0.9``."""
+    if isinstance(space, sweep.Choice):
+        return "choice " + ",".join(f"{v:g}" for v in space.values)
+    kind = "log-uniform" if isinstance(space, sweep.LogUniform) else "uniform"
+    return f"{kind} {space.lo:g}..{space.hi:g}"
+
+
+def check_available(method: str) -> None:
+    """One ``ValueError`` when the package a search ``method`` needs is missing (Optuna, the
+    ``tune`` extra, for ``"optuna"``), so that a command line can say so before any work."""
+    if method == "optuna":
         try:
-            dataclasses.replace(config, hparams={**config.hparams, **cell})
-        except (ValueError, TypeError) as e:
-            where = ", ".join(
-                f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in cell.items()
-            )
-            raise ValueError(f"grid cell {where}: {e}") from None
-
-
-def check_grid(config: Config, grid: engine.Grid) -> None:
-    """:func:`check_cells` for every cell of ``grid``; the grid's names must be ``config``'s
-    optimizer's hyperparameters."""
-    unknown = [p for p in grid.params if p not in config.spec.defaults]
-    if unknown:
-        raise ValueError(f"{config.optimizer} has no hyperparameter {', '.join(unknown)}")
-    coords = {k: v.reshape(-1) for k, v in grid.coords().items() if k in grid.params}
-    ints = {k for k in coords if hyperparameter_kind(config.spec.defaults[k]) is int}
-
-    def value(name, x):  # an integer hyperparameter's whole values as int, others as they are
-        return int(x) if name in ints and float(x).is_integer() else x
-
-    check_cells(
-        config, ({k: value(k, v[i].item()) for k, v in coords.items()} for i in range(grid.size))
-    )
+            import optuna  # noqa: F401
+        except ImportError:
+            raise ValueError(
+                "--search optuna needs Optuna, which is not installed: pip install 'jaxmom[tune]' "
+                "(the tune extra)"
+            ) from None
 
 
 def run_sweep(
     config: Config,
     data,
-    grid: engine.Grid,
+    grid: sweep.Grid,
     *,
     chunk_size: int | str | None = "auto",
     memory_budget: int | None = None,
     divergence_factor: float | None = 10.0,
     checkpoint_dir=None,
     progress: bool = False,
-    halving: engine.Halving | None = None,
-) -> engine.SweepResult:
+    halving: sweep.Halving | None = None,
+) -> sweep.SweepResult:
     """Train the study's ``config``, one run per cell of ``grid``.
 
     ``config`` gives the optimizer, epochs, batch size, seed and the hyperparameters that stay
     fixed; ``grid``'s hyperparameter names are the optimizer's (e.g. ``learning_rate``,
-    ``momentum``); ``data`` is a :class:`~jaxmom.studies.mnist.data.Dataset`. Every cell is checked
-    first (:func:`check_grid`). Without a seed axis every cell starts from the same weights and
-    sees the same batches, as in the study. Metrics per cell (see
-    :func:`~jaxmom.studies.mnist.train.fit_config`): ``loss`` (every step's batch loss: a cell
-    diverged at the first step where it is NaN/inf or above ``divergence_factor`` times its first
-    step's), ``epoch_train_loss``, ``epoch_test_accuracy``, ``final_train_loss`` and
-    ``test_accuracy``. ``chunk_size``: configurations live at once per device; ``"auto"``
-    (default) is ``fit``'s, within ``memory_budget``; ``None`` the whole grid. With
-    ``checkpoint_dir`` the grid resumes, bit-identically, where a killed run stopped.
+    ``momentum``); ``data`` is a :class:`~jaxmom.studies.mnist.data.Dataset`. ``fit`` checks
+    every cell first, before it compiles (:func:`jaxmom.sweep.check_cells`: the optimizer's own
+    checks and the study's, :func:`~jaxmom.studies.mnist.config.check_hparams`). Without a seed
+    axis every cell starts from the same weights and sees the same batches, as in the study.
+    Metrics per cell (see :func:`~jaxmom.studies.mnist.train.fit_config`): ``loss`` (every step's
+    batch loss: a cell diverged at the first step where it is NaN/inf or above
+    ``divergence_factor`` times its first step's), ``epoch_train_loss``, ``epoch_test_accuracy``,
+    ``final_train_loss`` and ``test_accuracy``. ``chunk_size``: configurations live at once per
+    device; ``"auto"`` (default) is ``fit``'s, within ``memory_budget``; ``None`` the whole grid.
+    With ``checkpoint_dir`` the grid resumes, bit-identically, where a killed run stopped.
     ``halving`` (a :class:`jaxmom.sweep.Halving`) trains the grid's trials by successive halving.
     """
-    check_grid(config, grid)
     return fit_config(
         config,
         data,
@@ -91,10 +115,53 @@ def run_sweep(
     )
 
 
+def run_search(
+    config: Config,
+    data,
+    search: Search,
+    *,
+    divergence_factor: float | None = 10.0,
+    checkpoint_dir=None,
+    progress: bool = False,
+) -> sweep.SweepResult:
+    """``search``'s trials of ``config`` on ``data``: Optuna's (:func:`run_optuna`), or the drawn
+    grid (:meth:`Search.grid`) trained by :func:`~jaxmom.studies.mnist.train.fit_config`, by
+    successive halving for ``"halving"`` (keeping the best ``1/eta`` by test accuracy). The
+    result's ``info["search"]`` holds the plan (:meth:`Search.describe`; Optuna adds its best
+    trial). ``checkpoint_dir`` applies to random and sobol draws, whose trials do not depend on
+    how earlier ones ended."""
+    plan = search.describe()
+    if search.method == "optuna":
+        return run_optuna(
+            config,
+            data,
+            search.space,
+            trials=search.trials,
+            seeds=search.seeds,
+            sampler_seed=search.seed,
+            divergence_factor=divergence_factor,
+            progress=progress,
+            plan=plan,
+        )
+    halving = None
+    if search.method == "halving":
+        halving = sweep.Halving(search.eta, metric="test_accuracy", mode="max")
+    return fit_config(
+        config,
+        data,
+        search.grid(),
+        checkpoint_dir=checkpoint_dir,
+        progress=progress,
+        divergence_factor=divergence_factor,
+        halving=halving,
+        info={"search": plan},
+    )
+
+
 def run_optuna(
     config: Config,
     data,
-    space: Mapping[str, Space],
+    space: Mapping[str, sweep.Space],
     *,
     trials: int,
     seeds: Sequence[int] | None = None,
@@ -102,12 +169,15 @@ def run_optuna(
     batch: int = OPTUNA_BATCH,
     divergence_factor: float | None = 10.0,
     progress: bool = False,
-) -> engine.SweepResult:
+    plan: Mapping | None = None,
+) -> sweep.SweepResult:
     """``trials`` trials of ``config`` whose ``space`` Optuna's TPE sampler (seeded by
     ``sampler_seed``) explores, maximising the test accuracy after the last epoch (the mean over
     ``seeds``), ``batch`` trials per :func:`jaxmom.sweep.fit` (:func:`jaxmom.sweep.optuna_search`).
     Returns one result over all the trials, in the order they were asked (the batches joined by
-    :meth:`~jaxmom.sweep.SweepResult.concat`); ``info["search"]`` holds Optuna's best trial. Needs Optuna (the ``tune`` extra)."""
+    :meth:`~jaxmom.sweep.SweepResult.concat`);
+    ``info["search"]`` holds ``plan`` (a search's description) and Optuna's best trial. Needs
+    Optuna (the ``tune`` extra)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -116,7 +186,7 @@ def run_optuna(
     )
     kwargs = fit_arguments(config, data, tuple(space))
     kwargs.update(progress=progress, divergence_factor=divergence_factor)
-    results = engine.optuna_search(
+    results = sweep.optuna_search(
         study,
         space,
         kwargs,
@@ -127,9 +197,10 @@ def run_optuna(
     )
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     search = {
+        **(plan or {}),
         "optuna_sampler": type(study.sampler).__name__,
         "batch": min(batch, trials),
         "best_trial": None if not done else {**study.best_params, "value": study.best_value},
     }
     parts = [study_result(config, r) for r in results]
-    return engine.SweepResult.concat(parts, TRIAL, info={"search": search})
+    return sweep.SweepResult.concat(parts, sweep.TRIAL, info={"search": search})

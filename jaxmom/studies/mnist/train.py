@@ -32,10 +32,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.core import Tracer
 
-from jaxmom import sweep as engine
+from jaxmom import sweep
 from jaxmom.studies.mnist import registry
-from jaxmom.studies.mnist.config import Config
+from jaxmom.studies.mnist.config import Config, check_hparams
 from jaxmom.studies.mnist.model import MLP, preprocess
 from jaxmom.studies.mnist.registry import hyperparameter_kind
 
@@ -83,19 +84,33 @@ def functions(optimizer: str, options: tuple, init: str, param_dtype: str = "flo
     parameter dtype)``, so that ``fit``'s compile cache (keyed on them) serves every run of that
     kind. ``options`` are the factory's static keyword arguments, the state dtypes included
     (:meth:`Config.optimizer_options`); the parameters are drawn in float32 and cast to
-    ``param_dtype``, so every dtype starts from the same weights, rounded."""
+    ``param_dtype``, so every dtype starts from the same weights, rounded. The optimizer function,
+    given concrete values (``fit`` builds it once per grid cell before it compiles:
+    :func:`jaxmom.sweep.check_cells`), applies the study's rules
+    (:func:`~jaxmom.studies.mnist.config.check_hparams`) before the optimizer's own checks."""
     model, spec = MLP(init_scheme=init), registry.OPTIMIZERS[optimizer]
 
     def init_params(key):
         params = model.init(key, jnp.zeros((1, 784), jnp.float32))["params"]
         return jax.tree.map(lambda p: p.astype(param_dtype), params)
 
+    ints = {k for k, v in spec.defaults.items() if hyperparameter_kind(v) is int}
+
     def make(hparams):
+        if not any(isinstance(v, Tracer) for v in jax.tree.leaves(hparams)):
+            # concrete values: fit checks a cell before it compiles; the study's rules too, an
+            # integer hyperparameter's whole float (a grid of 10.0, 20.0) taken as that integer
+            whole = {k: int(v) for k, v in hparams.items() if k in ints and _whole(v)}
+            check_hparams(optimizer, {**hparams, **whole})
         return spec.make(hparams, dict(options))
 
     tested = spec.eval_params  # fit calls eval_params(params, opt_state), the registry the reverse
     eval_params = None if tested is None else functools.partial(_swapped, tested)
     return Functions(init_params, make, eval_params)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, float) and value.is_integer()
 
 
 def _swapped(fn, params, opt_state):
@@ -110,7 +125,7 @@ def typed(config: Config, name: str, value) -> Any:
     return int(value) if kind is int else float(value)
 
 
-def single_grid(config: Config) -> engine.Grid:
+def single_grid(config: Config) -> sweep.Grid:
     """The single run ``config`` as a grid of one cell: every scalar hyperparameter on one axis,
     ``"run"`` (an array hyperparameter, e.g. AggMo's betas, goes to ``fixed=``)."""
     scalars = {
@@ -118,27 +133,40 @@ def single_grid(config: Config) -> engine.Grid:
         for k, v in config.full_hparams().items()
         if hyperparameter_kind(config.spec.defaults[k]) is not tuple
     }
-    return engine.zipped(axis="run", **scalars)
+    return sweep.zipped(axis="run", **scalars)
+
+
+def config_functions(config: Config) -> Functions:
+    """:func:`functions` for ``config``'s optimizer, options, init scheme and parameter dtype."""
+    options = tuple(sorted(config.optimizer_options().items()))
+    return functions(config.optimizer, options, config.init, config.param_dtype)
+
+
+def optimizer_arguments(config: Config, swept=()) -> dict:
+    """``fit``'s ``optimizer`` for ``config`` and its ``fixed`` hyperparameters (every one not in
+    ``swept``), the two that :func:`jaxmom.sweep.check_cells` takes beside the grid."""
+    hparams = {k: typed(config, k, v) for k, v in config.full_hparams().items()}
+    return dict(
+        optimizer=config_functions(config).optimizer,
+        fixed={k: v for k, v in hparams.items() if k not in swept},
+    )
 
 
 def fit_arguments(config: Config, data, swept=()) -> dict:
     """:func:`jaxmom.sweep.fit`'s keyword arguments for ``config`` on ``data``, but the grid and
     how to run it: the study's functions, the data, batch size, epochs, seed, and every
     hyperparameter not in ``swept`` as ``fixed``."""
-    hparams = {k: typed(config, k, v) for k, v in config.full_hparams().items()}
-    options = tuple(sorted(config.optimizer_options().items()))
-    fns = functions(config.optimizer, options, config.init, config.param_dtype)
+    fns = config_functions(config)
     return dict(
         init=fns.init,
         loss=loss,
-        optimizer=fns.optimizer,
+        **optimizer_arguments(config, swept),
         train=(np.asarray(data[0]), np.asarray(data[1])),
         eval=(np.asarray(data[2]), np.asarray(data[3])),
         evaluate=evaluate,
         batch_size=config.batch_size,
         epochs=config.epochs,
         seed=config.seed,
-        fixed={k: v for k, v in hparams.items() if k not in swept},
         eval_params=fns.eval_params,
         eval_batch_size=EVAL_BATCH,
     )
@@ -147,7 +175,7 @@ def fit_arguments(config: Config, data, swept=()) -> dict:
 def fit_config(
     config: Config,
     data,
-    grid: engine.Grid | None = None,
+    grid: sweep.Grid | None = None,
     *,
     checkpoint_dir=None,
     progress: bool = False,
@@ -155,8 +183,9 @@ def fit_config(
     chunk_size: int | str | None = "auto",
     memory_budget: int | None = None,
     divergence_factor: float | None = 10.0,
-    halving: engine.Halving | None = None,
-) -> engine.SweepResult:
+    halving: sweep.Halving | None = None,
+    info: dict | None = None,
+) -> sweep.SweepResult:
     """``config`` trained on ``data`` by :func:`jaxmom.sweep.fit`: one run per cell of ``grid``
     (whose names are hyperparameters of ``config``'s optimizer; the others stay fixed), or, without
     a grid, the single run ``config`` as a one-cell grid.
@@ -165,11 +194,12 @@ def fit_config(
     checkpoint: a run killed and started again resumes bit-identically. ``halving`` runs
     successive halving over the grid's trials instead (no checkpoint).
 
-    Metrics: see :func:`study_result`; ``params`` with ``return_params``.
+    Metrics: see :func:`study_result`; ``params`` with ``return_params``; ``info`` is added to
+    the result's ``info`` (e.g. a search's plan, ``{"search": ...}``).
     """
     grid = single_grid(config) if grid is None else grid
     folder = None if checkpoint_dir is None else run_folder(checkpoint_dir, config, data, grid)
-    res = engine.fit(
+    res = sweep.fit(
         grid,
         **fit_arguments(config, data, grid.params),
         chunk_size=chunk_size,
@@ -181,10 +211,12 @@ def fit_config(
         halving=halving,
     )
     resumed = np.asarray(res.info.get("resumed_epochs", 0), np.int32)  # halving: no checkpoint
-    return study_result(config, res, np.broadcast_to(resumed, grid.shape).reshape(-1))
+    out = study_result(config, res, np.broadcast_to(resumed, grid.shape).reshape(-1))
+    out.info.update(info or {})
+    return out
 
 
-def study_result(config: Config, res: engine.SweepResult, resumed=None) -> engine.SweepResult:
+def study_result(config: Config, res: sweep.SweepResult, resumed=None) -> sweep.SweepResult:
     """``fit``'s result ``res`` in the study's names, each with ``grid.shape`` in front:
     ``loss`` (every step's batch loss), ``epoch_train_loss`` and ``epoch_test_accuracy`` (per
     epoch), ``final_train_loss`` and ``test_accuracy`` (after the last epoch: NaN for a trial that
@@ -203,7 +235,7 @@ def study_result(config: Config, res: engine.SweepResult, resumed=None) -> engin
         "epochs_trained": np.asarray(trained, np.int32).reshape(grid.shape),
         "resumed_from_epoch": np.asarray(resumed).reshape(grid.shape),
     }
-    return engine.SweepResult(
+    return sweep.SweepResult(
         grid=grid,
         metrics=metrics,
         compile_seconds=res.compile_seconds,
@@ -218,7 +250,7 @@ def study_result(config: Config, res: engine.SweepResult, resumed=None) -> engin
     )
 
 
-def run_folder(checkpoint_dir, config: Config, data, grid: engine.Grid) -> Path:
+def run_folder(checkpoint_dir, config: Config, data, grid: sweep.Grid) -> Path:
     """One checkpoint folder per distinct run or grid: a readable name plus a hash of everything
     that shapes it (the optimizer, its options and init scheme included, which ``fit``'s own
     fingerprint does not see), so that two runs never share a checkpoint."""
@@ -233,7 +265,7 @@ def run_folder(checkpoint_dir, config: Config, data, grid: engine.Grid) -> Path:
     return Path(checkpoint_dir) / f"{name}-{digest}"
 
 
-def records(config: Config, data, res: engine.SweepResult, *, single: bool = False) -> list[dict]:
+def records(config: Config, data, res: sweep.SweepResult, *, single: bool = False) -> list[dict]:
     """One results.json record per cell of ``res`` (see docs/mnist.md's table): the same keys for
     a single run (``single``: ``res`` is :func:`single_grid`'s) and a sweep's cell, whose label
     adds its values. A sweep's cells share the seconds of their one ``fit`` call."""
@@ -250,8 +282,8 @@ def records(config: Config, data, res: engine.SweepResult, *, single: bool = Fal
         label = config.label or config.optimizer
         if cell:
             label += " " + ", ".join(f"{k}={v:g}" for k, v in cell.items())
-        if engine.SEED in coords:
-            label += f", seed={coords[engine.SEED][i]}"
+        if sweep.SEED in coords:
+            label += f", seed={coords[sweep.SEED][i]}"
         logged = np.arange(0, flat["loss"].shape[1], config.log_every)
         out.append(
             {
@@ -260,7 +292,7 @@ def records(config: Config, data, res: engine.SweepResult, *, single: bool = Fal
                 "hyperparameters": {**config.full_hparams(), **cell, **config.options},
                 "epochs": config.epochs,
                 "batch_size": config.batch_size,
-                "seed": int(coords[engine.SEED][i]) if engine.SEED in coords else config.seed,
+                "seed": int(coords[sweep.SEED][i]) if sweep.SEED in coords else config.seed,
                 "init": config.init,
                 "param_dtype": config.param_dtype,
                 "state_dtype": config.state_dtype or config.param_dtype,

@@ -299,7 +299,7 @@ def test_sweep_of_another_optimizer_and_its_one_line_errors(
         (["--lr", "0.1"], "needs at least one hyperparameter flag with a comma list"),
         (["--lr", "0.1,x"], "--lr: expected numbers separated by commas, got '0.1,x'"),
         (["--momentum", "0,1.5"], "momentum"),
-        (["--lr", "0.1,0.2", "--divergence-factor", "1"], "divergence_factor must be above 1"),
+        (["--lr", "0.1,0.2", "--divergence-factor", "1"], "divergence_factor must be a number above 1"),
     ):
         code, err = one_line_exit(capsys, ["--sweep", *argv, "--out", str(tmp_path / "x")])
         assert code in (1, 2) and fragment in err, err

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from _plotting import output_dir, save
 from matplotlib.colors import LogNorm
+from matplotlib.ticker import FuncFormatter, LogLocator
 
 from jaxmom.studies import tutorials
 
@@ -54,6 +55,45 @@ def contour(ax, grid, cmap="viridis"):
     return filled
 
 
+def loss_colorbar(fig, filled, ax):
+    """The contour map's colour bar: ticks at the powers of ten, written plainly (0.01, 0.1, 1, 10,
+    100), not at the contour levels (257, 72.4, 20.4)."""
+    return fig.colorbar(
+        filled,
+        ax=ax,
+        label="loss (log scale)",
+        ticks=LogLocator(),
+        format=FuncFormatter(lambda v, _: f"{v:g}"),
+    )
+
+
+# Each kind's function, as the title names it (see tutorials.regression_paths).
+KINDS = {
+    "momentum": "jaxmom.sutskever_sgd",
+    "nesterov": "jaxmom.sutskever_sgd, nesterov=True",
+    "adam": "jaxmom.adam",
+}
+NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def words(items):
+    """'a', 'a and b', 'a, b and c'."""
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def comparison_title(rows=COMPARISON):
+    """The comparison figure's title, from ``rows`` (:data:`COMPARISON`): how many optimizers,
+    and each one's name after the function that runs it ("gradient descent and heavy ball
+    (jaxmom.sutskever_sgd), ...")."""
+    count = NUMBERS[len(rows)] if len(rows) < len(NUMBERS) else str(len(rows))
+    kinds = dict.fromkeys(row[1] for row in rows)
+    named = [f"{words(r[0] for r in rows if r[1] == kind)} ({KINDS[kind]})" for kind in kinds]
+    if "momentum" in kinds:  # named once: the Nesterov form is "the same"
+        named = [n.replace(f"({KINDS['momentum']}, ", "(the same, ") for n in named]
+    return f"Same problem, {count} optimizers: " + "; ".join(named)
+
+
 def draw_path(ax, path, color, label, start=True, **kw):
     ax.plot(path[:, 0], path[:, 1], "-o", color=color, ms=3, lw=1.2, label=label, **kw)
     if start:
@@ -77,14 +117,14 @@ def plot_run(path, loss):
     )
     ax3d.set_xlabel("slope a")
     ax3d.set_ylabel("intercept b")
-    ax3d.set_zlabel("loss")
+    ax3d.set_zlabel("loss", labelpad=10)  # clear of the tick labels (500, 400, ...)
     ax3d.view_init(elev=35, azim=-60)
     ax3d.set_title("loss surface and the momentum path (square: start, star: step 100)")
 
     ax = fig.add_subplot(2, 2, 2)
     filled = contour(ax, grid)
     draw_path(ax, path, "crimson", f"momentum path, {STEPS} steps")
-    fig.colorbar(filled, ax=ax, label="loss (log scale)", format="%.3g")
+    loss_colorbar(fig, filled, ax)
     ax.legend(loc="lower left", fontsize=9)
     ax.set_title("contour map: the path overshoots and spirals in")
 
@@ -149,7 +189,7 @@ def plot_comparison(paths):
         1, 2, figsize=(15, 6.2), gridspec_kw={"width_ratios": [1.25, 1]}
     )
     filled = contour(ax, loss_grid(), cmap="Greys")
-    fig.colorbar(filled, ax=ax, label="loss (log scale)", format="%.3g")
+    loss_colorbar(fig, filled, ax)
     data = tutorials.regression_data()
     for (name, _, _, _, setting, color), path in zip(COMPARISON, paths):
         draw_path(ax, path, color, f"{name} ({setting})", start=False)
@@ -169,10 +209,7 @@ def plot_comparison(paths):
     curves.grid(alpha=0.3, which="both")
     curves.legend(fontsize=9)
     curves.set_title("loss per step")
-    fig.suptitle(
-        "Same problem, four optimizers (jaxmom.sutskever_sgd, its Nesterov form, jaxmom.adam)",
-        fontsize=13,
-    )
+    fig.suptitle(comparison_title(), fontsize=13)
     fig.tight_layout()
     return fig
 

@@ -299,7 +299,10 @@ def test_sweep_of_another_optimizer_and_its_one_line_errors(
         (["--lr", "0.1"], "needs at least one hyperparameter flag with a comma list"),
         (["--lr", "0.1,x"], "--lr: expected numbers separated by commas, got '0.1,x'"),
         (["--momentum", "0,1.5"], "momentum"),
-        (["--lr", "0.1,0.2", "--divergence-factor", "1"], "divergence_factor must be a number above 1"),
+        (
+            ["--lr", "0.1,0.2", "--divergence-factor", "1"],
+            "divergence_factor must be a number above 1",
+        ),
     ):
         code, err = one_line_exit(capsys, ["--sweep", *argv, "--out", str(tmp_path / "x")])
         assert code in (1, 2) and fragment in err, err
@@ -337,6 +340,22 @@ def test_a_sweep_where_every_cell_diverges_draws_grey_maps_and_exits_0(
     assert all(r["diverged"] for r in results["runs"]) and results["sweep"]["best"] is None
     for stem in ("train_loss", "test_accuracy"):
         assert (tmp_path / f"heatmap_{stem}_learning_rate_momentum.png").stat().st_size > 5_000
+
+
+@pytest.mark.parametrize("search", ["random", "halving"])
+def test_a_search_where_every_trial_diverges_draws_grey_scatter_plots_and_exits_0(
+    search, tmp_path, monkeypatch, capsys, tiny_mnist
+):
+    """Issue 25.10: results.json was written, then the scatter plot of the one hyperparameter died
+    ('Data cannot be log-scaled because all values are <= 0': nothing on its log axis)."""
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    argv = ["--search", search, "--trials", "3", "--lr", "1e4:1e6", "--epochs", "3", "--quiet"]
+    assert cli.main([*argv, "--out", str(tmp_path)]) == 0
+    assert "best: none, every configuration diverged" in capsys.readouterr().out
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert all(r["diverged"] for r in results["runs"]) and results["sweep"]["best"] is None
+    for stem in ("train_loss", "test_accuracy"):
+        assert (tmp_path / f"scatter_{stem}_learning_rate.png").stat().st_size > 5_000
 
 
 # ---- the registry makes the command line --------------------------------------------------------

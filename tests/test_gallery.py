@@ -133,8 +133,154 @@ def test_the_study_figure_names_runs_on_the_same_path_and_gives_each_run_its_own
     assert len(looks) == 11
     title = fig.axes[0].get_title()
     assert "smoothed" in title and "each epoch's mean" in title
-    dots = [line for line in fig.axes[0].get_lines() if line.get_marker() == "o"]
+    dots = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == "None"]
     assert [list(d.get_ydata()) for d in dots] == [r["epoch_train_loss"] for r in runs]
+
+
+def test_the_eleven_runs_differ_in_marker_shape_as_well_as_colour():
+    """tab10's pink and purple (lion, radam) could not be told apart as thin lines: every run has
+    its own marker shape, on its epoch means, its accuracy line and its legend entry."""
+    from jaxmom.studies.mnist import report
+
+    base = np.array([2.0, 1.5, 1.1, 0.9])
+    runs = [_run(f"run {i}", base * (1 + 0.1 * i), [1.6 + i, 0.9 + i]) for i in range(11)]
+    fig = report.loss_curves(runs, "title")
+    loss, acc = fig.axes[:2]
+    legend = [h.get_marker() for h in fig.legends[0].legend_handles]
+    means = [line.get_marker() for line in loss.get_lines() if line.get_linestyle() == "None"]
+    accuracy = [line.get_marker() for line in acc.get_lines()]
+    assert len(set(legend)) == 11 and legend == means == accuracy
+    looks = {(to_rgb(h.get_color()), h.get_marker()) for h in fig.legends[0].legend_handles}
+    assert len(looks) == 11
+
+
+def test_the_epoch_means_sit_where_the_smoothed_curve_ends_and_the_loss_axis_reads_plainly():
+    """The smoothed curve stopped at epoch 4.76 (the last logged batch) while the last mean sat at
+    5: each mean sits at its epoch's last logged batch, so the last one ends the curve. The log
+    axis read 2×10⁰: its labels are plain numbers."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from jaxmom.studies.mnist import report
+
+    steps = list(range(0, 315, 30))  # 63 steps an epoch, 5 epochs, a loss every 30 steps
+    losses = 2.3 * np.exp(-np.arange(len(steps)) / 4)
+    run = _run("sgd", losses, [1.9, 1.1, 0.7, 0.5, 0.4], accuracy=[0.8] * 5)
+    run.update(steps_per_epoch=63, log_every=30, logged_steps=steps)
+    assert report.mean_positions(run) == [60 / 63, 120 / 63, 180 / 63, 240 / 63, 300 / 63]
+    fig = report.loss_curves([run], "title")
+    ax = fig.axes[0]
+    curve = max(ax.get_lines(), key=lambda line: line.get_linewidth())
+    (means,) = [line for line in ax.get_lines() if line.get_linestyle() == "None"]
+    assert max(means.get_xdata()) == max(curve.get_xdata()) == 300 / 63
+    FigureCanvasAgg(fig).draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    low, high = ax.get_ylim()
+    shown = [float(t) for t in labels if low <= float(t) <= high]
+    assert len(shown) >= 3 and all(re.fullmatch(r"[0-9.]+", t) for t in labels), labels
+
+
+def tick_gaps(labels, renderer) -> list[tuple[str, str, float, float]]:
+    """Neighbouring tick labels along x: (left, right, the gap between their boxes, the wider
+    box's width), in pixels."""
+    boxes = sorted(
+        ((t.get_window_extent(renderer), t.get_text()) for t in labels if t.get_text()),
+        key=lambda pair: pair[0].x0,
+    )
+    return [
+        (a, b, box_b.x0 - box_a.x1, max(box_a.width, box_b.width))
+        for (box_a, a), (box_b, b) in zip(boxes, boxes[1:])
+    ]
+
+
+NUMBERS = {3: "three", 4: "four", 5: "five"}
+
+
+def test_the_comparison_title_counts_and_names_the_optimizers_it_draws(load_script):
+    """The title said 'four optimizers' and listed three functions: it is made from COMPARISON."""
+    regression = load_script("regression")
+    fig = regression.plot_comparison(regression.comparison_paths())
+    title = fig.get_suptitle()
+    rows = regression.COMPARISON
+    assert f"{NUMBERS[len(rows)]} optimizers" in title
+    assert all(row[0] in title for row in rows), title
+    fewer = regression.comparison_title(rows[:3])
+    assert "three optimizers" in fewer and rows[3][0] not in fewer
+    assert "jaxmom.adam" not in fewer and "jaxmom.adam" in title
+
+
+def test_the_surface_label_clears_its_ticks_and_the_colour_bars_read_in_round_numbers(load_script):
+    """The 3-D 'loss' label touched its tick labels (2 px from '300'); the colour bars were
+    labelled at the contour levels (257, 72.4, 20.4)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    regression = load_script("regression")
+    x, y = tutorials.regression_data()
+    path = tutorials.regression_paths([regression.LR], [regression.MOMENTUM], steps=100)[0]
+    fig = regression.plot_run(path, tutorials.regression_loss(path[:, 0], path[:, 1], x, y))
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    ax3d = fig.axes[0]
+    label = ax3d.zaxis.label.get_window_extent(renderer)
+    low, high = ax3d.get_zlim()
+    ticks = [t for t in ax3d.zaxis.get_major_ticks() if low <= t.get_loc() <= high]
+    assert len(ticks) >= 4
+    for tick in ticks:
+        box = tick.label1.get_window_extent(renderer)
+        if box.y1 > label.y0 and box.y0 < label.y1:  # beside the label
+            assert label.x0 - box.x1 > 8, (tick.label1.get_text(), label.x0 - box.x1)
+    comparison = regression.plot_comparison(regression.comparison_paths())
+    for figure in (fig, comparison):
+        FigureCanvasAgg(figure).draw()
+        (bar,) = [ax for ax in figure.axes if ax.get_label() == "<colorbar>"]
+        low, high = bar.get_ylim()
+        values = [float(t.get_text()) for t in bar.get_yticklabels() if t.get_text()]
+        values = [v for v in values if low <= v <= high]
+        assert len(values) >= 3
+        for v in values:  # 1, 2 or 5 times a power of ten
+            mantissa = v / 10 ** np.floor(np.log10(v) + 1e-9)
+            assert min(abs(mantissa - m) for m in (1, 2, 5)) < 1e-6, values
+
+
+def test_the_tuning_figure_spaces_its_ticks_and_does_not_magnify_one_seeds_noise(load_script):
+    """189 and 243 configuration-epochs were two labels crowded into one; an 84-88% axis made a
+    single seed's noise look large. Drawn from the saved JSON (no rerun) and from a made-up one."""
+    import json
+    from pathlib import Path
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    tuning = load_script("tuning")
+    saved = Path(__file__).resolve().parents[1] / "docs" / "tuning_benchmark.json"
+
+    def curve(spends, accuracy):
+        return [{"config_epochs": s, "test_accuracy": a, "val_accuracy": a} for s, a in
+                zip(spends, accuracy)]  # fmt: skip
+
+    made_up = {
+        "dataset": "made-up", "seed": 3, "trials": 81,
+        "searches": {
+            "halving": {"configurations": 81, "config_epochs": 189,
+                        "curve": curve([81, 135, 189], [0.841, 0.863, 0.8795])},
+            "random": {"configurations": 81, "config_epochs": 729,
+                       "curve": curve(range(81, 730, 81), np.linspace(0.84, 0.88, 9))},
+        },
+    }  # fmt: skip
+    for record in (json.loads(saved.read_text()), made_up):
+        fig = Figure(figsize=(6.4, 4.0))
+        tuning.draw(fig, record)
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        ax = fig.axes[0]
+        gaps = tick_gaps(ax.get_xticklabels(), canvas.get_renderer())
+        assert len(gaps) >= 2
+        for left, right, gap, width in gaps:
+            assert gap > 2 * width, (left, right, gap, width)
+        assert "189" in [t.get_text() for t in ax.get_xticklabels()]  # halving's spend
+        low, high = ax.get_ylim()
+        assert high - low >= 10 and high <= 100
+        assert f"one training seed ({record['seed']})" in ax.get_title()
 
 
 def test_the_epoch_smoothing_averages_about_one_epoch_of_logged_losses():

@@ -194,7 +194,94 @@ def test_heatmap_shows_the_seed_mean_and_with_std_the_spread():
             )
     fig = res.heatmap("final_loss", "lr", "momentum", std=True, best="min")
     texts = [t.get_text() for t in fig.axes[0].texts]
-    assert all(t.startswith("±") for t in texts) and "std over seed" in fig.axes[0].get_title()
+    assert all(t.startswith("±") for t in texts)
+    assert fig.axes[0].get_title() == "final_loss, std over 3 seeds"
+    assert res.heatmap("final_loss", "lr", "momentum").axes[0].get_title() == (
+        "final_loss, mean over 3 seeds"
+    )
+
+
+def test_the_heatmap_title_names_every_averaged_axis_with_its_size_in_words():
+    grid = sweep.product(lr=[0.01, 0.03], momentum=[0.0, 0.9], wd=[0.0, 1e-4, 1e-3]).with_seeds(2)
+    res = _result.SweepResult(grid=grid, metrics={"m": np.ones(grid.shape)})
+    assert plot.averaged_over(res, "lr", "momentum") == "mean over 3 values of wd and 2 seeds"
+    assert (
+        plot.averaged_over(res, "lr", "wd", std=True) == "std over 2 values of momentum and 2 seeds"
+    )
+    one_seed = _result.SweepResult(
+        sweep.product(lr=[0.01], momentum=[0.0]).with_seeds(1), {"m": np.ones((1, 1, 1))}, 0.0, 0.0
+    )
+    assert plot.averaged_over(one_seed, "lr", "momentum") == ""  # nothing was averaged
+    assert one_seed.heatmap("m", "lr", "momentum").axes[0].get_title() == "m"
+
+
+def test_a_fraction_is_shown_in_percent_as_the_tables_print_it():
+    grid = sweep.product(lr=[0.01, 0.03], momentum=[0.0, 0.9]).with_seeds(2)
+    acc = np.array([[[0.8721, 0.8721], [0.5, 0.6]], [[0.9, 0.92], [0.1, 0.1]]])
+    res = _result.SweepResult(grid=grid, metrics={"acc": acc})
+    # SweepResult.heatmap names its keywords (percent not yet among them): the function itself
+    fig = plot.heatmap(res, "acc", "lr", "momentum", label="test accuracy", percent=True)
+    texts = sorted(t.get_text() for t in fig.axes[0].texts)
+    assert texts == ["10.00%", "55.00%", "87.21%", "91.00%"]
+    bar = fig.axes[1]
+    assert bar.get_ylabel() == "test accuracy (%)" and bar.get_ylim() == pytest.approx((10, 91))
+    points = res.scatter("acc", "lr", label="test accuracy", percent=True)
+    assert points.axes[0].get_ylabel() == "test accuracy (%)"
+    assert points.axes[0].get_ylim()[1] > 50
+
+
+# ---- scatter plots -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("y", ["momentum", None])
+@pytest.mark.parametrize("seeds", [None, 2])
+def test_a_scatter_where_every_configuration_diverged_is_grey_and_does_not_crash(
+    tmp_path, y, seeds
+):
+    """An all-diverged --search wrote results.json, then died in the scatter: a log axis with
+    nothing on it ('Data cannot be log-scaled')."""
+    from matplotlib.figure import Figure
+
+    grid = sweep.sample(6, method="random", seed=0, lr=sweep.log_uniform(1e-3, 0.3),
+                        momentum=sweep.uniform(0, 0.9))  # fmt: skip
+    grid = grid.with_seeds(seeds) if seeds else grid
+    res = _result.SweepResult(grid=grid, metrics={"final_loss": np.full(grid.shape, np.nan)})
+    assert res.diverged.all()
+    for log_color in (None, False):
+        fig = res.scatter("final_loss", "lr", y, tmp_path / "s.png", log=["lr"], best="min",
+                          log_color=log_color)  # fmt: skip
+        assert isinstance(fig, Figure) and (tmp_path / "s.png").stat().st_size > 5_000
+        ax = fig.axes[0]
+        assert ax.get_title().endswith("(all 6 configurations diverged)")
+        assert ax.get_facecolor()[:3] == pytest.approx((0.88,) * 3)
+        low, high = ax.get_xlim()
+        lr = grid.coords()["lr"]
+        assert ax.get_xscale() == "log" and low < lr.min() and lr.max() < high
+    titled = res.scatter("final_loss", "lr", y, title="sgd: loss")
+    assert titled.axes[0].get_title() == "sgd: loss (every configuration diverged)"
+
+
+def test_a_scatter_with_no_value_and_none_diverged_says_so():
+    grid = sweep.sample(4, method="random", seed=0, lr=sweep.log_uniform(1e-3, 0.3),
+                        momentum=sweep.uniform(0, 0.9))  # fmt: skip
+    nan = np.full(grid.shape, np.nan)  # trials that halving stopped: no value, not diverged
+    marks = (np.zeros(grid.shape, bool), np.full(grid.shape, -1))
+    res = _result.SweepResult(grid=grid, metrics={"final_loss": nan}, divergence=marks)
+    for y in ("momentum", None):
+        fig = res.scatter("final_loss", "lr", y, log=True)
+        assert fig.axes[0].get_title() == "final_loss (4 configurations, none with a value)"
+
+
+def test_the_diverged_crosses_of_a_one_hyperparameter_scatter_lie_on_its_axes():
+    """The crosses sit on the bottom edge (an axes transform): they set no data limit, and the
+    diverged trials at the largest learning rates fell off the right of the axes."""
+    grid = sweep.sample(8, method="random", seed=0, lr=sweep.log_uniform(1e-3, 1.0))
+    lr = grid.coords()["lr"]
+    res = _result.SweepResult(grid=grid, metrics={"final_loss": np.where(lr > 0.1, np.nan, lr)})
+    assert res.diverged.sum() == 3
+    fig = res.scatter("final_loss", "lr", log=["lr"])
+    low, high = fig.axes[0].get_xlim()
+    assert low < lr.min() and lr.max() < high
 
 
 # ---- save and load -------------------------------------------------------------------------
@@ -429,3 +516,28 @@ def test_load_still_reads_a_recompressed_file(tmp_path):
     np.testing.assert_array_equal(
         back.metrics["loss"], sweep.SweepResult.load(path).metrics["loss"]
     )
+
+
+def test_a_log_axis_of_a_scatter_is_labelled_in_plain_numbers_that_do_not_crowd():
+    """Over a decade and a half matplotlib labelled the minor ticks too (2×10⁴ 3×10⁴4×10⁴...),
+    into each other."""
+    import re
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    grid = sweep.sample(6, method="random", seed=0, lr=sweep.log_uniform(1.2e4, 4.5e5),
+                        momentum=sweep.uniform(0, 0.9))  # fmt: skip
+    res = _result.SweepResult(grid=grid, metrics={"final_loss": np.ones(grid.shape)})
+    fig = res.scatter("final_loss", "lr", "momentum", log=["lr"])
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    ax = fig.axes[0]
+    low, high = ax.get_xlim()
+    labels = [
+        t for t in ax.get_xticklabels() if t.get_text() and low <= t.get_position()[0] <= high
+    ]
+    labels += [t for t in ax.xaxis.get_minorticklabels() if t.get_text()]
+    texts = [t.get_text() for t in labels]
+    assert len(texts) >= 3 and all(re.fullmatch(r"[0-9.]+", t) for t in texts), texts
+    boxes = sorted((t.get_window_extent(canvas.get_renderer()) for t in labels), key=lambda b: b.x0)
+    assert all(b.x0 - a.x1 > 5 for a, b in zip(boxes, boxes[1:])), texts

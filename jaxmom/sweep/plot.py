@@ -20,7 +20,7 @@ import numpy as np
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from jaxmom.sweep._files import atomic_open
 
@@ -44,6 +44,18 @@ def _plain_ticks(bar, norm) -> None:
     bar.ax.yaxis.set_minor_formatter(plain if narrow else NullFormatter())
 
 
+def plain_log_ticks(axis, low: float, high: float) -> None:
+    """Label a log ``axis`` (``ax.xaxis``, ``ax.yaxis``) that runs from ``low`` to ``high`` with
+    plain numbers (0.2, 0.5, 1, 2; not 2×10⁻¹): at 1, 2 and 5 times the powers of ten when it spans
+    two decades or less (every digit under half a decade), else at the powers; minor ticks stay
+    unlabelled, so no two labels crowd into each other."""
+    decades = np.log10(high / low) if low > 0 and high > low else 0.0
+    subs = tuple(range(1, 10)) if decades <= 0.5 else (1, 2, 5) if decades <= 2 else (1,)
+    axis.set_major_locator(LogLocator(subs=[float(s) for s in subs]))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def heatmap(
     result: SweepResult,
     metric: str,
@@ -56,6 +68,7 @@ def heatmap(
     best: str | None = None,
     log_color: bool | None = None,
     std: bool = False,
+    percent: bool = False,
 ) -> Figure:
     """A heatmap of ``result``'s ``metric`` over the axes carrying ``x`` and ``y``.
 
@@ -67,7 +80,8 @@ def heatmap(
     more (losses; pass False for bounded metrics such as accuracy). ``best="min"`` or
     ``"max"`` outlines the best cell in red (by the mean). ``std=True`` colours each cell by
     the standard deviation (``ddof=0``) of the runs it averages (the seeds) instead, and labels it
-    "±std".
+    "±std". ``percent=True`` shows a fraction (an accuracy) in percent, cells and colour bar, as a
+    table prints it ("87.21%"). The default title says what was averaged ("mean over 3 seeds").
 
     Returns:
       The :class:`~matplotlib.figure.Figure`; it is also saved as a PNG to ``path`` if given.
@@ -79,11 +93,12 @@ def heatmap(
         raise ValueError(
             f"{x!r} and {y!r} lie on the same grid axis; pick two axes (or plot.scatter)"
         )
-    others = tuple(i for i in range(len(result.grid.shape)) if i not in (ix, iy))
     mean = cell_values(result, metric, x, y)
     div = np.moveaxis(np.asarray(result.diverged), (iy, ix), (0, 1))
     div = np.asarray(div.reshape(div.shape[0], div.shape[1], -1).any(-1))
     z = cell_values(result, metric, x, y, std=True) if std else mean
+    scale = 100.0 if percent else 1.0
+    z = z * scale
     xv = result.grid.axes[ix].columns.get(x, next(iter(result.grid.axes[ix].columns.values())))
     yv = result.grid.axes[iy].columns.get(y, next(iter(result.grid.axes[iy].columns.values())))
 
@@ -101,9 +116,11 @@ def heatmap(
     ye, ylog = _edges(yv)
     mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(z), cmap=cmap, norm=norm)
     if fin.size:
-        bar = fig.colorbar(mesh, ax=ax, label=label or (f"std of {metric}" if std else metric))
+        name = label or (f"std of {metric}" if std else metric)
+        bar = fig.colorbar(mesh, ax=ax, label=name + (" (%)" if percent else ""))
         _plain_ticks(bar, norm)
     xc, yc = _centres(xe, xlog), _centres(ye, ylog)
+    digits = _digits(fin)
     for (i, j), v in np.ndenumerate(z):
         dark = np.isfinite(v) and np.asarray(norm(v)) < 0.6  # viridis is dark at its low end
         ax.text(
@@ -111,7 +128,7 @@ def heatmap(
             float(yc[i]),
             ("div" if div[i, j] else "-")
             if not np.isfinite(v)
-            else (f"±{v:.2g}" if std else f"{v:.3g}"),
+            else _cell_text(v, std=std, percent=percent, digits=digits),
             ha="center",
             va="center",
             fontsize=8,
@@ -137,14 +154,45 @@ def heatmap(
     ax.minorticks_off()
     ax.set_xlabel(x + (" (log)" if xlog else ""))
     ax.set_ylabel(y + (" (log)" if ylog else ""))
-    reduced = [result.grid.names[i] for i in others]
-    over = f", {'std' if std else 'mean'} over {', '.join(reduced)}" if reduced else ""
-    default = metric + over
+    over = averaged_over(result, x, y, std=std)
+    default = metric + (f", {over}" if over else "")
     ax.set_title((title or default) + ("" if fin.size else " (every cell diverged)"))
     fig.tight_layout()
     if path is not None:
         save(fig, path)
     return fig
+
+
+def _digits(values: np.ndarray) -> int:
+    """Significant digits that tell the cells apart: 3, or more (up to 6) when the values differ
+    only in later digits (2.3042 and 2.3033, not 2.3 and 2.3)."""
+    if values.size < 2 or values.max() == values.min():
+        return 3
+    need = np.ceil(np.log10(np.abs(values).max() / (values.max() - values.min()))) + 1
+    return int(min(max(3, need), 6))
+
+
+def _cell_text(v: float, *, std: bool, percent: bool, digits: int = 3) -> str:
+    if percent:
+        return f"±{v:.2f}" if std else f"{v:.2f}%"
+    return f"±{v:.2g}" if std else f"{v:.{digits}g}"
+
+
+def averaged_over(result: SweepResult, x: str, y: str | None = None, *, std: bool = False) -> str:
+    """What a figure of ``x`` (and ``y``) reduces, in words: "mean over 3 seeds", "mean over 4
+    values of wd and 2 seeds" (``std=True``: "std over ..."); "" when no axis of more than one
+    value is left. Every grid axis but those carrying ``x`` and ``y`` is reduced."""
+    grid = result.grid
+    kept = {grid.axis_of(x)} | ({grid.axis_of(y)} if y is not None else set())
+    parts = []
+    for i, (name, n) in enumerate(zip(grid.names, grid.shape)):
+        if i in kept or n < 2:
+            continue
+        parts.append(f"{n} seeds" if name == "seed" else f"{n} values of {name}")
+    if not parts:
+        return ""
+    words = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"{'std' if std else 'mean'} over {words}"
 
 
 def cell_values(
@@ -186,6 +234,7 @@ def scatter(
     title: str | None = None,
     label: str | None = None,
     log_color: bool | None = None,
+    percent: bool = False,
 ) -> Figure:
     """A scatter plot of ``metric`` over the trials, for sampled grids where a heatmap does not fit.
 
@@ -198,6 +247,8 @@ def scatter(
     by default, those whose values are positive, span at least a decade and have their median
     nearer the geometric than the arithmetic midpoint, as a :func:`~jaxmom.sweep.log_uniform`
     space's do. ``best="min"`` or ``"max"`` circles the best configuration in red.
+    ``percent=True`` shows a fraction (an accuracy) in percent. When no configuration has a value
+    (every one diverged, say), the axes are grey and the title says so.
 
     Returns:
       The :class:`~matplotlib.figure.Figure`; it is also saved as a PNG to ``path`` if given.
@@ -214,7 +265,9 @@ def scatter(
     if "seed" in result.grid.names:
         at = result.grid.names.index("seed")
         coords = {k: np.take(v, 0, axis=at) for k, v in coords.items()}
-    mean, std = mean.reshape(-1), std.reshape(-1)
+    scale = 100.0 if percent else 1.0
+    mean, std = scale * mean.reshape(-1), scale * std.reshape(-1)
+    shown = (label or metric) + (" (%)" if percent else "")
     values = {k: np.asarray(coords[k], float).reshape(-1) for k in names}
     diverged = result.diverged
     if seeded:
@@ -244,7 +297,11 @@ def scatter(
             transform=ax.get_xaxis_transform(),
             label="diverged",
         )
-        ax.set_ylabel(label or metric)
+        ax.set_ylabel(shown)
+        # the crosses sit on the axes' edge, so they set no data limit: the x limits hold them
+        ax.set_xlim(*_limits(xv[ok | bad] if (ok | bad).any() else xv, is_log(x)))
+        if not ok.any():
+            ax.set_yticks([])  # no value to read off
         yv = mean
     else:
         yv = values[y]
@@ -260,10 +317,13 @@ def scatter(
         points = ax.scatter(xv[ok], yv[ok], c=fin, cmap="viridis", norm=norm, s=30, zorder=3)
         ax.scatter(xv[bad], yv[bad], marker="x", color="0.5", label="diverged")
         if fin.size:
-            bar = fig.colorbar(points, ax=ax, label=label or metric)
+            bar = fig.colorbar(points, ax=ax, label=shown)
             _plain_ticks(bar, norm)
         ax.set_ylabel(y + (" (log)" if is_log(y) else ""))
         ax.set_yscale("log" if is_log(y) else "linear")
+        if not (ok | bad).any():  # nothing drawn: the searched ranges, not matplotlib's 0 to 1
+            ax.set_xlim(*_limits(xv, is_log(x)))
+            ax.set_ylim(*_limits(yv, is_log(y)))
     if best is not None and ok.any():
         i = (np.nanargmin if best == "min" else np.nanargmax)(mean)
         ax.scatter(
@@ -273,13 +333,42 @@ def scatter(
         ax.legend(loc="best", fontsize=8)
     ax.set_xscale("log" if is_log(x) else "linear")
     ax.set_xlabel(x + (" (log)" if is_log(x) else ""))
-    over = ", mean over seed" if seeded else ""
-    ax.set_title(title or f"{metric}{over} ({len(mean)} configurations)")
+    if is_log(x):
+        plain_log_ticks(ax.xaxis, *ax.get_xlim())
+    if y is not None and is_log(y):
+        plain_log_ticks(ax.yaxis, *ax.get_ylim())
+    over = averaged_over(result, x, y)
+    over = f", {over}" if over else ""
+    count, missing = f"{len(mean)} configurations", ""
+    if not ok.any():  # nothing to colour or to place: grey axes, and the title says why
+        ax.set_facecolor("0.88")
+        if bad.all():
+            count, missing = f"all {count} diverged", " (every configuration diverged)"
+        else:
+            some = f"; {int(bad.sum())} diverged" if bad.any() else ""
+            count += f", none with a value{some}"
+            missing = f" (no configuration has a value{some})"
+    ax.set_title(title + missing if title else f"{metric}{over} ({count})")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     if path is not None:
         save(fig, path)
     return fig
+
+
+def _limits(values: np.ndarray, log: bool) -> tuple[float, float]:
+    """Axis limits holding ``values`` with a 5% margin (in log space on a log axis, which holds
+    only the positive ones)."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if log:
+        v = np.log10(v[v > 0])
+    if not v.size:
+        return (0.1, 10.0) if log else (0.0, 1.0)
+    lo, hi = float(v.min()), float(v.max())
+    pad = 0.05 * (hi - lo) if hi > lo else (0.1 if log else max(0.1 * abs(lo), 0.5))
+    lo, hi = lo - pad, hi + pad
+    return (10**lo, 10**hi) if log else (lo, hi)
 
 
 def _looks_log(values: np.ndarray) -> bool:

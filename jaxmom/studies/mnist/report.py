@@ -24,9 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 import jaxmom
+import jaxmom.sweep.plot as sweep_plot
 from jaxmom.studies.mnist.config import Config
 from jaxmom.studies.mnist.folders import LOSS_CSV
 from jaxmom.studies.mnist.sweep import Search, space_text
@@ -178,8 +180,22 @@ def twin(record: dict, earlier: list[dict]) -> tuple[str, float] | None:
     return None
 
 
-# Eleven colours that can be told apart (Tableau's ten and black); a run past them is dash-dotted.
+# Eleven colours (Tableau's ten and black) and eleven marker shapes: two runs whose colours look
+# alike (lion's pink, radam's purple) still differ in shape. A run past them is dash-dotted.
 COLOURS = [colormaps["tab10"](i) for i in range(10)] + ["black"]
+MARKERS = ["o", "s", "^", "v", "D", "P", "X", "*", "h", "<", ">"]
+
+
+def mean_positions(record: dict) -> list[float]:
+    """Where loss_curves draws each epoch's mean, in epochs: at the epoch's last logged batch,
+    where the smoothed curve (about one epoch's average) stands for the same batches; at the
+    epoch's end when it logged none."""
+    steps, per = record["logged_steps"], record["steps_per_epoch"]
+    out = []
+    for e in range(1, len(record["epoch_train_loss"]) + 1):
+        inside = [s for s in steps if per * (e - 1) <= s < per * e]
+        out.append(inside[-1] / per if inside else float(e))
+    return out
 
 
 def write_outputs(out, records, title) -> list[Path]:
@@ -203,11 +219,14 @@ def loss_curves(records, title) -> Figure:
     epoch. A single batch's loss, logged every ``log_every`` steps, is noisy (a bump that all runs
     share is one hard batch), so each run is drawn as its logged losses smoothed over about one
     epoch (:func:`smoothed` with :func:`epoch_beta`: bold), each epoch's mean training loss at the
-    epoch's end (dots), and the single-batch losses themselves (faint). A run that follows an
-    earlier one (:func:`twin`) is drawn dashed, and its label says whose path and how close. Each
-    run has its own colour; runs past :data:`COLOURS` are dash-dotted."""
+    epoch's last logged batch (markers: there the smoothed curve has averaged about that epoch,
+    and the curve reaches the last of them), and the single-batch losses themselves (faint). A run
+    that follows an earlier one (:func:`twin`) is drawn dashed, and its label says whose path and
+    how close. Each run has its own colour and marker shape; runs past :data:`COLOURS` are
+    dash-dotted. The loss axis is labelled with plain numbers."""
     fig = Figure(figsize=(13, 5.6))
     ax_loss, ax_acc = fig.subplots(1, 2, width_ratios=(3, 2))
+    legend: list[tuple[Line2D, str]] = []  # each run's look (line, colour, marker), its label
     for i, r in enumerate(records):
         found = twin(r, records[:i])
         if found is None:
@@ -221,34 +240,35 @@ def loss_curves(records, title) -> Figure:
             if found
             else {"ls": "-" if i < len(COLOURS) else "-.", "lw": 1.8}
         )
-        colour = COLOURS[i % len(COLOURS)]
+        colour, marker = COLOURS[i % len(COLOURS)], MARKERS[i % len(MARKERS)]
         label = f"{r['label']}: {r['final_train_loss']:.3f}{note}"
         x = [s / r["steps_per_epoch"] for s in r["logged_steps"]]
         ax_loss.semilogy(x, r["logged_loss"], color=colour, lw=0.6, alpha=0.25)
+        ax_loss.semilogy(x, smoothed(r["logged_loss"], epoch_beta(r)), color=colour, **style)
+        look = Line2D([], [], color=colour, marker=marker, mec="k", mew=0.5, **style)
+        legend.append((look, label))
         ax_loss.semilogy(
-            x, smoothed(r["logged_loss"], epoch_beta(r)), label=label, color=colour, **style
-        )
-        epochs = range(1, len(r["epoch_train_loss"]) + 1)
-        ax_loss.semilogy(
-            epochs, r["epoch_train_loss"], "o", color=colour, ms=5, mec="white", mew=0.6
+            mean_positions(r), r["epoch_train_loss"], marker, color=colour, ms=6, mec="k", mew=0.5
         )
         ax_acc.plot(
             range(1, len(r["epoch_test_accuracy"]) + 1),
             [100 * a for a in r["epoch_test_accuracy"]],
-            marker="o",
+            marker=marker,
             color=colour,
             **style,
         )
     ax_loss.set(
         xlabel="epoch",
-        ylabel="training loss",
+        ylabel="training loss (log)",
         title=f"Training loss: bold, a batch's loss (every {records[0]['log_every']} steps) "
-        "smoothed over an epoch;\ndots, each epoch's mean; faint, the single batches",
+        "smoothed over an epoch;\nmarkers, each epoch's mean, at its last logged batch; "
+        "faint, the single batches",
     )
     ax_loss.title.set_fontsize(10)
+    sweep_plot.plain_log_ticks(ax_loss.yaxis, *ax_loss.get_ylim())
     ax_loss.grid(True, which="both", alpha=0.3)
     fig.legend(
-        *ax_loss.get_legend_handles_labels(),
+        *zip(*legend),
         loc="upper center",
         bbox_to_anchor=(0.5, 0),
         ncol=2,
@@ -388,7 +408,7 @@ def write_sweep_outputs(out, res: SweepResult, config: Config, records: list[dic
             ("final_train_loss", "train_loss", "final epoch's mean training loss"),
             ("test_accuracy", "test_accuracy", "test accuracy"),
         ):
-            plot: Callable[..., Figure] = res.heatmap
+            plot: Callable[..., Figure] = functools.partial(sweep_plot.heatmap, res)
             if sampled:  # the search's log-uniform ranges on log axes
                 plot = functools.partial(res.scatter, log=log_axes)
             if not sampled:
@@ -400,13 +420,18 @@ def write_sweep_outputs(out, res: SweepResult, config: Config, records: list[dic
             # two short lines: one long line was wider than a small grid's figure
             epochs = f"{config.epochs} epoch" + ("s" if config.epochs != 1 else "")
             title = f"{config.optimizer}, {epochs}:\n{label}"
+            if not res.diverged.all():  # else the figure says every one diverged
+                title += " (best in red)"
+            if over := sweep_plot.averaged_over(res, x, y):  # "mean over 3 seeds"
+                title += f"\n{over}"
             plot(  # saved atomically by jaxmom.sweep.plot
                 metric,
                 x,
                 y,
                 path,
-                title=title + " (best in red)",
+                title=title,
                 label=label,
+                percent=metric == "test_accuracy",  # as the tables print it
                 best="max" if metric == "test_accuracy" else "min",
                 # nothing finite to scale when every cell diverged (sweep.plot's
                 # LogNorm then fails): a linear, all-grey map

@@ -21,8 +21,10 @@ shared input batch then lowers to one wide matmul against all ``K`` weight matri
 
 Besides grids, :func:`sample` draws random or Sobol trials from :func:`uniform`,
 :func:`log_uniform` and :func:`choice` spaces onto one ``"trial"`` axis; ``fit(...,
-halving=Halving(...))`` runs successive halving inside the compiled sweep, and
-:func:`optuna_search` lets an Optuna study pick the trials, a batch at a time.
+halving=Halving(...))`` runs successive halving inside the compiled sweep, ``fit(...,
+search=PBT(...))`` population-based training (members copy and perturb each other between
+compiled epochs), and :func:`optuna_search` lets an Optuna study pick the trials, a batch at a
+time.
 
 :func:`plan` tells what ``fit`` would do (chunk size, memory per configuration, the compiled
 epoch's HLO) without training.
@@ -47,7 +49,8 @@ layers: :mod:`~jaxmom.sweep._setup` (the checked setup), :mod:`~jaxmom.sweep._pr
 functions, compiled programs), :mod:`~jaxmom.sweep._memory` (chunk size),
 :mod:`~jaxmom.sweep._driver` (the one chunk x epoch loop and its strategies),
 :mod:`~jaxmom.sweep._checkpoint` (checkpoints) and :mod:`~jaxmom.sweep._fit` (the front door);
-:mod:`~jaxmom.sweep._halving` (successive halving, a strategy of the driver) and
+:mod:`~jaxmom.sweep._halving` (successive halving, a strategy of the driver),
+:mod:`~jaxmom.sweep._pbt` (population-based training, another) and
 :mod:`~jaxmom.sweep._optuna` (Optuna) search on it. The engine knows nothing of any model or
 dataset: the MNIST study's sweep lives in :mod:`jaxmom.studies.mnist.sweep`.
 """
@@ -74,6 +77,7 @@ from jaxmom.sweep._grid import product as product
 from jaxmom.sweep._grid import zipped as zipped
 from jaxmom.sweep._halving import Halving as Halving
 from jaxmom.sweep._optuna import optuna_search as optuna_search
+from jaxmom.sweep._pbt import PBT as PBT
 from jaxmom.sweep._result import SweepResult as SweepResult
 from jaxmom.sweep._sample import TRIAL as TRIAL
 from jaxmom.sweep._sample import Choice as Choice

@@ -9,8 +9,8 @@ whose state and with which traced hyperparameters:
 - :class:`Strategy` itself (plain ``fit``): one leg, every cell, every epoch;
 - :class:`~jaxmom.sweep.Halving`: one leg per rung, the survivors of each going on with their
   exact state;
-- a strategy that copies some cells' states into others and changes their hyperparameters between
-  legs (population-based training) needs nothing more: a leg's ``sources`` says whose kept state
+- :class:`~jaxmom.sweep.PBT` (population-based training): one leg per interval, some cells going
+  on from others' states with other hyperparameters: a leg's ``sources`` says whose kept state
   each cell starts from, and its ``hparams`` replaces the grid's values.
 
 A strategy's ``next`` must depend only on the results so far and the leg that ended (no hidden
@@ -94,6 +94,11 @@ class Strategy:
     def finish(self, s: Setup, log: Log) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """(metrics, info) the strategy adds to the result: metrics shaped like the grid."""
         return {}, {}
+
+    def divergence(self, s: Setup, log: Log) -> tuple[np.ndarray, np.ndarray] | None:
+        """The result's (diverged, diverged_step) marks, shaped like the grid; None: the result
+        computes them from its metrics."""
+        return log.divergence(s)
 
 
 class Log:
@@ -373,7 +378,7 @@ def drive(
         history="loss",
         devices=tuple(s.mesh.devices.flat),
         divergence_factor=divergence_factor,
-        divergence=log.divergence(s),
+        divergence=strategy.divergence(s, log),
         info=info,
         params=params,
     )

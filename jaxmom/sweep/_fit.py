@@ -23,7 +23,8 @@ The grid is trained chunk after chunk: a chunk trains all its epochs, is evaluat
 is dropped, so only the results accumulate. The modules, one concept each: :mod:`._setup` (the
 checked :class:`~jaxmom.sweep._setup.Setup`), :mod:`._programs` (the per-cell functions and the
 compiled programs), :mod:`._memory` (the chunk size), :mod:`._driver` (the one chunk x epoch loop
-and its strategies: plain ``fit``, :class:`~jaxmom.sweep.Halving`) and this front door.
+and its strategies: plain ``fit``, :class:`~jaxmom.sweep.Halving`, :class:`~jaxmom.sweep.PBT`)
+and this front door.
 
 Checkpoints (``checkpoint_dir``, format in :mod:`jaxmom.sweep._checkpoint`, contents in
 :mod:`jaxmom.sweep._driver`): after every epoch of a chunk, ``fit-<fingerprint>.json`` and the
@@ -52,6 +53,7 @@ from jaxmom.sweep._driver import Strategy, drive
 from jaxmom.sweep._grid import Grid
 from jaxmom.sweep._halving import Halving
 from jaxmom.sweep._memory import bytes_per_config, with_chunk_size
+from jaxmom.sweep._pbt import PBT
 from jaxmom.sweep._programs import cell_fns, epoch_program, template
 from jaxmom.sweep._result import SweepResult
 from jaxmom.sweep._setup import Setup, setup
@@ -130,6 +132,7 @@ def fit(
     return_params: bool = False,
     divergence_factor: float | None = 10.0,
     halving=None,
+    search=None,
 ) -> SweepResult:
     """Train ``init``'s model with ``loss`` and ``optimizer``, one run per cell of ``grid``.
 
@@ -177,7 +180,11 @@ def fit(
       divergence_factor: see :func:`jaxmom.sweep.sweep`; applied to ``loss``.
       halving: a :class:`~jaxmom.sweep.Halving`: successive halving instead of training every
         cell for every epoch (see :mod:`jaxmom.sweep._halving`); checkpoints work as for a plain
-        fit.
+        fit. The same as ``search=``.
+      search: how to spend the epochs, instead of training every cell for every epoch: a
+        :class:`~jaxmom.sweep.Halving` (successive halving) or a :class:`~jaxmom.sweep.PBT`
+        (population-based training, see :mod:`jaxmom.sweep._pbt`); checkpoints work as for a
+        plain fit.
 
     Returns:
       A :class:`~jaxmom.sweep.SweepResult` whose ``metrics`` hold ``loss`` (every step,
@@ -191,7 +198,11 @@ def fit(
     memory_budget = _checks.memory_budget(memory_budget)
     if halving is not None and not isinstance(halving, Halving):
         raise TypeError(f"halving must be a jaxmom.sweep.Halving, got {type(halving).__name__}")
-    strategy = halving if halving is not None else Strategy()
+    if search is not None and not isinstance(search, Halving | PBT):
+        raise TypeError(f"search must be a sweep.Halving or sweep.PBT, got {type(search).__name__}")
+    if halving is not None and search is not None:
+        raise ValueError("give the search as search= or halving=, not both")
+    strategy = halving or search or Strategy()
     s = setup(
         grid,
         init=init,

@@ -307,6 +307,18 @@ class SweepResult:
         out["n_seeds"] = n
         return out
 
+    def schedule(self, member) -> dict:
+        """A population-based training member's lineage (a result of ``fit(...,
+        search=PBT(...))``; ``member`` as its ``member`` metric numbers them, e.g.
+        ``res.best(...)["member"]``): ``{"member", "members": the member whose run trained
+        each epoch of its final state (epochs,), "hp": {name: the value each epoch trained
+        with (epochs,)}, "cells": its grid indices, "seeds": theirs (None without a seed
+        axis)}``. Replaying ``hp`` from ``init`` reproduces the member's params: see
+        :mod:`jaxmom.sweep._pbt`."""
+        from jaxmom.sweep._pbt import schedule
+
+        return schedule(self, member)
+
     def heatmap(
         self,
         metric: str,

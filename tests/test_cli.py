@@ -4,6 +4,7 @@ In-process where a test needs only the parser or a tiny dataset; as a subprocess
 what a shell sees (exit status, one-line errors without a traceback, signals)."""
 
 import csv
+import gc
 import json
 import os
 import signal
@@ -299,10 +300,6 @@ def test_sweep_of_another_optimizer_and_its_one_line_errors(
         (["--lr", "0.1"], "needs at least one hyperparameter flag with a comma list"),
         (["--lr", "0.1,x"], "--lr: expected numbers separated by commas, got '0.1,x'"),
         (["--momentum", "0,1.5"], "momentum"),
-        (
-            ["--lr", "0.1,0.2", "--divergence-factor", "1"],
-            "divergence_factor must be a number above 1",
-        ),
     ):
         code, err = one_line_exit(capsys, ["--sweep", *argv, "--out", str(tmp_path / "x")])
         assert code in (1, 2) and fragment in err, err
@@ -453,6 +450,47 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path):
     _, err = run.communicate(timeout=60)
     assert run.returncode == 130, err
     assert err.strip().splitlines()[-1] == "mnist.py: interrupted" and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # no --out, nothing beside it
+
+
+def test_ctrl_c_that_a_gc_callback_swallows_still_stops_the_run_within_an_epoch(
+    tmp_path, capsys, monkeypatch, tiny_mnist
+):
+    """SIGINT lands while a garbage-collection callback runs (as JAX's _xla_gc_callback), where
+    Python prints "Exception ignored in ..." and drops the KeyboardInterrupt: the run trained on to
+    its end and exited 0. Now it stops after the epoch it was in (whose checkpoint is saved), with
+    the one line and status 130. Deterministic: the callback sends the signal itself, and runs
+    until Python's handler has raised inside it."""
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    landed = []
+
+    def callback(phase, info):
+        gc.callbacks.remove(callback)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # Python runs the signal's handler here
+                pass
+        except KeyboardInterrupt:
+            landed.append(True)
+            raise  # ignored by gc
+
+    def train(*args, **kwargs):
+        gc.callbacks.append(callback)
+        gc.collect()
+        return train_and_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "train_and_evaluate", train)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # even in a background job
+    try:
+        argv = quick(tmp_path / "o", "--epochs", "5", "--checkpoint-dir", str(tmp_path / "ck"))
+        code = cli.main(argv)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert landed == [True]
+    assert code == 130 and capsys.readouterr().err == "mnist.py: interrupted\n"
+    (header,) = (tmp_path / "ck").glob("*/fit-*.json")
+    assert json.loads(header.read_text())["epoch"] == 1  # stopped after the first epoch
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no --out
 
 
 def test_ctrl_c_while_jax_imports_exits_130_with_one_line(tmp_path):
@@ -508,6 +546,8 @@ def test_ctrl_c_while_jax_imports_exits_130_with_one_line(tmp_path):
             "grid cell learning_rate=0.1, momentum=1.0: momentum must be",
         ),
         (["--sweep", "--lr", "0.1,-0.1"], 2, "grid cell learning_rate=-0.1: learning_rate must"),
+        (["--momentum", "-0.5"], 2, "momentum must be a finite number in [0, 1), got -0.5"),
+        (["--sweep", "--lr", "-0.1,0.1"], 2, "learning_rate must be a finite number in [0, inf)"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else None,
 )
@@ -534,8 +574,8 @@ def test_an_unwritable_out_is_one_line_before_anything_compiles(
     monkeypatch.setattr(cli, "train_and_evaluate", lambda *a, **k: pytest.fail("trained"))
     monkeypatch.setattr(cli, "run_sweep", lambda *a, **k: pytest.fail("trained"))
     argv = ["--sweep", "--lr", "0.1,0.2"] if sweep else ["--optimizer", "sgd"]
-    code, err = one_line_exit(capsys, [*argv, "--out", "/proc/self"])
-    assert code == 1 and "--out: output folder /proc/self is not writable" in err, err
+    code, err = one_line_exit(capsys, [*argv, "--out", "/proc/self/out"])
+    assert code == 1 and "--out: output folder /proc/self/out is not writable" in err, err
 
 
 def quick(out, *extra):
@@ -550,7 +590,7 @@ def test_an_out_with_results_is_refused_unless_overwrite(tmp_path, capsys, monke
     capsys.readouterr()
     for argv in (quick(out, "--lr", "0.5"), ["--sweep", "--lr", "0.1,0.2", "--out", str(out)]):
         code, err = one_line_exit(capsys, argv)
-        assert code == 1 and "already holds results (results.json)" in err, err
+        assert code == 2 and "already holds results (results.json)" in err, err
         assert "pass --overwrite" in err
     assert (out / "results.json").read_bytes() == first
     assert cli.main(quick(out, "--lr", "0.5", "--overwrite")) == 0
@@ -585,6 +625,159 @@ def test_a_full_disk_at_write_is_one_line_and_keeps_the_earlier_results(
     first = "sweep.csv" if sweep else "results.json"
     assert err == f"mnist.py: error: cannot write {out / first}: No space left on device\n"
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert list(tmp_path.iterdir()) == [out]  # no half-written run beside it
+
+
+@pytest.mark.parametrize("sweep", [False, True], ids=["study", "sweep"])
+def test_a_disk_that_fills_up_mid_write_keeps_the_earlier_run_whole(
+    sweep, tmp_path, capsys, monkeypatch, tiny_mnist
+):
+    """--overwrite, and the disk fills up after the new run's first file was written: --out
+    still holds the earlier run, every file of it byte for byte (it held the new results.json
+    beside the old figures), and nothing of the new run is left anywhere."""
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    out = tmp_path / "o"
+    argv = ["--sweep", "--lr", "0.1,0.2", "--epochs", "1", "--quiet", "--out", str(out)]
+    argv = argv if sweep else quick(out)
+    assert cli.main(argv) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    writes = []
+
+    def fills_up(fd):  # the first file is written, the second finds the disk full
+        writes.append(fd)
+        if len(writes) > 1:
+            no_space(fd)
+
+    monkeypatch.setattr(os, "fsync", fills_up)
+    assert cli.main([*argv, "--overwrite", "--lr", "0.3,0.4" if sweep else "0.3"]) == 1
+    second = "results.json" if sweep else "train_loss.csv"
+    assert capsys.readouterr().err == (
+        f"mnist.py: error: cannot write {out / second}: No space left on device\n"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def written(out) -> set[str]:
+    return {p.name for p in out.iterdir()}
+
+
+def test_overwrite_replaces_the_whole_earlier_run(tmp_path, capsys, monkeypatch, tiny_mnist):
+    """A --search, then --overwrite with a --sweep, then with a single run: each time --out holds
+    the new run's files and none of the earlier one's (the search's sweep.csv and scatter plots
+    stayed beside the sweep's results)."""
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    out = tmp_path / "o"
+    common = ["--epochs", "1", "--quiet", "--out", str(out)]
+    search = ["--search", "random", "--trials", "2", "--lr", "1e-3:1", "--momentum", "0:0.9"]
+    assert cli.main([*search, *common]) == 0
+    assert {"results.json", "sweep.csv", "scatter_test_accuracy_learning_rate_momentum.png"} <= (
+        written(out)
+    )
+    sweep = ["--sweep", "--lr", "0.1,0.2", "--momentum", "0,0.9"]
+    assert cli.main([*sweep, *common, "--overwrite"]) == 0
+    assert written(out) == {
+        "results.json",
+        "sweep.csv",
+        "heatmap_train_loss_learning_rate_momentum.png",
+        "heatmap_test_accuracy_learning_rate_momentum.png",
+    }
+    assert cli.main(["--optimizer", "sgd", *common, "--overwrite"]) == 0
+    assert written(out) == {"results.json", "train_loss.csv", "loss_curves.png"}
+    assert list(tmp_path.iterdir()) == [out]
+    printed = capsys.readouterr().out
+    assert f"wrote {out / 'loss_curves.png'}" in printed and ".tmp-" not in printed
+
+
+def test_a_swap_that_fails_puts_the_earlier_run_back(tmp_path, capsys, monkeypatch, tiny_mnist):
+    """The new run is complete and the earlier one renamed aside, but renaming the new one in
+    fails: the earlier run is renamed back, byte for byte, and the new one removed."""
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    out = tmp_path / "o"
+    assert cli.main(quick(out)) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    rename, calls = os.rename, []
+
+    def second_fails(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(18, "Invalid cross-device link")
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", second_fails)
+    code, err = one_line_exit(capsys, quick(out, "--overwrite", "--lr", "0.3"))
+    assert (
+        code == 1
+        and err == f"mnist.py: error: --out: cannot replace {out}: Invalid cross-device link\n"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_an_out_that_gains_a_file_of_yours_meanwhile_is_left_alone(
+    tmp_path, capsys, monkeypatch, tiny_mnist
+):
+    """A file put into --out while the run trained is never deleted: --out stays as it is, and
+    the finished run stays beside it, where the one line says."""
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    out = tmp_path / "o"
+    assert cli.main(quick(out)) == 0
+    capsys.readouterr()
+
+    def train(*args, **kwargs):
+        (out / "notes.txt").write_text("mine")
+        return train_and_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "train_and_evaluate", train)
+    code, err = one_line_exit(capsys, quick(out, "--overwrite"))
+    (kept,) = set(tmp_path.iterdir()) - {out}
+    assert code == 1 and "now holds notes.txt, which this run may not replace" in err, err
+    assert err.endswith(f"this run's files are in {kept}\n") and kept.name.startswith("o.tmp-")
+    assert (out / "notes.txt").read_text() == "mine" and (kept / "results.json").exists()
+
+
+def test_a_run_that_fails_creates_no_out_folder(tmp_path, capsys, monkeypatch, tiny_mnist):
+    """Every check of the command line passes and the run then fails (here in training): no --out,
+    no folder beside it, and none of the parents it would have made."""
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+
+    def fails(*args, **kwargs):
+        raise ValueError("the training failed")
+
+    monkeypatch.setattr(cli, "train_and_evaluate", fails)
+    code, err = one_line_exit(capsys, quick(tmp_path / "a" / "b" / "o"))
+    assert code == 1 and err == "mnist.py: error: the training failed\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", ["a file of yours", "a subfolder", "the current folder"])
+def test_an_out_that_holds_what_the_study_did_not_write_is_refused(
+    case, tmp_path, capsys, monkeypatch
+):
+    """A run replaces its --out folder whole, so a folder with anything but a run's files in it
+    (or the current folder) is refused, --overwrite or not, and left as it was."""
+    monkeypatch.setattr(cli, "load_data", lambda args: pytest.fail("loaded data"))
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    if case == "a file of yours":
+        (out / "notes.txt").write_text("mine")
+        fragment = "holds notes.txt, which the study did not write"
+    elif case == "a subfolder":
+        (out / "heatmap_x.png").mkdir()
+        fragment = "holds heatmap_x.png, which the study did not write"
+    else:
+        monkeypatch.chdir(out)
+        out, fragment = Path("."), "--out '.' is the current folder"
+    before = sorted(tmp_path.rglob("*"))
+    for extra in ([], ["--overwrite"]):
+        code, err = one_line_exit(capsys, quick(out, *extra))
+        assert code == 2 and fragment in err, err
+    assert sorted(tmp_path.rglob("*")) == before
+    argv = quick(tmp_path / "n", "--checkpoint-dir", str(tmp_path / "n" / "ck"))
+    code, err = one_line_exit(capsys, argv)
+    assert code == 2 and "--checkpoint-dir lies inside --out" in err, err
 
 
 def test_a_full_disk_at_a_checkpoint_is_one_line_and_leaves_no_temporary_file(
@@ -736,13 +929,36 @@ SEARCH = ["--search", "random", "--lr", "1e-4:1"]
         (["--lr", "1e-4:1"], "--lr 0.0001:1 is a range: add --search random|sobol|halving|optuna"),
         (["--search", "sobol", "--lr", "0.1"], "--search sobol needs at least one range LO:HI"),
         (["--search", "halving", "--lr", "0.1,0.2"], "needs at least one range"),
-        ([*SEARCH, "--trials", "0"], "--trials must be at least 1, got 0"),
+        ([*SEARCH, "--trials", "0"], "--trials must be in 1..1048576 (the most one search"),
         (["--search", "halving", "--lr", "1e-4:1", "--eta", "1"], "--eta must be at least 2"),
         ([*SEARCH, "--eta", "3"], "--eta applies to --search halving"),
         (["--lr", "0.1", "--trials", "3"], "--trials applies to --search"),
         (["--search", "random", "--lr", "0:1"], "--lr 0:1: a range needs 0 < LO < HI"),
         ([*SEARCH, "--momentum", "0.9:0.1"], "--momentum 0.9:0.1: a range needs LO < HI"),
-        ([*SEARCH, "--momentum", "0:1.5"], "grid cell learning_rate=0.0001, momentum=1.5:"),
+        (
+            [*SEARCH, "--momentum", "0:1.5"],
+            "--momentum 0:1.5: momentum must be a finite number in [0, 1), got 1.5",
+        ),
+        ([*SEARCH, "--momentum", "0,1.5"], "--momentum 0,1.5: momentum must be a finite number"),
+        (
+            ["--search", "random", "--lr", "1e-4:inf"],
+            "--lr 0.0001:inf: a range needs two finite numbers LO < HI",
+        ),
+        (["--search", "random", "--lr", "1e-50:1"], "--lr 1e-50:1: LO value 1e-50 is below"),
+        (["--search", "random", "--lr", "-1:1"], "--lr -1:1: a range needs 0 < LO < HI"),
+        (["--search", "random", "--lr=-1:1"], "--lr -1:1: a range needs 0 < LO < HI"),
+        ([*SEARCH, "--momentum", "-0.5:0.5"], "--momentum -0.5:0.5: momentum must be"),
+        (
+            [*SEARCH, "--trials", "1099511627776"],
+            "--trials must be in 1..1048576 (the most one search draws), got 1099511627776",
+        ),
+        (
+            [*SEARCH, "--divergence-factor", "1"],
+            "--divergence-factor must be a number above 1, or inf (only NaN and inf diverge), "
+            "got 1",
+        ),
+        (["--sweep", "--lr", "0.1,0.2", "--divergence-factor", "nan"], "got nan"),
+        (["--divergence-factor", "0.5"], "--divergence-factor must be a number above 1"),
         ([*SEARCH, "--sweep"], "give one of them"),
         ([*SEARCH, "--study", "family"], "--study trains a fixed list"),
         ([*SEARCH, "--optimizer", "sgd,adam"], "--search trains one --optimizer at a time"),
@@ -759,10 +975,16 @@ SEARCH = ["--search", "random", "--lr", "1e-4:1"]
 def test_search_flag_errors_are_one_line_before_any_data(
     argv, fragment, capsys, monkeypatch, tmp_path
 ):
+    """Each names its flag and value in the command line's words (not log_uniform(), not a grid
+    cell, not argparse's "expected one argument" for a value that starts with a minus); a number
+    of trials beyond what a search draws, or a divergence factor that fit refuses, is refused
+    here too, before any data or any folder (it was an 8 TiB allocation, or exit 1 after the data
+    loaded, beside an empty --out)."""
     monkeypatch.setattr(cli, "load_data", lambda args: pytest.fail("loaded data"))
     code, err = one_line_exit(capsys, [*argv, "--out", str(tmp_path / "o")])
     assert code == 2 and fragment in err, err
-    assert not (tmp_path / "o").exists()
+    assert "log_uniform" not in err and "grid cell" not in err and "expected one" not in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_search_optuna_without_optuna_names_the_tune_extra(capsys, monkeypatch, tmp_path):

@@ -31,17 +31,22 @@ epoch's HLO) without training.
 
 What the sweeps' own tools use is public too, for scripts and studies built on them:
 :func:`check_cells` (every cell of a grid built once by ``optimizer`` with concrete values, as
-``fit`` does before it compiles); the space classes that :func:`uniform`, :func:`log_uniform` and
+``fit`` does before it compiles) and :func:`check_divergence_factor` (``fit``'s rule for
+``divergence_factor``); the space classes that :func:`uniform`, :func:`log_uniform` and
 :func:`choice` return (:class:`Uniform`, :class:`LogUniform`, :class:`Choice`; ``Space`` is their
-union) and :data:`TRIAL`, the name of a sampled grid's axis; and the files every sweep writes:
+union), :data:`TRIAL`, the name of a sampled grid's axis, and :data:`MAX_TRIALS`, the most trials
+:func:`sample` draws; and the files every sweep writes:
 :func:`atomic_open`, :func:`write_text`, :func:`write_bytes` and :func:`write_json` (written whole
 or not at all; JSON strict, NaN and inf as ``null``, which :func:`nan_if_null` reads back;
 :func:`json_text` gives the text),
 :func:`check_writable` (an output folder proved writable before any work) and
-:class:`OutputError` (one line naming the path).
+:class:`OutputError` (one line naming the path); and :func:`catch_interrupts`, within which a
+Ctrl-C that lands where Python ignores exceptions (JAX's garbage-collection callback) is kept and
+raised by :func:`check_interrupt`, which ``fit`` calls after every epoch.
 
 Modules: :mod:`~jaxmom.sweep._grid` (the grid), :mod:`~jaxmom.sweep._sample` (sampled trials),
-:mod:`~jaxmom.sweep._checks` (one check per shared argument),
+:mod:`~jaxmom.sweep._checks` (one check per shared argument), :mod:`~jaxmom.sweep._interrupt`
+(Ctrl-C kept until the next epoch),
 :mod:`~jaxmom.sweep._engine` (the compiled, sharded, chunked program and its cache),
 :mod:`~jaxmom.sweep._result` (results, divergence, exports, save and load),
 :mod:`jaxmom.sweep.plot` (heatmaps and scatter plots, needs matplotlib). ``fit`` is built in
@@ -55,6 +60,7 @@ functions, compiled programs), :mod:`~jaxmom.sweep._memory` (chunk size),
 dataset: the MNIST study's sweep lives in :mod:`jaxmom.studies.mnist.sweep`.
 """
 
+from jaxmom.sweep._checks import check_divergence_factor as check_divergence_factor
 from jaxmom.sweep._engine import cache_size as cache_size
 from jaxmom.sweep._engine import clear_cache as clear_cache
 from jaxmom.sweep._engine import finite as finite
@@ -76,9 +82,12 @@ from jaxmom.sweep._grid import Grid as Grid
 from jaxmom.sweep._grid import product as product
 from jaxmom.sweep._grid import zipped as zipped
 from jaxmom.sweep._halving import Halving as Halving
+from jaxmom.sweep._interrupt import catch_interrupts as catch_interrupts
+from jaxmom.sweep._interrupt import check_interrupt as check_interrupt
 from jaxmom.sweep._optuna import optuna_search as optuna_search
 from jaxmom.sweep._pbt import PBT as PBT
 from jaxmom.sweep._result import SweepResult as SweepResult
+from jaxmom.sweep._sample import MAX_TRIALS as MAX_TRIALS
 from jaxmom.sweep._sample import TRIAL as TRIAL
 from jaxmom.sweep._sample import Choice as Choice
 from jaxmom.sweep._sample import LogUniform as LogUniform

@@ -59,6 +59,9 @@ def divergence_factor(value: Any) -> float | None:
     return float(value)
 
 
+check_divergence_factor = divergence_factor  # public: jaxmom.sweep.check_divergence_factor
+
+
 def memory_budget(value: Any) -> int | None:
     """``None`` (half the memory available) or a positive number of bytes."""
     if value is None:

@@ -36,6 +36,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxmom.sweep._checkpoint import Checkpoint, refuse_nonfinite
 from jaxmom.sweep._engine import _fetch, _put
+from jaxmom.sweep._interrupt import check_interrupt
 from jaxmom.sweep._memory import available_memory
 from jaxmom.sweep._programs import (
     chunk_inputs,
@@ -345,6 +346,7 @@ def drive(
                         }
                         arrays = {**log.to_npz(), **leg_arrays}
                         checkpoint.save(header, jax.tree.map(_fetch, state), arrays)
+                    check_interrupt()  # a Ctrl-C that landed where Python ignores it
 
                 trained = run_epochs(ls, state, chunk, e0, leg.end, after_epoch)
                 seconds["train"] += trained.seconds

@@ -7,7 +7,7 @@ and in the PyTorch form (sgd, lr 1e-2, momentum 0.9), Adam (1e-3), RMSprop (1e-3
 Adagrad (1e-2) and Adadelta (1.0). It prints the mean training loss per epoch like the tutorials,
 then a summary table, and writes into --out: results.json (one record per run), train_loss.csv
 (the batch loss every 30 steps) and loss_curves.png (that loss, semilogy, and the test accuracy
-per epoch). An --out folder that already holds results is refused unless --overwrite is given.
+per epoch). --out holds one run, swapped in whole when complete (jaxmom/studies/mnist/folders.py).
 
     python3 experiments/mnist.py                                    # the study
     python3 experiments/mnist.py --study family                     # AdamW ... schedule-free SGD
@@ -26,6 +26,7 @@ jaxmom/studies/mnist/registry.py.
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -38,12 +39,17 @@ from jaxmom.studies.mnist.registry import hyperparameters, options
 from jaxmom.studies.mnist.studies import STUDIES
 from jaxmom.studies.mnist.sweep import SEARCHES, Search, check_available, run_search, run_sweep
 from jaxmom.studies.mnist.train import train_and_evaluate
-from jaxmom.sweep import Grid, OutputError
+from jaxmom.sweep import Grid, OutputError, catch_interrupts
 
 PROG = "mnist.py"
 
 
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # "-1:1", "-0.5", "-inf:0" are values (checked as such), not options
+        self._negative_number_matcher = re.compile(r"^-(\.?\d|inf)", re.IGNORECASE)
+
     def error(self, message: str) -> NoReturn:
         """One line on stderr and exit status 2, instead of argparse's usage block."""
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -177,18 +183,15 @@ def build_parser() -> Parser:
         "--out",
         type=Path,
         help=f"folder for results.json, {folders.LOSS_CSV} and loss_curves.png (with --sweep: "
-        "results.json, sweep.csv and heatmaps); default runs/mnist-<timestamp>/. Checked "
-        "writable before training; one that holds another run's results is refused",
+        "results.json, sweep.csv and heatmaps); default runs/mnist-<timestamp>/. It holds one "
+        "run: written beside it, checked writable before training, swapped in when complete. "
+        "One that holds files the study did not write is refused",
     )
     group.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the results already in --out (each file is replaced whole, when written)",
+        "--overwrite", action="store_true", help="replace the run already in --out, all its files"
     )
     group.add_argument(
-        "--quiet",
-        action="store_true",
-        help="no progress bar or per-epoch lines; only notices and the summary",
+        "--quiet", action="store_true", help="only the summary, no progress bar or per-epoch lines"
     )
     group = p.add_argument_group("sweep")
     group.add_argument(
@@ -252,21 +255,12 @@ def load_data(args):
     return dataset
 
 
-def prepare(args: argparse.Namespace, stem: str):
-    """Before anything compiles: --checkpoint-dir created and proved writable, --out checked free
-    (:func:`~jaxmom.studies.mnist.folders.out_folder`), the data loaded, then --out created and
-    proved writable. Returns (out, dataset)."""
-    folders.checkpoint_folder(args.checkpoint_dir)
-    out = folders.out_folder(args.out, stem, overwrite=args.overwrite)
-    dataset = load_data(args)
-    return folders.make_out(out), dataset
-
-
-def sweep_main(args: argparse.Namespace, config: Config, plan: Grid | Search) -> int:
+def sweep_main(args: argparse.Namespace, config: Config, plan: Grid | Search, stage) -> int:
     """--sweep (``config`` trained at every cell of the grid ``plan``) or --search (``plan``'s
     trials), through fit. Prints a table; writes sweep.csv, results.json and one heatmap (a grid)
-    or scatter plot (sampled trials) per pair of hyperparameters and metric into --out."""
-    out, dataset = prepare(args, "search" if isinstance(plan, Search) else "sweep")
+    or scatter plot (sampled trials) per pair of hyperparameters and metric; --out at last."""
+    folders.checkpoint_folder(args.checkpoint_dir)
+    dataset = load_data(args)
     common = dict(divergence_factor=args.divergence_factor, progress=not args.quiet)
     if isinstance(plan, Search):
         print(report.search_header(config, plan))
@@ -278,16 +272,18 @@ def sweep_main(args: argparse.Namespace, config: Config, plan: Grid | Search) ->
     print(report.sweep_summary(res, records))
     if "halving" in res.info:
         print(report.halving_line(res.info["halving"]))
-    print(report.wrote(report.write_sweep_outputs(out, res, config, records)))
+    written = report.write_sweep_outputs(stage.path, res, config, records)
+    print(report.wrote(stage.commit(written)))
     return 0
 
 
-def study_main(args: argparse.Namespace, configs: list[Config]) -> int:
+def study_main(args: argparse.Namespace, configs: list[Config], stage) -> int:
     """The study: each chosen optimizer (or the default study) trained in turn, with fit's
     progress bar, the tutorials' per-epoch lines, a summary table, results.json, a CSV of losses
-    and the loss curves."""
+    and the loss curves, written into ``stage`` and then made --out."""
     start = time.perf_counter()
-    out, dataset = prepare(args, "mnist")
+    folders.checkpoint_folder(args.checkpoint_dir)
+    dataset = load_data(args)
     records = []
     for config in configs:
         if not args.quiet:
@@ -299,7 +295,7 @@ def study_main(args: argparse.Namespace, configs: list[Config]) -> int:
 
     print(report.study_summary(records))
     title = report.figure_title(args.dataset, records, family=args.study == "family")
-    print(report.wrote(report.write_outputs(out, records, title)))
+    print(report.wrote(stage.commit(report.write_outputs(stage.path, records, title))))
     print(f"total wall time: {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -322,9 +318,10 @@ def run() -> NoReturn:
 
 def main(argv=None) -> int:
     """Runs the command line; returns the exit status: 2 and one line for a bad flag or value
-    (a ``ValueError`` or ``TypeError`` while :mod:`~jaxmom.studies.mnist.flags` makes the runs),
-    before any data or output; 1 and one line for a data, checkpoint or output problem (a
-    ``ValueError`` or :class:`~jaxmom.sweep.OutputError`); 130 after Ctrl-C, as shells expect."""
+    (a ``ValueError`` or ``TypeError`` from :mod:`~jaxmom.studies.mnist.flags` or
+    :mod:`~jaxmom.studies.mnist.folders`), before any data or output; 1 and one line for a data,
+    checkpoint or output problem (a ``ValueError`` or :class:`~jaxmom.sweep.OutputError`), which
+    leaves --out as it was; 130 within an epoch of Ctrl-C (:func:`jaxmom.sweep.catch_interrupts`)."""
     try:
         p = build_parser()
         args = p.parse_args(argv)
@@ -337,11 +334,13 @@ def main(argv=None) -> int:
                 plan = flags.search_from_args(args, configs[0])
                 check_available(plan.method)  # e.g. Optuna, before any data
             folders.check_checkpoint_dir(args.checkpoint_dir)
+            stage = folders.out_folder(args)  # checked; nothing is created before here
         except (ValueError, TypeError) as e:
             p.error(str(e))
-        if plan is not None:
-            return sweep_main(args, configs[0], plan)
-        return study_main(args, configs)
+        with catch_interrupts(), stage:  # Ctrl-C: 130 within an epoch; --out whole or as it was
+            if plan is not None:
+                return sweep_main(args, configs[0], plan, stage)
+            return study_main(args, configs, stage)
     except (ValueError, OutputError) as e:  # a full disk: the earlier files are intact
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ how the flags combine.
 import argparse
 import dataclasses
 import math
+import re
 from typing import NamedTuple
 
 from jaxmom import sweep
@@ -135,6 +136,13 @@ def configs_from_args(args: argparse.Namespace) -> list[Config]:
         )
     if args.sweep and args.search:
         raise ValueError("--sweep trains a grid, --search samples trials: give one of them")
+    try:  # fit's own rule
+        sweep.check_divergence_factor(args.divergence_factor)
+    except ValueError:
+        raise ValueError(
+            "--divergence-factor must be a number above 1, or inf (only NaN and inf diverge), "
+            f"got {args.divergence_factor:g}"
+        ) from None
     for name in ("max_train_samples", "max_test_samples"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
@@ -229,8 +237,11 @@ def check_search_flags(args: argparse.Namespace) -> None:
             raise ValueError(f"--seeds lists seed {twice[0]} more than once")
     if args.trials is not None and not args.search:
         raise ValueError("--trials applies to --search")
-    if args.trials is not None and args.trials < 1:
-        raise ValueError(f"--trials must be at least 1, got {args.trials}")
+    if args.trials is not None and not 1 <= args.trials <= sweep.MAX_TRIALS:
+        raise ValueError(
+            f"--trials must be in 1..{sweep.MAX_TRIALS} (the most one search draws), "
+            f"got {args.trials}"
+        )
     if args.eta is not None and args.search != "halving":
         raise ValueError("--eta applies to --search halving")
     if args.eta is not None:
@@ -264,12 +275,24 @@ def grid_from_args(args: argparse.Namespace, config: Config) -> sweep.Grid:
     return grid if args.seeds is None else grid.with_seeds(args.seeds)
 
 
+def check_values(config: Config, name: str, values: list, given: str) -> None:
+    """One hyperparameter's ``values`` (a range's ends, a choice's values), each built by
+    ``config``'s optimizer with the other hyperparameters fixed (:func:`jaxmom.sweep.check_cells`):
+    one ``ValueError`` naming the flag as ``given`` (``--momentum 0:1.5``) and the optimizer's
+    reason, without the "grid cell momentum=1.5" that check_cells puts before it."""
+    try:
+        sweep.check_cells(sweep.product(**{name: values}), **optimizer_arguments(config, (name,)))
+    except ValueError as e:
+        raise ValueError(f"{given}: {str(e).partition(': ')[2]}") from None
+
+
 def search_from_args(args: argparse.Namespace, config: Config) -> Search:
     """--search's :class:`~jaxmom.studies.mnist.sweep.Search`: a range ``LO:HI`` is log-uniform
     for the flags of :data:`LOG_SCALE` and uniform for the others, a comma list a choice among its
-    values, the other flags stay fixed. One ``ValueError`` for a range that the space refuses, or
-    naming the first corner of the space (each range's ends, each choice's values) that
-    ``config``'s optimizer or the study refuses (:func:`jaxmom.sweep.check_cells`)."""
+    values, the other flags stay fixed. One ``ValueError`` for a range that the space refuses,
+    naming the flag whose range or choice ``config``'s optimizer or the study refuses
+    (:func:`check_values`), or else the first corner of the space (each range's ends, each
+    choice's values) that they refuse together (:func:`jaxmom.sweep.check_cells`)."""
     flags = {n: h["flag"] for n, h in hyperparameters().items()}
     space, ends = {}, {}
     for name, v in given_hparams(args).items():
@@ -278,13 +301,21 @@ def search_from_args(args: argparse.Namespace, config: Config) -> Search:
             try:
                 space[name] = (sweep.log_uniform if log else sweep.uniform)(v.lo, v.hi)
             except ValueError as e:  # the space's own rule, said in the flag's words
-                need = "0 < LO < HI (it is drawn log-uniform)" if log else "LO < HI"
-                why = f"a range needs {need}" if math.isfinite(v.lo + v.hi) else str(e)
+                why = re.sub(r"\b(lo|hi)\b", lambda m: m[0].upper(), str(e).partition("(): ")[2])
+                if not math.isfinite(v.lo + v.hi):
+                    why = "a range needs two finite numbers LO < HI"
+                elif (log and v.lo <= 0) or not v.lo < v.hi:
+                    need = "0 < LO < HI (it is drawn log-uniform)" if log else "LO < HI"
+                    why = f"a range needs {need}"
                 raise ValueError(f"--{flags[name]} {v}: {why}") from None
             ends[name] = [v.lo, v.hi]
         elif len(v) > 1:
             space[name] = sweep.choice(v)
             ends[name] = list(v)
+        else:
+            continue
+        given = f"--{flags[name]} {v if isinstance(v, Range) else fmt(v)}"
+        check_values(config, name, ends[name], given)
     corners = sweep.product(**ends)
     sweep.check_cells(corners, **optimizer_arguments(config, corners.params))
     return Search(

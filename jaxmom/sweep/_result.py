@@ -27,6 +27,7 @@ import numpy as np
 
 from jaxmom.sweep._files import atomic_open
 from jaxmom.sweep._grid import SEED, Grid, positions
+from jaxmom.sweep._metrics import mode_of
 
 RESERVED = ("diverged", "diverged_step")
 # Elements per block when divergence is computed: temporaries stay this size (or one cell's size
@@ -278,17 +279,19 @@ class SweepResult:
         with np.errstate(invalid="ignore"):
             return vals.mean(-1), vals.std(-1), vals.shape[-1]
 
-    def best(self, metric: str, mode: str = "min") -> dict:
+    def best(self, metric: str, mode: str | None = None) -> dict:
         """The best configuration by ``metric``, diverged configurations excluded.
 
         Without a seed axis: the row (see :meth:`rows`) with the lowest (``mode="min"``) or
-        highest (``"max"``) finite ``metric``. With a seed axis, cells are ranked by their mean
+        highest (``"max"``) finite ``metric``. Without ``mode``, the metric's name tells which
+        (:mod:`jaxmom.sweep._metrics`: a name with ``loss``, ``error``, ... is minimised, one with
+        ``accuracy``, ``acc``, ... maximised), and a name that tells neither is refused in one
+        line asking for ``mode``. With a seed axis, cells are ranked by their mean
         over the seeds (never by single seeds), a cell where any seed diverged is excluded, and
         the answer is the cell's hyperparameters, each metric column averaged over the seeds,
         ``<metric>_std`` (over the seeds, ``ddof=0``) and ``n_seeds``.
         """
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        mode = mode_of(metric, mode, f"best({metric!r})")
         mean, std, n = self.seed_stats(metric)
         if not np.isfinite(mean).any():
             raise ValueError(f"no finite values of {metric!r}: every configuration diverged")
@@ -316,14 +319,16 @@ class SweepResult:
         *,
         title: str | None = None,
         label: str | None = None,
-        best: str | None = None,
+        best: str | None = "auto",
         log_color: bool | None = None,
         std: bool = False,
     ):
         """A heatmap of ``metric`` over the axes carrying ``x`` and ``y``, returned as a
         :class:`matplotlib.figure.Figure` (shown inline in a notebook) and saved as a PNG to
         ``path`` if given: see :func:`jaxmom.sweep.plot.heatmap`. Diverged cells are grey; other
-        axes (seeds) are averaged, or with ``std=True`` their spread is shown."""
+        axes (seeds) are averaged, or with ``std=True`` their spread is shown. The best cell is
+        outlined in red, as :meth:`best` picks it (``best="min"``, ``"max"``, None for no outline;
+        by default the direction the metric's name tells, as :meth:`best` knows it)."""
         from jaxmom.sweep import plot  # lazily: plot never imports this module at run time
 
         return plot.heatmap(

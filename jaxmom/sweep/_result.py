@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from jaxmom.sweep._files import atomic_open
-from jaxmom.sweep._grid import SEED, Grid, positions
+from jaxmom.sweep._grid import SEED, Grid
 from jaxmom.sweep._metrics import mode_of
 
 RESERVED = ("diverged", "diverged_step")
@@ -130,12 +130,15 @@ class SweepResult:
       devices: the devices the grid was sharded over.
       params: the final parameters, stacked with ``grid.shape`` in front, where the sweep returned
         them (:func:`jaxmom.sweep.fit` with ``return_params=True``); else None.
+      model_state: the final model state (e.g. BatchNorm's running averages), stacked alike,
+        where the sweep returned params of a model with state (``fit(..., has_state=True)``);
+        else None.
       info: what a search records beside the metrics, JSON-able (e.g. ``info["halving"]``).
 
     Every argument is a keyword (a positional one is a ``TypeError``): ``grid`` and ``metrics``
     are required; the others set the attributes of their names, by default the seconds 0.0,
     ``history="loss"``, no devices, ``divergence_factor=10.0``, ``info`` empty (a given one is
-    copied) and ``params=None``. ``divergence``: the ``(diverged, diverged_step)`` marks when the caller
+    copied), ``params=None`` and ``model_state=None``. ``divergence``: the ``(diverged, diverged_step)`` marks when the caller
     computed them (e.g. successive halving, over the epochs each run trained), kept exactly; by
     default they are computed here from ``history`` and ``divergence_factor``.
 
@@ -149,6 +152,7 @@ class SweepResult:
     """
 
     params: Any = None
+    model_state: Any = None
 
     def __init__(
         self,
@@ -164,6 +168,7 @@ class SweepResult:
         divergence: tuple[np.ndarray, np.ndarray] | None = None,
         info: Mapping | None = None,
         params: Any = None,
+        model_state: Any = None,
     ):
         if divergence is not None:
             divergence = (np.asarray(divergence[0]), np.asarray(divergence[1]))
@@ -182,6 +187,7 @@ class SweepResult:
         self.history = history
         self.info: dict = {} if info is None else dict(info)
         self.params = params
+        self.model_state = model_state
         self._setup(divergence)
 
     def _setup(self, marks) -> None:
@@ -359,29 +365,16 @@ class SweepResult:
         carries; ``indices`` are integers (negative ones count from the end; any order; repeats
         allowed) or a slice. The axis stays, even with a single index (``[3]``).
 
-        The metrics, ``params`` and the divergence marks are indexed alike (the marks are carried
-        over exactly, not recomputed); the timings, devices, ``history`` and
+        The metrics, ``params``, ``model_state`` and the divergence marks are indexed alike (the
+        marks are carried over exactly, not recomputed); the timings, devices, ``history`` and
         ``divergence_factor`` are kept. ``info`` is the new result's (default: empty, since a
         run's info, such as halving's rungs or the epochs each cell resumed, describes the whole
         run and is not sliced). An unknown axis, an index out of range or an empty selection is a
         one-line ``ValueError``.
         """
-        a = self.grid.axis_of(axis)
-        idx = positions(indices, self.grid.axes[a])
-        pick = lambda x: np.take(np.asarray(x), idx, axis=a)
-        return type(self)(
-            grid=self.grid.take(axis, idx),
-            metrics=jax.tree.map(pick, self.metrics),
-            compile_seconds=self.compile_seconds,
-            train_seconds=self.train_seconds,
-            eval_seconds=self.eval_seconds,
-            history=self.history,
-            devices=self.devices,
-            divergence_factor=self.divergence_factor,
-            divergence=(pick(self.diverged), pick(self.diverged_step)),
-            info=info,
-            params=None if self.params is None else jax.tree.map(pick, self.params),
-        )
+        from jaxmom.sweep._result_parts import take
+
+        return take(self, axis, indices, info)
 
     @classmethod
     def concat(
@@ -393,63 +386,15 @@ class SweepResult:
 
         The results need grids with the same axes and hyperparameters and the same values on
         every other axis (``Grid.concat``), the same metrics (pytree structure and shapes
-        beyond the grid), the same ``history`` and ``divergence_factor``, and params in all or
-        none of them; anything else is a one-line ``ValueError``. The metrics, ``params`` and
-        divergence marks are joined in order (the marks exactly, not recomputed); the seconds are
+        beyond the grid), the same ``history`` and ``divergence_factor``, and params (and model
+        states) in all or none of them; anything else is a one-line ``ValueError``. The metrics,
+        ``params``, ``model_state`` and divergence marks are joined in order (the marks exactly, not recomputed); the seconds are
         summed; the devices are those of any result, in order of first appearance. ``info`` is
         the new result's (default: empty; the parts' info describes each run and is not merged).
         """
-        results = list(results)
-        if not results:
-            raise ValueError("concat needs at least one result")
-        first = results[0]
-        grid = Grid.concat([r.grid for r in results], axis)
-        a, lead = first.grid.axis_of(axis), len(first.grid.shape)
-        for r in results[1:]:
-            for what in ("history", "divergence_factor"):
-                if getattr(r, what) != getattr(first, what):
-                    raise ValueError(
-                        f"results to concatenate need the same {what}, got "
-                        f"{getattr(first, what)!r} and {getattr(r, what)!r}"
-                    )
-        if len({r.params is None for r in results}) > 1:
-            raise ValueError("results to concatenate need params in all of them or in none")
+        from jaxmom.sweep._result_parts import concat
 
-        def join(what: str, trees: list):
-            named = [jax.tree_util.tree_leaves_with_path(t) for t in trees]
-            for t, leaves in zip(trees[1:], named[1:]):
-                if jax.tree.structure(t) != jax.tree.structure(trees[0]):
-                    names = lambda ls: [_leaf_name(p) for p, _ in ls]
-                    raise ValueError(
-                        f"results to concatenate need the same {what}, got {names(named[0])} "
-                        f"and {names(leaves)}"
-                    )
-            for k, (path, _) in enumerate(named[0]):
-                beyond = list(dict.fromkeys(np.shape(ls[k][1])[lead:] for ls in named))
-                if len(beyond) > 1:
-                    raise ValueError(
-                        f"results to concatenate need the same shape beyond the grid for "
-                        f"{what} {_leaf_name(path)!r}, got {beyond[0]} and {beyond[1]}"
-                    )
-            cat = lambda *xs: np.concatenate([np.asarray(x) for x in xs], axis=a)
-            return jax.tree.map(cat, *trees)
-
-        metrics = join("metrics", [r.metrics for r in results])
-        params = None if first.params is None else join("params", [r.params for r in results])
-        marks = [np.concatenate([getattr(r, m) for r in results], axis=a) for m in RESERVED]
-        return cls(
-            grid=grid,
-            metrics=metrics,
-            compile_seconds=sum(r.compile_seconds for r in results),
-            train_seconds=sum(r.train_seconds for r in results),
-            eval_seconds=sum(r.eval_seconds for r in results),
-            history=first.history,
-            devices=tuple(dict.fromkeys(d for r in results for d in r.devices)),
-            divergence_factor=first.divergence_factor,
-            divergence=(marks[0], marks[1]),
-            info=info,
-            params=params,
-        )
+        return concat(cls, results, axis, info)
 
     # ---- files ------------------------------------------------------------------------------
 

@@ -87,10 +87,11 @@ def save(res: SweepResult, path) -> None:
         "info": res.info,
     }
     arrays = {f"metrics/{i}": x for i, x in enumerate(leaves)}
-    if res.params is not None:
-        params: list = []
-        meta["params"] = _encode(res.params, params)
-        arrays.update({f"params/{i}": x for i, x in enumerate(params)})
+    for field in ("params", "model_state"):
+        if getattr(res, field) is not None:
+            tree: list = []
+            meta[field] = _encode(getattr(res, field), tree)
+            arrays.update({f"{field}/{i}": x for i, x in enumerate(tree)})
     for i, axis in enumerate(res.grid.axes):
         arrays.update({f"grid/{i}/{j}": c for j, c in enumerate(axis.columns.values())})
     arrays.update(diverged=res.diverged, diverged_step=res.diverged_step)
@@ -149,7 +150,7 @@ def _read_array(z, name: str) -> np.ndarray:
 
 def _check_meta(meta) -> None:
     """Refuse, naming the field, a ``result.json`` whose fields are not what :func:`_save` writes
-    (the pytrees ``metrics`` and ``params`` are checked as they are decoded)."""
+    (the pytrees ``metrics``, ``params`` and ``model_state`` are checked as they are decoded)."""
     if not isinstance(meta, dict):
         raise ValueError(f"result.json holds a {type(meta).__name__}, not a JSON object")
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
@@ -196,7 +197,8 @@ def load(path, cls=SweepResult) -> SweepResult:
     anywhere): ``result.json`` holds the format name and version, the grid's axes (names and
     hyperparameter names), the metrics' pytree structure (dicts, lists, tuples; leaves by number),
     ``history``, ``divergence_factor``, the timings, the devices (as strings), ``info`` and, where
-    there are params, their structure; the arrays are ``metrics/<n>.npy``, ``params/<n>.npy``,
+    there are params (and a model state), their structure; the arrays are ``metrics/<n>.npy``,
+    ``params/<n>.npy``, ``model_state/<n>.npy``,
     ``grid/<axis>/<column>.npy`` (exact values and dtypes), ``diverged.npy`` and
     ``diverged_step.npy``. ``result.json`` is strict JSON: a number written as ``null`` (NaN or
     inf) reads as NaN where a number is meant (the timings), as None in ``info``.
@@ -240,10 +242,12 @@ def load(path, cls=SweepResult) -> SweepResult:
             metrics = _decode(
                 meta["metrics"], [read(f"metrics/{i}") for i in range(count("metrics/"))]
             )
-            params = None
-            if meta.get("params") is not None:
-                leaves = [read(f"params/{i}") for i in range(count("params/"))]
-                params = _decode(meta["params"], leaves, "params")
+            trees = {}
+            for field in ("params", "model_state"):
+                trees[field] = None
+                if meta.get(field) is not None:
+                    leaves = [read(f"{field}/{i}") for i in range(count(f"{field}/"))]
+                    trees[field] = _decode(meta[field], leaves, field)
             marks = read("diverged"), read("diverged_step")
     except OSError as e:
         raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
@@ -267,6 +271,6 @@ def load(path, cls=SweepResult) -> SweepResult:
     res.compile_seconds, res.train_seconds, res.eval_seconds = seconds  # null: NaN, as written
     res.history = meta["history"]
     res.divergence_factor = meta["divergence_factor"]
-    res.info, res.params = meta.get("info", {}), params
+    res.info, res.params, res.model_state = meta.get("info", {}), *trees.values()
     res._setup(marks)
     return res

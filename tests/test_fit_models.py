@@ -184,6 +184,35 @@ def test_a_run_with_state_crashed_at_a_checkpoint_resumes_bit_identically(tmp_pa
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("crash_at", [2, 4])  # in the first rung's second chunk; in the second rung
+def test_halving_with_state_crashed_at_a_checkpoint_resumes_bit_identically(
+    tmp_path, monkeypatch, crash_at
+):
+    grid = sweep.product(lr=[0.02, 0.1, 0.3, 0.6], momentum=[0.9]).with_seeds(2)
+    h = sweep.Halving(eta=2, metric="val/accuracy")
+    kw = dict(**NNX, **COMMON, eval=EVAL, chunk_size=3, halving=h)
+    whole = sweep.fit(grid, **kw)
+    save, calls = Checkpoint.save, []
+
+    def crashing(self, *args):
+        calls.append(1)
+        if len(calls) == crash_at:
+            raise Crash
+        return save(self, *args)
+
+    monkeypatch.setattr(Checkpoint, "save", crashing)
+    with pytest.raises(Crash):
+        sweep.fit(grid, **kw, checkpoint_dir=tmp_path)
+    monkeypatch.setattr(Checkpoint, "save", save)
+    resumed = sweep.fit(grid, **kw, checkpoint_dir=tmp_path)
+    assert np.sum(resumed.info["resumed_epochs"]) > 0  # it did resume
+    for k in whole.metrics:
+        np.testing.assert_array_equal(resumed.metrics[k], whole.metrics[k], err_msg=k)
+    for a, b in zip(jax.tree.leaves((whole.params, whole.model_state)),
+                    jax.tree.leaves((resumed.params, resumed.model_state)), strict=True):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_result_keeps_its_model_state_through_save_load_take_and_concat(tmp_path):
     res = sweep.fit(GRID, **LINEN, **COMMON, eval=IMAGE_EVAL, chunk_size=None)
     res.save(tmp_path / "r.zip")

@@ -176,6 +176,18 @@ def test_survivors_are_ranked_by_their_mean_over_seeds():
     assert _halving._survivors(h, trials, np.arange(2), results, 1, 2, 1, 10.0).tolist() == [0]
 
 
+def test_without_a_mode_halving_ranks_in_the_direction_the_metric_name_tells():
+    assert sweep.Halving().mode == "min"  # epoch_loss
+    assert sweep.Halving(metric="val/accuracy").mode == "max"  # was "min": the worst survived
+    assert sweep.Halving(metric="accuracy", mode="min").mode == "min"  # a mode given is obeyed
+    assert repr(sweep.Halving(eta=3)) == (  # the checkpoint fingerprint of today's runs
+        "Halving(eta=3, metric='epoch_loss', mode='min', min_epochs=1)"
+    )
+    with pytest.raises(ValueError, match=r"Halving: is 'p' better lower or higher\?") as e:
+        sweep.Halving(metric="p")
+    assert "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize(
     "make, message",
     [
@@ -190,6 +202,10 @@ def test_survivors_are_ranked_by_their_mean_over_seeds():
     ],
 )
 def test_bad_halving_settings_are_refused_in_one_line_before_training(make, message):
+    # fit's setup traces the loss once, abstractly, to check it: done first (or this test would
+    # pass only after another had traced it), so that what is counted below is training
+    _setup.setup(sweep.zipped(lr=LRS, boom=BOOM), init=toy_init, loss=toy_loss,
+                 optimizer=toy_tx, train=(ONES,), batch_size=1, epochs=9)  # fmt: skip
     TRACES.clear()
     with pytest.raises(ValueError, match=message) as e:
         make()

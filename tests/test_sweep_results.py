@@ -146,7 +146,7 @@ def test_a_heatmap_where_every_cell_diverged_is_all_grey_and_does_not_crash(tmp_
 
 def test_heatmap_refuses_an_unknown_best():
     res = sweep.sweep(regression, sweep.product(lr=[0.1], momentum=[0.0]), args=(X, Y))
-    with pytest.raises(ValueError, match="best must be 'min', 'max' or None, got 'bogus'"):
+    with pytest.raises(ValueError, match="best must be 'auto', 'min', 'max' or None, got 'bogus'"):
         res.heatmap("final_loss", "lr", "momentum", best="bogus")
 
 
@@ -177,6 +177,41 @@ def test_best_ranks_cells_by_their_mean_over_seeds_never_by_a_single_seed():
     np.testing.assert_allclose(mean, [0.5, 0.325, np.nan])
     np.testing.assert_allclose(std, [0.4, 0.025, np.nan])
     assert n == 2
+
+
+def test_best_without_a_mode_takes_the_direction_from_the_name_or_refuses_in_one_line():
+    res = seeded_result()  # seed means: final_loss [0.5, 0.325, -], acc [0.5, 0.65, -]
+    assert res.best("final_loss")["lr"] == 0.03
+    assert res.best("acc")["lr"] == 0.03  # was "min": lr 0.01, the worst accuracy
+    assert res.best("acc", "min")["lr"] == 0.01  # a mode given is obeyed
+    odd = _result.SweepResult(grid=res.grid, metrics={"p": np.ones(res.grid.shape)})
+    with pytest.raises(ValueError, match=r"best\('p'\): is 'p' better lower or higher\?") as e:
+        odd.best("p")
+    assert "\n" not in str(e.value) and "mode='min'" in str(e.value)
+    both = _result.SweepResult(grid=res.grid, metrics={"loss_acc": np.ones(res.grid.shape)})
+    with pytest.raises(ValueError, match="better lower or higher"):
+        both.best("loss_acc")  # words of both kinds: no direction either
+    with pytest.raises(ValueError, match="mode must be 'min' or 'max', got 'best'"):
+        res.best("acc", "best")
+
+
+@pytest.mark.parametrize("metric, value", [("acc", "0.9"), ("final_loss", "0.1")])
+def test_a_heatmap_outlines_the_best_cell_by_the_names_direction_without_being_asked(metric, value):
+    grid = sweep.product(lr=[0.01, 0.03], momentum=[0.0, 0.9])
+    acc = np.array([[0.9, 0.1], [0.2, 0.3]])
+    loss = np.array([[0.5, 0.6], [0.7, 0.1]])
+    res = _result.SweepResult(grid=grid, metrics={"acc": acc, "final_loss": loss})
+
+    def outlined(fig):  # the labels of the cells outlined in red
+        ax = fig.axes[0]
+        boxes = [p for p in ax.patches if p.get_edgecolor()[:3] == (1, 0, 0)]
+        inside = lambda t, b: b.contains_point(ax.transData.transform(t.get_position()))
+        return [t.get_text() for b in boxes for t in ax.texts if inside(t, b)]
+
+    assert outlined(res.heatmap(metric, "lr", "momentum")) == [value]  # was: none without best=
+    assert outlined(res.heatmap(metric, "lr", "momentum", best=None)) == []
+    other = _result.SweepResult(grid=grid, metrics={"p": acc})
+    assert outlined(other.heatmap("p", "lr", "momentum")) == []  # the name tells no direction
 
 
 def test_heatmap_shows_the_seed_mean_and_with_std_the_spread():

@@ -48,11 +48,14 @@ Modules: :mod:`~jaxmom.sweep._grid` (the grid), :mod:`~jaxmom.sweep._sample` (sa
 :mod:`~jaxmom.sweep._checks` (one check per shared argument), :mod:`~jaxmom.sweep._interrupt`
 (Ctrl-C kept until the next epoch),
 :mod:`~jaxmom.sweep._engine` (the compiled, sharded, chunked program and its cache),
-:mod:`~jaxmom.sweep._result` (results, divergence, exports, save and load),
+:mod:`~jaxmom.sweep._result` (results, divergence, exports), :mod:`~jaxmom.sweep._result_parts`
+(take and concat), :mod:`~jaxmom.sweep._result_file` (save and load),
+:mod:`~jaxmom.sweep._metrics` (metric names: which way is better, evaluation sets),
 :mod:`jaxmom.sweep.plot` (heatmaps and scatter plots, needs matplotlib). ``fit`` is built in
-layers: :mod:`~jaxmom.sweep._setup` (the checked setup), :mod:`~jaxmom.sweep._programs` (per-cell
-functions, compiled programs), :mod:`~jaxmom.sweep._memory` (chunk size),
-:mod:`~jaxmom.sweep._driver` (the one chunk x epoch loop and its strategies),
+layers: :mod:`~jaxmom.sweep._setup` (the checked setup), :mod:`~jaxmom.sweep._contract` (the
+functions' contract, traced before compiling), :mod:`~jaxmom.sweep._cell` (one cell's functions),
+:mod:`~jaxmom.sweep._programs` (the compiled programs), :mod:`~jaxmom.sweep._memory` (chunk
+size), :mod:`~jaxmom.sweep._driver` (the one chunk x epoch loop and its strategies),
 :mod:`~jaxmom.sweep._checkpoint` (checkpoints) and :mod:`~jaxmom.sweep._fit` (the front door);
 :mod:`~jaxmom.sweep._halving` (successive halving, a strategy of the driver),
 :mod:`~jaxmom.sweep._pbt` (population-based training, another) and

@@ -19,8 +19,8 @@ bit-identically whatever the strategy.
 
 Checkpoints (``checkpoint_dir``, format in :mod:`jaxmom.sweep._checkpoint`): after every epoch of
 a chunk, the chunk's state (``state/<i>``), the results so far (``result/<name>``, ``trained``,
-``params/<i>``), the leg (``leg/...``) and the states kept between legs (``kept/<i>``,
-``keeping/<i>``).
+``params/<i>``: the leaves of the params, then of the model state where there is one), the leg
+(``leg/...``) and the states kept between legs (``kept/<i>``, ``keeping/<i>``).
 """
 
 from __future__ import annotations
@@ -183,8 +183,9 @@ class Log:
         out.update({f"keeping/{i}": x for i, x in enumerate(self.keeping or [])})
         return out
 
-    def load(self, arrays: dict[str, np.ndarray], dtypes: list[np.dtype]) -> None:
-        """Take the results of a checkpoint's ``arrays`` (``dtypes``: the state's leaves')."""
+    def load(self, arrays: dict[str, np.ndarray], dtypes: list[np.dtype], returned: list) -> None:
+        """Take the results of a checkpoint's ``arrays`` (``dtypes``: the state's leaves';
+        ``returned``: those of the params returned, see :func:`_returned`)."""
         for k, v in arrays.items():
             if k.startswith("result/") and k.removeprefix("result/") in self.arrays:
                 self.arrays[k.removeprefix("result/")] = v
@@ -202,8 +203,14 @@ class Log:
                 for (_, x), d in zip(found, like[: len(found)], strict=True)
             ]
 
-        self.params = leaves("params", dtypes)  # the params lead the state's leaves
+        self.params = leaves("params", returned)
         self.kept, self.keeping = leaves("kept", dtypes), leaves("keeping", dtypes)
+
+
+def _returned(s: Setup, state):
+    """What ``return_params`` returns of a cell's state: its params, or ``(params, model_state)``
+    for a model with state."""
+    return (state[0], state[2]) if s.has_state else state[0]
 
 
 def _leg_arrays(leg: Leg) -> tuple[dict, dict[str, np.ndarray]]:
@@ -265,7 +272,8 @@ def _resume(s: Setup, checkpoint: Checkpoint, log: Log):
             f"checkpoint {checkpoint.header}: chunk {h['chunk']}, epoch {h['epoch']} is not a "
             f"point of its leg ({len(chunks)} chunks, epochs {leg.start}..{leg.end})"
         )
-    log.load(arrays, [np.dtype(t.dtype) for t in jax.tree.leaves(shapes)])
+    dtypes = lambda tree: [np.dtype(t.dtype) for t in jax.tree.leaves(tree)]
+    log.load(arrays, dtypes(shapes), dtypes(_returned(s, shapes)))
     cells = chunks[h["chunk"]]
     done = log.arrays["loss"][cells, : h["epoch"] * s.steps]
     refuse_nonfinite(checkpoint.state_file(), state, np.asarray(np.isfinite(done).all(-1)))
@@ -325,10 +333,10 @@ def drive(
                 elif state is None:
                     state = log.kept_state(ls, sources[c], chunk.state)
 
-                def after_epoch(e, state, losses, c=c, real=real, ls=ls, leg=leg):
+                def after_epoch(e, state, losses, c=c, real=real, ls=ls, leg=leg, chunk=chunk):
                     values = {}
                     if s.evaluate is not None:
-                        values, run_s, compile_s = evaluate_state(ls, state)
+                        values, run_s, compile_s = evaluate_state(ls, state, chunk.seeds, e)
                         seconds["eval"] += run_s
                         seconds["compile"] += compile_s
                     log.record(s, real, e, losses, values)
@@ -352,7 +360,7 @@ def drive(
                 seconds["train"] += trained.seconds
                 seconds["compile"] += trained.compile_seconds
                 if return_params:
-                    log.record_params(s, real, trained.state[0])
+                    log.record_params(s, real, _returned(s, trained.state))
                 if leg.keep:
                     log.keep(s, real, trained.state)
                 spare, state = (trained.state if leg.start == 0 else None), None
@@ -365,10 +373,11 @@ def drive(
     metrics = {k: v.reshape(shape + v.shape[1:]) for k, v in log.arrays.items()}
     extra, info = strategy.finish(s, log)
     metrics.update(extra)
-    params = None
+    params = model_state = None
     if return_params and log.params is not None:
-        treedef = jax.tree.structure(template(s).state[0])
+        treedef = jax.tree.structure(_returned(s, template(s).state))
         params = jax.tree.unflatten(treedef, [x.reshape(shape + x.shape[1:]) for x in log.params])
+        params, model_state = params if s.has_state else (params, None)
     # epochs each cell had trained when this call resumed its checkpoint (JSON-able, as info is)
     info = {**info, "resumed_epochs": resumed_epochs.reshape(shape).tolist()}
     return SweepResult(
@@ -383,4 +392,5 @@ def drive(
         divergence=strategy.divergence(s, log),
         info=info,
         params=params,
+        model_state=model_state,
     )

@@ -1,30 +1,62 @@
 """``fit``: a supervised training sweep over any model, one compiled epoch at a time.
 
-The contract, for a cell with seed ``s``::
+The contract, for a cell with seed ``s``, written for a model with state (``has_state=True``) and a
+``loss`` that takes a key (see below for the plain model, whose loop is this one without them)::
 
-    init_key, data_key = jax.random.split(jax.random.key(s))
-    params = init(init_key); tx = optimizer(hparams); opt_state = tx.init(params)
+    root = jax.random.key(s)
+    init_key, data_key = jax.random.split(root)
+    step_root = jax.random.fold_in(root, 2)    # neither init_key nor data_key
+    params, model_state = init(init_key)       # a plain model: params = init(init_key)
+    tx = optimizer(hparams); opt_state = tx.init(params)    # the trainable params only
     for e in range(epochs):
         order = jax.random.permutation(jax.random.fold_in(data_key, e), n)
-        for idx in consecutive slices of batch_size of order (the last, partial one kept unless
-                   drop_last):
-            value, grads = jax.value_and_grad(lambda p: loss(p, *[a[idx] for a in train]).mean())(
-                params)
+        for i, idx in enumerate(consecutive slices of batch_size of order (the last, partial
+                                one kept unless drop_last)):
+            key = jax.random.fold_in(jax.random.fold_in(step_root, e), i)
+            batch = [a[idx] for a in train]
+
+            def objective(p):
+                losses, new_state = loss(p, model_state, *batch, key=key)  # losses: (len(idx),)
+                return losses.mean(), new_state
+
+            (value, model_state), grads = jax.value_and_grad(objective, has_aux=True)(params)
             updates, opt_state = tx.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
+        # after each epoch, for each evaluation set, in batches of eval_batch_size (batch j):
+        #   evaluate(params, model_state, *eval_batch, key=fold_in(fold_in(fold_in(root, 3), e), j))
+        #   averaged over the set's examples
 
-A cell of the grid equals that loop run alone, in float32 to rounding. Without a ``seed`` axis every
-cell uses ``seed``, and its key is shared (not batched): the batch is gathered once for all the cells
-of a chunk and a first layer meets it as one wide matmul against the chunk's stacked weights.
+A plain model (``has_state=False``, the default) has ``params = init(init_key)``, calls
+``loss(params, *batch)`` for the per-example losses and ``evaluate(params, *batch)``; a ``loss``
+(or ``evaluate``) gets ``key=`` only when it has a parameter named ``key`` (keyword-only or not:
+``def loss(params, x, y, *, key)``), as Equinox passes keys. The keys depend only on the seed, the
+epoch and the step (the evaluation batch), never on the grid's shape, the chunking or the devices:
+the same seed gives the same dropout masks in any grid. ``fold_in(root, 2)`` and ``fold_in(root,
+3)`` are neither ``init_key`` nor ``data_key`` (under JAX's default threefry, ``split(root, 4)``
+gives all four), so a model that takes no key gets the very numbers it always got.
+
+A cell of the grid equals that loop run alone, in float32 to rounding. Every batch of a model with
+state or a key meets ``loss`` at its true size (BatchNorm's batch statistics and a dropout mask's
+shape are the loop's); the plain model's last, partial batch is padded to ``batch_size`` with
+weight-0 rows, which a per-example loss cannot tell apart. Without a ``seed`` axis every cell uses
+``seed``, and its key is shared (not batched): the batch is gathered once for all the cells of a
+chunk and a first layer meets it as one wide matmul against the chunk's stacked weights.
+
+What the functions give is checked before anything compiles (:mod:`jaxmom.sweep._contract`): a
+loss of one floating value per example, shape ``(B,)``; an evaluation of a dict of ``(B,)`` values
+whose names are neither ``fit``'s own nor the grid's columns; an optimizer that reads only the
+grid's and ``fixed``'s names. Several evaluation sets (``eval={"val": ..., "test": ...}``) name
+their metrics ``"val/accuracy"``, ``"test/accuracy"`` (:mod:`jaxmom.sweep._metrics`).
 
 The compiled unit is one epoch of one chunk of cells (``vmap`` inside, ``shard_map`` over the
-devices), with the state ``(params, opt_state)`` kept on device and donated from epoch to epoch.
-The grid is trained chunk after chunk: a chunk trains all its epochs, is evaluated after each, and
-is dropped, so only the results accumulate. The modules, one concept each: :mod:`._setup` (the
-checked :class:`~jaxmom.sweep._setup.Setup`), :mod:`._programs` (the per-cell functions and the
-compiled programs), :mod:`._memory` (the chunk size), :mod:`._driver` (the one chunk x epoch loop
-and its strategies: plain ``fit``, :class:`~jaxmom.sweep.Halving`, :class:`~jaxmom.sweep.PBT`)
-and this front door.
+devices), with the state ``(params, opt_state)`` (``(params, opt_state, model_state)``) kept on
+device and donated from epoch to epoch. The grid is trained chunk after chunk: a chunk trains all
+its epochs, is evaluated after each, and is dropped, so only the results accumulate. The modules,
+one concept each: :mod:`._setup` (the checked :class:`~jaxmom.sweep._setup.Setup`),
+:mod:`._contract` (the functions' contract, traced), :mod:`._cell` (one cell's functions),
+:mod:`._programs` (the compiled programs), :mod:`._memory` (the chunk size), :mod:`._driver` (the
+one chunk x epoch loop and its strategies: plain ``fit``, :class:`~jaxmom.sweep.Halving`,
+:class:`~jaxmom.sweep.PBT`) and this front door.
 
 Checkpoints (``checkpoint_dir``, format in :mod:`jaxmom.sweep._checkpoint`, contents in
 :mod:`jaxmom.sweep._driver`): after every epoch of a chunk, ``fit-<fingerprint>.json`` and the
@@ -71,8 +103,13 @@ def _computation(s: Setup) -> list[str]:
         jax.make_jaxpr(fns.init)(hp, seed, s.fixed),
         jax.make_jaxpr(fns.epoch)(state, hp, seed, np.int32(0), s.fixed, s.train),
     ]
-    if s.evaluate is not None:
-        traced.append(jax.make_jaxpr(fns.evaluate)(state, s.eval))
+    for _, data in s.evals if s.evaluate is not None else ():
+        if s.eval_key:
+            traced.append(jax.make_jaxpr(fns.evaluate)(state, seed, np.int32(0), data))
+        else:  # an evaluation without a key reads neither the seed nor the epoch
+            traced.append(
+                jax.make_jaxpr(lambda st, d: fns.evaluate(st, None, None, d))(state, data)
+            )
     out = []
     for closed in traced:
         h = hashlib.sha256(str(closed.jaxpr).encode())
@@ -96,6 +133,10 @@ def _fingerprint(s: Setup, strategy: Strategy, return_params: bool) -> str:
         "strategy": repr(strategy) if dataclasses.is_dataclass(strategy) else strategy.name,
         "computation": _computation(s),
     }
+    if s.has_state:
+        header["has_state"] = True
+    if s.evals and s.evals[0][0] is not None:
+        header["eval_sets"] = [name for name, _ in s.evals]
     h.update(json.dumps(header, sort_keys=True).encode())
     coords = {k: np.asarray(v) for k, v in s.grid.coords().items()}
     for name, arr in sorted({**coords, **jax.tree.map(np.asarray, s.fixed)}.items()):
@@ -119,6 +160,7 @@ def fit(
     epochs: int,
     eval=None,
     evaluate: Callable | None = None,
+    has_state: bool = False,
     seed: int = 0,
     drop_last: bool = False,
     fixed: Mapping[str, Any] | None = None,
@@ -139,12 +181,20 @@ def fit(
     Each cell equals the plain loop of :mod:`jaxmom.sweep._fit`'s docstring run alone: the seed
     ``s`` gives ``init_key, data_key = jax.random.split(jax.random.key(s))``, epoch ``e`` visits
     ``jax.random.permutation(jax.random.fold_in(data_key, e), n)`` in consecutive slices of
-    ``batch_size``, and each step takes the mean loss over the batch's real examples.
+    ``batch_size``, each step takes the mean loss over the batch's real examples, and step ``i``
+    of epoch ``e`` gives a ``loss`` that takes a ``key`` the key
+    ``fold_in(fold_in(fold_in(jax.random.key(s), 2), e), i)``.
 
     Args:
       grid: the hyperparameters to sweep (:func:`~jaxmom.sweep.product`, ``with_seeds``...).
-      init: ``init(key) -> params``, any pytree (e.g. ``model.init(key, x)["params"]``).
+      init: ``init(key) -> params``, any pytree (e.g. ``model.init(key, x)["params"]``); with
+        ``has_state``, ``init(key) -> (params, model_state)``.
       loss: ``loss(params, *batch) -> per-example losses (B,)``; ``batch`` is ``train`` sliced.
+        With ``has_state``: ``loss(params, model_state, *batch) -> (losses (B,),
+        new_model_state)``. A ``loss`` with a parameter named ``key`` (``def loss(params, x, y,
+        *, key)``) is called with ``key=``, a fresh key every step (dropout): see the contract.
+        Checked before anything compiles: a loss of another shape (``(B, 1)``, the batch's mean)
+        is refused in one line.
       optimizer: ``optimizer(hparams) -> optax.GradientTransformation``; ``hparams`` maps the
         grid's names (and ``fixed``'s) to traced scalars, e.g.
         ``lambda h: jaxmom.sgd(h["lr"], h["momentum"])``. It is first built once per cell with
@@ -153,10 +203,20 @@ def fit(
       batch_size: examples per step. The last, partial batch is kept (averaged over its real
         examples, as PyTorch's ``DataLoader``) unless ``drop_last``.
       epochs: passes over ``train``.
-      eval: a tuple of arrays for ``evaluate``, with ``evaluate``.
-      evaluate: ``evaluate(params, *batch) -> {name: per-example values (B,)}``, averaged over all
-        of ``eval`` after every epoch, in batches of ``eval_batch_size`` (default ``batch_size``),
-        in a program of its own, timed apart (the result's ``eval_seconds``).
+      eval: a tuple of arrays for ``evaluate``, with ``evaluate``; or several sets by name,
+        ``{"val": (x, y), "test": (x, y)}``, each evaluated alike, whose metrics are named after
+        the set: ``"val/accuracy"`` (the tuple's keep ``evaluate``'s names).
+      evaluate: ``evaluate(params, *batch) -> {name: per-example values (B,)}`` (with
+        ``has_state``: ``evaluate(params, model_state, *batch)``; with a parameter named ``key``,
+        a key per batch), averaged over all of each set after every epoch, in batches of
+        ``eval_batch_size`` (default ``batch_size``), in a program of its own, timed apart (the
+        result's ``eval_seconds``). Its names may be neither ``loss``, ``epoch_loss`` nor a
+        column of the grid.
+      has_state: the model has state besides its trainable params (BatchNorm's statistics):
+        ``init`` gives ``(params, model_state)``, ``loss`` takes and gives the state and
+        ``evaluate`` takes it; the optimizer sees only the params. The state is carried through
+        checkpoints and halving, and returned with ``return_params`` as the result's
+        ``model_state``.
       seed: every cell's seed when the grid has no seed axis; the key is then shared by all cells.
       drop_last: drop the last, partial batch of every epoch.
       fixed: hyperparameters shared by every cell, passed to ``optimizer`` with the grid's. Scalar
@@ -176,7 +236,8 @@ def fit(
       checkpoint_dir: save the state and results after every epoch of every chunk and resume
         from them: a run killed at any point and run again gives bit-identical results.
       return_params: also return the final params (the result's ``params``, stacked with the
-        grid's shape in front, on the host).
+        grid's shape in front, on the host), and with ``has_state`` the final model state (the
+        result's ``model_state``, stacked alike).
       divergence_factor: see :func:`jaxmom.sweep.sweep`; applied to ``loss``.
       halving: a :class:`~jaxmom.sweep.Halving`: successive halving instead of training every
         cell for every epoch (see :mod:`jaxmom.sweep._halving`); checkpoints work as for a plain
@@ -189,7 +250,8 @@ def fit(
     Returns:
       A :class:`~jaxmom.sweep.SweepResult` whose ``metrics`` hold ``loss`` (every step,
       ``grid.shape + (epochs * steps,)``), ``epoch_loss`` (the mean of each epoch's batch losses,
-      ``grid.shape + (epochs,)``) and each ``evaluate`` name (``grid.shape + (epochs,)``);
+      ``grid.shape + (epochs,)``) and each ``evaluate`` name of each evaluation set
+      (``grid.shape + (epochs,)``);
       ``info["resumed_epochs"]`` (nested lists shaped like the grid) counts the epochs each cell
       had from ``checkpoint_dir`` when this call started (0 without a checkpoint).
     """
@@ -219,6 +281,7 @@ def fit(
         eval_params=eval_params,
         eval_batch_size=eval_batch_size,
         devices=devices,
+        has_state=has_state,
     )
     checkpoint = None
     if checkpoint_dir is not None:

@@ -29,6 +29,7 @@ import numpy as np
 
 from jaxmom.sweep._driver import Leg, Log, Strategy
 from jaxmom.sweep._grid import SEED
+from jaxmom.sweep._metrics import mode_of
 from jaxmom.sweep._result import _divergence
 from jaxmom.sweep._setup import Setup
 
@@ -41,14 +42,19 @@ class Halving(Strategy):
       eta: each rung keeps the best ``1 / eta`` of the trials and trains them ``eta`` times as
         many epochs (an integer, at least 2).
       metric: what ranks the trials at the end of a rung: ``"epoch_loss"`` (the mean training loss
-        of the rung's last epoch) or a name that ``evaluate`` returns.
-      mode: ``"min"`` or ``"max"``: whether lower or higher ``metric`` is better.
+        of the rung's last epoch) or a per-epoch metric of ``evaluate`` (with several evaluation
+        sets, named after its set: ``"val/accuracy"``); the result's ``info["selected_on"]``
+        names it.
+      mode: ``"min"`` or ``"max"``: whether lower or higher ``metric`` is better. By default the
+        direction that the metric's name tells (:mod:`jaxmom.sweep._metrics`: ``loss``,
+        ``error``, ... lower, ``accuracy``, ``acc``, ... higher); a name that tells neither is
+        refused in one line asking for ``mode``.
       min_epochs: the epochs of the first rung.
     """
 
     eta: int = 3
     metric: str = "epoch_loss"
-    mode: str = "min"
+    mode: str | None = None  # resolved from the metric's name: "min" or "max" after __init__
     min_epochs: int = 1
 
     def __post_init__(self):
@@ -57,10 +63,9 @@ class Halving(Strategy):
             low = 2 if name == "eta" else 1
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
                 raise ValueError(f"Halving: {name} must be an integer of at least {low}, got {v!r}")
-        if self.mode not in ("min", "max"):
-            raise ValueError(f"Halving: mode must be 'min' or 'max', got {self.mode!r}")
         if not isinstance(self.metric, str):
             raise ValueError(f"Halving: metric must be a name, got {self.metric!r}")
+        object.__setattr__(self, "mode", mode_of(self.metric, self.mode, "Halving"))
 
     def rungs(self, trials: int, epochs: int) -> list[tuple[int, int]]:
         """``[(last epoch, trials trained), ...]``: the schedule for ``trials`` trials."""
@@ -128,6 +133,7 @@ class Halving(Strategy):
             "rung": np.searchsorted(ends, log.trained).astype(np.int32).reshape(s.grid.shape),
         }
         info = {
+            "selected_on": self.metric,
             "halving": {
                 "eta": self.eta,
                 "metric": self.metric,
@@ -136,7 +142,7 @@ class Halving(Strategy):
                 "rungs": [{"epochs": e, "trials": n} for e, n in schedule],
                 "config_epochs": int(log.trained.sum()),
                 "full_config_epochs": s.grid.size * s.epochs,
-            }
+            },
         }
         return metrics, info
 

@@ -51,7 +51,7 @@ def bytes_per_config(s: Setup) -> int:
     try:
         analysis = [epoch_program(one)[0].memory_analysis()]
         if s.evaluate is not None:
-            analysis.append(eval_program(one)[0].memory_analysis())
+            analysis += [eval_program(one, i)[0].memory_analysis() for i in range(len(s.evals))]
         live = max(
             a.temp_size_in_bytes
             + a.argument_size_in_bytes

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from jaxmom.sweep._grid import zipped
+from jaxmom.sweep._metrics import direction
 from jaxmom.sweep._sample import TRIAL, Choice, LogUniform, Uniform
 
 
@@ -71,7 +72,10 @@ def optuna_search(
       trials: how many trials this call runs.
       batch: trials trained at once.
       metric: a per-epoch metric of ``fit``'s result: ``"epoch_loss"`` or a name ``evaluate``
-        returns (checked before the first ask, on ``fit``'s own setup of one probe trial).
+        returns (checked before the first ask, on ``fit``'s own setup of one probe trial); with
+        several evaluation sets, named after its set (``"val/accuracy"``). A metric whose name
+        tells which way is better (:mod:`jaxmom.sweep._metrics`) must agree with the study's
+        direction. Each round's result names it in ``info["selected_on"]``.
       seeds: a seed axis for every trial (a count or a list), averaged in the told value.
 
     Its own arguments (the space, ``seeds``, ``metric``...) are checked before the first trial is
@@ -106,6 +110,12 @@ def optuna_search(
         raise ValueError(
             f"optuna_search(): metric {metric!r} is not one of fit's per-epoch metrics {names}"
         )
+    wanted = {"min": "minimize", "max": "maximize"}.get(direction(metric) or "")
+    if wanted is not None and study.directions[0].name.lower() != wanted:
+        raise ValueError(
+            f"optuna_search(): the study would {study.directions[0].name.lower()} {metric!r}, "
+            f"which its name says to {wanted}: create the study with direction={wanted!r}"
+        )
     results, done = [], 0
     while done < trials:
         k = min(batch, trials - done)
@@ -130,7 +140,11 @@ def optuna_search(
                 study.tell(t, value)
             else:
                 study.tell(t, state=optuna.trial.TrialState.FAIL)
-        results.append(res if k == batch else res.take(TRIAL, range(k)))  # no padding
+        if k < batch:  # no padding (the run's info describes the padded grid: not kept)
+            res = res.take(TRIAL, range(k), info={"selected_on": metric})
+        else:
+            res.info["selected_on"] = metric
+        results.append(res)
         done += k
     return results
 

@@ -1,6 +1,7 @@
-"""The per-cell functions of a ``fit`` and the compiled programs that run them on one chunk of
-cells, sharded over the devices: ``init``, one ``epoch`` (or, for a :attr:`Setup.stepwise` setup,
-an epoch's batch ``order`` and one ``step``) and ``evaluate``.
+"""The compiled programs that run the per-cell functions of a ``fit`` (:mod:`jaxmom.sweep._cell`)
+on one chunk of cells, sharded over the devices: ``init``, one ``epoch`` (or, for a
+:attr:`Setup.stepwise` setup, an epoch's batch ``order`` and one ``step``) and ``evaluate`` (one
+program per evaluation set).
 
 Every program is compiled once per :meth:`Setup.key` and kept in the sweeps' one compile cache
 (:func:`jaxmom.sweep._engine.compiled`). :func:`init_state`, :func:`run_epochs` and
@@ -11,99 +12,20 @@ Every program is compiled once per :meth:`Setup.key` and kept in the sweeps' one
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxmom.sweep import _engine
+from jaxmom.sweep._cell import cell_fns, partial_size
 from jaxmom.sweep._engine import _fetch, _put, compiled
+from jaxmom.sweep._metrics import eval_metric
 from jaxmom.sweep._setup import Setup
-
-# ---- the per-cell functions --------------------------------------------------------------------
-
-
-class CellFns(NamedTuple):
-    """One cell's functions (``vmap`` and ``shard_map`` make them a chunk's)."""
-
-    init: Callable  # (hp, seed, fixed) -> state
-    epoch: Callable  # (state, hp, seed, e, fixed, train) -> (state, per-step losses)
-    evaluate: Callable  # (state, eval) -> {name: mean over eval}
-    order: Callable  # (seed, e) -> (indices, weights), each (steps, batch_size)
-    step: Callable  # (state, hp, indices, weights, i, fixed, train) -> (state, loss)
-
-
-def _batches(key, n: int, size: int, steps: int):
-    """(indices, weights), both (steps, size): ``permutation(key, n)`` in consecutive slices, the
-    last padded with index 0 and weight 0 (or dropped, when ``steps * size <= n``)."""
-    pad = max(steps * size - n, 0)
-    order = jnp.concatenate([jax.random.permutation(key, n), jnp.zeros(pad, jnp.int32)])
-    weights = jnp.concatenate([jnp.ones(n, jnp.float32), jnp.zeros(pad, jnp.float32)])
-    return order[: steps * size].reshape(steps, size), weights[: steps * size].reshape(steps, size)
-
-
-def _keys(seed):
-    """(init_key, data_key) of a cell: ``jax.random.split(jax.random.key(seed))``."""
-    init_key, data_key = jax.random.split(_engine._key(seed))
-    return init_key, data_key
-
-
-def cell_fns(s: Setup) -> CellFns:
-    """The functions of one cell of ``s`` (see :class:`CellFns`)."""
-    static = dict(s.static)
-
-    def tx_of(hp, fixed):
-        return s.optimizer({**fixed, **static, **hp})
-
-    def init(hp, seed, fixed):
-        params = s.init(_keys(seed)[0])
-        return params, tx_of(hp, fixed).init(params)
-
-    def order(seed, e):
-        return _batches(jax.random.fold_in(_keys(seed)[1], e), s.n, s.batch_size, s.steps)
-
-    def mean_loss(params, batch, w):
-        return jnp.sum(w * s.loss(params, *batch)) / jnp.sum(w)
-
-    def one_step(state, tx, idx, w, train):
-        params, opt_state = state
-        value, grads = jax.value_and_grad(mean_loss)(params, tuple(a[idx] for a in train), w)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), value
-
-    def epoch(state, hp, seed, e, fixed, train):
-        tx = tx_of(hp, fixed)
-        xs = order(seed, e)
-        return jax.lax.scan(lambda c, b: one_step(c, tx, b[0], b[1], train), state, xs)
-
-    def step(state, hp, idx, w, i, fixed, train):
-        return one_step(state, tx_of(hp, fixed), idx[i], w[i], train)
-
-    def evaluate(state, data):
-        params = state[0] if s.eval_params is None else s.eval_params(*state)
-        n, size = int(data[0].shape[0]), s.eval_batch_size
-        steps = -(-n // size)
-        idx = jnp.minimum(jnp.arange(steps * size), n - 1).reshape(steps, size)
-        w = (jnp.arange(steps * size) < n).astype(jnp.float32).reshape(steps, size)
-
-        def add(total, xs):
-            i, wi = xs
-            values = s.evaluate(params, *(a[i] for a in data))  # type: ignore[misc]
-            add = lambda t, v: t + jnp.sum(wi * v.astype(jnp.float32))
-            return jax.tree.map(add, total, values), None
-
-        shapes = jax.eval_shape(s.evaluate, params, *(a[:size] for a in data))  # type: ignore[arg-type]
-        zeros = {k: jnp.zeros((), jnp.float32) for k in shapes}
-        total, _ = jax.lax.scan(add, zeros, (idx, w))
-        return {k: v / n for k, v in total.items()}
-
-    return CellFns(init, epoch, evaluate, order, step)
-
 
 # ---- a chunk's inputs ---------------------------------------------------------------------------
 
@@ -155,14 +77,8 @@ def _state_shapes(s: Setup, hp, seeds):
 
 
 def eval_names(s: Setup) -> list[str]:
-    """The names ``s.evaluate`` returns (traced abstractly), or [] without one."""
-    if s.evaluate is None:
-        return []
-    params = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), template(s.with_chunk(1)).state[0]
-    )
-    batch = tuple(jax.ShapeDtypeStruct((s.eval_batch_size,) + a.shape[1:], a.dtype) for a in s.eval)
-    return list(jax.eval_shape(s.evaluate, params, *batch))
+    """The per-epoch metrics of ``s.evaluate`` as the result names them, or [] without one."""
+    return s.metric_names
 
 
 # ---- the compiled programs: one chunk of cells, sharded over the devices ----------------------
@@ -222,9 +138,10 @@ def epoch_program(s: Setup):
 
 
 def step_programs(s: Setup):
-    """(compiled ``order(seeds, e) -> (indices, weights)``, compiled ``step(state, hp, indices,
-    weights, i, fixed, train) -> (state, losses)``, compile seconds) for one chunk; ``state`` is
-    donated. For :attr:`Setup.stepwise` setups, whose epoch runs step by step from Python."""
+    """(compiled ``order(seeds, e) -> xs``, compiled ``step(state, hp, xs, i, fixed, train) ->
+    (state, losses)``, the same compiled for the last, partial batch or None, compile seconds) for
+    one chunk; ``state`` is donated. ``xs``: every step's (indices, weights[, keys]). For
+    :attr:`Setup.stepwise` setups, whose epoch runs step by step from Python."""
     t = template(s)
     fns = cell_fns(s)
     seeded = s.seeds is not None
@@ -233,23 +150,31 @@ def step_programs(s: Setup):
         order_fn = _spmd(s, fns.order, (True, False))
     else:
         order_fn = lambda seed, e: fns.order(seed, e)  # one order for every cell, unbatched
-    step_fn = _spmd(s, fns.step, (True, True, seeded, seeded, False, False, False))
+    rest = partial_size(s.n, s.batch_size, s.drop_last) if s.exact else 0
+    cells = (True, True, seeded, False, False, False)
+    step_fn = _spmd(s, fns.step, cells)
+    last_fn = _spmd(s, lambda *args: fns.step(*args, size=rest), cells) if rest else None
 
     def build():
         orders = jax.jit(order_fn).lower(t.seeds, e).compile()
-        idx, w = jax.eval_shape(order_fn, t.seeds, e)
-        jitted = jax.jit(step_fn, donate_argnums=0)
-        return orders, jitted.lower(t.state, t.hp, idx, w, e, s.fixed, s.train).compile()
+        xs = jax.eval_shape(order_fn, t.seeds, e)
+        args = (t.state, t.hp, xs, e, s.fixed, s.train)
+        step = jax.jit(step_fn, donate_argnums=0).lower(*args).compile()
+        last = None if last_fn is None else jax.jit(last_fn, donate_argnums=0).lower(*args)
+        return orders, step, None if last is None else last.compile()
 
-    (orders, steps), seconds = compiled(s.key("step"), build)
-    return orders, steps, seconds
+    (orders, step, last), seconds = compiled(s.key("step"), build)
+    return orders, step, last, seconds
 
 
-def eval_program(s: Setup):
-    """(compiled ``evaluate(state, eval) -> {name: per-cell mean}``, compile seconds)."""
+def eval_program(s: Setup, i: int = 0):
+    """(compiled ``evaluate(state, seeds, e, data) -> {name: per-cell mean}`` of evaluation set
+    ``i``, compile seconds)."""
     t = template(s)
-    fn = _spmd(s, cell_fns(s).evaluate, (True, False))
-    return compiled(s.key("eval"), lambda: jax.jit(fn).lower(t.state, s.eval).compile())
+    fn = _spmd(s, cell_fns(s).evaluate, (True, s.seeds is not None, False, False))
+    data, e = s.evals[i][1], _shared(s, np.int32(0))
+    build = lambda: jax.jit(fn).lower(t.state, t.seeds, e, data).compile()
+    return compiled((s.key("eval"), i), build)
 
 
 # ---- running them -------------------------------------------------------------------------------
@@ -273,7 +198,8 @@ class Evaluation(NamedTuple):
 
 
 def init_state(s: Setup, chunk: Chunk, spare=None):
-    """The initial ``(params, opt_state)`` of ``chunk``, on device; returns (state, compile
+    """The initial state (``(params, opt_state)``, or ``(params, opt_state, model_state)``) of
+    ``chunk``, on device; returns (state, compile
     seconds). ``spare``, a state of another chunk that is no longer needed, is donated: its
     buffers hold the new state."""
     program, seconds = init_program(s)
@@ -287,7 +213,7 @@ def run_epochs(s: Setup, state, chunk: Chunk, e0: int, e1: int, after_epoch=None
     """Train ``chunk`` from the end of epoch ``e0`` to the end of epoch ``e1`` (0-based epochs
     ``e0 .. e1-1``); ``state`` is donated. ``after_epoch(e, state, losses)`` runs after each."""
     if s.stepwise:
-        orders, step, compile_seconds = step_programs(s)
+        orders, step, last, compile_seconds = step_programs(s)
     else:
         program, compile_seconds = epoch_program(s)
     hp, seeds = chunk.hp, chunk.seeds
@@ -297,10 +223,11 @@ def run_epochs(s: Setup, state, chunk: Chunk, e0: int, e1: int, after_epoch=None
         t0 = time.perf_counter()
         epoch = _shared(s, np.int32(e))
         if s.stepwise:
-            idx, w = orders(seeds, epoch)
+            xs = orders(seeds, epoch)
             values = []
-            for i in indices:
-                state, value = step(state, hp, idx, w, i, s.fixed, s.train)
+            for k, i in enumerate(indices):
+                run = last if last is not None and k == len(indices) - 1 else step
+                state, value = run(state, hp, xs, i, s.fixed, s.train)
                 values.append(value)
             losses = _fetch(jnp.stack(values, axis=1))  # waits for the epoch
         else:
@@ -313,9 +240,16 @@ def run_epochs(s: Setup, state, chunk: Chunk, e0: int, e1: int, after_epoch=None
     return Trained(state, out, seconds, compile_seconds)
 
 
-def evaluate_state(s: Setup, state) -> Evaluation:
-    """The mean of each ``evaluate`` name over ``s.eval`` for every cell of a chunk's state."""
-    program, compile_seconds = eval_program(s)
-    t0 = time.perf_counter()
-    values = {k: _fetch(v) for k, v in program(state, s.eval).items()}
-    return Evaluation(values, time.perf_counter() - t0, compile_seconds)
+def evaluate_state(s: Setup, state, seeds, e: int) -> Evaluation:
+    """The mean of each ``evaluate`` name over each evaluation set for every cell of a chunk's
+    state after epoch ``e`` (0-based; ``seeds``: the chunk's), named as the result names them."""
+    values, run_seconds, compile_seconds = {}, 0.0, 0.0
+    epoch = _shared(s, np.int32(e))
+    for i, (name, data) in enumerate(s.evals):
+        program, seconds = eval_program(s, i)
+        compile_seconds += seconds
+        t0 = time.perf_counter()
+        out = {k: _fetch(v) for k, v in program(state, seeds, epoch, data).items()}
+        values.update({eval_metric(name, k): v for k, v in out.items()})
+        run_seconds += time.perf_counter() - t0
+    return Evaluation(values, run_seconds, compile_seconds)

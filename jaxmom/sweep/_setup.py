@@ -17,9 +17,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxmom.sweep import _checks, _engine
+from jaxmom.sweep import _checks, _contract, _engine
 from jaxmom.sweep._engine import _put
 from jaxmom.sweep._grid import SEED, Grid, check_float32
+from jaxmom.sweep._metrics import eval_metric
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -33,13 +34,17 @@ class Setup:
     optimizer: Callable
     evaluate: Callable | None
     eval_params: Callable | None
+    has_state: bool  # init gives (params, model_state); loss and evaluate take the model state
+    loss_key: bool  # loss takes key= (a parameter named key)
+    eval_key: bool  # evaluate takes key=
     hparams: dict[str, np.ndarray]  # flat, one value per cell (float32, int32 or bool)
     seeds: np.ndarray | None  # flat per cell as _engine._seed_input gives them; None: shared
     seed: int
     fixed: dict[str, Any]  # traced, shared by every cell
     static: tuple  # fixed values given to the optimizer as Python constants: (name, value)
     train: tuple
-    eval: tuple
+    evals: tuple  # ((set name, or None for the one unnamed set, arrays), ...)
+    names: tuple  # the names evaluate returns (traced), before each set's prefix
     batch_size: int
     eval_batch_size: int
     epochs: int
@@ -47,6 +52,27 @@ class Setup:
     mesh: Mesh
     chunk: int
     stepwise: bool = False  # a Python loop of compiled steps instead of a compiled epoch
+
+    @property
+    def exact(self) -> bool:
+        """Whether every training batch meets ``loss`` at its true size (a model with state or a
+        key: see :mod:`jaxmom.sweep._cell`)."""
+        return self.has_state or self.loss_key
+
+    @property
+    def exact_eval(self) -> bool:
+        """Whether every evaluation batch meets ``evaluate`` at its true size."""
+        return self.has_state or self.eval_key
+
+    @property
+    def eval(self) -> tuple:
+        """Every evaluation array, set after set."""
+        return tuple(a for _, arrays in self.evals for a in arrays)
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The per-epoch metrics of ``evaluate``, as the result names them (each set's)."""
+        return [eval_metric(name, k) for name, _ in self.evals for k in self.names]
 
     @property
     def n(self) -> int:
@@ -77,7 +103,9 @@ class Setup:
         sig = tuple((x.shape, str(x.dtype)) for x in jax.tree.leaves((self.train, self.eval)))
         names = tuple(sorted(self.hparams)), tuple(sorted(self.fixed))
         fns = (self.init, self.loss, self.optimizer, self.evaluate, self.eval_params)
+        fns += (self.has_state,) if self.has_state else ()
         sizes = (self.batch_size, self.eval_batch_size, self.drop_last, self.chunk)
+        sizes += tuple(name for name, _ in self.evals if name is not None)
         devices = tuple(self.mesh.devices.flat)
         return ("fit", kind, fns, names, self.static, self.seeds is not None, sizes, sig, devices)
 
@@ -153,6 +181,12 @@ def check_cells(grid: Grid, optimizer: Callable, fixed: Mapping[str, Any]) -> No
         except (ValueError, TypeError) as e:
             msg = " ".join(str(e).split())
             raise ValueError(f"grid cell {_cell_text(cell)}: {msg}") from None
+        except KeyError as e:
+            names = sorted({*grid.params, *fixed})
+            raise ValueError(
+                f"grid cell {_cell_text(cell)}: optimizer reads the hyperparameter {e.args[0]!r}, "
+                f"which is neither the grid's nor fixed's: those are {names}"
+            ) from None
 
 
 def setup(
@@ -172,6 +206,7 @@ def setup(
     eval_params: Callable | None = None,
     eval_batch_size: int | None = None,
     devices: Sequence[Any] | None = None,
+    has_state: bool = False,
 ) -> Setup:
     """Check every argument of :func:`fit` (one line per problem, before any compile) and build the
     :class:`Setup`, with a provisional chunk of the whole grid; see :func:`fit` for the arguments."""
@@ -193,17 +228,29 @@ def setup(
     batch_size = min(batch_size, n)  # one batch of every example, as PyTorch's DataLoader
     if (eval is None) != (evaluate is None):
         raise ValueError("eval and evaluate go together: give both or neither")
-    eval = () if eval is None else _arrays("eval", eval)
+    if not isinstance(has_state, bool):
+        raise TypeError(f"has_state must be True or False, got {has_state!r}")
+    evals = _eval_sets(eval)
     eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
     eval_batch_size = _checks.positive_int("eval_batch_size", eval_batch_size)
-    if eval:
-        eval_batch_size = min(eval_batch_size, int(eval[0].shape[0]))
+    if evals:
+        eval_batch_size = min(eval_batch_size, max(int(a[0].shape[0]) for _, a in evals))
     fixed = dict(fixed or {})
     clash = sorted(set(fixed) & set(grid.params))
     if clash:
         raise ValueError(f"fixed hyperparameters {clash} are also axes of the grid")
     check_cells(grid, optimizer, fixed)
     traced, static = _split_fixed(fixed)
+    params, model_state = _contract.check_init(init, has_state)
+    shape = lambda a, b: jax.ShapeDtypeStruct((b, *a.shape[1:]), a.dtype)
+    batch = tuple(shape(a, batch_size) for a in train)
+    jaxpr = _contract.check_loss(loss, params, model_state, batch, has_state)
+    names = []
+    for _, arrays in evals:
+        b = min(eval_batch_size, int(arrays[0].shape[0]))
+        batch = tuple(shape(a, b) for a in arrays)
+        names = _contract.check_evaluate(evaluate, params, model_state, batch, has_state)
+    _contract.check_names(names, [name for name, _ in evals], grid)
 
     coords = {k: v.reshape(-1) for k, v in grid.coords().items()}
     seeds = coords.pop(SEED, None)
@@ -220,30 +267,45 @@ def setup(
         optimizer=optimizer,
         evaluate=evaluate,
         eval_params=eval_params,
+        has_state=has_state,
+        loss_key=_contract.takes_key(loss),
+        eval_key=_contract.takes_key(evaluate),
         hparams=coords,
         seeds=seeds,
         seed=seed,
         fixed=put(traced),
         static=static,
         train=put(train),
-        eval=put(eval),
+        evals=tuple((name, put(arrays)) for name, arrays in evals),
+        names=tuple(names),
         batch_size=batch_size,
         eval_batch_size=eval_batch_size,
         epochs=epochs,
         drop_last=bool(drop_last),
         mesh=mesh,
         chunk=-(-grid.size // len(devices)),
-        stepwise=devices[0].platform == "cpu" and _convolves(loss, init, train, batch_size),
+        # Whether loss convolves (its jaxpr, traced once by the contract's check). XLA:CPU runs a
+        # convolution inside a loop (a lax.scan epoch) several times slower than the same one
+        # outside, and the grouped convolution that vmap makes of stacked kernels slower than one
+        # convolution per configuration (experiments/benchmark.py --cnn measures both ways
+        # against single runs): on CPU such models train one configuration at a time
+        # (chunk_size="auto"), one compiled step at a time.
+        stepwise=devices[0].platform == "cpu" and "conv_general_dilated" in jaxpr,
     )
 
 
-def _convolves(loss: Callable, init: Callable, train: tuple, batch_size: int) -> bool:
-    """Whether ``loss`` convolves (traced once, abstractly). XLA:CPU runs a convolution inside a
-    loop (a ``lax.scan`` epoch) several times slower than the same one outside, and the grouped
-    convolution that ``vmap`` makes of stacked kernels slower than one convolution per
-    configuration (``experiments/benchmark.py --cnn`` measures both ways against single runs): on
-    CPU such models train one configuration at a time (``chunk_size="auto"``), one compiled step
-    at a time."""
-    params = jax.eval_shape(init, jax.random.key(0))
-    batch = [jax.ShapeDtypeStruct((batch_size, *a.shape[1:]), a.dtype) for a in train]
-    return "conv_general_dilated" in str(jax.make_jaxpr(loss)(params, *batch))
+def _eval_sets(eval) -> tuple:
+    """``eval`` as ``((name, arrays), ...)``: a tuple of arrays is the one unnamed set (name
+    None), a dict names each set."""
+    if eval is None:
+        return ()
+    if not isinstance(eval, Mapping):
+        return ((None, _arrays("eval", eval)),)
+    if not eval:
+        raise ValueError("eval must name at least one evaluation set, got an empty dict")
+    for name in eval:
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(
+                f"eval's set names must be non-empty strings without '/', got {name!r}"
+            )
+    return tuple((name, _arrays(f"eval[{name!r}]", arrays)) for name, arrays in eval.items())

@@ -23,6 +23,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from jaxmom.sweep._files import atomic_open
+from jaxmom.sweep._metrics import direction
 
 if TYPE_CHECKING:
     from jaxmom.sweep._result import SweepResult
@@ -56,6 +57,13 @@ def plain_log_ticks(axis, low: float, high: float) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
+def _best_mode(metric: str, best: str | None) -> str | None:
+    """``"min"``, ``"max"`` or None (no outline) from a plot's ``best`` argument."""
+    if best not in ("auto", None, "min", "max"):
+        raise ValueError(f"best must be 'auto', 'min', 'max' or None, got {best!r}")
+    return direction(metric) if best == "auto" else best
+
+
 def heatmap(
     result: SweepResult,
     metric: str,
@@ -65,7 +73,7 @@ def heatmap(
     *,
     title: str | None = None,
     label: str | None = None,
-    best: str | None = None,
+    best: str | None = "auto",
     log_color: bool | None = None,
     std: bool = False,
     percent: bool = False,
@@ -78,7 +86,10 @@ def heatmap(
     decade is drawn on a log scale. The colour scale is logarithmic when ``log_color`` is
     True or, by default, when the metric's values are positive and span a factor of 5 or
     more (losses; pass False for bounded metrics such as accuracy). ``best="min"`` or
-    ``"max"`` outlines the best cell in red (by the mean). ``std=True`` colours each cell by
+    ``"max"`` outlines the best cell in red (by the mean); ``"auto"`` (the default) does so in
+    the direction that the metric's name tells (:func:`jaxmom.sweep._metrics.direction`:
+    losses and errors lower, accuracies higher), and outlines nothing for a name that tells
+    neither; None outlines nothing. ``std=True`` colours each cell by
     the standard deviation (``ddof=0``) of the runs it averages (the seeds) instead, and labels it
     "±std". ``percent=True`` shows a fraction (an accuracy) in percent, cells and colour bar, as a
     table prints it ("87.21%"). The default title says what was averaged ("mean over 3 seeds").
@@ -86,8 +97,7 @@ def heatmap(
     Returns:
       The :class:`~matplotlib.figure.Figure`; it is also saved as a PNG to ``path`` if given.
     """
-    if best not in (None, "min", "max"):
-        raise ValueError(f"best must be 'min', 'max' or None, got {best!r}")
+    best = _best_mode(metric, best)
     ix, iy = result.grid.axis_of(x), result.grid.axis_of(y)
     if ix == iy:
         raise ValueError(
@@ -230,7 +240,7 @@ def scatter(
     path=None,
     *,
     log: bool | Sequence[str] | None = None,
-    best: str | None = None,
+    best: str | None = "auto",
     title: str | None = None,
     label: str | None = None,
     log_color: bool | None = None,
@@ -246,15 +256,15 @@ def scatter(
     halving stopped) is left out. ``log``: the hyperparameters drawn on a log axis (True: all);
     by default, those whose values are positive, span at least a decade and have their median
     nearer the geometric than the arithmetic midpoint, as a :func:`~jaxmom.sweep.log_uniform`
-    space's do. ``best="min"`` or ``"max"`` circles the best configuration in red.
+    space's do. ``best="min"`` or ``"max"`` circles the best configuration in red; ``"auto"`` (the
+    default) in the direction the metric's name tells, as for :func:`heatmap`; None: no circle.
     ``percent=True`` shows a fraction (an accuracy) in percent. When no configuration has a value
     (every one diverged, say), the axes are grey and the title says so.
 
     Returns:
       The :class:`~matplotlib.figure.Figure`; it is also saved as a PNG to ``path`` if given.
     """
-    if best not in (None, "min", "max"):
-        raise ValueError(f"best must be 'min', 'max' or None, got {best!r}")
+    best = _best_mode(metric, best)
     names = [x] if y is None else [x, y]
     for name in names:
         if name not in result.grid.params:

@@ -244,7 +244,8 @@ def test_the_heatmap_title_names_every_averaged_axis_with_its_size_in_words():
         plot.averaged_over(res, "lr", "wd", std=True) == "std over 2 values of momentum and 2 seeds"
     )
     one_seed = _result.SweepResult(
-        sweep.product(lr=[0.01], momentum=[0.0]).with_seeds(1), {"m": np.ones((1, 1, 1))}, 0.0, 0.0
+        grid=sweep.product(lr=[0.01], momentum=[0.0]).with_seeds(1),
+        metrics={"m": np.ones((1, 1, 1))},
     )
     assert plot.averaged_over(one_seed, "lr", "momentum") == ""  # nothing was averaged
     assert one_seed.heatmap("m", "lr", "momentum").axes[0].get_title() == "m"

@@ -339,7 +339,7 @@ def test_a_sweep_where_every_cell_diverges_draws_grey_maps_and_exits_0(
         assert (tmp_path / f"heatmap_{stem}_learning_rate_momentum.png").stat().st_size > 5_000
 
 
-@pytest.mark.parametrize("search", ["random", "halving"])
+@pytest.mark.parametrize("search", ["random", "halving", "pbt"])
 def test_a_search_where_every_trial_diverges_draws_grey_scatter_plots_and_exits_0(
     search, tmp_path, monkeypatch, capsys, tiny_mnist
 ):
@@ -353,6 +353,8 @@ def test_a_search_where_every_trial_diverges_draws_grey_scatter_plots_and_exits_
     assert all(r["diverged"] for r in results["runs"]) and results["sweep"]["best"] is None
     for stem in ("train_loss", "test_accuracy"):
         assert (tmp_path / f"scatter_{stem}_learning_rate.png").stat().st_size > 5_000
+    if search == "pbt":  # every member diverged: none is drawn as the best
+        assert (tmp_path / "pbt_schedules.png").stat().st_size > 5_000
 
 
 # ---- the registry makes the command line --------------------------------------------------------
@@ -907,6 +909,7 @@ def test_mixed_precision_script_writes_its_table_into_the_page(
 # ---- --search and --seeds (issue 19) ------------------------------------------------------------
 
 SEARCH = ["--search", "random", "--lr", "1e-4:1"]
+PBT = ["--search", "pbt", "--lr", "1e-4:1"]
 
 
 @pytest.mark.parametrize(
@@ -926,7 +929,10 @@ SEARCH = ["--search", "random", "--lr", "1e-4:1"]
             "is an integer: ranges LO:HI are for float hyperparameter flags",
         ),
         (["--lr", "1e-4:x", *SEARCH[:2]], "expected a range LO:HI of two numbers, got '1e-4:x'"),
-        (["--lr", "1e-4:1"], "--lr 0.0001:1 is a range: add --search random|sobol|halving|optuna"),
+        (
+            ["--lr", "1e-4:1"],
+            "--lr 0.0001:1 is a range: add --search random|sobol|halving|pbt|optuna",
+        ),
         (["--search", "sobol", "--lr", "0.1"], "--search sobol needs at least one range LO:HI"),
         (["--search", "halving", "--lr", "0.1,0.2"], "needs at least one range"),
         ([*SEARCH, "--trials", "0"], "--trials must be in 1..1048576 (the most one search"),
@@ -970,6 +976,15 @@ SEARCH = ["--search", "random", "--lr", "1e-4:1"]
             ["--search", "halving", "--lr", "1e-4:1", "--checkpoint-dir", "ck"],
             "--checkpoint-dir does not apply to --search halving",
         ),
+        ([*PBT, "--interval", "0"], "--interval must be at least 1 (epochs between two exploits)"),
+        (
+            [*PBT, "--fraction", "0.7"],
+            "--fraction must be in (0, 0.5] (the bottom F copy the top F)",
+        ),
+        ([*SEARCH, "--interval", "2"], "--interval applies to --search pbt"),
+        (["--sweep", "--lr", "0.1,0.2", "--fraction", "0.2"], "--fraction applies to --search pbt"),
+        ([*PBT, "--epochs", "3", "--interval", "3"], "--interval 3 leaves no exploit in 3 epochs"),
+        ([*PBT, "--trials", "1"], "--search pbt needs a population of at least 2 --trials"),
     ],
 )
 def test_search_flag_errors_are_one_line_before_any_data(
@@ -1064,6 +1079,54 @@ def test_search_halving_keeps_the_best_third_by_test_accuracy(tmp_path, monkeypa
         assert "epochs_trained" in next(csv.DictReader(f))
     # one hyperparameter: the scatter is the metric against it
     assert (out / "scatter_test_accuracy_learning_rate.png").stat().st_size > 10_000
+
+
+def test_search_pbt_writes_the_lineages_the_schedules_figure_and_the_pick(
+    tmp_path, monkeypatch, tiny_mnist, capsys
+):
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    out = tmp_path / "out"
+    argv = ["--search", "pbt", "--trials", "4", "--lr", "1e-3:1", "--momentum", "0:0.9"]
+    argv += ["--seeds", "0,1", "--fraction", "0.25", "--epochs", "3", "--quiet"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    runs, sweep = results["runs"], results["sweep"]
+    with open(out / "sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert "search: pbt (interval 1, fraction 0.25, ranked by test accuracy), 4 trials" in printed
+    assert "pbt: 4 members, 2 exploits (after epochs 1, 2), 2 copies" in printed
+    search, pbt = sweep["search"], sweep["pbt"]
+    assert search["method"] == "pbt" and search["metric"] == "test_accuracy"
+    assert (search["interval"], search["fraction"], search["mode"]) == (1, 0.25, "max")
+    assert pbt["members"] == 4 and pbt["ends"] == [1, 2, 3]
+    assert [len(c) for c in pbt["copies"]] == [1, 1]  # a quarter of 4: one member copies
+    assert len(runs) == len(rows) == 8 and [r["seed"] for r in runs] == [0, 1] * 4
+    for run, row in zip(runs, rows):
+        lineage, schedule = run["pbt"]["lineage"], run["pbt"]["schedule"]
+        assert row["member"] == str(run["pbt"]["member"]) == str(lineage[-1])
+        assert row["lineage"] == ">".join(str(m) for m in lineage)  # one epoch per leg
+        assert float(row["final_learning_rate"]) == schedule["learning_rate"][-1]
+        assert len(schedule["momentum"]) == 3
+        if lineage[0] == run["pbt"]["member"]:  # its first epoch is its own: the drawn values
+            drawn = run["hyperparameters"]["learning_rate"]
+            assert schedule["learning_rate"][0] == pytest.approx(drawn, rel=1e-6)
+    # the last exploit's copier carries on from its donor's state: the donor's past, then its own
+    ((member, donor),) = pbt["copies"][-1]
+    copier, given = (
+        next(r["pbt"] for r in runs if r["pbt"]["member"] == m) for m in (member, donor)
+    )
+    assert copier["lineage"] == [*given["lineage"][:2], member]
+    assert copier["schedule"]["momentum"][:2] == given["schedule"]["momentum"][:2]
+    # the pick: the best mean over the seeds, told by its member and final values
+    acc = np.array([r["test_accuracy"] for r in runs]).reshape(4, 2).mean(1)
+    best = sweep["best"]
+    assert best["n_seeds"] == 2 and best["test_accuracy"] == pytest.approx(acc.max())
+    assert best["member"] == int(np.argmax(acc)) and best["lineage"].count(">") == 2
+    assert f"best: member={best['member']}, final_learning_rate=" in printed
+    for name in ("pbt_schedules.png", "scatter_test_accuracy_learning_rate_momentum.png"):
+        assert (out / name).stat().st_size > 10_000
+    assert matplotlib.image.imread(out / "pbt_schedules.png").shape[1] > 3 * 400  # three panels
 
 
 def test_search_optuna_trains_its_trials_in_batches(tmp_path, monkeypatch, tiny_mnist):

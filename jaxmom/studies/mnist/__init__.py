@@ -12,7 +12,10 @@ Modules, from the bottom up:
 - :mod:`~jaxmom.studies.mnist.train`: every run through :func:`jaxmom.sweep.fit` (a single run is
   a one-cell grid, :func:`train_and_evaluate`), resumable, and its results.json records;
 - :mod:`~jaxmom.studies.mnist.sweep`: the study over a grid (:func:`run_sweep`) or sampled trials
-  (a search's plan, ``Search``, run by ``run_search``: random, Sobol, successive halving, Optuna);
+  (a search's plan, ``Search``, run by ``run_search``: random, Sobol, successive halving,
+  population-based training, Optuna);
+- :mod:`~jaxmom.studies.mnist.pbt`: ``--search pbt``'s flags, lineages, columns and
+  ``pbt_schedules.png``;
 - :mod:`~jaxmom.studies.mnist.folders`: --out and --checkpoint-dir, checked before any work;
 - :mod:`~jaxmom.studies.mnist.report`: summary table, results.json, loss curves, sweep outputs;
 - :mod:`~jaxmom.studies.mnist.flags`: the command line's flags turned into runs, a grid or a

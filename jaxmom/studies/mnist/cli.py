@@ -16,6 +16,7 @@ per epoch). --out holds one run, swapped in whole when complete (jaxmom/studies/
     python3 experiments/mnist.py --sweep --lr 0.003,0.01,0.03,0.1 --momentum 0,0.5,0.9,0.99
     python3 experiments/mnist.py --sweep --lr 0.01,0.1 --momentum 0,0.9 --seeds 0,1,2
     python3 experiments/mnist.py --search halving --trials 81 --epochs 9 --lr 1e-4:1 --momentum 0:0.99
+    python3 experiments/mnist.py --search pbt --trials 16 --epochs 8 --lr 1e-3:1 --momentum 0:0.99
     python3 experiments/mnist.py --param-dtype bfloat16 --state-dtype float32 --optimizer adam
 
 Data: --source auto tries IDX files in --data-dir, then tensorflow-datasets, then a download, then
@@ -32,12 +33,12 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from jaxmom.studies.mnist import data, flags, folders, registry, report, train
+from jaxmom.studies.mnist import data, flags, folders, pbt, registry, report, train
 from jaxmom.studies.mnist.config import DTYPES, INITS, Config
 from jaxmom.studies.mnist.flags import fixed, number_list
 from jaxmom.studies.mnist.registry import hyperparameters, options
 from jaxmom.studies.mnist.studies import STUDIES
-from jaxmom.studies.mnist.sweep import SEARCHES, Search, check_available, run_search, run_sweep
+from jaxmom.studies.mnist.sweep import Search, check_available, run_search, run_sweep
 from jaxmom.studies.mnist.train import train_and_evaluate
 from jaxmom.sweep import Grid, OutputError, catch_interrupts
 
@@ -217,31 +218,7 @@ def build_parser() -> Parser:
         "these seeds (of the initial weights and the batch order, instead of --seed); tables "
         "and heatmaps show each configuration's mean over them, and the best is ranked by it",
     )
-    group = p.add_argument_group(
-        "search (sampled trials instead of a grid: ranges LO:HI, log-uniform for --lr and "
-        "uniform for the others; a comma list beside them is a choice among its values)"
-    )
-    group.add_argument(
-        "--search",
-        choices=SEARCHES,
-        help="random: --trials independent draws; sobol: a scrambled Sobol sequence (a power of "
-        "two of trials keeps it balanced); halving: successive halving of --trials random "
-        "draws, keeping the best 1/--eta by test accuracy after 1, eta, eta^2, ... epochs; "
-        "optuna: Optuna's TPE sampler, 8 trials per compiled batch (needs the tune extra). "
-        "--seed seeds the draws. Writes sweep.csv, results.json and scatter plots",
-    )
-    group.add_argument(
-        "--trials",
-        type=fixed(int),
-        metavar="N",
-        help=f"with --search: the number of trials (default {flags.TRIALS})",
-    )
-    group.add_argument(
-        "--eta",
-        type=fixed(int),
-        metavar="ETA",
-        help=f"with --search halving: each rung keeps 1/ETA of the trials (default {flags.ETA})",
-    )
+    flags.add_search_arguments(p)
     return p
 
 
@@ -272,6 +249,8 @@ def sweep_main(args: argparse.Namespace, config: Config, plan: Grid | Search, st
     print(report.sweep_summary(res, records))
     if "halving" in res.info:
         print(report.halving_line(res.info["halving"]))
+    if "pbt" in res.info:
+        print(pbt.summary_line(res))
     written = report.write_sweep_outputs(stage.path, res, config, records)
     print(report.wrote(stage.commit(written)))
     return 0

@@ -17,7 +17,7 @@ import re
 from typing import NamedTuple
 
 from jaxmom import sweep
-from jaxmom.studies.mnist import registry
+from jaxmom.studies.mnist import pbt, registry
 from jaxmom.studies.mnist.config import Config
 from jaxmom.studies.mnist.registry import hyperparameters, options
 from jaxmom.studies.mnist.studies import STUDIES, StudyRun
@@ -225,7 +225,7 @@ def configs_from_args(args: argparse.Namespace) -> list[Config]:
 
 
 def check_search_flags(args: argparse.Namespace) -> None:
-    """How --seeds, --trials, --eta and --checkpoint-dir combine with --sweep and --search: one
+    """How --seeds, --trials, --eta, --interval, --fraction and --checkpoint-dir combine with --sweep and --search: one
     ``ValueError`` for the first mistake."""
     if args.seeds is not None:
         if not (args.sweep or args.search):
@@ -251,6 +251,7 @@ def check_search_flags(args: argparse.Namespace) -> None:
             raise ValueError(
                 f"--eta must be at least 2 (each rung keeps 1/eta), got {args.eta}"
             ) from None
+    pbt.check_flags(args)
     if args.search in ("halving", "optuna") and args.checkpoint_dir is not None:
         raise ValueError(
             f"--checkpoint-dir does not apply to --search {args.search}: its trials depend on "
@@ -325,4 +326,52 @@ def search_from_args(args: argparse.Namespace, config: Config) -> Search:
         ETA if args.eta is None else args.eta,
         args.seeds,
         args.seed,
+        pbt.INTERVAL if args.interval is None else args.interval,
+        pbt.FRACTION if args.fraction is None else args.fraction,
+    )
+
+
+def add_search_arguments(p: argparse.ArgumentParser) -> None:
+    """The parser's "search" group: --search, --trials, --eta, --interval and --fraction."""
+    group = p.add_argument_group(
+        "search (sampled trials instead of a grid: ranges LO:HI, log-uniform for --lr and "
+        "uniform for the others; a comma list beside them is a choice among its values)"
+    )
+    group.add_argument(
+        "--search",
+        choices=SEARCHES,
+        help="random: --trials independent draws; sobol: a scrambled Sobol sequence (a power of "
+        "two of trials keeps it balanced); halving: successive halving of --trials random "
+        "draws, keeping the best 1/--eta by test accuracy after 1, eta, eta^2, ... epochs; "
+        "pbt: population-based training of --trials random draws, the bottom --fraction by "
+        "test accuracy copying the top's state and perturbing its hyperparameters every "
+        "--interval epochs (writes pbt_schedules.png); "
+        "optuna: Optuna's TPE sampler, 8 trials per compiled batch (needs the tune extra). "
+        "--seed seeds the draws. Writes sweep.csv, results.json and scatter plots",
+    )
+    group.add_argument(
+        "--trials",
+        type=fixed(int),
+        metavar="N",
+        help=f"with --search: the number of trials, PBT's population (default {TRIALS})",
+    )
+    group.add_argument(
+        "--eta",
+        type=fixed(int),
+        metavar="ETA",
+        help=f"with --search halving: each rung keeps 1/ETA of the trials (default {ETA})",
+    )
+    group.add_argument(
+        "--interval",
+        type=fixed(int),
+        metavar="N",
+        help=f"with --search pbt: epochs between two exploits, below --epochs (default "
+        f"{pbt.INTERVAL})",
+    )
+    group.add_argument(
+        "--fraction",
+        type=fixed(float),
+        metavar="F",
+        help="with --search pbt: the share of the population that copies (the bottom) and that "
+        f"is copied (the top), in (0, 0.5] (default {pbt.FRACTION:g})",
     )

@@ -29,6 +29,7 @@ from matplotlib.ticker import MaxNLocator
 
 import jaxmom
 import jaxmom.sweep.plot as sweep_plot
+from jaxmom.studies.mnist import pbt
 from jaxmom.studies.mnist.config import Config
 from jaxmom.studies.mnist.folders import LOSS_CSV
 from jaxmom.studies.mnist.sweep import Search, space_text
@@ -66,6 +67,7 @@ def search_header(config: Config, search: Search) -> str:
     space = ", ".join(f"{k} {space_text(v)}" for k, v in search.space.items())
     seeds = f" x {len(search.seeds)} seeds" if search.seeds else ""
     eta = f" (eta {search.eta})" if search.method == "halving" else ""
+    eta = pbt.header(search) if search.method == "pbt" else eta
     return (
         f"search: {search.method}{eta}, {search.trials} trials{seeds} of {config.optimizer} "
         f"over {space}; {config.epochs} epochs each, through fit"
@@ -288,15 +290,18 @@ SWEEP_COLUMNS = ("final_train_loss", "test_accuracy", "diverged", "diverged_step
 def sweep_rows(res: SweepResult, records: list[dict]) -> list[dict]:
     """One dict per cell, in the grid's order: its swept hyperparameters (and seed, with a seed
     axis), ``final_train_loss``, ``test_accuracy``, ``diverged`` and ``diverged_step`` (and
-    ``epochs_trained`` after successive halving)."""
+    ``epochs_trained`` after successive halving, PBT's :func:`~jaxmom.studies.mnist.pbt.columns`
+    after the hyperparameters)."""
     names = [n for n in res.grid.params] + (["seed"] if SEED in res.grid.names else [])
     halved = ("epochs_trained",) if "halving" in res.info else ()  # trials stopped early
+    extra = pbt.columns(res) if "pbt" in res.info else [{}] * len(records)
     return [
         {
             **{n: r["seed"] if n == SEED else r["hyperparameters"][n] for n in names},
+            **more,
             **{c: r[c] for c in SWEEP_COLUMNS + halved},
         }
-        for r in records
+        for r, more in zip(records, extra)
     ]
 
 
@@ -347,7 +352,7 @@ def sweep_summary(res: SweepResult, records: list[dict]) -> str:
     else:
         verdict = (
             "best: "
-            + ", ".join(f"{k}={best[k]:g}" for k in res.grid.params)
+            + ", ".join(f"{k}={best[k]:g}" for k in pbt.verdict_keys(res, best))
             + f": test accuracy {100 * best['test_accuracy']:.2f}%"
             + (
                 f" (mean of {best['n_seeds']} seeds, std {100 * best['test_accuracy_std']:.2f})"
@@ -393,9 +398,13 @@ def write_sweep_outputs(out, res: SweepResult, config: Config, records: list[dic
         "best": best_row(rows),
         "search": res.info.get("search"),  # --search's plan, None for a grid
         "halving": res.info.get("halving"),  # successive halving's rungs and spend
+        "pbt": res.info.get("pbt"),  # PBT's settings, exploits and copies
     }
-    write_json(out / "results.json", results(records, sweep))
     written = [out / "sweep.csv", out / "results.json"]
+    if "pbt" in res.info:  # each run's lineage, the schedules; scatter plots at the last values
+        written.append(pbt.write_figure(out, res, config.optimizer))
+        records, res = pbt.records(res, records), pbt.final_values(res)
+    write_json(out / "results.json", results(records, sweep))
     names = list(grid.params)
     sampled = TRIAL in grid.names  # --search's trials: scatter plots, a heatmap does not fit
     pairs = [(x, y) for i, x in enumerate(names) for y in names[i + 1 :]]
@@ -419,7 +428,7 @@ def write_sweep_outputs(out, res: SweepResult, config: Config, records: list[dic
                 path = out / f"scatter_{stem}_{x}_{y}.png"
             # two short lines: one long line was wider than a small grid's figure
             epochs = f"{config.epochs} epoch" + ("s" if config.epochs != 1 else "")
-            title = f"{config.optimizer}, {epochs}:\n{label}"
+            title = f"{config.optimizer}, {epochs}{pbt.SCATTER * ('pbt' in res.info)}:\n{label}"
             if not res.diverged.all():  # else the figure says every one diverged
                 title += " (best in red)"
             if over := sweep_plot.averaged_over(res, x, y):  # "mean over 3 seeds"

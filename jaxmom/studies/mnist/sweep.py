@@ -1,6 +1,6 @@
 """The MNIST study as a sweep: one run per cell of a grid, or per trial of a search (random or
-Sobol draws, successive halving, Optuna: :class:`Search`, :func:`run_search`), through
-:func:`jaxmom.sweep.fit`.
+Sobol draws, successive halving, population-based training, Optuna: :class:`Search`,
+:func:`run_search`), through :func:`jaxmom.sweep.fit`.
 
 ``fit`` trains the grid chunk by chunk, one compiled epoch at a time (the state on device,
 donated), and measures the test accuracy of every cell after every epoch in a program of its own,
@@ -13,10 +13,11 @@ import warnings
 from collections.abc import Mapping, Sequence
 
 from jaxmom import sweep
+from jaxmom.studies.mnist import pbt
 from jaxmom.studies.mnist.config import Config
 from jaxmom.studies.mnist.train import fit_arguments, fit_config, study_result
 
-SEARCHES = ("random", "sobol", "halving", "optuna")  # --search's methods
+SEARCHES = ("random", "sobol", "halving", "pbt", "optuna")  # --search's methods
 OPTUNA_BATCH = 8  # trials Optuna asks for, and fit trains, at once
 
 
@@ -24,7 +25,7 @@ OPTUNA_BATCH = 8  # trials Optuna asks for, and fit trains, at once
 class Search:
     """A search's plan: how (``method``, one of :data:`SEARCHES`), what (``space``:
     hyperparameter -> sweep space), how many ``trials``, halving's ``eta``, the seed axis
-    (``seeds``) and the draws' ``seed``."""
+    (``seeds``), the draws' ``seed`` (PBT's too), and PBT's ``interval`` and ``fraction``."""
 
     method: str
     space: dict
@@ -32,9 +33,11 @@ class Search:
     eta: int
     seeds: list | None
     seed: int
+    interval: int = pbt.INTERVAL
+    fraction: float = pbt.FRACTION
 
     def grid(self) -> sweep.Grid:
-        """The sampled trials (random draws for halving), with the seed axis if any."""
+        """The sampled trials (random draws for halving and PBT), with the seed axis if any."""
         method = "sobol" if self.method == "sobol" else "random"
         with warnings.catch_warnings():  # SciPy's balance warning: --help says it
             warnings.simplefilter("ignore", UserWarning)
@@ -50,6 +53,7 @@ class Search:
             "seeds": self.seeds,
             "draw_seed": self.seed,
             **({"eta": self.eta} if self.method == "halving" else {}),
+            **(pbt.describe(self.interval, self.fraction) if self.method == "pbt" else {}),
         }
 
 
@@ -126,10 +130,11 @@ def run_search(
 ) -> sweep.SweepResult:
     """``search``'s trials of ``config`` on ``data``: Optuna's (:func:`run_optuna`), or the drawn
     grid (:meth:`Search.grid`) trained by :func:`~jaxmom.studies.mnist.train.fit_config`, by
-    successive halving for ``"halving"`` (keeping the best ``1/eta`` by test accuracy). The
+    successive halving for ``"halving"`` (keeping the best ``1/eta`` by test accuracy), by
+    population-based training for ``"pbt"`` (:func:`jaxmom.studies.mnist.pbt.strategy`). The
     result's ``info["search"]`` holds the plan (:meth:`Search.describe`; Optuna adds its best
     trial). ``checkpoint_dir`` applies to random and sobol draws, whose trials do not depend on
-    how earlier ones ended."""
+    how earlier ones ended, and to PBT, whose decisions a resumed run replays."""
     plan = search.describe()
     if search.method == "optuna":
         return run_optuna(
@@ -143,9 +148,11 @@ def run_search(
             progress=progress,
             plan=plan,
         )
-    halving = None
+    halving, strategy = None, None
     if search.method == "halving":
         halving = sweep.Halving(search.eta, metric="test_accuracy", mode="max")
+    if search.method == "pbt":
+        strategy = pbt.strategy(search.space, search.interval, search.fraction, search.seed)
     return fit_config(
         config,
         data,
@@ -154,6 +161,7 @@ def run_search(
         progress=progress,
         divergence_factor=divergence_factor,
         halving=halving,
+        search=strategy,
         info={"search": plan},
     )
 

@@ -184,6 +184,7 @@ def fit_config(
     memory_budget: int | None = None,
     divergence_factor: float | None = 10.0,
     halving: sweep.Halving | None = None,
+    search: sweep.PBT | None = None,
     info: dict | None = None,
 ) -> sweep.SweepResult:
     """``config`` trained on ``data`` by :func:`jaxmom.sweep.fit`: one run per cell of ``grid``
@@ -192,7 +193,8 @@ def fit_config(
 
     ``checkpoint_dir`` keeps one folder per run or grid (:func:`run_folder`), holding ``fit``'s
     checkpoint: a run killed and started again resumes bit-identically. ``halving`` runs
-    successive halving over the grid's trials instead (no checkpoint).
+    successive halving over the grid's trials instead (no checkpoint), ``search`` (a
+    :class:`jaxmom.sweep.PBT`) population-based training.
 
     Metrics: see :func:`study_result`; ``params`` with ``return_params``; ``info`` is added to
     the result's ``info`` (e.g. a search's plan, ``{"search": ...}``).
@@ -209,6 +211,7 @@ def fit_config(
         return_params=return_params,
         divergence_factor=divergence_factor,
         halving=halving,
+        search=search,
     )
     resumed = np.asarray(res.info.get("resumed_epochs", 0), np.int32)  # halving: no checkpoint
     out = study_result(config, res, np.broadcast_to(resumed, grid.shape).reshape(-1))
@@ -222,7 +225,8 @@ def study_result(config: Config, res: sweep.SweepResult, resumed=None) -> sweep.
     epoch), ``final_train_loss`` and ``test_accuracy`` (after the last epoch: NaN for a trial that
     successive halving stopped earlier), ``epochs_trained`` and ``resumed_from_epoch``
     (``resumed``: epochs per cell loaded from a checkpoint). ``res``'s divergence marks, params
-    and ``info`` are kept."""
+    and ``info`` are kept, and so are population-based training's ``member``, ``parent`` and
+    ``hp/<name>``."""
     grid, m = res.grid, res.metrics
     trained = m.get("epochs_trained", np.full(grid.shape, config.epochs))
     resumed = np.zeros(grid.size, np.int32) if resumed is None else resumed
@@ -234,6 +238,7 @@ def study_result(config: Config, res: sweep.SweepResult, resumed=None) -> sweep.
         "test_accuracy": m["test_accuracy"][..., -1],
         "epochs_trained": np.asarray(trained, np.int32).reshape(grid.shape),
         "resumed_from_epoch": np.asarray(resumed).reshape(grid.shape),
+        **{k: v for k, v in m.items() if k in ("member", "parent") or k.startswith("hp/")},
     }
     return sweep.SweepResult(
         grid=grid,

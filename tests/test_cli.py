@@ -23,6 +23,7 @@ import jaxmom
 from jaxmom import sweep as jaxmom_sweep
 from jaxmom.studies.mnist import cli, registry
 from jaxmom.studies.mnist.config import Config
+from jaxmom.studies.mnist.data import hold_out
 from jaxmom.studies.mnist.registry import OPTIMIZERS, OptimizerSpec
 from jaxmom.studies.mnist.train import train_and_evaluate
 
@@ -270,6 +271,7 @@ def test_sweep_writes_table_csv_heatmaps_and_results_json(
         "learning_rate",
         "momentum",
         "final_train_loss",
+        "val_accuracy",
         "test_accuracy",
         "diverged",
         "diverged_step",
@@ -1046,28 +1048,32 @@ def test_search_sobol_with_seeds_trains_the_drawn_trials_and_ranks_by_seed_means
             epochs=1,
             seed=5,
         ),
-        tiny_mnist,
+        hold_out(tiny_mnist),  # a search's default split: the last tenth held out
     ).record
     np.testing.assert_allclose(alone["epoch_train_loss"], runs[1]["epoch_train_loss"], rtol=1e-5)
     # the best is the highest mean over the two seeds, not one lucky seed
-    means = [(runs[i]["test_accuracy"] + runs[i + 1]["test_accuracy"]) / 2 for i in range(0, 8, 2)]
+    means = [(runs[i]["val_accuracy"] + runs[i + 1]["val_accuracy"]) / 2 for i in range(0, 8, 2)]
     best = sweep["best"]
-    assert best["n_seeds"] == 2 and best["test_accuracy"] == pytest.approx(max(means))
+    assert best["n_seeds"] == 2 and best["val_accuracy"] == pytest.approx(max(means))
     assert best["learning_rate"] == lrs[2 * int(np.argmax(means))]
     for stem in ("train_loss", "test_accuracy"):
         assert (out / f"scatter_{stem}_learning_rate_momentum.png").stat().st_size > 10_000
     assert not list(out.glob("heatmap_*.png"))
 
 
-def test_search_halving_keeps_the_best_third_by_test_accuracy(tmp_path, monkeypatch, tiny_mnist):
+def test_search_halving_keeps_the_best_third_by_validation_accuracy(
+    tmp_path, monkeypatch, tiny_mnist
+):
     monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
     out = tmp_path / "out"
     argv = ["--search", "halving", "--trials", "9", "--eta", "3", "--lr", "1e-3:1"]
     assert cli.main([*argv, "--epochs", "3", "--quiet", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     runs, halving = results["runs"], results["sweep"]["halving"]
-    after_one = [r["epoch_test_accuracy"][0] for r in runs]
+    after_one = [r["epoch_val_accuracy"][0] for r in runs]  # selected on validation, not test
     kept = [r["epochs_trained"] == 3 for r in runs]
+    assert results["sweep"]["selected_on"] == "val_accuracy"
+    assert all(r["validation_examples"] == 19 and r["train_examples"] == 173 for r in runs)
     assert sum(kept) == 3 and [r["epochs_trained"] for r in runs].count(1) == 6
     # the survivors are the three best after the first epoch (ties aside)
     assert min(a for a, k in zip(after_one, kept) if k) >= max(
@@ -1094,10 +1100,12 @@ def test_search_pbt_writes_the_lineages_the_schedules_figure_and_the_pick(
     runs, sweep = results["runs"], results["sweep"]
     with open(out / "sweep.csv") as f:
         rows = list(csv.DictReader(f))
-    assert "search: pbt (interval 1, fraction 0.25, ranked by test accuracy), 4 trials" in printed
+    assert "search: pbt (interval 1, fraction 0.25, ranked by validation accuracy), 4 trials" in (
+        printed
+    )
     assert "pbt: 4 members, 2 exploits (after epochs 1, 2), 2 copies" in printed
     search, pbt = sweep["search"], sweep["pbt"]
-    assert search["method"] == "pbt" and search["metric"] == "test_accuracy"
+    assert search["method"] == "pbt" and search["metric"] == "val_accuracy"
     assert (search["interval"], search["fraction"], search["mode"]) == (1, 0.25, "max")
     assert pbt["members"] == 4 and pbt["ends"] == [1, 2, 3]
     assert [len(c) for c in pbt["copies"]] == [1, 1]  # a quarter of 4: one member copies
@@ -1119,9 +1127,9 @@ def test_search_pbt_writes_the_lineages_the_schedules_figure_and_the_pick(
     assert copier["lineage"] == [*given["lineage"][:2], member]
     assert copier["schedule"]["momentum"][:2] == given["schedule"]["momentum"][:2]
     # the pick: the best mean over the seeds, told by its member and final values
-    acc = np.array([r["test_accuracy"] for r in runs]).reshape(4, 2).mean(1)
+    acc = np.array([r["val_accuracy"] for r in runs]).reshape(4, 2).mean(1)
     best = sweep["best"]
-    assert best["n_seeds"] == 2 and best["test_accuracy"] == pytest.approx(acc.max())
+    assert best["n_seeds"] == 2 and best["val_accuracy"] == pytest.approx(acc.max())
     assert best["member"] == int(np.argmax(acc)) and best["lineage"].count(">") == 2
     assert f"best: member={best['member']}, final_learning_rate=" in printed
     for name in ("pbt_schedules.png", "scatter_test_accuracy_learning_rate_momentum.png"):
@@ -1134,8 +1142,8 @@ def test_search_optuna_trains_its_trials_in_batches(tmp_path, monkeypatch, tiny_
     _, sweep, runs, rows = search_results(tmp_path, monkeypatch, tiny_mnist, *argv)
     assert len(runs) == len(rows) == 10 and sweep["search"]["batch"] == 8
     assert len({r["hyperparameters"]["learning_rate"] for r in runs}) == 10
-    best = max(r["test_accuracy"] for r in runs)
-    assert sweep["search"]["best_trial"]["value"] == best == sweep["best"]["test_accuracy"]
+    best = max(r["val_accuracy"] for r in runs)  # Optuna maximised the validation accuracy
+    assert sweep["search"]["best_trial"]["value"] == best == sweep["best"]["val_accuracy"]
 
 
 def test_sweep_with_seeds_averages_them_for_the_best_cell(tmp_path, monkeypatch, tiny_mnist):
@@ -1143,7 +1151,56 @@ def test_sweep_with_seeds_averages_them_for_the_best_cell(tmp_path, monkeypatch,
     out, sweep, runs, rows = search_results(tmp_path, monkeypatch, tiny_mnist, *argv)
     assert len(runs) == 12 and [r["seed"] for r in runs] == [0, 1, 2] * 4
     assert [int(r["seed"]) for r in rows] == [0, 1, 2] * 4
-    acc = np.array([r["test_accuracy"] for r in runs]).reshape(4, 3)
-    assert sweep["best"]["test_accuracy"] == pytest.approx(acc.mean(1).max())
-    assert sweep["best"]["test_accuracy_std"] == pytest.approx(acc.std(1)[acc.mean(1).argmax()])
+    acc = np.array([r["val_accuracy"] for r in runs]).reshape(4, 3)  # the pick's: validation
+    assert sweep["best"]["val_accuracy"] == pytest.approx(acc.mean(1).max())
+    assert sweep["best"]["val_accuracy_std"] == pytest.approx(acc.std(1)[acc.mean(1).argmax()])
+    test = np.array([r["test_accuracy"] for r in runs]).reshape(4, 3).mean(1)
+    assert sweep["best"]["test_accuracy"] == pytest.approx(test[acc.mean(1).argmax()])
     assert (out / "heatmap_test_accuracy_learning_rate_momentum.png").stat().st_size > 10_000
+
+
+def test_a_search_selects_on_validation_and_reports_the_picks_test_accuracy(
+    tmp_path, monkeypatch, tiny_mnist, capsys
+):
+    argv = ["--search", "random", "--trials", "6", "--lr", "1e-3:1", "--momentum", "0:0.9"]
+    out, sweep, runs, rows = search_results(
+        tmp_path, monkeypatch, tiny_mnist, *argv, "--validation", "40"
+    )
+    printed = capsys.readouterr().out
+    assert "validation: the last 40 training examples held out" in printed
+    assert sweep["selected_on"] == sweep["search"]["selected_on"] == "val_accuracy"
+    assert all(r["validation_examples"] == 40 and r["train_examples"] == 152 for r in runs)
+    val = [r["val_accuracy"] for r in runs]
+    test = [r["test_accuracy"] for r in runs]
+    i = int(np.argmax(val))  # the best by validation: its test accuracy is reported, not the max
+    assert sweep["best"]["val_accuracy"] == val[i] and sweep["best"]["test_accuracy"] == test[i]
+    assert sweep["best"]["learning_rate"] == runs[i]["hyperparameters"]["learning_rate"]
+    assert [float(r["val_accuracy"]) for r in rows] == val
+    assert [float(r["test_accuracy"]) for r in rows] == test
+    assert "picked on it; its test accuracy" in printed
+    assert (out / "scatter_val_accuracy_learning_rate_momentum.png").stat().st_size > 10_000
+
+
+def test_validation_0_selects_on_test_with_a_warning(tmp_path, monkeypatch, tiny_mnist, capsys):
+    argv = ["--sweep", "--lr", "0.01,0.1", "--validation", "0"]
+    _, sweep, runs, rows = search_results(tmp_path, monkeypatch, tiny_mnist, *argv)
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and "--validation 0: selecting on TEST accuracy" in err
+    assert sweep["selected_on"] == "test_accuracy" and "val_accuracy" not in rows[0]
+    assert all(r["val_accuracy"] is None and r["train_examples"] == 192 for r in runs)
+    assert sweep["best"]["test_accuracy"] == max(r["test_accuracy"] for r in runs)
+
+
+@pytest.mark.parametrize("n", ["-1", "192", "5000"])
+def test_a_bad_validation_size_is_one_line_and_exit_2(tmp_path, monkeypatch, tiny_mnist, capsys, n):
+    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    out = tmp_path / "out"
+    argv = ["--sweep", "--lr", "0.01,0.1", "--epochs", "1", "--validation", n, "--out", str(out)]
+    try:
+        status = cli.main(argv)
+    except SystemExit as e:  # argparse's error: usage, then the one line
+        status = e.code
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "--validation" in err[-1] and err[-1].startswith("mnist.py: error:")
+    assert not out.exists()

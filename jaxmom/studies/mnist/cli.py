@@ -26,6 +26,7 @@ jaxmom/studies/mnist/registry.py.
 """
 
 import argparse
+import dataclasses
 import os
 import re
 import sys
@@ -232,14 +233,29 @@ def load_data(args):
     return dataset
 
 
+def split(args, dataset, default: bool = False):
+    """``dataset`` with --validation's split held out (``default``: a sweep's or search's, even
+    without the flag); warns once that ``--validation 0`` selects on the test accuracy."""
+    if not default and args.validation is None:
+        return dataset
+    dataset = data.hold_out(dataset, args.validation)
+    if dataset.val_labels is None:
+        print(f"{PROG}: warning: --validation 0: selecting on TEST accuracy", file=sys.stderr)
+    else:
+        n = len(dataset.val_labels)
+        print(f"validation: the last {n:,} training examples held out; the pick is chosen on them")
+    return dataset
+
+
 def sweep_main(args: argparse.Namespace, config: Config, plan: Grid | Search, stage) -> int:
     """--sweep (``config`` trained at every cell of the grid ``plan``) or --search (``plan``'s
     trials), through fit. Prints a table; writes sweep.csv, results.json and one heatmap (a grid)
     or scatter plot (sampled trials) per pair of hyperparameters and metric; --out at last."""
     folders.checkpoint_folder(args.checkpoint_dir)
-    dataset = load_data(args)
+    dataset = split(args, load_data(args), default=True)
     common = dict(divergence_factor=args.divergence_factor, progress=not args.quiet)
-    if isinstance(plan, Search):
+    if isinstance(plan, Search):  # the header names what the search selects on
+        plan = dataclasses.replace(plan, selected_on=train.selected_on_data(dataset))
         print(report.search_header(config, plan))
         res = run_search(config, dataset, plan, checkpoint_dir=args.checkpoint_dir, **common)
     else:
@@ -262,7 +278,7 @@ def study_main(args: argparse.Namespace, configs: list[Config], stage) -> int:
     and the loss curves, written into ``stage`` and then made --out."""
     start = time.perf_counter()
     folders.checkpoint_folder(args.checkpoint_dir)
-    dataset = load_data(args)
+    dataset = split(args, load_data(args))
     records = []
     for config in configs:
         if not args.quiet:
@@ -320,6 +336,9 @@ def main(argv=None) -> int:
             if plan is not None:
                 return sweep_main(args, configs[0], plan, stage)
             return study_main(args, configs, stage)
+    except data.SplitError as e:  # --validation too large for the training set: a usage error
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
     except (ValueError, OutputError) as e:  # a full disk: the earlier files are intact
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1

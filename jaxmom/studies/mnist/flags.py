@@ -17,7 +17,7 @@ import re
 from typing import NamedTuple
 
 from jaxmom import sweep
-from jaxmom.studies.mnist import pbt, registry
+from jaxmom.studies.mnist import data, pbt, registry
 from jaxmom.studies.mnist.config import Config
 from jaxmom.studies.mnist.registry import hyperparameters, options
 from jaxmom.studies.mnist.studies import STUDIES, StudyRun
@@ -225,7 +225,8 @@ def configs_from_args(args: argparse.Namespace) -> list[Config]:
 
 
 def check_search_flags(args: argparse.Namespace) -> None:
-    """How --seeds, --trials, --eta, --interval, --fraction and --checkpoint-dir combine with --sweep and --search: one
+    """How --seeds, --trials, --eta, --interval, --fraction, --validation and --checkpoint-dir
+    combine with --sweep and --search: one
     ``ValueError`` for the first mistake."""
     if args.seeds is not None:
         if not (args.sweep or args.search):
@@ -252,6 +253,10 @@ def check_search_flags(args: argparse.Namespace) -> None:
                 f"--eta must be at least 2 (each rung keeps 1/eta), got {args.eta}"
             ) from None
     pbt.check_flags(args)
+    if args.validation is not None and args.validation < 0:
+        raise ValueError(
+            f"--validation must be 0 (none) or a number of training examples, got {args.validation}"
+        )
     if args.search in ("halving", "optuna") and args.checkpoint_dir is not None:
         raise ValueError(
             f"--checkpoint-dir does not apply to --search {args.search}: its trials depend on "
@@ -342,12 +347,22 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
         choices=SEARCHES,
         help="random: --trials independent draws; sobol: a scrambled Sobol sequence (a power of "
         "two of trials keeps it balanced); halving: successive halving of --trials random "
-        "draws, keeping the best 1/--eta by test accuracy after 1, eta, eta^2, ... epochs; "
+        "draws, keeping the best 1/--eta by validation accuracy after 1, eta, eta^2, ... epochs; "
         "pbt: population-based training of --trials random draws, the bottom --fraction by "
-        "test accuracy copying the top's state and perturbing its hyperparameters every "
+        "validation accuracy copying the top's state and perturbing its hyperparameters every "
         "--interval epochs (writes pbt_schedules.png); "
         "optuna: Optuna's TPE sampler, 8 trials per compiled batch (needs the tune extra). "
         "--seed seeds the draws. Writes sweep.csv, results.json and scatter plots",
+    )
+    group.add_argument(
+        "--validation",
+        type=fixed(int),
+        metavar="N",
+        help="with --sweep or --search: hold the last N training examples out as a validation "
+        f"set, on whose accuracy the search selects and the best is picked; the pick's test "
+        f"accuracy is reported beside it (default: {data.VALIDATION}, at most a tenth of the "
+        "training set: 400 of the embedded 4,000). 0: train on everything and select on the "
+        "test accuracy (a warning says so). Given for single runs, they hold it out too",
     )
     group.add_argument(
         "--trials",

@@ -1,8 +1,8 @@
 """``--search pbt``: population-based training of the study's trials (:class:`jaxmom.sweep.PBT`).
 
 The population is ``--trials`` random draws (a member is a trial, with all its ``--seeds``).
-Every ``--interval`` epochs the members are ranked by their test accuracy (the mean over the
-seeds), as the study's other searches rank trials; each of the bottom ``--fraction`` takes the
+Every ``--interval`` epochs the members are ranked by their validation accuracy (the test accuracy
+with ``--validation 0``; the mean over the seeds), as the study's other searches rank trials; each of the bottom ``--fraction`` takes the
 state and hyperparameters of a member of the top ``--fraction`` and perturbs the searched ones
 (each range and choice of the command line).
 
@@ -32,7 +32,7 @@ from jaxmom import sweep
 from jaxmom.sweep import SEED, TRIAL, SweepResult, atomic_open
 
 INTERVAL, FRACTION = 1, 0.25  # --interval's and --fraction's defaults
-METRIC, MODE = "test_accuracy", "max"  # what ranks the members, as halving ranks trials
+MODE = "max"  # the members are ranked by accuracy: validation's (fit's val/accuracy), or test's
 FIGURE = "pbt_schedules.png"
 SCATTER = ", each member at its last epoch's values"  # the scatter plots' title
 HP = "hp/"
@@ -69,21 +69,32 @@ def check_flags(args) -> None:
         )
 
 
-def strategy(space: dict, interval: int, fraction: float, seed: int) -> sweep.PBT:
-    """The library's PBT for the study: ranked by :data:`METRIC` (:data:`MODE`)."""
+def strategy(space: dict, interval: int, fraction: float, seed: int, metric: str) -> sweep.PBT:
+    """The library's PBT for the study: ranked by ``metric`` (fit's name, :data:`MODE`)."""
     return sweep.PBT(
-        space=space, interval=interval, fraction=fraction, metric=METRIC, mode=MODE, seed=seed
+        space=space, interval=interval, fraction=fraction, metric=metric, mode=MODE, seed=seed
     )
 
 
-def describe(interval: int, fraction: float) -> dict:
+def describe(interval: int, fraction: float, selected_on: str) -> dict:
     """What --search pbt adds to results.json's ``search``."""
-    return {"interval": interval, "fraction": fraction, "metric": METRIC, "mode": MODE}
+    return {"interval": interval, "fraction": fraction, "metric": selected_on, "mode": MODE}
 
 
 def header(search) -> str:
     """The search line's words for PBT."""
-    return f" (interval {search.interval}, fraction {search.fraction:g}, ranked by test accuracy)"
+    ranked = words(search.selected_on)
+    return f" (interval {search.interval}, fraction {search.fraction:g}, ranked by {ranked})"
+
+
+def metric(res: SweepResult) -> str:
+    """The study's column that ranks the members: ``val_accuracy``, or ``test_accuracy``."""
+    return "val_accuracy" if "val_accuracy" in res.metrics else "test_accuracy"
+
+
+def words(column: str) -> str:
+    """``"validation accuracy"`` or ``"test accuracy"``."""
+    return "validation accuracy" if column.startswith("val") else "test accuracy"
 
 
 # ---- the result, member by member -----------------------------------------------------------
@@ -105,9 +116,9 @@ def searched(res: SweepResult) -> list[str]:
 
 
 def best_member(res: SweepResult) -> int | None:
-    """The member of the highest final test accuracy (its mean over the seeds) among those none of
+    """The member of the highest final validation (else test) accuracy (its mean over the seeds) among those none of
     whose seeds diverged, as the table's best; None when every one diverged."""
-    acc = by_member(res, res.metrics[METRIC]).mean(1)
+    acc = by_member(res, res.metrics[metric(res)]).mean(1)
     ok = ~by_member(res, res.diverged).any(1) & np.isfinite(acc)
     if not ok.any():
         return None
@@ -169,7 +180,8 @@ def final_values(res: SweepResult) -> SweepResult:
     if seeded:
         grid = grid.with_seeds(by_member(res, res.grid.coords()[SEED])[0].tolist())
     pick = lambda v: by_member(res, v).reshape(grid.shape + np.shape(v)[len(res.grid.shape) :])
-    metrics = {k: pick(res.metrics[k]) for k in ("final_train_loss", METRIC)}
+    kept = ("final_train_loss", "val_accuracy", "test_accuracy")
+    metrics = {k: pick(res.metrics[k]) for k in kept if k in res.metrics}
     return SweepResult(
         grid=grid,
         metrics=metrics,
@@ -186,7 +198,7 @@ def summary_line(res: SweepResult) -> str:
     after = ", ".join(str(e) for e in info["ends"][:-1])
     line = (
         f"pbt: {info['members']} members, {len(copies)} exploits (after epochs {after}), "
-        f"{sum(copies)} copies, ranked by test accuracy"
+        f"{sum(copies)} copies, ranked by {words(metric(res))}"
     )
     best = best_member(res)
     if best is None:
@@ -211,7 +223,8 @@ def schedules_figure(res: SweepResult, title: str) -> Figure:
     :meth:`~jaxmom.sweep.SweepResult.schedule`) is drawn bold in black."""
     info = res.info["pbt"]
     epochs = np.arange(1, info["ends"][-1] + 1)
-    panels = [*searched(res), METRIC]
+    ranked = metric(res)
+    panels = [*searched(res), ranked]
     fig = Figure(figsize=(4.6 * len(panels), 4.4))
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     best = best_member(res)
@@ -222,9 +235,9 @@ def schedules_figure(res: SweepResult, title: str) -> Figure:
         for m, _ in copies:
             breaks.setdefault(m, []).append(end)
     for ax, name in zip(axes, panels):
-        acc = name == METRIC
+        acc = name == ranked
         if acc:
-            values = 100 * by_member(res, res.metrics["epoch_" + METRIC]).mean(1)
+            values = 100 * by_member(res, res.metrics["epoch_" + ranked]).mean(1)
         else:
             values = by_member(res, res.metrics[HP + name])[:, 0]
         at = (
@@ -255,11 +268,13 @@ def schedules_figure(res: SweepResult, title: str) -> Figure:
             ax.set_yscale("log")
             sweep_plot.plain_log_ticks(ax.yaxis, *ax.get_ylim())
         label = (
-            "test accuracy (%), mean over the seeds" if acc else name + (" (log)" if log else "")
+            f"{words(ranked)} (%), mean over the seeds" if acc else name + (" (log)" if log else "")
         )
         ax.set(xlabel="epoch", ylabel=label, xlim=(0.5, len(epochs) + 0.5))
         what = (
-            "test accuracy after each epoch: it ranks the members" if acc else f"{name} per epoch"
+            f"{words(ranked)} after each epoch: it ranks the members"
+            if acc
+            else f"{name} per epoch"
         )
         ax.set_title(what, fontsize=10)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -301,5 +316,5 @@ def figure_title(res: SweepResult, optimizer: str) -> str:
     return (
         f"{optimizer}, population-based training of {info['members']} members "
         f"({seeds} seed{'s' if seeds > 1 else ''} each): {every} the bottom "
-        f"{info['fraction']:.0%} copy the top {info['fraction']:.0%} by test accuracy"
+        f"{info['fraction']:.0%} copy the top {info['fraction']:.0%} by {words(info['metric'])}"
     )

@@ -32,8 +32,10 @@ import jaxmom.sweep.plot as sweep_plot
 from jaxmom.studies.mnist import pbt
 from jaxmom.studies.mnist.config import Config
 from jaxmom.studies.mnist.folders import LOSS_CSV
+from jaxmom.studies.mnist.rows import best_row, selected_on, sweep_rows
+from jaxmom.studies.mnist.rows import verdict as rows_verdict
 from jaxmom.studies.mnist.sweep import Search, space_text
-from jaxmom.sweep import SEED, TRIAL, SweepResult, atomic_open, json_text, write_text
+from jaxmom.sweep import TRIAL, SweepResult, atomic_open, json_text, write_text
 
 
 def save_figure(fig: Figure, path) -> None:
@@ -51,6 +53,11 @@ def data_line(dataset) -> str:
     return (
         f"data: {dataset.source}: {len(dataset.train_images):,} train / "
         f"{len(dataset.test_images):,} test examples"
+        + (
+            f", {len(dataset.val_images):,} held out for validation"
+            if dataset.val_images is not None
+            else ""
+        )
     )
 
 
@@ -284,52 +291,6 @@ def loss_curves(records, title) -> Figure:
     return fig
 
 
-SWEEP_COLUMNS = ("final_train_loss", "test_accuracy", "diverged", "diverged_step")
-
-
-def sweep_rows(res: SweepResult, records: list[dict]) -> list[dict]:
-    """One dict per cell, in the grid's order: its swept hyperparameters (and seed, with a seed
-    axis), ``final_train_loss``, ``test_accuracy``, ``diverged`` and ``diverged_step`` (and
-    ``epochs_trained`` after successive halving, PBT's :func:`~jaxmom.studies.mnist.pbt.columns`
-    after the hyperparameters)."""
-    names = [n for n in res.grid.params] + (["seed"] if SEED in res.grid.names else [])
-    halved = ("epochs_trained",) if "halving" in res.info else ()  # trials stopped early
-    extra = pbt.columns(res) if "pbt" in res.info else [{}] * len(records)
-    return [
-        {
-            **{n: r["seed"] if n == SEED else r["hyperparameters"][n] for n in names},
-            **more,
-            **{c: r[c] for c in SWEEP_COLUMNS + halved},
-        }
-        for r, more in zip(records, extra)
-    ]
-
-
-def best_row(rows: list[dict]) -> dict | None:
-    """The row of the highest test accuracy among the cells that did not diverge; None if all did.
-    With a seed column, each configuration's seeds are averaged first (one where any seed diverged
-    is out) and the row holds the means, ``test_accuracy_std`` (``ddof=0``) and ``n_seeds``."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        key = tuple((k, v) for k, v in r.items() if k not in SWEEP_COLUMNS and k != "seed")
-        groups.setdefault(key, []).append(r)
-    kept = []
-    for key, group in groups.items():
-        acc = np.array([r["test_accuracy"] for r in group], float)
-        if any(r["diverged"] for r in group) or not np.isfinite(acc).all():
-            continue
-        if "seed" not in group[0]:
-            kept.append(group[0])
-            continue
-        loss = float(np.mean([r["final_train_loss"] for r in group]))
-        mean, std = float(acc.mean()), float(acc.std())
-        kept.append(
-            {**dict(key), "final_train_loss": loss, "test_accuracy": mean}
-            | {"test_accuracy_std": std, "n_seeds": len(group)}
-        )
-    return max(kept, key=lambda r: r["test_accuracy"]) if kept else None
-
-
 def table(rows: list[dict], columns) -> str:
     """``rows`` as an aligned plain-text table; accuracies in percent."""
 
@@ -346,20 +307,7 @@ def table(rows: list[dict], columns) -> str:
 def sweep_summary(res: SweepResult, records: list[dict]) -> str:
     """The lines a sweep prints: timings, the table of every run, and the best run."""
     rows = sweep_rows(res, records)
-    best = best_row(rows)
-    if best is None:
-        verdict = "best: none, every configuration diverged"
-    else:
-        verdict = (
-            "best: "
-            + ", ".join(f"{k}={best[k]:g}" for k in pbt.verdict_keys(res, best))
-            + f": test accuracy {100 * best['test_accuracy']:.2f}%"
-            + (
-                f" (mean of {best['n_seeds']} seeds, std {100 * best['test_accuracy_std']:.2f})"
-                if "n_seeds" in best
-                else ""
-            )
-        )
+    verdict = rows_verdict(res, best_row(rows))
     return "\n".join(
         [
             f"compile {res.compile_seconds:.2f} s, train {res.train_seconds:.2f} s, "
@@ -379,8 +327,8 @@ def results(records: list[dict], sweep: dict | None = None) -> dict:
 
 def write_sweep_outputs(out, res: SweepResult, config: Config, records: list[dict]) -> list[Path]:
     """Writes ``sweep.csv`` (:func:`sweep_rows`), ``results.json`` (:func:`results`) and one
-    heatmap per pair of grid axes and metric (final training loss, test accuracy; diverged cells
-    grey) into ``out``, or for sampled trials (a ``"trial"`` axis) one scatter plot per pair of
+    heatmap per pair of grid axes and metric (final training loss, validation and test accuracy,
+    the pick outlined on the one it was selected on; diverged cells grey) into ``out``, or for sampled trials (a ``"trial"`` axis) one scatter plot per pair of
     hyperparameters (or per hyperparameter, when there is one); returns the paths."""
     out, grid = Path(out), res.grid
     rows = sweep_rows(res, records)
@@ -395,6 +343,7 @@ def write_sweep_outputs(out, res: SweepResult, config: Config, records: list[dic
             k: v for k, v in config.full_hparams().items() if k not in grid.params
         },
         "divergence_factor": res.divergence_factor,
+        "selected_on": selected_on(rows),  # the column that picked "best"
         "best": best_row(rows),
         "search": res.info.get("search"),  # --search's plan, None for a grid
         "halving": res.info.get("halving"),  # successive halving's rungs and spend
@@ -415,8 +364,13 @@ def write_sweep_outputs(out, res: SweepResult, config: Config, records: list[dic
     for x, y in pairs:
         for metric, stem, label in (
             ("final_train_loss", "train_loss", "final epoch's mean training loss"),
+            ("val_accuracy", "val_accuracy", "validation accuracy"),
             ("test_accuracy", "test_accuracy", "test accuracy"),
         ):
+            if metric not in res.metrics:  # no validation split: --validation 0
+                continue
+            # the outline marks the pick: best by validation accuracy where there is one
+            outline = metric == "final_train_loss" or metric == selected_on(rows)
             plot: Callable[..., Figure] = functools.partial(sweep_plot.heatmap, res)
             if sampled:  # the search's log-uniform ranges on log axes
                 plot = functools.partial(res.scatter, log=log_axes)
@@ -429,7 +383,7 @@ def write_sweep_outputs(out, res: SweepResult, config: Config, records: list[dic
             # two short lines: one long line was wider than a small grid's figure
             epochs = f"{config.epochs} epoch" + ("s" if config.epochs != 1 else "")
             title = f"{config.optimizer}, {epochs}{pbt.SCATTER * ('pbt' in res.info)}:\n{label}"
-            if not res.diverged.all():  # else the figure says every one diverged
+            if not res.diverged.all() and outline:  # else the figure says every one diverged
                 title += " (best in red)"
             if over := sweep_plot.averaged_over(res, x, y):  # "mean over 3 seeds"
                 title += f"\n{over}"
@@ -440,11 +394,11 @@ def write_sweep_outputs(out, res: SweepResult, config: Config, records: list[dic
                 path,
                 title=title,
                 label=label,
-                percent=metric == "test_accuracy",  # as the tables print it
-                best="max" if metric == "test_accuracy" else "min",
+                percent=metric != "final_train_loss",  # as the tables print it
+                best=None if not outline else "min" if metric == "final_train_loss" else "max",
                 # nothing finite to scale when every cell diverged (sweep.plot's
                 # LogNorm then fails): a linear, all-grey map
-                log_color=metric != "test_accuracy" and not res.diverged.all(),
+                log_color=metric == "final_train_loss" and not res.diverged.all(),
             )
             written.append(path)
     return written

@@ -3,7 +3,9 @@ Sobol draws, successive halving, population-based training, Optuna: :class:`Sear
 :func:`run_search`), through :func:`jaxmom.sweep.fit`.
 
 ``fit`` trains the grid chunk by chunk, one compiled epoch at a time (the state on device,
-donated), and measures the test accuracy of every cell after every epoch in a program of its own,
+donated), and measures the test accuracy (and, with a validation split held out of the training
+data, :func:`~jaxmom.studies.mnist.data.hold_out`, the validation accuracy that searches select
+on) of every cell after every epoch in a program of its own,
 timed apart (``eval_seconds``). ``chunk_size="auto"`` is ``fit``'s: the most configurations whose
 memory, read from the compiled program, fits in a budget (at most 16 per device on CPU).
 """
@@ -15,7 +17,13 @@ from collections.abc import Mapping, Sequence
 from jaxmom import sweep
 from jaxmom.studies.mnist import pbt
 from jaxmom.studies.mnist.config import Config
-from jaxmom.studies.mnist.train import fit_arguments, fit_config, study_result
+from jaxmom.studies.mnist.train import (
+    fit_arguments,
+    fit_config,
+    selected_on_data,
+    selection_metric,
+    study_result,
+)
 
 SEARCHES = ("random", "sobol", "halving", "pbt", "optuna")  # --search's methods
 OPTUNA_BATCH = 8  # trials Optuna asks for, and fit trains, at once
@@ -25,7 +33,8 @@ OPTUNA_BATCH = 8  # trials Optuna asks for, and fit trains, at once
 class Search:
     """A search's plan: how (``method``, one of :data:`SEARCHES`), what (``space``:
     hyperparameter -> sweep space), how many ``trials``, halving's ``eta``, the seed axis
-    (``seeds``), the draws' ``seed`` (PBT's too), and PBT's ``interval`` and ``fraction``."""
+    (``seeds``), the draws' ``seed`` (PBT's too), PBT's ``interval`` and ``fraction``, and the
+    column the pick is ``selected_on`` (:func:`run_search` sets it from the data)."""
 
     method: str
     space: dict
@@ -35,6 +44,7 @@ class Search:
     seed: int
     interval: int = pbt.INTERVAL
     fraction: float = pbt.FRACTION
+    selected_on: str = "val_accuracy"  # or "test_accuracy" (--validation 0): set from the data
 
     def grid(self) -> sweep.Grid:
         """The sampled trials (random draws for halving and PBT), with the seed axis if any."""
@@ -52,8 +62,13 @@ class Search:
             "space": {k: space_text(v) for k, v in self.space.items()},
             "seeds": self.seeds,
             "draw_seed": self.seed,
+            "selected_on": self.selected_on,
             **({"eta": self.eta} if self.method == "halving" else {}),
-            **(pbt.describe(self.interval, self.fraction) if self.method == "pbt" else {}),
+            **(
+                pbt.describe(self.interval, self.fraction, self.selected_on)
+                if self.method == "pbt"
+                else {}
+            ),
         }
 
 
@@ -130,11 +145,14 @@ def run_search(
 ) -> sweep.SweepResult:
     """``search``'s trials of ``config`` on ``data``: Optuna's (:func:`run_optuna`), or the drawn
     grid (:meth:`Search.grid`) trained by :func:`~jaxmom.studies.mnist.train.fit_config`, by
-    successive halving for ``"halving"`` (keeping the best ``1/eta`` by test accuracy), by
+    successive halving for ``"halving"`` (keeping the best ``1/eta`` by validation accuracy, or by
+    test accuracy when ``data`` holds no validation split), by
     population-based training for ``"pbt"`` (:func:`jaxmom.studies.mnist.pbt.strategy`). The
     result's ``info["search"]`` holds the plan (:meth:`Search.describe`; Optuna adds its best
     trial). ``checkpoint_dir`` applies to random and sobol draws, whose trials do not depend on
     how earlier ones ended, and to PBT, whose decisions a resumed run replays."""
+    metric = selection_metric(data)  # fit's name: val/accuracy, or test_accuracy
+    search = dataclasses.replace(search, selected_on=selected_on_data(data))
     plan = search.describe()
     if search.method == "optuna":
         return run_optuna(
@@ -150,9 +168,9 @@ def run_search(
         )
     halving, strategy = None, None
     if search.method == "halving":
-        halving = sweep.Halving(search.eta, metric="test_accuracy", mode="max")
+        halving = sweep.Halving(search.eta, metric=metric, mode="max")
     if search.method == "pbt":
-        strategy = pbt.strategy(search.space, search.interval, search.fraction, search.seed)
+        strategy = pbt.strategy(search.space, search.interval, search.fraction, search.seed, metric)
     return fit_config(
         config,
         data,
@@ -180,7 +198,8 @@ def run_optuna(
     plan: Mapping | None = None,
 ) -> sweep.SweepResult:
     """``trials`` trials of ``config`` whose ``space`` Optuna's TPE sampler (seeded by
-    ``sampler_seed``) explores, maximising the test accuracy after the last epoch (the mean over
+    ``sampler_seed``) explores, maximising the validation accuracy (without a validation split in
+    ``data``, the test accuracy) after the last epoch (the mean over
     ``seeds``), ``batch`` trials per :func:`jaxmom.sweep.fit` (:func:`jaxmom.sweep.optuna_search`).
     Returns one result over all the trials, in the order they were asked (the batches joined by
     :meth:`~jaxmom.sweep.SweepResult.concat`);
@@ -200,7 +219,7 @@ def run_optuna(
         kwargs,
         trials=trials,
         batch=min(batch, trials),
-        metric="test_accuracy",
+        metric=selection_metric(data),
         seeds=list(seeds) if seeds is not None else None,
     )
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

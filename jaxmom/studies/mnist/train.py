@@ -70,6 +70,29 @@ def evaluate(params, images, labels):
     return {"test_accuracy": (jnp.argmax(logits, -1) == labels).astype(jnp.float32)}
 
 
+def accuracy(params, images, labels):
+    """``{"accuracy": ...}`` per example, as :func:`evaluate`: ``fit``'s evaluation with named
+    sets (``"val"``, ``"test"``), whose metrics are then ``val/accuracy`` and ``test/accuracy``."""
+    return {"accuracy": evaluate(params, images, labels)["test_accuracy"]}
+
+
+def has_validation(data) -> bool:
+    """Whether ``data`` holds a validation split (:func:`~jaxmom.studies.mnist.data.hold_out`)."""
+    return getattr(data, "val_images", None) is not None
+
+
+def selection_metric(data) -> str:
+    """``fit``'s metric that a search selects on: ``val/accuracy`` with a validation split, else
+    ``test_accuracy`` (``--validation 0``)."""
+    return "val/accuracy" if has_validation(data) else "test_accuracy"
+
+
+def selected_on_data(data) -> str:
+    """The study's column that picks the best run on ``data``: ``val_accuracy`` with a validation
+    split, else ``test_accuracy``."""
+    return "val_accuracy" if has_validation(data) else "test_accuracy"
+
+
 class Functions(NamedTuple):
     """``fit``'s ``init``, ``optimizer`` and ``eval_params`` for one optimizer, options and init."""
 
@@ -157,13 +180,16 @@ def fit_arguments(config: Config, data, swept=()) -> dict:
     how to run it: the study's functions, the data, batch size, epochs, seed, and every
     hyperparameter not in ``swept`` as ``fixed``."""
     fns = config_functions(config)
+    test = (np.asarray(data[2]), np.asarray(data[3]))
+    if has_validation(data):
+        test = {"val": (np.asarray(data.val_images), np.asarray(data.val_labels)), "test": test}
     return dict(
         init=fns.init,
         loss=loss,
         **optimizer_arguments(config, swept),
         train=(np.asarray(data[0]), np.asarray(data[1])),
-        eval=(np.asarray(data[2]), np.asarray(data[3])),
-        evaluate=evaluate,
+        eval=test,
+        evaluate=accuracy if has_validation(data) else evaluate,
         batch_size=config.batch_size,
         epochs=config.epochs,
         seed=config.seed,
@@ -223,19 +249,24 @@ def study_result(config: Config, res: sweep.SweepResult, resumed=None) -> sweep.
     """``fit``'s result ``res`` in the study's names, each with ``grid.shape`` in front:
     ``loss`` (every step's batch loss), ``epoch_train_loss`` and ``epoch_test_accuracy`` (per
     epoch), ``final_train_loss`` and ``test_accuracy`` (after the last epoch: NaN for a trial that
-    successive halving stopped earlier), ``epochs_trained`` and ``resumed_from_epoch``
+    successive halving stopped earlier), with a validation split ``epoch_val_accuracy`` and
+    ``val_accuracy`` too, ``epochs_trained`` and ``resumed_from_epoch``
     (``resumed``: epochs per cell loaded from a checkpoint). ``res``'s divergence marks, params
     and ``info`` are kept, and so are population-based training's ``member``, ``parent`` and
     ``hp/<name>``."""
     grid, m = res.grid, res.metrics
     trained = m.get("epochs_trained", np.full(grid.shape, config.epochs))
     resumed = np.zeros(grid.size, np.int32) if resumed is None else resumed
+    test = m.get("test/accuracy", m.get("test_accuracy"))
+    val = {"val_accuracy": m["val/accuracy"]} if "val/accuracy" in m else {}
     metrics = {
         "loss": m["loss"],
         "epoch_train_loss": m["epoch_loss"],
         "final_train_loss": m["epoch_loss"][..., -1],
-        "epoch_test_accuracy": m["test_accuracy"],
-        "test_accuracy": m["test_accuracy"][..., -1],
+        **{"epoch_" + k: v for k, v in val.items()},
+        **{k: v[..., -1] for k, v in val.items()},
+        "epoch_test_accuracy": test,
+        "test_accuracy": test[..., -1],
         "epochs_trained": np.asarray(trained, np.int32).reshape(grid.shape),
         "resumed_from_epoch": np.asarray(resumed).reshape(grid.shape),
         **{k: v for k, v in m.items() if k in ("member", "parent") or k.startswith("hp/")},
@@ -281,6 +312,7 @@ def records(config: Config, data, res: sweep.SweepResult, *, single: bool = Fals
     flat = {k: np.asarray(v).reshape(grid.size, -1) for k, v in m.items()}
     diverged, diverged_step = res.diverged.reshape(-1), res.diverged_step.reshape(-1)
     swept = () if single else grid.params
+    val = "val_accuracy" in flat
     out = []
     for i in range(grid.size):
         cell = {k: coords[k][i].item() for k in swept}
@@ -304,10 +336,13 @@ def records(config: Config, data, res: sweep.SweepResult, *, single: bool = Fals
                 "data_source": data.source,
                 "train_examples": n_train,
                 "test_examples": n_test,
+                "validation_examples": len(data.val_labels) if has_validation(data) else 0,
                 "steps_per_epoch": steps_per_epoch,
                 "final_train_loss": float(flat["final_train_loss"][i, 0]),
+                "val_accuracy": float(flat["val_accuracy"][i, 0]) if val else None,
                 "test_accuracy": float(flat["test_accuracy"][i, 0]),
                 "epoch_train_loss": flat["epoch_train_loss"][i].tolist(),
+                "epoch_val_accuracy": flat["epoch_val_accuracy"][i].tolist() if val else None,
                 "epoch_test_accuracy": flat["epoch_test_accuracy"][i].tolist(),
                 "diverged": bool(diverged[i]),
                 "diverged_step": int(diverged_step[i]),

@@ -64,8 +64,8 @@ def halving_trials(eta: int, epochs: int, budget: int) -> int:
 def pick(res, mask=None) -> dict:
     """The trial of the best final validation accuracy (diverged ones out): its index, validation
     and test accuracy, and the best test accuracy at the end over every trial (an oracle)."""
-    val = res.metrics["val_accuracy"][..., -1].reshape(-1).astype(float)
-    test = res.metrics["test_accuracy"][..., -1].reshape(-1).astype(float)
+    val = res.metrics[tuning.VAL][..., -1].reshape(-1).astype(float)
+    test = res.metrics[tuning.TEST][..., -1].reshape(-1).astype(float)
     ok = np.isfinite(val) & ~res.diverged.reshape(-1)
     i = int(np.flatnonzero(ok)[np.argmax(val[ok])])
     return {
@@ -80,14 +80,14 @@ def one_seed(kw: dict, seed: int, population: int, eta: int, n_halving: int) -> 
     """The three searches with draws, PBT and training all seeded by ``seed``."""
     epochs = kw["epochs"]
     trials = sweep.sample(population, method="random", seed=seed, **SPACE)
-    pbt = sweep.PBT(space=SPACE, interval=1, fraction=0.25, metric="val_accuracy", mode="max",
+    pbt = sweep.PBT(space=SPACE, interval=1, fraction=0.25, metric=tuning.VAL, mode="max",
                     seed=seed)  # fmt: skip
     runs = {
         "pbt": lambda: sweep.fit(trials, search=pbt, seed=seed, **kw),
         "fixed": lambda: sweep.fit(trials, seed=seed, **kw),
         "halving": lambda: sweep.fit(
             sweep.sample(n_halving, method="random", seed=seed, **SPACE),
-            search=sweep.Halving(eta, "val_accuracy", "max"),
+            search=sweep.Halving(eta, tuning.VAL, "max"),
             seed=seed,
             **kw,
         ),
@@ -107,13 +107,13 @@ def one_seed(kw: dict, seed: int, population: int, eta: int, n_halving: int) -> 
             "train_seconds": res.train_seconds,
             "eval_seconds": res.eval_seconds,
             # the pick's validation accuracy after each epoch (its lineage's, for PBT)
-            "pick_val_curve": res.metrics["val_accuracy"]
+            "pick_val_curve": res.metrics[tuning.VAL]
             .reshape(res.grid.size, -1)[int(pick(res)["pick"])]
             .tolist(),
         }
         if name == "pbt":
             sched = res.schedule(r["pick"])
-            val = res.metrics["val_accuracy"].reshape(res.grid.size, -1)
+            val = res.metrics[tuning.VAL].reshape(res.grid.size, -1)
             r["pick_val_curve"] = val[sched["members"], np.arange(epochs)].tolist()
             r["schedule"] = {k: np.asarray(v).tolist() for k, v in sched["hp"].items()}
             r["lineage"] = sched["members"].tolist()
@@ -312,7 +312,7 @@ def main(argv=None) -> int:
         args.epochs, args.population, args.train, args.val = 3, 4, 3000, 1000
     else:
         ds, dataset = mnist_data.load_idx_dir(args.data_dir, "fashion_mnist"), "Fashion-MNIST"
-    ds = ds.first(args.train + args.val, None)  # tuning.problem holds out the last --val
+    ds = ds.first(args.train + args.val, None)  # tuning.problem: hold_out's last --val
     eta = 2
     budget = args.population * args.epochs
     n_halving = halving_trials(eta, args.epochs, budget)

@@ -44,16 +44,15 @@ from jaxmom import sweep
 from jaxmom.studies.mnist import data as mnist_data
 from jaxmom.studies.mnist.model import MLP, preprocess
 
+VAL, TEST = "val/accuracy", "test/accuracy"  # fit's names for the two evaluation sets
+
 
 def problem(ds, n_val: int, batch_size: int, epochs: int) -> dict:
-    """fit's arguments: train on all but the last ``n_val`` training images; ``evaluate`` returns
-    per-example values whose mean over the eval set (validation then test images) is the
-    validation and the test accuracy."""
-    n_train = len(ds.train_images) - n_val
-    images = np.concatenate([ds.train_images[n_train:], ds.test_images])
-    labels = np.concatenate([ds.train_labels[n_train:], ds.test_labels]).astype(np.int32)
-    n, n_test = len(images), len(ds.test_images)
-    is_test = (np.arange(n) >= n_val).astype(np.float32)
+    """fit's arguments: train on all but the last ``n_val`` training images, held out by the MNIST
+    study's own split (:func:`jaxmom.studies.mnist.data.hold_out`, as its --validation); two named
+    evaluation sets, whose accuracies are ``VAL`` and ``TEST``."""
+    ds = mnist_data.hold_out(ds, n_val)
+    assert ds.val_images is not None and ds.val_labels is not None, "n_val must be positive"
     model = MLP()
 
     def init(key):
@@ -63,19 +62,20 @@ def problem(ds, n_val: int, batch_size: int, epochs: int) -> dict:
         logits = model.apply({"params": params}, preprocess(x))
         return optax.softmax_cross_entropy_with_integer_labels(logits, y)
 
-    def evaluate(params, x, y, test):
+    def evaluate(params, x, y):
         right = (jnp.argmax(model.apply({"params": params}, preprocess(x)), -1) == y) * 1.0
-        return {
-            "val_accuracy": right * (1 - test) * (n / n_val),
-            "test_accuracy": right * test * (n / n_test),
-        }
+        return {"accuracy": right}
 
+    labelled = lambda images, labels: (images, labels.astype(np.int32))
     return dict(
         init=init,
         loss=loss,
         optimizer=lambda h: jaxmom.sgd(h["lr"], h["momentum"]),
-        train=(ds.train_images[:n_train], ds.train_labels[:n_train].astype(np.int32)),
-        eval=(images, labels, is_test),
+        train=labelled(ds.train_images, ds.train_labels),
+        eval={
+            "val": labelled(ds.val_images, ds.val_labels),
+            "test": labelled(ds.test_images, ds.test_labels),
+        },
         evaluate=evaluate,
         batch_size=batch_size,
         epochs=epochs,
@@ -87,8 +87,8 @@ def problem(ds, n_val: int, batch_size: int, epochs: int) -> dict:
 def pick(res, epoch: int) -> tuple[float, float] | None:
     """(validation, test accuracy) at ``epoch`` (1-based) of the trial with the best validation
     accuracy among those trained that far without diverging; None if there is none."""
-    val = res.metrics["val_accuracy"][..., epoch - 1].reshape(-1)
-    test = res.metrics["test_accuracy"][..., epoch - 1].reshape(-1)
+    val = res.metrics[VAL][..., epoch - 1].reshape(-1)
+    test = res.metrics[TEST][..., epoch - 1].reshape(-1)
     ok = np.isfinite(val) & ~res.diverged.reshape(-1)
     if not ok.any():
         return None
@@ -139,7 +139,7 @@ def run(ds, trials: int, eta: int, epochs: int, grid_side: int, n_val: int, seed
     )
     searches = {
         "halving": lambda: sweep.fit(
-            sampled, halving=sweep.Halving(eta, "val_accuracy", "max"), seed=seed, **kw
+            sampled, halving=sweep.Halving(eta, VAL, "max"), seed=seed, **kw
         ),
         "random": lambda: sweep.fit(sampled, seed=seed, **kw),
         "grid": lambda: sweep.fit(lattice, seed=seed, **kw),
@@ -158,7 +158,7 @@ def run(ds, trials: int, eta: int, epochs: int, grid_side: int, n_val: int, seed
             "pick_val_accuracy": final["val_accuracy"],
             "pick_test_accuracy": final["test_accuracy"],
             "best_test_accuracy_at_end": float(
-                np.nanmax(np.where(res.diverged, np.nan, res.metrics["test_accuracy"][..., -1]))
+                np.nanmax(np.where(res.diverged, np.nan, res.metrics[TEST][..., -1]))
             ),
             "wall_seconds": wall,
             "compile_seconds": res.compile_seconds,

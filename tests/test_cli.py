@@ -1204,3 +1204,19 @@ def test_a_bad_validation_size_is_one_line_and_exit_2(tmp_path, monkeypatch, tin
     err = capsys.readouterr().err.strip().splitlines()
     assert "--validation" in err[-1] and err[-1].startswith("mnist.py: error:")
     assert not out.exists()
+
+
+def test_every_file_a_run_writes_is_one_the_folder_rule_knows(tmp_path):
+    """A file the study writes but folders.OUTPUTS misses makes --overwrite refuse the study's own
+    run as 'not written by the study' (pbt_schedules.png was missed)."""
+    import re
+
+    from jaxmom.studies.mnist import folders
+
+    names = set()
+    for module in ("report", "pbt", "rows", "cli"):
+        text = (ROOT / "jaxmom" / "studies" / "mnist" / f"{module}.py").read_text()
+        names |= set(re.findall(r'"([a-z_]+\.(?:png|csv|json))"', text))
+    for name in sorted(names):
+        (tmp_path / name).write_text("x")
+    assert folders.foreign(tmp_path) == [], names

@@ -39,6 +39,7 @@ OUTPUTS = (
     "loss_curves.png",
     "heatmap_*.png",
     "scatter_*.png",
+    "pbt_schedules.png",
 )
 
 

@@ -225,3 +225,53 @@ def test_plots_of_a_halving_result_mark_stopped_trials_apart_from_diverged_ones(
         scatter = res.scatter("dist_last", "lr", "boom")
     crosses = [c for c in scatter.axes[0].collections if c.get_label() == "diverged"]
     assert len(crosses) == 1 and len(crosses[0].get_offsets()) == 3
+
+
+def test_the_table_and_csv_give_each_trial_its_value_at_stop_by_hand(tmp_path):
+    res = toy_fit(sweep.zipped(lr=LRS, boom=BOOM), halving=sweep.Halving(eta=3, metric="dist"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = res.rows()
+        res.to_csv(tmp_path / "halving.csv")
+    # By hand (as above): lr 2.5 trained 9 epochs, 2.9 and 3.6 three, every other one epoch;
+    # p = 4 lr e after epoch e, so its value at stop is 4 lr epochs_trained.
+    stopped = {0.5: 1, 1.0: 1, 1.5: 1, 2.0: 1, 2.5: 9, 2.9: 3, 3.0: 1, 3.6: 3, 4.0: 1}
+    for r in rows:
+        e = stopped[r["lr"]]
+        assert r["stopped_epoch"] == e and r["p_at_stop"] == pytest.approx(4 * r["lr"] * e)
+        assert np.isnan(r["p_last"]) == (e < 9)  # p_last is kept as it was
+    assert [r["rung"] for r in rows] == [0, 0, 0, 0, 2, 1, 0, 1, 0]
+    header = (tmp_path / "halving.csv").read_text().splitlines()[0].split(",")
+    assert {"p_at_stop", "dist_at_stop", "epoch_loss_at_stop", "stopped_epoch", "rung"} <= set(
+        header
+    )
+    assert "loss_at_stop" not in header  # per-step, not per-epoch
+    # Values at stop from different rungs do not compare: best refuses them in one line.
+    with pytest.raises(ValueError, match="different numbers of epochs") as e:
+        res.best("dist_at_stop", mode="min")
+    assert "\n" not in str(e.value)
+
+
+def test_a_result_without_halving_has_no_columns_at_stop():
+    res = toy_fit(sweep.zipped(lr=LRS[:2], boom=BOOM[:2]), epochs=2)
+    assert not any(c.endswith("_at_stop") or c == "stopped_epoch" for c in res.rows()[0])
+
+
+def test_the_scatter_of_a_halving_result_draws_every_trial_with_stopped_ones_faded():
+    res = toy_fit(sweep.zipped(lr=LRS, boom=BOOM), halving=sweep.Halving(eta=3, metric="dist"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for fig in (res.scatter("p_last", "lr"), res.scatter("p_last", "lr", "boom")):
+            ax = fig.axes[0]
+            points = {c.get_label(): c for c in ax.collections}
+            faded = points["stopped early (value at stop)"]
+            assert faded.get_alpha() is not None and faded.get_alpha() < 0.5
+            assert len(faded.get_offsets()) == 7 and len(points["diverged"].get_offsets()) == 1
+            drawn = sum(len(c.get_offsets()) for c in ax.collections if c.get_alpha() != 0)
+            assert drawn >= 9  # every trial: 1 finished, 7 stopped, 1 diverged (+ the red circle)
+            assert "successive halving: 9 trials, 1 trained to the end" in ax.get_title()
+    xy = faded.get_offsets()
+    np.testing.assert_allclose(sorted(np.asarray(xy)[:, 0]), [0.5, 1.0, 1.5, 2.0, 2.9, 3.6, 4.0])
+    one = res.scatter("p_last", "lr")
+    stop_y = dict(np.asarray(one.axes[0].collections[1].get_offsets()).tolist())
+    assert stop_y[2.9] == pytest.approx(4 * 2.9 * 3, rel=1e-5) and stop_y[0.5] == pytest.approx(2.0)

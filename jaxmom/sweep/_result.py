@@ -6,7 +6,8 @@ axis beyond the grid) as ``<name>_last``, and ``diverged`` / ``diverged_step``. 
 gives the same column as a hyperparameter, ``diverged``, ``diverged_step`` or another metric is a
 one-line error (raised by :func:`~jaxmom.sweep.sweep` after compiling, before training). A metric
 with two or more axes beyond the grid (e.g. final weights) stays in ``metrics`` and is left out of
-the table with a warning that names it.
+the table with a warning that names it. A result with an ``epochs_trained`` metric (successive
+halving) also has ``<name>_at_stop`` and ``stopped_epoch``: see :mod:`jaxmom.sweep._stopped`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 from jaxmom.sweep._files import atomic_open
 from jaxmom.sweep._grid import SEED, Grid
 from jaxmom.sweep._metrics import mode_of
+from jaxmom.sweep._stopped import TRAINED, at_stop, check_best, stop_columns
 
 RESERVED = ("diverged", "diverged_step")
 # Elements per block when divergence is computed: temporaries stay this size (or one cell's size
@@ -200,6 +202,7 @@ class SweepResult:
                 _leaf_name(p): np.asarray(x)
                 for p, x in jax.tree_util.tree_leaves_with_path(metrics)
             }
+            self._stops = stop_columns(self._columns, self._flat, grid.shape)
             if marks is None:
                 marks = _divergence(self._flat, grid.shape, self.history, self.divergence_factor)
             self.diverged, self.diverged_step = marks
@@ -229,6 +232,9 @@ class SweepResult:
         for col, name in self._columns.items():
             x = self._flat[name]
             cols[col] = x if col == name else x[(Ellipsis, -1)]
+        for col, name in self._stops.items():  # after successive halving: see _stopped
+            x, trained = self._flat[name], self._flat[TRAINED]
+            cols[col] = x if name == TRAINED else at_stop(x, trained)
         cols["diverged"] = self.diverged
         cols["diverged_step"] = self.diverged_step
         return cols
@@ -295,9 +301,12 @@ class SweepResult:
         line asking for ``mode``. With a seed axis, cells are ranked by their mean
         over the seeds (never by single seeds), a cell where any seed diverged is excluded, and
         the answer is the cell's hyperparameters, each metric column averaged over the seeds,
-        ``<metric>_std`` (over the seeds, ``ddof=0``) and ``n_seeds``.
+        ``<metric>_std`` (over the seeds, ``ddof=0``) and ``n_seeds``. A ``<name>_at_stop``
+        column is refused where the ranked trials stopped at different epochs (see
+        :mod:`jaxmom.sweep._stopped`).
         """
         mode = mode_of(metric, mode, f"best({metric!r})")
+        check_best(self, metric)
         mean, std, n = self.seed_stats(metric)
         if not np.isfinite(mean).any():
             raise ValueError(f"no finite values of {metric!r}: every configuration diverged")

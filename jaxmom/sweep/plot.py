@@ -252,8 +252,9 @@ def scatter(
     deviation, ``ddof=0``, when there are several). With one hyperparameter ``x`` the metric is
     the vertical axis; with two, ``x`` and ``y`` are the axes and the metric the colour. A
     configuration where any seed diverged is a grey cross (along the bottom edge in the
-    one-hyperparameter plot); one without a value for another reason (a trial that successive
-    halving stopped) is left out. ``log``: the hyperparameters drawn on a log axis (True: all);
+    one-hyperparameter plot); a trial that successive halving stopped is a faded grey point at
+    its ``<name>_at_stop`` value (for a ``<name>_last`` metric; left out otherwise), and the title
+    says how many trials trained to the end. ``log``: the hyperparameters drawn on a log axis (True: all);
     by default, those whose values are positive, span at least a decade and have their median
     nearer the geometric than the arithmetic midpoint, as a :func:`~jaxmom.sweep.log_uniform`
     space's do. ``best="min"`` or ``"max"`` circles the best configuration in red; ``"auto"`` (the
@@ -283,7 +284,10 @@ def scatter(
     if seeded:
         diverged = np.moveaxis(diverged, result.grid.names.index("seed"), -1).any(-1)
     ok = np.isfinite(mean)
-    bad = diverged.reshape(-1)  # grey crosses; other missing values (stopped trials) left out
+    bad = diverged.reshape(-1)  # grey crosses
+    # successive halving: a stopped trial is a faded point at its value at stop (see _stopped)
+    halved, stop = _stopped_values(result, metric, scale)
+    stopped = ~ok & ~bad & np.isfinite(stop)
 
     def is_log(name):
         if isinstance(log, bool):
@@ -299,6 +303,8 @@ def scatter(
         if seeded and n > 1:
             ax.errorbar(xv[ok], mean[ok], yerr=std[ok], fmt="none", ecolor="0.6", lw=1)
         ax.scatter(xv[ok], mean[ok], s=22, color="C0", zorder=3)
+        if stopped.any():
+            ax.scatter(xv[stopped], stop[stopped], s=16, color="0.55", alpha=FADED, label=STOP)
         ax.scatter(
             xv[bad],
             np.full(bad.sum(), 0.02),
@@ -309,7 +315,8 @@ def scatter(
         )
         ax.set_ylabel(shown)
         # the crosses sit on the axes' edge, so they set no data limit: the x limits hold them
-        ax.set_xlim(*_limits(xv[ok | bad] if (ok | bad).any() else xv, is_log(x)))
+        drawn = ok | bad | stopped
+        ax.set_xlim(*_limits(xv[drawn] if drawn.any() else xv, is_log(x)))
         if not ok.any():
             ax.set_yticks([])  # no value to read off
         yv = mean
@@ -325,13 +332,17 @@ def scatter(
         else:
             norm = Normalize(*((fin.min(), fin.max()) if fin.size else (0.0, 1.0)))
         points = ax.scatter(xv[ok], yv[ok], c=fin, cmap="viridis", norm=norm, s=30, zorder=3)
+        if stopped.any():
+            ax.scatter(xv[stopped], yv[stopped], s=18, color="0.55", alpha=FADED, label=STOP)
         ax.scatter(xv[bad], yv[bad], marker="x", color="0.5", label="diverged")
         if fin.size:
             bar = fig.colorbar(points, ax=ax, label=shown)
             _plain_ticks(bar, norm)
         ax.set_ylabel(y + (" (log)" if is_log(y) else ""))
         ax.set_yscale("log" if is_log(y) else "linear")
-        if not (ok | bad).any():  # nothing drawn: the searched ranges, not matplotlib's 0 to 1
+        if not (
+            ok | bad | stopped
+        ).any():  # nothing drawn: the searched ranges, not matplotlib's 0 to 1
             ax.set_xlim(*_limits(xv, is_log(x)))
             ax.set_ylim(*_limits(yv, is_log(y)))
     if best is not None and ok.any():
@@ -339,7 +350,7 @@ def scatter(
         ax.scatter(
             [xv[i]], [yv[i]], s=160, facecolors="none", edgecolors="red", linewidths=2, zorder=4
         )
-    if bad.any():
+    if bad.any() or stopped.any():
         ax.legend(loc="best", fontsize=8)
     ax.set_xscale("log" if is_log(x) else "linear")
     ax.set_xlabel(x + (" (log)" if is_log(x) else ""))
@@ -350,6 +361,8 @@ def scatter(
     over = averaged_over(result, x, y)
     over = f", {over}" if over else ""
     count, missing = f"{len(mean)} configurations", ""
+    if halved is not None:
+        count = f"successive halving: {len(mean)} trials, {halved} trained to the end"
     if not ok.any():  # nothing to colour or to place: grey axes, and the title says why
         ax.set_facecolor("0.88")
         if bad.all():
@@ -364,6 +377,29 @@ def scatter(
     if path is not None:
         save(fig, path)
     return fig
+
+
+FADED = 0.35  # the alpha of a trial that successive halving stopped
+STOP = "stopped early (value at stop)"
+
+
+def _stopped_values(result: SweepResult, metric: str, scale: float):
+    """(trials trained to the end, or None without successive halving; each configuration's
+    ``<name>_at_stop`` for a ``<name>_last`` metric, seeds averaged and scaled, else NaN)."""
+    stops = getattr(result, "_stops", {})
+    if "stopped_epoch" not in stops:
+        return None, np.full(result.seed_stats(metric)[0].size, np.nan)
+    trained = np.asarray(result.metric_grid("stopped_epoch"))
+    if "seed" in result.grid.names:
+        trained = np.take(trained, 0, axis=result.grid.names.index("seed"))
+    rungs = result.info.get("halving", {}).get("rungs") or [{"epochs": trained.max()}]
+    if "halving" not in result.info and (trained == trained.max()).all():
+        return None, np.full(trained.size, np.nan)  # every trial trained to the end: no halving
+    full = int((trained >= rungs[-1]["epochs"]).sum())
+    name = metric.removesuffix("_last") + "_at_stop"
+    if not metric.endswith("_last") or name not in stops:
+        return full, np.full(trained.size, np.nan)
+    return full, scale * result.seed_stats(name)[0].reshape(-1)
 
 
 def _limits(values: np.ndarray, log: bool) -> tuple[float, float]:

@@ -354,6 +354,12 @@ def records(config: Config, data, res: sweep.SweepResult, *, single: bool = Fals
                 "compile_seconds": res.compile_seconds,
                 "compiled_program_reused": res.compile_seconds == 0,
                 "epochs_trained": int(flat["epochs_trained"][i, 0]),
+                # the accuracies of the last epoch trained (successive halving stops trials early)
+                **{
+                    f"{k}_at_stop": float(flat[f"epoch_{k}"][i, flat["epochs_trained"][i, 0] - 1])
+                    for k in ("test_accuracy", "val_accuracy")
+                    if f"epoch_{k}" in flat
+                },
                 "resumed_from_epoch": int(flat["resumed_from_epoch"][i, 0]),
             }
         )

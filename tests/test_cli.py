@@ -355,6 +355,8 @@ def test_a_search_where_every_trial_diverges_draws_grey_scatter_plots_and_exits_
     assert all(r["diverged"] for r in results["runs"]) and results["sweep"]["best"] is None
     for stem in ("train_loss", "test_accuracy"):
         assert (tmp_path / f"scatter_{stem}_learning_rate.png").stat().st_size > 5_000
+    if search == "halving":  # each run records the accuracy of the last epoch it trained
+        assert all("test_accuracy_at_stop" in r for r in results["runs"])
     if search == "pbt":  # every member diverged: none is drawn as the best
         assert (tmp_path / "pbt_schedules.png").stat().st_size > 5_000
 

@@ -1066,7 +1066,17 @@ def test_search_sobol_with_seeds_trains_the_drawn_trials_and_ranks_by_seed_means
 def test_search_halving_keeps_the_best_third_by_validation_accuracy(
     tmp_path, monkeypatch, tiny_mnist
 ):
+    from jaxmom.sweep import plot
+
     monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
+    titles, scatter = [], plot.scatter
+
+    def seen(*args, **kwargs):
+        fig = scatter(*args, **kwargs)
+        titles.append(fig.axes[0].get_title())
+        return fig
+
+    monkeypatch.setattr(plot, "scatter", seen)
     out = tmp_path / "out"
     argv = ["--search", "halving", "--trials", "9", "--eta", "3", "--lr", "1e-3:1"]
     assert cli.main([*argv, "--epochs", "3", "--quiet", "--out", str(out)]) == 0
@@ -1084,9 +1094,16 @@ def test_search_halving_keeps_the_best_third_by_validation_accuracy(
     assert halving["config_epochs"] == 6 * 1 + 3 * 3 and halving["full_config_epochs"] == 27
     assert all(r["test_accuracy"] is None for r, k in zip(runs, kept) if not k)  # NaN: null
     with open(out / "sweep.csv") as f:
-        assert "epochs_trained" in next(csv.DictReader(f))
-    # one hyperparameter: the scatter is the metric against it
+        rows = list(csv.DictReader(f))
+    assert {"epochs_trained", "val_accuracy_at_stop", "test_accuracy_at_stop"} <= set(rows[0])
+    for row, run in zip(rows, runs):  # every trial's score where it stopped, none empty
+        assert float(row["val_accuracy_at_stop"]) == pytest.approx(
+            run["epoch_val_accuracy"][run["epochs_trained"] - 1]
+        )
+    # one hyperparameter: the scatter is the metric against it, every trial drawn (the six
+    # stopped ones faded, at their value at stop), its title saying it is a halving run
     assert (out / "scatter_test_accuracy_learning_rate.png").stat().st_size > 10_000
+    assert any("successive halving: 9 trials, 3 trained to the end" in t for t in titles), titles
 
 
 def test_search_pbt_writes_the_lineages_the_schedules_figure_and_the_pick(

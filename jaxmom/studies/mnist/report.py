@@ -387,8 +387,16 @@ def write_sweep_outputs(out, res: SweepResult, config: Config, records: list[dic
                 title += " (best in red)"
             if over := sweep_plot.averaged_over(res, x, y):  # "mean over 3 seeds"
                 title += f"\n{over}"
+            if "halving" in res.info:  # its stopped trials are drawn faded, at their value at stop
+                rungs = res.info["halving"]["rungs"]
+                title += (
+                    f"\nsuccessive halving: {rungs[0]['trials']} trials, "
+                    f"{rungs[-1]['trials']} trained to the end"
+                )
+            # after successive halving, the per-epoch column: a stopped trial at its value at stop
+            halved = "halving" in res.info and sampled
             plot(  # saved atomically by jaxmom.sweep.plot
-                metric,
+                f"epoch_{metric.removeprefix('final_')}_last" if halved else metric,
                 x,
                 y,
                 path,

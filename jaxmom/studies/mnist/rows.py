@@ -22,10 +22,14 @@ def selected_on(rows: list[dict]) -> str:
 def sweep_rows(res: SweepResult, records: list[dict]) -> list[dict]:
     """One dict per cell, in the grid's order: its swept hyperparameters (and seed, with a seed
     axis), ``final_train_loss``, ``val_accuracy`` (with a validation split), ``test_accuracy``,
-    ``diverged`` and ``diverged_step`` (and ``epochs_trained`` after successive halving, PBT's
+    ``diverged`` and ``diverged_step`` (and ``epochs_trained`` and the accuracies at the epoch each
+    trial stopped, ``*_accuracy_at_stop``, after successive halving; PBT's
     :func:`~jaxmom.studies.mnist.pbt.columns` after the hyperparameters)."""
     names = [n for n in res.grid.params] + (["seed"] if SEED in res.grid.names else [])
-    halved = ("epochs_trained",) if "halving" in res.info else ()  # trials stopped early
+    halved = ()  # after successive halving: where each trial stopped, and its scores there
+    if "halving" in res.info:
+        halved = ("epochs_trained", *(f"{k}_at_stop" for k in ("val_accuracy", "test_accuracy")))
+        halved = tuple(c for c in halved if c in records[0]) if records else ()
     extra = pbt.columns(res) if "pbt" in res.info else [{}] * len(records)
     columns = [c for c in SWEEP_COLUMNS if c != "val_accuracy" or "val_accuracy" in res.metrics]
     return [

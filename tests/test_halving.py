@@ -275,3 +275,10 @@ def test_the_scatter_of_a_halving_result_draws_every_trial_with_stopped_ones_fad
     one = res.scatter("p_last", "lr")
     stop_y = dict(np.asarray(one.axes[0].collections[1].get_offsets()).tolist())
     assert stop_y[2.9] == pytest.approx(4 * 2.9 * 3, rel=1e-5) and stop_y[0.5] == pytest.approx(2.0)
+
+
+def test_the_scatter_legend_names_only_what_it_draws():
+    res = toy_fit(sweep.zipped(lr=LRS, boom=[0] * len(LRS)), halving=sweep.Halving(metric="dist"))
+    assert not res.diverged.any()
+    legend = res.scatter("dist_last", "lr").axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["stopped early (value at stop)"]

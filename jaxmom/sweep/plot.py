@@ -311,7 +311,7 @@ def scatter(
             marker="x",
             color="0.5",
             transform=ax.get_xaxis_transform(),
-            label="diverged",
+            label="diverged" if bad.any() else None,  # no legend entry for no cross
         )
         ax.set_ylabel(shown)
         # the crosses sit on the axes' edge, so they set no data limit: the x limits hold them
@@ -334,7 +334,9 @@ def scatter(
         points = ax.scatter(xv[ok], yv[ok], c=fin, cmap="viridis", norm=norm, s=30, zorder=3)
         if stopped.any():
             ax.scatter(xv[stopped], yv[stopped], s=18, color="0.55", alpha=FADED, label=STOP)
-        ax.scatter(xv[bad], yv[bad], marker="x", color="0.5", label="diverged")
+        ax.scatter(
+            xv[bad], yv[bad], marker="x", color="0.5", label="diverged" if bad.any() else None
+        )
         if fin.size:
             bar = fig.colorbar(points, ax=ax, label=shown)
             _plain_ticks(bar, norm)

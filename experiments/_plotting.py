@@ -1,4 +1,6 @@
-"""What every demo script shares: the ``--out`` option and saving a figure."""
+"""What every demo script shares: the ``--out`` option, JAX's persistent compilation cache
+(``--compile-cache DIR`` / ``--no-compile-cache``, see the README's "Compile cache") and saving a
+figure."""
 
 import argparse
 import sys
@@ -10,11 +12,18 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
-from jaxmom.sweep import OutputError, atomic_open, check_writable
+from jaxmom.sweep import (
+    OutputError,
+    add_compile_cache_flags,
+    atomic_open,
+    check_writable,
+    configure_compile_cache,
+)
 
 
 def output_dir(argv, name, description):
-    """Parses ``--out`` (default ``runs/<name>/``), creates it and returns it as a Path.
+    """Parses ``--out`` (default ``runs/<name>/``), creates it and returns it as a Path; turns on
+    the compile cache (:func:`jaxmom.sweep.configure_compile_cache`).
 
     A directory that cannot be created ends the script with a one-line message on stderr, exit 1.
     """
@@ -25,7 +34,9 @@ def output_dir(argv, name, description):
         default=Path("runs") / name,
         help=f"folder for the PNG figures (default: runs/{name}/)",
     )
-    out = parser.parse_args(argv).out
+    add_compile_cache_flags(parser)
+    args = parser.parse_args(argv)
+    out = args.out
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -36,6 +47,7 @@ def output_dir(argv, name, description):
     except OutputError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
+    configure_compile_cache(args.compile_cache, prog=f"{name}.py")
     return out
 
 

@@ -14,6 +14,13 @@ backward); the peak is a 4096^2 float32 matmul measured in the same run.
     python experiments/benchmark.py                 # a few minutes on 2 cores
     python experiments/benchmark.py --large         # also a 16x16 grid, chunk size chosen
     python experiments/benchmark.py --quick         # smoke run, seconds
+    python experiments/benchmark.py --cold          # also fresh processes, compile cache cold/warm
+
+``--cold`` adds rows timed from outside: ``experiments/mnist.py`` (the default study, and the 4x4
+``--sweep``) run in fresh processes, wall time from the interpreter's start (imports included) to
+its results written, with JAX's persistent compilation cache off, empty, and then filled by the
+empty run (see the README's "Compile cache"). The other rows use the compile cache as every script
+does (``--no-compile-cache`` times their compiles cold).
 """
 
 import argparse
@@ -24,6 +31,7 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,6 +53,7 @@ from jaxmom.studies.mnist.config import Config
 from jaxmom.studies.mnist.data import Dataset
 from jaxmom.studies.mnist.model import preprocess, torch_linear_init
 from jaxmom.studies.mnist.sweep import run_sweep
+from jaxmom.sweep import add_compile_cache_flags, configure_compile_cache
 
 LRS = (0.003, 0.01, 0.03, 0.1)
 MOMENTA = (0.0, 0.5, 0.9, 0.99)
@@ -455,6 +464,55 @@ def cnn_hlo(images, labels) -> dict:
     }
 
 
+# ---- fresh processes (--cold) ------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+COLD = {  # row: the flags of experiments/mnist.py
+    "fresh process: the default study, python3 experiments/mnist.py": [],
+    "fresh process: the 4x4 sweep, mnist.py --sweep --lr 0.003,0.01,0.03,0.1 --momentum "
+    "0,0.5,0.9,0.99": ["--sweep", "--lr", "0.003,0.01,0.03,0.1", "--momentum", "0,0.5,0.9,0.99"],
+}
+CACHE_STATES = ("off", "empty", "filled")  # in this order: the empty run fills the cache
+
+
+def cold_rows(extra=(), commands=None) -> list[dict]:
+    """Each of ``commands`` (default :data:`COLD`; ``extra`` flags appended) run as
+    ``experiments/mnist.py`` in a fresh process, timed from outside (interpreter start, imports,
+    data, compiles, training, results written): with the compile cache off, empty, and filled by
+    the empty run. Returns one row each, with the compile seconds its results.json reports."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="jaxmom-cold-") as tmp:
+        for i, (name, flags) in enumerate((commands or COLD).items()):
+            cache = Path(tmp) / f"cache-{i}"
+            for state in CACHE_STATES:
+                out = Path(tmp) / f"out-{i}-{state}"
+                setting = "off" if state == "off" else str(cache)
+                cmd = [sys.executable, str(ROOT / "experiments" / "mnist.py"), *flags, *extra]
+                cmd += ["--quiet", "--out", str(out), "--compile-cache", setting]
+                t0 = time.perf_counter()
+                proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True)
+                seconds = time.perf_counter() - t0
+                if proc.returncode != 0:
+                    raise SystemExit(f"benchmark.py: {' '.join(cmd)} failed:\n{proc.stderr}")
+                results = json.loads((out / "results.json").read_text())
+                runs = results["runs"]  # a sweep's cells each carry the sweep's compile seconds
+                compile_s = [r.get("compile_seconds") or 0.0 for r in runs]
+                rows.append(
+                    {
+                        "row": f"{name} (compile cache {state})",
+                        "configs": len(runs),
+                        "seconds": seconds,
+                        "compile_seconds": compile_s[0] if results["sweep"] else sum(compile_s),
+                        "gflops": None,
+                        "fresh_process": True,
+                        "compile_cache": state,
+                    }
+                )
+    return rows
+
+
 # ---- main --------------------------------------------------------------------------------------
 
 
@@ -515,8 +573,16 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--cnn", action="store_true", help="also a small CNN's 4x4 sweep: fit vs two peers"
     )
+    ap.add_argument(
+        "--cold",
+        action="store_true",
+        help="also mnist.py's default study and 4x4 sweep in fresh processes, compile cache off, "
+        "empty and filled (with --quick: on 640 images, 1 epoch)",
+    )
     ap.add_argument("--out", default="runs/benchmark.json", help="JSON output path")
+    add_compile_cache_flags(ap)
     args = ap.parse_args(argv)
+    cache = configure_compile_cache(args.compile_cache, prog="benchmark.py")
     args.samples = args.samples or (640 if args.quick else 60000)
     args.test_samples = args.test_samples or (200 if args.quick else 10000)
     args.repeats = args.repeats or (1 if args.quick else 3)
@@ -596,6 +662,9 @@ def main(argv=None) -> int:
         records.append(rec)
     if args.large:
         records.append(large_grid(data, steps))
+    if args.cold:
+        quick = ["--max-train-samples", "640", "--max-test-samples", "200", "--epochs", "1"]
+        records += cold_rows(quick if args.quick else ())
     hlo = cnn_hlo(images, labels) if args.cnn else None
     ratios = {
         f"{a} vs {b}": {"speedup": best[b] / best[a], "target": t}
@@ -606,7 +675,8 @@ def main(argv=None) -> int:
     print(
         f"machine: {machine()}; jax {jax.__version__}, {jax.devices()[0].platform}; "
         f"{args.samples} training images ({steps} steps of batch 64), {args.test_samples} test; "
-        f"best of {args.repeats} interleaved rounds after one untimed run"
+        f"best of {args.repeats} interleaved rounds after one untimed run; compile cache "
+        f"{cache or 'off'}"
     )
     print(f"{'row':74s} {'configs':>7s} {'seconds':>8s} {'compile':>7s} {'GFLOP/s':>8s}")
     for r in records:
@@ -624,6 +694,13 @@ def main(argv=None) -> int:
         print(
             f"{r['row']:74s} {r['configs'] or '':>7} {r['seconds']:8.3f} "
             f"{r['compile_seconds']:7.2f} {extra}"
+        )
+    fresh = [r for r in records if r.get("fresh_process")]
+    for off, empty, filled in zip(fresh[::3], fresh[1::3], fresh[2::3]):
+        print(
+            f"{filled['row'][: -len(' (compile cache filled)')]}: filled cache "
+            f"{filled['seconds'] / empty['seconds']:.0%} of empty, "
+            f"{filled['seconds'] / off['seconds']:.0%} of off"
         )
     print()
     for name, r in ratios.items():
@@ -647,6 +724,7 @@ def main(argv=None) -> int:
                 "test_samples": args.test_samples,
                 "steps": steps,
                 "repeats": args.repeats,
+                "compile_cache": str(cache) if cache else None,
                 "timed": "best of the repeats, after one untimed execution post-compile",
                 "flop_per_step_per_config": FLOPS_PER_STEP,
                 "rows": records,

@@ -42,7 +42,14 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxmom.studies.mnist import cli  # noqa: E402
-from jaxmom.sweep import check_writable, nan_if_null, write_bytes, write_text  # noqa: E402
+from jaxmom.sweep import (  # noqa: E402
+    add_compile_cache_flags,
+    check_writable,
+    configure_compile_cache,
+    nan_if_null,
+    write_bytes,
+    write_text,
+)
 
 EXPERIMENTS = Path(__file__).resolve().parent
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -285,7 +292,9 @@ def main(argv=None) -> int:
         help=f"Fashion-MNIST's four IDX files (default {FASHION_DIR}); '' or a missing folder: "
         "no Fashion-MNIST columns",
     )
+    add_compile_cache_flags(parser)
     args = parser.parse_args(argv)
+    configure_compile_cache(args.compile_cache, prog="gallery.py")
     docs = args.docs
     fashion_dir = Path(args.fashion_dir) if args.fashion_dir else None
     check_writable(docs / INCLUDE.parent)  # before anything trains

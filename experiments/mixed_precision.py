@@ -25,7 +25,12 @@ import jax
 
 from jaxmom.studies.mnist import data, train
 from jaxmom.studies.mnist.config import Config
-from jaxmom.sweep import check_writable, write_text
+from jaxmom.sweep import (
+    add_compile_cache_flags,
+    check_writable,
+    configure_compile_cache,
+    write_text,
+)
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "mnist.md"
 START, END = "<!-- mixed-precision: start -->", "<!-- mixed-precision: end -->"
@@ -90,7 +95,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/mixed_precision"))
     parser.add_argument("--docs", action="store_true", help="write the table into docs/mnist.md")
+    add_compile_cache_flags(parser)
     args = parser.parse_args(argv)
+    configure_compile_cache(args.compile_cache, prog="mixed_precision.py")
     check_writable(args.out)
     data_dir = args.data_dir if args.source in ("auto", "idx") else None
     dataset = data.load(args.dataset, args.source, data_dir)

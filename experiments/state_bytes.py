@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 import jaxmom
-from jaxmom.sweep import write_text
+from jaxmom.sweep import add_compile_cache_flags, configure_compile_cache, write_text
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "mixed_precision.md"
 SIZE = 2**20
@@ -151,7 +151,9 @@ def page() -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--print", action="store_true", help="print the page, write nothing")
+    add_compile_cache_flags(parser)
     args = parser.parse_args(argv)
+    configure_compile_cache(args.compile_cache, prog="state_bytes.py")
     if args.print:
         print(page(), end="")
     else:

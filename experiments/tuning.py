@@ -43,6 +43,7 @@ import jaxmom
 from jaxmom import sweep
 from jaxmom.studies.mnist import data as mnist_data
 from jaxmom.studies.mnist.model import MLP, preprocess
+from jaxmom.sweep import add_compile_cache_flags, configure_compile_cache
 
 VAL, TEST = "val/accuracy", "test/accuracy"  # fit's names for the two evaluation sets
 
@@ -283,7 +284,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--replot", action="store_true", help="rewrite the table, text and figure from the JSON"
     )
+    add_compile_cache_flags(parser)
     args = parser.parse_args(argv)
+    configure_compile_cache(args.compile_cache, prog="tuning.py")
     sweep.check_writable(args.out)
     if args.replot:
         record = json.loads((args.out / "tuning_benchmark.json").read_text())

@@ -870,6 +870,44 @@ def test_benchmark_quick_run_writes_every_row(tmp_path, load_script):
     assert len(report["speedups"]) == 3  # no PyTorch row: its ratio is left out
 
 
+def test_benchmark_cold_rows_time_fresh_processes_with_the_cache_off_empty_and_filled(
+    load_script,
+):
+    """``--cold``'s rows, on a tiny study: mnist.py in three fresh processes; the one with the
+    cache filled by the empty one loads its programs instead of compiling them."""
+    benchmark = load_script("benchmark")
+    tiny = ["--source", "embedded", "--max-train-samples", "64", "--max-test-samples", "10"]
+    tiny += ["--epochs", "1"]
+    rows = benchmark.cold_rows(tiny, {"tiny study": ["--optimizer", "sgd"]})
+    assert [r["row"] for r in rows] == [
+        f"tiny study (compile cache {s})" for s in benchmark.CACHE_STATES
+    ]
+    off, empty, filled = rows
+    assert all(r["fresh_process"] and r["configs"] == 1 and r["seconds"] > 0 for r in rows)
+    assert filled["compile_seconds"] < empty["compile_seconds"] / 2, rows
+
+
+def test_the_study_keeps_its_programs_in_the_cache_folder_it_is_given(tmp_path):
+    tiny = ["--source", "embedded", "--max-train-samples", "64", "--max-test-samples", "10"]
+    tiny += ["--epochs", "1", "--optimizer", "sgd", "--quiet"]
+    out = run_cli(
+        *tiny, "--compile-cache", str(tmp_path / "c"), "--out", str(tmp_path / "1"), cwd=tmp_path
+    )
+    assert out.returncode == 0 and "warning" not in out.stderr, out.stderr
+    assert (
+        list((tmp_path / "c").glob("*-cache")) and (tmp_path / "c").stat().st_mode & 0o777 == 0o700
+    )
+    (tmp_path / "file").write_text("")
+    out = run_cli(
+        *tiny, "--compile-cache", str(tmp_path / "file"), "--out", str(tmp_path / "2"), cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    warnings = [line for line in out.stderr.splitlines() if "warning" in line]
+    assert warnings == [
+        f"mnist.py: warning: compile cache off: {tmp_path / 'file'} is not a folder"
+    ]
+
+
 def test_param_and_state_dtype_flags_reach_single_runs_and_sweeps(
     tmp_path, monkeypatch, capsys, tiny_mnist
 ):

@@ -96,7 +96,7 @@ def test_a_strategy_copies_states_and_changes_hyperparameters_between_legs():
     s = _setup.setup(grid, **{k: v for k, v in KW.items() if k in ("init", "loss", "optimizer",
                      "train", "batch_size", "eval", "evaluate")}, epochs=3)  # fmt: skip
     res = _driver.drive(s.with_chunk(2), CopyTheFirst(), progress=False, return_params=True)
-    alone = sweep.fit(grid, **{**KW, "epochs": 3, "chunk_size": None})
+    alone = sweep.fit(grid, **{**KW, "epochs": 3, "chunk_size": 2})  # the programs of drive's
     loss = res.metrics["epoch_loss"][:, 0]
     np.testing.assert_array_equal(loss[:, 0], alone.metrics["epoch_loss"][:, 0, 0])
     for i in (1, 2):  # after the copy every cell is cell 0, bit for bit

@@ -473,7 +473,8 @@ PEAK_RSS = """
     kw = dict(init=init, loss=loss, optimizer=lambda h: optax.sgd(h["lr"], momentum=0.9),
               train=(x, y), batch_size=16, epochs=1, progress=False, memory_budget=200 * 2**20)
     s = _setup.setup(grid, **{k: v for k, v in kw.items() if k not in ("progress", "memory_budget")})
-    per_config, auto = _memory.bytes_per_config(s), _memory.auto_chunk_size(s, 200 * 2**20)
+    auto = _memory.auto_chunk_size(s, 200 * 2**20)
+    per_config = _memory.bytes_per_config(s.with_chunk(_memory.most_per_device(s)))  # its estimate
     s = s.with_chunk(auto if chunk == "auto" else chunk or s.chunk)
     _programs.init_program(s), _programs.epoch_program(s)  # compiled before: the measure is training's
     def status(field):  # bytes

@@ -29,6 +29,11 @@ time.
 :func:`plan` tells what ``fit`` would do (chunk size, memory per configuration, the compiled
 epoch's HLO) without training.
 
+:func:`use_compile_cache` keeps compiled programs on disk for the next process (JAX's persistent
+compilation cache, in :func:`default_compile_cache_dir`); importing jaxmom never turns it on.
+Scripts call :func:`configure_compile_cache` (with the flags of :func:`add_compile_cache_flags`
+and ``$JAXMOM_COMPILE_CACHE``), which only warns, in one line, where the folder is unusable.
+
 What the sweeps' own tools use is public too, for scripts and studies built on them:
 :func:`check_cells` (every cell of a grid built once by ``optimizer`` with concrete values, as
 ``fit`` does before it compiles) and :func:`check_divergence_factor` (``fit``'s rule for
@@ -51,6 +56,7 @@ Modules: :mod:`~jaxmom.sweep._grid` (the grid), :mod:`~jaxmom.sweep._sample` (sa
 :mod:`~jaxmom.sweep._result` (results, divergence, exports), :mod:`~jaxmom.sweep._result_parts`
 (take and concat), :mod:`~jaxmom.sweep._result_file` (save and load),
 :mod:`~jaxmom.sweep._metrics` (metric names: which way is better, evaluation sets),
+:mod:`~jaxmom.sweep._compile_cache` (JAX's persistent compilation cache, on request),
 :mod:`jaxmom.sweep.plot` (heatmaps and scatter plots, needs matplotlib). ``fit`` is built in
 layers: :mod:`~jaxmom.sweep._setup` (the checked setup), :mod:`~jaxmom.sweep._contract` (the
 functions' contract, traced before compiling), :mod:`~jaxmom.sweep._cell` (one cell's functions),
@@ -64,6 +70,10 @@ dataset: the MNIST study's sweep lives in :mod:`jaxmom.studies.mnist.sweep`.
 """
 
 from jaxmom.sweep._checks import check_divergence_factor as check_divergence_factor
+from jaxmom.sweep._compile_cache import add_compile_cache_flags as add_compile_cache_flags
+from jaxmom.sweep._compile_cache import configure_compile_cache as configure_compile_cache
+from jaxmom.sweep._compile_cache import default_compile_cache_dir as default_compile_cache_dir
+from jaxmom.sweep._compile_cache import use_compile_cache as use_compile_cache
 from jaxmom.sweep._engine import cache_size as cache_size
 from jaxmom.sweep._engine import clear_cache as clear_cache
 from jaxmom.sweep._engine import finite as finite

@@ -312,7 +312,7 @@ class Plan:
       stepwise: whether each epoch runs as a Python loop of compiled steps (a model that
         convolves, on CPU) rather than one compiled epoch.
       bytes_per_config: the estimated memory one more configuration keeps live (from the
-        compiled one-configuration program's ``memory_analysis()`` where the backend reports it).
+        ``memory_analysis()`` of the compiled programs of the chunk, where the backend reports it).
     """
 
     chunk_size: int

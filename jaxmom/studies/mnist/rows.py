@@ -29,7 +29,8 @@ def sweep_rows(res: SweepResult, records: list[dict]) -> list[dict]:
     halved = ()  # after successive halving: where each trial stopped, and its scores there
     if "halving" in res.info:
         halved = ("epochs_trained", *(f"{k}_at_stop" for k in ("val_accuracy", "test_accuracy")))
-        halved = tuple(c for c in halved if c in records[0]) if records else ()
+        split = "val_accuracy" in res.metrics
+        halved = tuple(c for c in halved if c != "val_accuracy_at_stop" or split)
     extra = pbt.columns(res) if "pbt" in res.info else [{}] * len(records)
     columns = [c for c in SWEEP_COLUMNS if c != "val_accuracy" or "val_accuracy" in res.metrics]
     return [

@@ -355,10 +355,13 @@ def records(config: Config, data, res: sweep.SweepResult, *, single: bool = Fals
                 "compiled_program_reused": res.compile_seconds == 0,
                 "epochs_trained": int(flat["epochs_trained"][i, 0]),
                 # the accuracies of the last epoch trained (successive halving stops trials early)
-                **{
-                    f"{k}_at_stop": float(flat[f"epoch_{k}"][i, flat["epochs_trained"][i, 0] - 1])
+                **{  # one schema: null without a validation split, as val_accuracy
+                    f"{k}_at_stop": (
+                        float(flat[f"epoch_{k}"][i, flat["epochs_trained"][i, 0] - 1])
+                        if f"epoch_{k}" in flat
+                        else None
+                    )
                     for k in ("test_accuracy", "val_accuracy")
-                    if f"epoch_{k}" in flat
                 },
                 "resumed_from_epoch": int(flat["resumed_from_epoch"][i, 0]),
             }

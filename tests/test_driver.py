@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import optax
 import pytest
+from crash import crash_after_save
 from fit_problem import X, Y, mlp_init, mlp_loss, mlp_metrics, sgd
 
 from jaxmom import sweep
@@ -35,10 +36,6 @@ def assert_identical(a, b):
         np.testing.assert_array_equal(x, y)
 
 
-class Crash(Exception):
-    pass
-
-
 @pytest.fixture(scope="module")
 def halved():
     return sweep.fit(GRID, **KW, halving=HALVING)
@@ -58,19 +55,14 @@ def test_halving_checkpoints_every_epoch_and_a_crash_at_any_save_resumes_bit_ide
     assert_identical(whole, halved)
     legs = sorted({end for end, _, _ in saves})
     assert legs == [1, 2, 4]  # the rungs: every leg checkpoints
+    monkeypatch.setattr(Checkpoint, "save", save)  # counted enough
     for k in (1, 4, len(saves) // 2, len(saves) - 2, len(saves)):  # first, rung ends, last
-        folder, n = tmp_path / f"crash{k}", [0]
-
-        def crash_after(self, header, *args, k=k, n=n):
-            save(self, header, *args)
-            n[0] += 1
-            if n[0] == k:
-                raise Crash
-
-        monkeypatch.setattr(Checkpoint, "save", crash_after)
-        with pytest.raises(Crash):
-            sweep.fit(GRID, **KW, halving=HALVING, checkpoint_dir=folder)
-        monkeypatch.setattr(Checkpoint, "save", save)
+        folder = tmp_path / f"crash{k}"
+        crash_after_save(
+            monkeypatch,
+            k,
+            lambda folder=folder: sweep.fit(GRID, **KW, halving=HALVING, checkpoint_dir=folder),
+        )
         resumed = sweep.fit(GRID, **KW, halving=HALVING, checkpoint_dir=folder)
         assert_identical(resumed, halved)
         assert np.asarray(resumed.info["resumed_epochs"]).sum() > 0

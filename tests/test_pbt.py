@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from crash import crash_after_save
 from fit_problem import X, Y, mlp_init, mlp_loss, mlp_metrics, sgd
 from toy_problem import BOOM, LRS, ONES, toy_eval, toy_init, toy_loss, toy_tx
 
@@ -211,10 +212,6 @@ def test_nothing_compiles_after_the_first_leg(monkeypatch):
     assert sweep.cache_size() == before and plain.compile_seconds == 0.0
 
 
-class Crash(Exception):
-    pass
-
-
 def test_a_crash_at_any_checkpoint_resumes_bit_identically(tmp_path, monkeypatch, population):
     save, saves = Checkpoint.save, []
 
@@ -227,19 +224,14 @@ def test_a_crash_at_any_checkpoint_resumes_bit_identically(tmp_path, monkeypatch
     assert_identical(whole, population)
     assert sorted(set(saves)) == [2, 4, 6]
     per_leg = len(saves) // 3
+    monkeypatch.setattr(Checkpoint, "save", save)  # counted enough
     for k in (1, per_leg, per_leg + 1, 2 * per_leg + 2, len(saves)):  # legs' ends, after exploits
-        folder, n = tmp_path / f"crash{k}", [0]
-
-        def crash_after(self, header, *args, k=k, n=n):
-            save(self, header, *args)
-            n[0] += 1
-            if n[0] == k:
-                raise Crash
-
-        monkeypatch.setattr(Checkpoint, "save", crash_after)
-        with pytest.raises(Crash):
-            sweep.fit(GRID, **KW, search=PBT, checkpoint_dir=folder)
-        monkeypatch.setattr(Checkpoint, "save", save)
+        folder = tmp_path / f"crash{k}"
+        crash_after_save(
+            monkeypatch,
+            k,
+            lambda folder=folder: sweep.fit(GRID, **KW, search=PBT, checkpoint_dir=folder),
+        )
         resumed = sweep.fit(GRID, **KW, search=PBT, checkpoint_dir=folder)
         assert_identical(resumed, population)
         assert resumed.info["pbt"] == population.info["pbt"]

@@ -87,12 +87,16 @@ def scale_by_momentum(
     def update_fn(updates, state, params=None):
         del params
         first = state.count == 0
-        # torch ignores dampening when momentum == 0 (it keeps no buffer): so must a traced 0
-        kept = jnp.where(momentum == 0, 1.0, 1 - dampening)
+        # torch ignores dampening when momentum == 0 (it keeps no buffer): so must a traced 0.
+        # The first step, b_1 = 0 * b_0 + 1 * g_1 = g_1 (b_0 is zero), by scalar coefficients
+        # rather than a select over the tensors: XLA fuses a select with a transposed layout badly
+        # (jaxmom.sweep keeps kernels transposed through an epoch).
+        decay = jnp.where(first, 0.0, momentum)
+        kept = jnp.where(first | (momentum == 0), 1.0, 1 - dampening)
 
         def accumulate(g, b):
             g, b = widened(g, b)
-            return jnp.where(first, g, momentum * b + kept * g).astype(b.dtype)
+            return (decay * b + kept * g).astype(b.dtype)
 
         buffer = jax.tree.map(accumulate, updates, state.buffer)
         direction = (lambda g, b: g + momentum * b) if nesterov else (lambda g, b: b)

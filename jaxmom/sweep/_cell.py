@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxmom.sweep import _engine
+from jaxmom.sweep._layout import kernel_mask, swap, weights_first
 from jaxmom.sweep._setup import Setup
 
 
@@ -71,6 +72,7 @@ def cell_fns(s: Setup) -> CellFns:
     static = dict(s.static)
     exact = s.exact  # every batch at its true size (a model with state or a key)
     rest = partial_size(s.n, s.batch_size, s.drop_last) if exact else 0
+    loss_fn = weights_first(s.loss)  # x @ W as (W.T @ x.T).T: see jaxmom.sweep._layout
 
     def tx_of(hp, fixed):
         return s.optimizer({**fixed, **static, **hp})
@@ -89,7 +91,7 @@ def cell_fns(s: Setup) -> CellFns:
         return (*xs, keys)
 
     def mean_loss(params, batch, w):
-        return jnp.sum(w * s.loss(params, *batch)) / jnp.sum(w)
+        return jnp.sum(w * loss_fn(params, *batch)) / jnp.sum(w)
 
     def objective(params, model_state, batch, key):
         """(the batch's mean loss, the new model state) of a model with state or a key."""
@@ -97,7 +99,7 @@ def cell_fns(s: Setup) -> CellFns:
         # rebuilt in the gradient's trace: the Variables of a Flax NNX state are then this
         # trace's, which BatchNorm may update (those made outside it refuse to be)
         model_state = jax.tree.map(lambda a: a, model_state)
-        out = s.loss(params, *((model_state,) if s.has_state else ()), *batch, **kw)
+        out = loss_fn(params, *((model_state,) if s.has_state else ()), *batch, **kw)
         losses, new = out if s.has_state else (out, None)
         return jnp.mean(losses), new
 
@@ -118,10 +120,32 @@ def cell_fns(s: Setup) -> CellFns:
         params = optax.apply_updates(state[0], updates)
         return ((params, opt_state, model_state) if s.has_state else (params, opt_state)), value
 
+    def kernel_shapes(state, train) -> list:
+        """The shapes of the kernels that :func:`weights_first` puts first in the loss."""
+        found = []
+        loss = weights_first(s.loss, found)
+        batch = tuple(jax.ShapeDtypeStruct((s.batch_size, *a.shape[1:]), a.dtype) for a in train)
+        pre = (state[2],) if s.has_state else ()
+        key = jax.eval_shape(lambda: jax.random.key(0))
+        call = lambda p, k, *a: loss(p, *a, **({"key": k} if s.loss_key else {}))
+        jax.eval_shape(call, state[0], key, *pre, *batch)
+        return found
+
     def epoch(state, hp, seed, e, fixed, train):
         tx = tx_of(hp, fixed)
         xs = order(seed, e)
-        run = lambda state, xs: jax.lax.scan(lambda c, b: one_step(c, tx, b, train), state, xs)
+        # the kernels and their optimizer state are kept (out, in) through the scan: no step
+        # copies them (see jaxmom.sweep._layout)
+        mask = kernel_mask(state, kernel_shapes(state, train))
+
+        def body(c, b):
+            new, loss = one_step(swap(c, mask), tx, b, train)
+            return swap(new, mask), loss
+
+        def run(state, xs):
+            state, losses = jax.lax.scan(body, swap(state, mask, pinned=True), xs)
+            return swap(state, mask), losses
+
         if not rest:
             return run(state, xs)
         state, losses = run(state, jax.tree.map(lambda a: a[:-1], xs))

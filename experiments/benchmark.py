@@ -61,11 +61,14 @@ LR, MU = 0.01, 0.9
 FLOPS_PER_STEP = 41.2e6
 EPOCH = "jaxmom epoch: the study's one-run epoch + test accuracy"
 SWEEP = "jaxmom --sweep 4x4: run_sweep (train program + evaluation program)"
+VMAP = "optax inject_hyperparams(sgd) + vmap over a scan epoch, 4x4"
+DENSE = "jaxmom.sweep.fit on a plain flax nn.Dense MLP, 4x4"
 TARGETS = {  # (row, baseline): issue 8's minimum speed-up (stretch in the comment)
-    (SWEEP, "optax inject_hyperparams(sgd) + vmap over a scan epoch, 4x4"): 1.4,  # stretch 1.6
+    (SWEEP, VMAP): 1.4,  # stretch 1.6
     (EPOCH, "pytorch eager: torch.optim.SGD, randperm batches"): 1.7,
     (EPOCH, "optax+flax jitted step in a Python loop, host-gathered batches"): 1.25,
     (EPOCH, "the same epoch with flax nn.Dense (in, out) kernels (before)"): 1.0,
+    (DENSE, VMAP): 1.4,  # issue 26
 }
 CNN_FIT = "cnn 4x4: jaxmom.sweep.fit (--cnn)"
 CNN_VMAP = "cnn 4x4: optax inject_hyperparams(sgd) + vmap over a scan epoch (--cnn)"
@@ -144,9 +147,11 @@ def study_epoch(data):
     return (lambda: train.train_and_evaluate(config, data)), first.record["compile_seconds"]
 
 
-def dense_epoch(data):
-    """The same one-cell ``fit`` with Flax's ``nn.Dense`` (in, out) kernels and the usual
-    (batch, 10) logits: the layout before issue 8."""
+def dense_fit(data, grid):
+    """``jaxmom.sweep.fit`` of ``grid`` on a plain Flax ``nn.Dense`` MLP ((in, out) kernels, the
+    usual (batch, 10) logits), as a user writes it: one cell is the layout before issue 8, the
+    4x4 grid is issue 26's "the user's own model". Returns (run, seconds of the first call:
+    compiles included, compile seconds)."""
     model = DenseMLP()
 
     def init(key):
@@ -166,7 +171,7 @@ def dense_epoch(data):
 
     def run():
         return sweep.fit(
-            sweep.zipped(axis="run", learning_rate=[LR], momentum=[MU]),
+            grid,
             init=init,
             loss=loss,
             optimizer=optimizer,
@@ -179,7 +184,9 @@ def dense_epoch(data):
             progress=False,
         )
 
-    return run, run().compile_seconds
+    t0 = time.perf_counter()
+    first = run()
+    return run, time.perf_counter() - t0, first.compile_seconds
 
 
 def study_sweep(data, lrs=LRS, momenta=MOMENTA):
@@ -225,8 +232,11 @@ def optax_vmap(data):
 
     lrs, mus = (jnp.asarray(v, jnp.float32) for v in zip(*[(a, b) for a in LRS for b in MOMENTA]))
     key = jax.random.key(0)
+    t0 = time.perf_counter()
     exe, compile_s = compiled(jax.vmap(run, in_axes=(0, 0, None, None)), lrs, mus, key, arrays)
-    return lambda: jax.block_until_ready(exe(lrs, mus, key, arrays)), compile_s
+    jax.block_until_ready(exe(lrs, mus, key, arrays))
+    first = time.perf_counter() - t0
+    return lambda: jax.block_until_ready(exe(lrs, mus, key, arrays)), compile_s, first
 
 
 def flax_loop(data):
@@ -593,10 +603,14 @@ def main(argv=None) -> int:
     steps = -(-args.samples // 64)
     k = len(LRS) * len(MOMENTA)
     epoch, epoch_c = study_epoch(data)
-    before, before_c = dense_epoch(data)
+    one_cell = sweep.zipped(axis="run", learning_rate=[LR], momentum=[MU])
+    before, _, before_c = dense_fit(data, one_cell)
+    dense, dense_first, dense_c = dense_fit(
+        data, sweep.product(learning_rate=LRS, momentum=MOMENTA)
+    )
     swept, first = study_sweep(data)
     loop, loop_c = flax_loop(data)
-    vmapped, vmap_c = optax_vmap(data)
+    vmapped, vmap_c, vmap_first = optax_vmap(data)
     update, up_c, n_params = update_only(steps, k)
     pk, pk_c, pk_flop = peak()
 
@@ -606,7 +620,8 @@ def main(argv=None) -> int:
         "the same epoch with flax nn.Dense (in, out) kernels (before)": (before, 1, before_c, None),
         "optax+flax jitted step in a Python loop, host-gathered batches": (loop, 1, loop_c, None),
         SWEEP: (swept, k, first.compile_seconds, None),
-        "optax inject_hyperparams(sgd) + vmap over a scan epoch, 4x4": (vmapped, k, vmap_c, None),
+        VMAP: (vmapped, k, vmap_c, None),
+        DENSE: (dense, k, dense_c, None),
         "part: jaxmom.sgd update alone, 16 configs": (update, None, up_c, None),
     }
     if args.cnn:
@@ -642,6 +657,7 @@ def main(argv=None) -> int:
             if name == SWEEP:
                 eval_seconds = min(eval_seconds, out.eval_seconds)
 
+    first_calls = {DENSE: dense_first, VMAP: vmap_first}
     records = []
     for name, (_, configs, compile_s, flop) in rows.items():
         flop = flop if flop is not None else (configs or 0) * steps * FLOPS_PER_STEP
@@ -654,6 +670,8 @@ def main(argv=None) -> int:
         }
         if name == SWEEP:
             rec["eval_seconds"] = eval_seconds
+        if name in first_calls:  # in this process: compiles (or the compile cache) included
+            rec["first_call_seconds"] = first_calls[name]
         if name.startswith("part: jaxmom.sgd"):
             # one pass would read p, b, g and write p, b (5 arrays); XLA:CPU makes two passes
             # (b = mu*b + g; then p -= lr*b, reading b again): 6 arrays of traffic.
@@ -685,6 +703,8 @@ def main(argv=None) -> int:
             extra = f"{r['gbytes_per_s']:5.1f} GB/s"
         if "eval_seconds" in r:
             extra += f"  (evaluation {r['eval_seconds']:.3f} s)"
+        if "first_call_seconds" in r:
+            extra += f"  (first call {r['first_call_seconds']:.2f} s)"
         if "configs_epochs_per_second" in r:
             extra += (
                 f"  {r['configs_epochs_per_second']:.1f} configs-epochs/s, chunk {r['chunk_size']}"

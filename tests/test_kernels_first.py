@@ -1,0 +1,148 @@
+"""Kernels first (issue 26): ``fit`` evaluates a loss's ``x @ W`` as ``(W.T @ x.T).T`` and keeps
+those kernels transposed through an epoch, so that XLA:CPU copies no stacked kernel per step.
+Pins the internal ``jaxmom.sweep._layout`` (the rewrite itself) and, through ``sweep.plan``, the
+compiled epoch's loop."""
+
+import re
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import jaxmom
+from jaxmom import sweep
+from jaxmom.sweep._layout import kernel_mask, swap, weights_first
+
+
+class MLP(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(3)(nn.relu(nn.Dense(5)(x)))
+
+
+def _mlp():
+    model = MLP()
+    params = model.init(jax.random.key(0), jnp.zeros((1, 7)))["params"]
+    return params, lambda p, x: model.apply({"params": p}, x)
+
+
+def _values_and_grads(fn, params, *args):
+    loss = lambda p: jnp.sum(jnp.sin(fn(p, *args)))
+    return jax.value_and_grad(loss)(params)
+
+
+def test_the_rewritten_loss_equals_the_loss_in_value_and_gradient():
+    params, apply = _mlp()
+    x = jax.random.normal(jax.random.key(1), (4, 7))
+    found = []
+    got = _values_and_grads(weights_first(apply, found), params, x)
+    want = _values_and_grads(apply, params, x)
+    chex.assert_trees_all_close(got, want, rtol=1e-6, atol=1e-6)
+    assert sorted(found) == [(5, 3), (7, 5)]  # both kernels, (in, out)
+
+
+def test_a_batch_of_sequences_and_an_nnx_linear_are_rewritten_too():
+    layer = nnx.Linear(6, 2, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(layer)
+    apply = lambda p, x: nnx.merge(graphdef, p)(x)
+    x = jax.random.normal(jax.random.key(2), (3, 4, 6))  # (batch, time, features)
+    found = []
+    got = _values_and_grads(weights_first(apply, found), params, x)
+    chex.assert_trees_all_close(got, _values_and_grads(apply, params, x), rtol=1e-6, atol=1e-6)
+    assert found == [(6, 2)]
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda p, x: x @ p["w"].T,  # (out, in), as PyTorch stores it: already kernel first
+        lambda p, x: p["w"] @ x.T,  # the kernel on the left
+        lambda p, x: (x @ x.T) * p["b"],  # no parameter in the product
+        lambda p, x: x @ p["v"],  # a vector, not a kernel
+    ],
+    ids=["transposed", "left", "data", "vector"],
+)
+def test_other_products_are_left_as_they_are(fn):
+    params = {"w": jnp.ones((4, 6)), "b": jnp.ones(()), "v": jnp.ones(6)}
+    x = jax.random.normal(jax.random.key(3), (4, 6))
+    found = []
+    got = _values_and_grads(weights_first(fn, found), params, x)
+    chex.assert_trees_all_equal(got, _values_and_grads(fn, params, x))
+    assert found == []
+
+
+def test_swap_transposes_the_marked_leaves_only_and_is_its_own_inverse():
+    tree = {"k": jnp.arange(6.0).reshape(2, 3), "other": jnp.arange(6.0).reshape(3, 2)}
+    mask = kernel_mask(tree, [(2, 3)])
+    assert mask == {"k": True, "other": False}
+    swapped = swap(tree, mask)
+    np.testing.assert_array_equal(swapped["k"], tree["k"].T)
+    np.testing.assert_array_equal(swapped["other"], tree["other"])
+    chex.assert_trees_all_equal(swap(swapped, mask), tree)
+
+
+def _body_computations(hlo: str) -> dict[str, list[str]]:
+    """The computations the HLO's widest while loop runs each iteration, by name."""
+    comps, name = {}, None
+    for line in hlo.splitlines():
+        head = re.match(r"^(?:ENTRY )?%?([\w.\-]+) .*\{\s*$", line)
+        if head:
+            name = head.group(1)
+            comps[name] = []
+        elif name:
+            comps[name].append(line)
+    loops = [line for lines in comps.values() for line in lines if " while(" in line]
+    body = re.search(r"body=%?([\w.\-]+)", max(loops, key=len)).group(1)
+    todo, seen = [body], {body}
+    while todo:
+        for line in comps[todo.pop()]:
+            for called in re.findall(r"(?:calls|to_apply|body|condition)=%?([\w.\-]+)", line):
+                if called in comps and called not in seen:
+                    seen.add(called)
+                    todo.append(called)
+    return {n: comps[n] for n in seen}
+
+
+def test_no_step_of_a_dense_models_sweep_copies_a_stacked_kernel():
+    """The compiled epoch of a 2x4 sweep of an nn.Dense MLP (8 configurations per chunk): its
+    loop moves no (8, 37, 29) or (8, 29, 37) first-layer kernel (before: two copies a step)."""
+    model = MLP()
+    wide = nn.Dense(29)
+
+    def init(key):
+        k1, k2 = jax.random.split(key)
+        return {
+            "a": wide.init(k1, jnp.zeros((1, 37)))["params"],
+            "b": model.init(k2, jnp.zeros((1, 29)))["params"],
+        }
+
+    def loss(p, x, y):
+        h = jax.nn.relu(wide.apply({"params": p["a"]}, x))
+        return optax.softmax_cross_entropy_with_integer_labels(
+            model.apply({"params": p["b"]}, h), y
+        )
+
+    rng = np.random.default_rng(0)
+    train = (rng.normal(size=(96, 37)).astype(np.float32), rng.integers(0, 3, 96).astype(np.int32))
+    plan = sweep.plan(
+        sweep.product(lr=[0.01, 0.1], momentum=[0.0, 0.5, 0.9, 0.99]),
+        init=init,
+        loss=loss,
+        optimizer=lambda h: jaxmom.sgd(h["lr"], h["momentum"]),
+        train=train,
+        batch_size=32,
+        epochs=1,
+        chunk_size=8,
+    )
+    moves = [
+        line
+        for lines in _body_computations(plan.epoch_hlo()).values()
+        for line in lines
+        if re.search(r"= f32\[8,(37,29|29,37)\]\{[\d,]*\} (transpose|copy)\(", line)
+    ]
+    assert moves == []

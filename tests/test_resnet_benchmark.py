@@ -34,16 +34,22 @@ def _check_record(script, record: dict, text: str) -> None:
     for model in ("cnn", "mlp"):
         c = record[model]
         grid, seq = c["grid"], c["sequential"]
+        for d in (grid, seq):
+            assert len(d["train_eval_rounds"]) == c["rounds"]
+            assert d["train_eval_seconds"] == min(d["train_eval_rounds"])
+        assert len(seq["val_accuracy"]) == c["configurations"]
+        got = np.array(grid["cells"]["val_accuracy"], float).reshape(-1)
+        assert c["max_val_difference"] == pytest.approx(np.max(np.abs(got - seq["val_accuracy"])))
         assert c["ratio_with_compile"] == pytest.approx(seq["wall_seconds"] / grid["wall_seconds"])
         assert c["ratio_without_compile"] == pytest.approx(
             seq["train_eval_seconds"] / grid["train_eval_seconds"]
         )
         assert f"{c['ratio_with_compile']:.2f}x | {c['ratio_without_compile']:.2f}x |" in text
-        # the same cells, one fit each: the same training, to float32 rounding
-        assert c["max_val_difference"] <= 1e-3
         assert len(grid["cells"]["lr"]) * st["seeds"] == c["configurations"]
     # a model that convolves trains stepwise on CPU, one configuration at a time; the MLP does not
     assert record["cnn"]["plan"]["stepwise"] and record["cnn"]["plan"]["chunk_size"] == 1
+    # one cell alone runs the very program the stepwise grid runs per cell: bit for bit
+    assert record["cnn"]["max_val_difference"] == 0 and record["mlp"]["rounds"] == 3
     assert not record["mlp"]["plan"]["stepwise"]
     assert ("stepwise" in text) and ("configurations at once (vmapped)" in text)
     assert record["machine"]["uptime"] and record["machine"]["lscpu"]

@@ -56,6 +56,24 @@ def _check_record(script, record: dict, text: str) -> None:
     assert "resnet_benchmark.png" in text
 
 
+def test_the_pick_follows_validation_and_skips_stopped_and_diverged_trials(load_script):
+    pick = load_script("resnet_benchmark").pick
+    cells = {
+        "lr": [0.1, 0.2, 0.3, 0.4],
+        "momentum": [0.5, 0.6, 0.7, 0.8],
+        "val_accuracy": [[0.9, 0.8], [0.5, 0.6], [None, None], [0.95, 0.99]],  # None: stopped
+        "test_accuracy": [[0.1, 0.3], [0.9, 0.8], [1.0, 1.0], [1.0, 1.0]],
+        "diverged": [False, False, False, True],
+    }
+    p = pick(cells)
+    assert (p["pick"], p["lr"], p["momentum"]) == (0, 0.1, 0.5)
+    assert p["pick_val_accuracy"] == pytest.approx(0.85)
+    assert p["pick_test_accuracy"] == pytest.approx(0.2) and p["pick_test_per_seed"] == [0.1, 0.3]
+    assert p["oracle_test_accuracy"] == pytest.approx(0.85)  # the best of the two that count
+    cells["diverged"][0] = True
+    assert pick(cells)["pick"] == 1
+
+
 @pytest.mark.slow  # end to end, compiling the ResNet twice (a minute and more on two cores)
 def test_the_resnet_benchmark_quick_run_writes_consistent_outputs(load_script, tmp_path):
     script = load_script("resnet_benchmark")

@@ -25,6 +25,7 @@ Writes ``resnet_benchmark.json`` (every number, the machine, its load), ``resnet
 """
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -110,13 +111,11 @@ def cells(res, seeds: int) -> dict:
     stopped early (halving)."""
     coords = res.grid.coords()
     row = lambda a: np.asarray(a).reshape(-1, seeds)
-    return {
-        "lr": row(coords["lr"])[:, 0].tolist(),
-        "momentum": row(coords["momentum"])[:, 0].tolist(),
-        "val_accuracy": row(res.metrics[tuning.VAL][..., -1]).astype(float).tolist(),
-        "test_accuracy": row(res.metrics[tuning.TEST][..., -1]).astype(float).tolist(),
-        "diverged": row(res.diverged).any(1).tolist(),
-    }
+    return {"lr": row(coords["lr"])[:, 0].tolist(),
+            "momentum": row(coords["momentum"])[:, 0].tolist(),
+            "val_accuracy": row(res.metrics[tuning.VAL][..., -1]).astype(float).tolist(),
+            "test_accuracy": row(res.metrics[tuning.TEST][..., -1]).astype(float).tolist(),
+            "diverged": row(res.diverged).any(1).tolist()}  # fmt: skip
 
 
 def pick(c: dict) -> dict:
@@ -126,15 +125,10 @@ def pick(c: dict) -> dict:
     test = np.array(c["test_accuracy"], float)
     ok = np.isfinite(val).all(1) & ~np.array(c["diverged"])
     i = int(np.flatnonzero(ok)[np.argmax(val[ok].mean(1))])
-    return {
-        "pick": i,
-        "lr": c["lr"][i],
-        "momentum": c["momentum"][i],
-        "pick_val_accuracy": float(val[i].mean()),
-        "pick_test_accuracy": float(test[i].mean()),
-        "pick_test_per_seed": test[i].tolist(),
-        "oracle_test_accuracy": float(test[ok].mean(1).max()),
-    }
+    return {"pick": i, "lr": c["lr"][i], "momentum": c["momentum"][i],
+            "pick_val_accuracy": float(val[i].mean()), "pick_test_accuracy": float(test[i].mean()),
+            "pick_test_per_seed": test[i].tolist(),
+            "oracle_test_accuracy": float(test[ok].mean(1).max())}  # fmt: skip
 
 
 def timed(run) -> tuple:
@@ -149,14 +143,12 @@ def one_by_one(kw: dict, lrs, momenta, seeds: int) -> dict:
     """The grid's cells, one ``fit`` of one cell (its seed as ``fit``'s) after another."""
     seq = {"wall_seconds": 0.0, "compile_seconds": 0.0, "train_eval_seconds": 0.0}
     val = []
-    for lr in lrs:
-        for m in momenta:
-            for s in range(seeds):
-                one = sweep.product(lr=[lr], momentum=[m])
-                r, t = timed(lambda one=one, s=s: sweep.fit(one, seed=s, **kw))
-                seq.setdefault("first_compile_seconds", t["compile_seconds"])
-                seq.update({k: seq[k] + v for k, v in t.items()})
-                val.append(float(r.metrics[tuning.VAL][..., -1].item()))
+    for lr, m, s in itertools.product(lrs, momenta, range(seeds)):  # the grid's order
+        one = sweep.product(lr=[lr], momentum=[m])
+        r, t = timed(lambda one=one, s=s: sweep.fit(one, seed=s, **kw))
+        seq.setdefault("first_compile_seconds", t["compile_seconds"])
+        seq.update({k: seq[k] + v for k, v in t.items()})
+        val.append(float(r.metrics[tuning.VAL][..., -1].item()))
     return {**seq, "val_accuracy": val}
 
 
@@ -237,9 +229,10 @@ def text(record: dict) -> str:
                     f"{pct(p['pick_val_accuracy'])} | {pct(p['pick_test_accuracy'])} | "
                     + ", ".join(pct(v) for v in p["pick_test_per_seed"])
                     + f" | {pct(p['oracle_test_accuracy'])} | {wall:.0f} |")  # fmt: skip
-    costs = ["| model | fit's plan for the grid | grid as one fit: wall (compile), train + eval "
-             "(s) | cells one after another: wall (compile), train + eval (s) | one after another / "
-             "grid, compile included | the same, compile excluded |", "|" + " --- |" * 6]  # fmt: skip
+    costs = ["| model | fit's plan for the grid | grid as one fit: wall (compile), train + "
+             "eval (s) | cells one after another: wall (compile), train + eval (s) | one after "
+             "another / grid, compile included | the same, compile excluded |",
+             "|" + " --- |" * 6]  # fmt: skip
     for name, c in (("ResNet", cnn), ("MLP 784-200-10", mlp)):
         p, a, b = c["plan"], c["grid"], c["sequential"]
         name += f" (train + eval: the least of {c['rounds']} rounds)" * (c["rounds"] > 1)
@@ -248,7 +241,8 @@ def text(record: dict) -> str:
                      f"{a['wall_seconds']:.1f} ({a['compile_seconds']:.1f}), "
                      f"{a['train_eval_seconds']:.1f} | {b['wall_seconds']:.1f} "
                      f"({b['compile_seconds']:.1f}), {b['train_eval_seconds']:.1f} | "
-                     f"{c['ratio_with_compile']:.2f}x | {c['ratio_without_compile']:.2f}x |")  # fmt: skip
+                     f"{c['ratio_with_compile']:.2f}x | "
+                     f"{c['ratio_without_compile']:.2f}x |")  # fmt: skip
     return "\n".join([
         f"{record['dataset']}: {st['train']:,} training images, the next {st['val']:,} held out "
         f"for validation, {st['test']:,} test images for reporting; SGD with momentum, batch "
@@ -415,9 +409,7 @@ def main(argv=None) -> int:
     parser.add_argument("--test", type=positive, default=10_000, help="test images reported")
     parser.add_argument("--seeds", type=positive, default=2, help="seeds per cell and trial")
     parser.add_argument("--quick", action="store_true", help="embedded subset, 2 x 2 grid")
-    parser.add_argument(
-        "--replot", action="store_true", help="rewrite text and figure from the JSON"
-    )
+    parser.add_argument("--replot", action="store_true", help="text and figure from the JSON")
     args = parser.parse_args(argv)
     sweep.check_writable(args.out)
     if args.replot:

@@ -156,6 +156,15 @@ def test_plan_tells_the_chunk_size_the_memory_and_the_compiled_epoch_without_tra
     assert "HloModule" in plan.epoch_hlo()
 
 
+@pytest.mark.parametrize("cells, chunk", [(16, 16), (18, 9), (20, 10), (33, 11), (256, 16)])
+def test_the_automatic_chunk_size_pads_no_more_than_it_must(cells, chunk):
+    """On CPU at most 16 configurations train at once; a grid that is not a multiple of the
+    chunks it needs is split evenly (18: two chunks of 9), not padded (two of 16, 14 wasted)."""
+    kw = {k: v for k, v in KW.items() if k not in ("progress", "return_params", "chunk_size")}
+    plan = sweep.plan(sweep.product(lr=list(np.linspace(0.01, 0.1, cells)), momentum=[0.9]), **kw)
+    assert (plan.chunk_size, plan.chunks) == (chunk, -(-cells // chunk))
+
+
 @pytest.mark.parametrize(
     "tamper",
     [

@@ -70,8 +70,14 @@ def most_per_device(s: Setup) -> int:
     most :data:`CPU_CHUNK` on CPU."""
     per_device = -(-s.grid.size // s.mesh.devices.size)
     if s.mesh.devices.flat[0].platform == "cpu":
-        per_device = min(per_device, CPU_CHUNK)
+        per_device = balanced(per_device, CPU_CHUNK)
     return per_device
+
+
+def balanced(total: int, most: int) -> int:
+    """The smallest chunk that trains ``total`` configurations in as few chunks as chunks of
+    ``most`` would: 18 in chunks of 16 would pad the second to 16, so two chunks of 9."""
+    return -(-total // -(-total // most))
 
 
 def auto_chunk_size(s: Setup, memory_budget: int | None = None) -> int:
@@ -96,6 +102,7 @@ def auto_chunk_size(s: Setup, memory_budget: int | None = None) -> int:
     with _engine.compile_ahead():  # the programs fit runs: their first run reports the seconds
         while True:  # a smaller chunk is measured again: its fixed costs weigh more per config
             fits = max(1, min(chunk, budget // bytes_per_config(s.with_chunk(chunk))))
+            fits = balanced(-(-s.grid.size // ndev), fits)
             if fits == chunk:
                 return chunk
             chunk = fits

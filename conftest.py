@@ -43,6 +43,8 @@ def pytest_configure(config):
     the very executable a compile would give."""
     from jaxmom.sweep import configure_compile_cache
 
+    if config.option.markexpr == "not slow":
+        fast_loop_compiles()
     setting = os.environ.get("JAXMOM_COMPILE_CACHE")
     if setting is None:
         setting = tempfile.mkdtemp(prefix="jaxmom-test-jax-cache-")
@@ -53,6 +55,18 @@ def pytest_configure(config):
         os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder)
         os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
         os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "-1"
+
+
+def fast_loop_compiles():
+    """The fast loop (``-m "not slow"``) compiles without LLVM's optimisations
+    (``--xla_backend_optimization_level=0``, added to ``XLA_FLAGS`` unless they set the level):
+    XLA:CPU then compiles its small programs in about half the CPU time, and the fast loop is
+    mostly compiling (CONTRIBUTING.md). The HLO passes (fusion, layout) are the same; the full
+    suite, as CI runs it, compiles as users do. Set before JAX starts its backend, which reads
+    ``XLA_FLAGS`` once; subprocesses inherit it unless they set their own ``XLA_FLAGS``."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_backend_optimization_level" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
 
 
 def pytest_unconfigure(config):

@@ -312,7 +312,7 @@ def main(argv=None) -> int:
         args.epochs, args.population, args.train, args.val = 3, 4, 3000, 1000
     else:
         ds, dataset = mnist_data.load_idx_dir(args.data_dir, "fashion_mnist"), "Fashion-MNIST"
-    ds = ds.first(args.train + args.val, None)  # tuning.problem: hold_out's last --val
+    ds = ds.first(args.train + args.val, None)  # tuning.problem: split.hold_out's last --val
     eta = 2
     budget = args.population * args.epochs
     n_halving = halving_trials(eta, args.epochs, budget)

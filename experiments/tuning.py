@@ -42,6 +42,7 @@ from matplotlib.ticker import NullFormatter
 import jaxmom
 from jaxmom import sweep
 from jaxmom.studies.mnist import data as mnist_data
+from jaxmom.studies.mnist import split as mnist_split
 from jaxmom.studies.mnist.model import MLP, preprocess
 from jaxmom.sweep import add_compile_cache_flags, configure_compile_cache
 
@@ -50,9 +51,9 @@ VAL, TEST = "val/accuracy", "test/accuracy"  # fit's names for the two evaluatio
 
 def problem(ds, n_val: int, batch_size: int, epochs: int) -> dict:
     """fit's arguments: train on all but the last ``n_val`` training images, held out by the MNIST
-    study's own split (:func:`jaxmom.studies.mnist.data.hold_out`, as its --validation); two named
+    study's own split (:func:`jaxmom.studies.mnist.split.hold_out`, as its --validation); two named
     evaluation sets, whose accuracies are ``VAL`` and ``TEST``."""
-    ds = mnist_data.hold_out(ds, n_val)
+    ds = mnist_split.hold_out(ds, n_val)
     assert ds.val_images is not None and ds.val_labels is not None, "n_val must be positive"
     model = MLP()
 

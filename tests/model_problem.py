@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from fit_problem import lecun_normal
 from flax import nnx
 
 import jaxmom
@@ -34,10 +35,10 @@ def sgd(h):
 class CNN(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool):
-        x = nn.Conv(4, (3, 3))(x)
+        x = nn.Conv(4, (3, 3), kernel_init=lecun_normal)(x)
         x = nn.BatchNorm(use_running_average=not train, momentum=0.8)(x)
         x = nn.Dropout(0.3, deterministic=not train)(nn.relu(x))
-        return nn.Dense(3)(x.reshape(x.shape[0], -1))
+        return nn.Dense(3, kernel_init=lecun_normal)(x.reshape(x.shape[0], -1))
 
 
 def linen_init(key):
@@ -65,10 +66,10 @@ def linen_eval(params, state, x, y):
 
 class MLP(nnx.Module):
     def __init__(self, rngs):
-        self.hidden = nnx.Linear(5, 8, rngs=rngs)
+        self.hidden = nnx.Linear(5, 8, kernel_init=lecun_normal, rngs=rngs)
         self.norm = nnx.BatchNorm(8, momentum=0.8, rngs=rngs)
         self.drop = nnx.Dropout(0.3)
-        self.out = nnx.Linear(8, 3, rngs=rngs)
+        self.out = nnx.Linear(8, 3, kernel_init=lecun_normal, rngs=rngs)
 
     def __call__(self, x, key=None):
         return self.out(self.drop(nnx.relu(self.norm(self.hidden(x))), rngs=key))

@@ -23,8 +23,8 @@ import jaxmom
 from jaxmom import sweep as jaxmom_sweep
 from jaxmom.studies.mnist import cli, registry
 from jaxmom.studies.mnist.config import Config
-from jaxmom.studies.mnist.data import hold_out
 from jaxmom.studies.mnist.registry import OPTIMIZERS, OptimizerSpec
+from jaxmom.studies.mnist.split import hold_out
 from jaxmom.studies.mnist.train import train_and_evaluate
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -299,6 +299,7 @@ def run_python(code: str, devices: int = 1, timeout: int = 300, **kw):
     )  # fmt: skip
 
 
+@pytest.mark.slow  # a subprocess with 4 devices
 def test_a_grid_over_four_devices_in_chunks_equals_one_device_unchunked():
     out = run_python(
         """

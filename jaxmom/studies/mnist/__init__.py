@@ -8,6 +8,8 @@ Modules, from the bottom up:
 - :mod:`~jaxmom.studies.mnist.config`: one run's :class:`Config`, the study's only validator;
 - :mod:`~jaxmom.studies.mnist.data`: MNIST and Fashion-MNIST from IDX files, tfds, a download or
   the embedded subset;
+- :mod:`~jaxmom.studies.mnist.split`: the validation split held out of the training set
+  (:func:`~jaxmom.studies.mnist.split.hold_out`);
 - :mod:`~jaxmom.studies.mnist.model`: the Flax MLP, its PyTorch-style initialisation and input scaling;
 - :mod:`~jaxmom.studies.mnist.train`: every run through :func:`jaxmom.sweep.fit` (a single run is
   a one-cell grid, :func:`train_and_evaluate`), resumable, and its results.json records;

@@ -38,6 +38,7 @@ from jaxmom.studies.mnist import data, flags, folders, pbt, registry, report, tr
 from jaxmom.studies.mnist.config import DTYPES, INITS, Config
 from jaxmom.studies.mnist.flags import fixed, number_list
 from jaxmom.studies.mnist.registry import hyperparameters, options
+from jaxmom.studies.mnist.split import SplitError, hold_out
 from jaxmom.studies.mnist.studies import STUDIES
 from jaxmom.studies.mnist.sweep import Search, check_available, run_search, run_sweep
 from jaxmom.studies.mnist.train import train_and_evaluate
@@ -240,7 +241,7 @@ def split(args, dataset, default: bool = False):
     without the flag); warns once that ``--validation 0`` selects on the test accuracy."""
     if not default and args.validation is None:
         return dataset
-    dataset = data.hold_out(dataset, args.validation)
+    dataset = hold_out(dataset, args.validation)
     if dataset.val_labels is None:
         print(f"{PROG}: warning: --validation 0: selecting on TEST accuracy", file=sys.stderr)
     else:
@@ -339,7 +340,7 @@ def main(argv=None) -> int:
             if plan is not None:
                 return sweep_main(args, configs[0], plan, stage)
             return study_main(args, configs, stage)
-    except data.SplitError as e:  # --validation too large for the training set: a usage error
+    except SplitError as e:  # --validation too large for the training set: a usage error
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     except (ValueError, OutputError) as e:  # a full disk: the earlier files are intact

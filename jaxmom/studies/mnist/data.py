@@ -115,7 +115,7 @@ class Dataset(NamedTuple):
     test_images: np.ndarray  # (n_test, 28, 28) uint8
     test_labels: np.ndarray  # (n_test,) int32 in [0, 10)
     source: str  # the data actually used, e.g. "idx:/usr/share/datasets/fashion-mnist"
-    val_images: np.ndarray | None = None  # held out of the training images (:func:`hold_out`)
+    val_images: np.ndarray | None = None  # held out of the training images (split.hold_out)
     val_labels: np.ndarray | None = None
 
     def first(self, n_train: int | None = None, n_test: int | None = None) -> "Dataset":
@@ -131,44 +131,6 @@ class Dataset(NamedTuple):
             source=f"{self.source} (first {n_train or 'all'} train / "
             f"{n_test or 'all'} test examples)",
         )
-
-
-VALIDATION = 5000  # --validation's default: at most this, and at most a tenth of the training set
-
-
-class SplitError(DataError):
-    """A validation split that the training set cannot give (a command line's usage error)."""
-
-
-def validation_size(n_train: int, n: int | None = None) -> int:
-    """The validation set's size: ``n``, or by default ``min(5000, n_train // 10)`` (5,000 of
-    MNIST's 60,000, 400 of the embedded 4,000). ``SplitError`` (one line) unless
-    ``0 <= n < n_train``."""
-    n = min(VALIDATION, n_train // 10) if n is None else n
-    if not 0 <= n < n_train:
-        raise SplitError(
-            f"--validation {n}: the validation set must hold 0 to {n_train - 1} of the "
-            f"{n_train} training examples"
-        )
-    return n
-
-
-def hold_out(ds: Dataset, n: int | None = None) -> Dataset:
-    """``ds`` with its LAST ``n`` training examples (:func:`validation_size`; 0: none, ``ds``
-    itself) moved to ``val_images``/``val_labels``, the rest kept for training, in order, and a
-    ``source`` that says so. The split is the same for every seed, and it is the one
-    ``experiments/tuning.py`` and ``experiments/pbt_benchmark.py`` use."""
-    n = validation_size(len(ds.train_labels), n)
-    if n == 0:
-        return ds
-    k = len(ds.train_labels) - n
-    return ds._replace(
-        train_images=ds.train_images[:k],
-        train_labels=ds.train_labels[:k],
-        val_images=ds.train_images[k:],
-        val_labels=ds.train_labels[k:],
-        source=f"{ds.source} (last {n} training examples held out for validation)",
-    )
 
 
 def default_data_dir(dataset: str) -> Path:

@@ -17,7 +17,7 @@ import re
 from typing import NamedTuple
 
 from jaxmom import sweep
-from jaxmom.studies.mnist import data, pbt, registry
+from jaxmom.studies.mnist import pbt, registry, split
 from jaxmom.studies.mnist.config import Config
 from jaxmom.studies.mnist.registry import hyperparameters, options
 from jaxmom.studies.mnist.studies import STUDIES, StudyRun
@@ -360,7 +360,7 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="with --sweep or --search: hold the last N training examples out as a validation "
         f"set, on whose accuracy the search selects and the best is picked; the pick's test "
-        f"accuracy is reported beside it (default: {data.VALIDATION}, at most a tenth of the "
+        f"accuracy is reported beside it (default: {split.VALIDATION}, at most a tenth of the "
         "training set: 400 of the embedded 4,000). 0: train on everything and select on the "
         "test accuracy (a warning says so). Given for single runs, they hold it out too",
     )

@@ -1,6 +1,6 @@
 """A sweep's rows, one per cell (the table's, sweep.csv's), and the best one: the pick.
 
-With a validation split (:func:`~jaxmom.studies.mnist.data.hold_out`, the default of --sweep and
+With a validation split (:func:`~jaxmom.studies.mnist.split.hold_out`, the default of --sweep and
 --search) the rows carry ``val_accuracy`` beside ``test_accuracy``, and the best row is the one of
 the highest validation accuracy; its test accuracy is what the pick scores on data it was not
 picked on. Without one (``--validation 0``) the best row is the one of the highest test accuracy.

@@ -4,7 +4,7 @@ Sobol draws, successive halving, population-based training, Optuna: :class:`Sear
 
 ``fit`` trains the grid chunk by chunk, one compiled epoch at a time (the state on device,
 donated), and measures the test accuracy (and, with a validation split held out of the training
-data, :func:`~jaxmom.studies.mnist.data.hold_out`, the validation accuracy that searches select
+data, :func:`~jaxmom.studies.mnist.split.hold_out`, the validation accuracy that searches select
 on) of every cell after every epoch in a program of its own,
 timed apart (``eval_seconds``). ``chunk_size="auto"`` is ``fit``'s: the most configurations whose
 memory, read from the compiled program, fits in a budget (at most 16 per device on CPU).

@@ -77,7 +77,7 @@ def accuracy(params, images, labels):
 
 
 def has_validation(data) -> bool:
-    """Whether ``data`` holds a validation split (:func:`~jaxmom.studies.mnist.data.hold_out`)."""
+    """Whether ``data`` holds a validation split (:func:`~jaxmom.studies.mnist.split.hold_out`)."""
     return getattr(data, "val_images", None) is not None
 
 

@@ -37,7 +37,7 @@ from jaxmom import sweep
 # Internals pinned here, and why: _setup.setup (a setup's stepwise flag), _checkpoint.Checkpoint
 # .save (a window for kill -9), _driver.run_epochs (which epochs a resume trains), _memory's
 # estimate and _programs' compiled programs (peak memory against the estimate).
-from jaxmom.sweep import _driver, _setup
+from jaxmom.sweep import _driver, _memory, _setup
 
 # ---- the plain loop, written apart from fit ----------------------------------------------------
 

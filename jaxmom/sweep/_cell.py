@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxmom.sweep import _engine
-from jaxmom.sweep._layout import kernel_mask, swap, weights_first
+from jaxmom.sweep._layout import kernel_mask, kernels, swap, weights_first
 from jaxmom.sweep._setup import Setup
 
 
@@ -120,23 +120,17 @@ def cell_fns(s: Setup) -> CellFns:
         params = optax.apply_updates(state[0], updates)
         return ((params, opt_state, model_state) if s.has_state else (params, opt_state)), value
 
-    def kernel_shapes(state, train) -> list:
-        """The shapes of the kernels that :func:`weights_first` puts first in the loss."""
-        found = []
-        loss = weights_first(s.loss, found)
-        batch = tuple(jax.ShapeDtypeStruct((s.batch_size, *a.shape[1:]), a.dtype) for a in train)
-        pre = (state[2],) if s.has_state else ()
-        key = jax.eval_shape(lambda: jax.random.key(0))
-        call = lambda p, k, *a: loss(p, *a, **({"key": k} if s.loss_key else {}))
-        jax.eval_shape(call, state[0], key, *pre, *batch)
-        return found
+    def batch_of(arrays, size):
+        return tuple(jax.ShapeDtypeStruct((size, *a.shape[1:]), a.dtype) for a in arrays)
 
     def epoch(state, hp, seed, e, fixed, train):
         tx = tx_of(hp, fixed)
         xs = order(seed, e)
         # the kernels and their optimizer state are kept (out, in) through the scan: no step
         # copies them (see jaxmom.sweep._layout)
-        mask = kernel_mask(state, kernel_shapes(state, train))
+        pre = (state[2],) if s.has_state else ()
+        found = kernels(s.loss, state[0], *pre, *batch_of(train, s.batch_size), key=s.loss_key)
+        mask = kernel_mask(state, found)
 
         def body(c, b):
             new, loss = one_step(swap(c, mask), tx, b, train)
@@ -160,12 +154,19 @@ def cell_fns(s: Setup) -> CellFns:
         pre = (state[2],) if s.has_state else ()
         n = int(data[0].shape[0])
         size = min(s.eval_batch_size, n)
+        # kernels first, as in training: transposed once, outside the loop over batches
+        assert s.evaluate is not None  # an evaluation program exists only with one
+        found = kernels(s.evaluate, params, *pre, *batch_of(data, size), key=s.eval_key)
+        mask = kernel_mask(params, found)
+        evaluate_fn = weights_first(s.evaluate)
+        stored = swap(params, mask, pinned=True)
+        at = lambda p, *args, **kw: evaluate_fn(swap(p, mask), *args, **kw)
         if not s.exact_eval:
-            return _padded_mean(s.evaluate, params, data, n, size)  # type: ignore[arg-type]
+            return _padded_mean(at, stored, data, n, size)
 
         def values(j, batch):
             kw = {"key": eval_key(seed, e, j)} if s.eval_key else {}
-            out = s.evaluate(params, *pre, *batch, **kw)  # type: ignore[misc]
+            out = at(stored, *pre, *batch, **kw)
             return {k: jnp.sum(v.astype(jnp.float32)) for k, v in out.items()}
 
         full, part = n // size, n % size

@@ -121,6 +121,16 @@ def _swapped_dot(lhs, rhs, *, dimension_numbers, precision, preferred_element_ty
     return jnp.transpose(out, [*range(1, 1 + n_lhs), 0])
 
 
+def kernels(fn: Callable, params, *args, key: bool = False) -> list:
+    """The shapes of the kernels :func:`weights_first` rewrites in ``fn(params, *args)`` (with
+    ``key=`` a random key if ``key``); ``args`` may be ``jax.ShapeDtypeStruct``s. Traces only."""
+    found = []
+    rewritten = weights_first(fn, found)
+    call = lambda p, k, *a: rewritten(p, *a, **({"key": k} if key else {}))
+    jax.eval_shape(call, params, jax.eval_shape(lambda: jax.random.key(0)), *args)
+    return found
+
+
 def kernel_mask(tree, shapes) -> object:
     """True at every 2-D leaf of ``tree`` whose shape is in ``shapes`` (a rewritten kernel's: the
     kernel itself and the optimizer state that mirrors it), False elsewhere."""

@@ -31,7 +31,8 @@ def tables(runs: list[dict]) -> str:
     names = [r["name"] for r in runs]
     head = "| row | configs | " + " | ".join(f"{n}: s" for n in names) + " |"
     lines = [head, "|---|---:|" + "---:|" * len(runs)]
-    for row in runs[0]["rows"]:
+    rows = list({r["row"]: r for run in runs for r in run["rows"]}.values())  # every run's rows
+    for row in rows:
         cells = []
         for run in runs:
             found = [r for r in run["rows"] if r["row"] == row["row"]]
@@ -43,6 +44,16 @@ def tables(runs: list[dict]) -> str:
     for pair, first in runs[0]["speedups"].items():
         cells = [f"{run['speedups'][pair]['speedup']:.2f}×" for run in runs]
         lines.append(f"| {pair} | " + " | ".join(cells) + f" | {first['target']}× |")
+    first = [r["row"] for r in rows if "first_call_seconds" in r]
+    if first:  # the first call in the process: compiles (or the compile cache's loads) included
+        lines += ["", "| first call, compile included | " + " | ".join(names) + " |"]
+        lines.append("|---|" + "---:|" * len(runs))
+        for name in first:
+            cells = []
+            for run in runs:
+                found = [r for r in run["rows"] if r["row"] == name and "first_call_seconds" in r]
+                cells.append(f"{found[0]['first_call_seconds']:.2f}" if found else "–")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     machines = sorted({f"{r['machine']}; jax {r['jax']}, {r['device']}" for r in runs})
     lines += ["", "Machine: " + "; ".join(machines) + "."]
     return "\n".join(lines)

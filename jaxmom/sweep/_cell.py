@@ -72,7 +72,10 @@ def cell_fns(s: Setup) -> CellFns:
     static = dict(s.static)
     exact = s.exact  # every batch at its true size (a model with state or a key)
     rest = partial_size(s.n, s.batch_size, s.drop_last) if exact else 0
-    loss_fn = weights_first(s.loss)  # x @ W as (W.T @ x.T).T: see jaxmom.sweep._layout
+    # x @ W as (W.T @ x.T).T (jaxmom.sweep._layout); one trace of the user's loss and evaluate
+    # per program, shared by the search for their kernels and their calls
+    traces, eval_traces = {}, {}
+    loss_fn = weights_first(s.loss, traces=traces)
 
     def tx_of(hp, fixed):
         return s.optimizer({**fixed, **static, **hp})
@@ -129,7 +132,8 @@ def cell_fns(s: Setup) -> CellFns:
         # the kernels and their optimizer state are kept (out, in) through the scan: no step
         # copies them (see jaxmom.sweep._layout)
         pre = (state[2],) if s.has_state else ()
-        found = kernels(s.loss, state[0], *pre, *batch_of(train, s.batch_size), key=s.loss_key)
+        batch = batch_of(train, s.batch_size)
+        found = kernels(s.loss, state[0], *pre, *batch, key=s.loss_key, traces=traces)
         mask = kernel_mask(state, found)
 
         def body(c, b):
@@ -156,9 +160,10 @@ def cell_fns(s: Setup) -> CellFns:
         size = min(s.eval_batch_size, n)
         # kernels first, as in training: transposed once, outside the loop over batches
         assert s.evaluate is not None  # an evaluation program exists only with one
-        found = kernels(s.evaluate, params, *pre, *batch_of(data, size), key=s.eval_key)
+        batch = batch_of(data, size)
+        found = kernels(s.evaluate, params, *pre, *batch, key=s.eval_key, traces=eval_traces)
         mask = kernel_mask(params, found)
-        evaluate_fn = weights_first(s.evaluate)
+        evaluate_fn = weights_first(s.evaluate, traces=eval_traces)
         stored = swap(params, mask, pinned=True)
         at = lambda p, *args, **kw: evaluate_fn(swap(p, mask), *args, **kw)
         if not s.exact_eval:

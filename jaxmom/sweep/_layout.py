@@ -35,18 +35,28 @@ _SAME = frozenset({"convert_element_type", "copy", "copy_p"})
 _CALLS = frozenset({"jit", "pjit", "closed_call"})
 
 
-def weights_first(fn: Callable, found: list | None = None) -> Callable:
+def weights_first(fn: Callable, found: list | None = None, traces: dict | None = None) -> Callable:
     """``fn(params, *args, **kw)`` computed with every ``x @ W`` (``W`` a 2-D leaf of ``params``
     contracted on its first axis, ``x`` not a parameter) as ``(W.T @ x.T).T``. ``found``, if
-    given, collects the shapes of the kernels so rewritten."""
+    given, collects the shapes of the kernels so rewritten. ``traces``, if given, keeps ``fn``'s
+    jaxpr by its arguments' types, so that calls sharing it trace ``fn`` once, as a direct call
+    would (its keyword arguments are inputs of the jaxpr, never closed over)."""
 
     def rewritten(params, *args, **kw):
-        flat, tree = jax.tree.flatten((params, args))
+        flat, tree = jax.tree.flatten((params, args, kw))
         n_params = len(jax.tree.leaves(params))
-        closed, shape = jax.make_jaxpr(
-            lambda *leaves: fn(*jax.tree.unflatten(tree, leaves)[:1], *_rest(tree, leaves), **kw),
-            return_shape=True,
-        )(*flat)
+        key = (tree, tuple(_type(x) for x in flat))
+        if traces is not None and key in traces:
+            closed, shape = traces[key]
+        else:
+
+            def call(*leaves):
+                p, a, k = jax.tree.unflatten(tree, leaves)
+                return fn(p, *a, **k)
+
+            closed, shape = jax.make_jaxpr(call, return_shape=True)(*flat)
+            if traces is not None:
+                traces[key] = closed, shape
         weights = [i < n_params for i in range(len(flat))]
         out = _eval(closed.jaxpr, closed.consts, flat, weights, found)
         return jax.tree.unflatten(jax.tree.structure(shape), out)
@@ -54,8 +64,11 @@ def weights_first(fn: Callable, found: list | None = None) -> Callable:
     return rewritten
 
 
-def _rest(tree, leaves):
-    return jax.tree.unflatten(tree, leaves)[1]
+def _type(x) -> tuple:
+    """What a trace of ``fn`` depends on: shape, dtype, weak type (not the sharding, which a
+    ``jax.ShapeDtypeStruct`` batch lacks and the chunk's batch has)."""
+    t = jax.typeof(x)
+    return t.shape, t.dtype, getattr(t, "weak_type", False)
 
 
 def _eval(jaxpr, consts, args, weights, found):
@@ -121,11 +134,12 @@ def _swapped_dot(lhs, rhs, *, dimension_numbers, precision, preferred_element_ty
     return jnp.transpose(out, [*range(1, 1 + n_lhs), 0])
 
 
-def kernels(fn: Callable, params, *args, key: bool = False) -> list:
+def kernels(fn: Callable, params, *args, key: bool = False, traces: dict | None = None) -> list:
     """The shapes of the kernels :func:`weights_first` rewrites in ``fn(params, *args)`` (with
-    ``key=`` a random key if ``key``); ``args`` may be ``jax.ShapeDtypeStruct``s. Traces only."""
+    ``key=`` a random key if ``key``); ``args`` may be ``jax.ShapeDtypeStruct``s. Traces only
+    (``traces``: as :func:`weights_first`'s)."""
     found = []
-    rewritten = weights_first(fn, found)
+    rewritten = weights_first(fn, found, traces)
     call = lambda p, k, *a: rewritten(p, *a, **({"key": k} if key else {}))
     jax.eval_shape(call, params, jax.eval_shape(lambda: jax.random.key(0)), *args)
     return found

@@ -22,7 +22,7 @@ import optax
 
 from jaxmom.sweep import _engine
 from jaxmom.sweep._layout import kernel_mask, kernels, swap, weights_first
-from jaxmom.sweep._setup import Setup
+from jaxmom.sweep._setup import Setup, batch_shapes
 
 
 class CellFns(NamedTuple):
@@ -123,16 +123,13 @@ def cell_fns(s: Setup) -> CellFns:
         params = optax.apply_updates(state[0], updates)
         return ((params, opt_state, model_state) if s.has_state else (params, opt_state)), value
 
-    def batch_of(arrays, size):
-        return tuple(jax.ShapeDtypeStruct((size, *a.shape[1:]), a.dtype) for a in arrays)
-
     def epoch(state, hp, seed, e, fixed, train):
         tx = tx_of(hp, fixed)
         xs = order(seed, e)
         # the kernels and their optimizer state are kept (out, in) through the scan: no step
         # copies them (see jaxmom.sweep._layout)
         pre = (state[2],) if s.has_state else ()
-        batch = batch_of(train, s.batch_size)
+        batch = batch_shapes(train, s.batch_size)
         found = kernels(s.loss, state[0], *pre, *batch, key=s.loss_key, traces=traces)
         mask = kernel_mask(state, found)
 
@@ -160,7 +157,7 @@ def cell_fns(s: Setup) -> CellFns:
         size = min(s.eval_batch_size, n)
         # kernels first, as in training: transposed once, outside the loop over batches
         assert s.evaluate is not None  # an evaluation program exists only with one
-        batch = batch_of(data, size)
+        batch = batch_shapes(data, size)
         found = kernels(s.evaluate, params, *pre, *batch, key=s.eval_key, traces=eval_traces)
         mask = kernel_mask(params, found)
         evaluate_fn = weights_first(s.evaluate, traces=eval_traces)

@@ -86,7 +86,7 @@ from jaxmom.sweep._grid import Grid
 from jaxmom.sweep._halving import Halving
 from jaxmom.sweep._memory import bytes_per_config, with_chunk_size
 from jaxmom.sweep._pbt import PBT
-from jaxmom.sweep._programs import cell_fns, epoch_program, template
+from jaxmom.sweep._programs import cell_fns, cell_template, epoch_program
 from jaxmom.sweep._result import SweepResult
 from jaxmom.sweep._setup import Setup, setup
 
@@ -95,10 +95,7 @@ def _computation(s: Setup) -> list[str]:
     """What one cell's ``init``, epoch and evaluation compute: their jaxprs, traced on the state's
     shapes (stable across processes), and the sha256 of the constants they close over."""
     fns = cell_fns(s)
-    t = template(s.with_chunk(1))
-    row = lambda tree: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), tree)
-    state, hp = row(t.state), row(t.hp)
-    seed = t.seeds if s.seeds is None else row(t.seeds)
+    hp, seed, state = cell_template(s)
     traced = [
         jax.make_jaxpr(fns.init)(hp, seed, s.fixed),
         jax.make_jaxpr(fns.epoch)(state, hp, seed, np.int32(0), s.fixed, s.train),

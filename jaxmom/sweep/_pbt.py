@@ -59,7 +59,7 @@ import numpy as np
 from jaxmom.sweep._driver import Leg, Log, Strategy
 from jaxmom.sweep._grid import SEED
 from jaxmom.sweep._halving import _trials
-from jaxmom.sweep._programs import template
+from jaxmom.sweep._programs import cell_template
 from jaxmom.sweep._sample import Choice, LogUniform, Uniform
 from jaxmom.sweep._setup import Setup
 
@@ -377,9 +377,7 @@ def _segment(s: Setup, log: Log, start: int, end: int, ref: np.ndarray):
 
 def _read_by_update(s: Setup) -> set[str]:
     """The hyperparameters that one cell's optimizer update reads (traced abstractly)."""
-    t = template(s.with_chunk(1))
-    row = lambda tree: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), tree)
-    state, hp = row(t.state), row(t.hp)
+    hp, _, state = cell_template(s)
     static = dict(s.static)
 
     def update(hp, state, fixed):

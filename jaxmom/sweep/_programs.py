@@ -58,6 +58,14 @@ def template(s: Setup) -> Chunk:
     return chunk_inputs(s, s.chunks()[0])
 
 
+def cell_template(s: Setup) -> Chunk:
+    """One cell's inputs as ``jax.ShapeDtypeStruct``s, what a cell's functions are traced with
+    outside a chunk: its hyperparameters, seed (the shared one as it is) and state."""
+    t = template(s.with_chunk(1))
+    row = lambda tree: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), tree)
+    return Chunk(row(t.hp), t.seeds if s.seeds is None else row(t.seeds), row(t.state))
+
+
 def _state_shapes(s: Setup, hp, seeds):
     """The chunk's state as ``jax.ShapeDtypeStruct``s, laid out one cell per row over the mesh;
     traced once per shape and kept in the programs' cache (a call of ``fit`` asks several times:

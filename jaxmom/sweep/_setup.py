@@ -189,6 +189,11 @@ def check_cells(grid: Grid, optimizer: Callable, fixed: Mapping[str, Any]) -> No
             ) from None
 
 
+def batch_shapes(arrays, size: int) -> tuple:
+    """A batch of ``size`` examples of ``arrays``, as ``jax.ShapeDtypeStruct``s."""
+    return tuple(jax.ShapeDtypeStruct((size, *a.shape[1:]), a.dtype) for a in arrays)
+
+
 def setup(
     grid: Grid,
     *,
@@ -242,13 +247,12 @@ def setup(
     check_cells(grid, optimizer, fixed)
     traced, static = _split_fixed(fixed)
     params, model_state = _contract.check_init(init, has_state)
-    shape = lambda a, b: jax.ShapeDtypeStruct((b, *a.shape[1:]), a.dtype)
-    batch = tuple(shape(a, batch_size) for a in train)
+    batch = batch_shapes(train, batch_size)
     jaxpr = _contract.check_loss(loss, params, model_state, batch, has_state)
     names = []
     for _, arrays in evals:
         b = min(eval_batch_size, int(arrays[0].shape[0]))
-        batch = tuple(shape(a, b) for a in arrays)
+        batch = batch_shapes(arrays, b)
         names = _contract.check_evaluate(evaluate, params, model_state, batch, has_state)
     _contract.check_names(names, [name for name, _ in evals], grid)
 

@@ -27,16 +27,19 @@ def load(paths: list[Path]) -> list[dict]:
     return runs
 
 
+def cell(run: dict, row: str, field: str, spec: str) -> str:
+    """``field`` of ``run``'s row named ``row``, formatted by ``spec``; "–" where it has none."""
+    found = [r[field] for r in run["rows"] if r["row"] == row and field in r]
+    return format(found[0], spec) if found else "–"
+
+
 def tables(runs: list[dict]) -> str:
     names = [r["name"] for r in runs]
     head = "| row | configs | " + " | ".join(f"{n}: s" for n in names) + " |"
     lines = [head, "|---|---:|" + "---:|" * len(runs)]
     rows = list({r["row"]: r for run in runs for r in run["rows"]}.values())  # every run's rows
     for row in rows:
-        cells = []
-        for run in runs:
-            found = [r for r in run["rows"] if r["row"] == row["row"]]
-            cells.append(f"{found[0]['seconds']:.3f}" if found else "–")
+        cells = [cell(run, row["row"], "seconds", ".3f") for run in runs]
         configs = "" if row.get("configs") is None else str(row["configs"])
         lines.append(f"| {row['row']} | {configs} | " + " | ".join(cells) + " |")
     lines += ["", "| speed-up | " + " | ".join(names) + " | target |"]
@@ -49,10 +52,7 @@ def tables(runs: list[dict]) -> str:
         lines += ["", "| first call, compile included | " + " | ".join(names) + " |"]
         lines.append("|---|" + "---:|" * len(runs))
         for name in first:
-            cells = []
-            for run in runs:
-                found = [r for r in run["rows"] if r["row"] == name and "first_call_seconds" in r]
-                cells.append(f"{found[0]['first_call_seconds']:.2f}" if found else "–")
+            cells = [cell(run, name, "first_call_seconds", ".2f") for run in runs]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     machines = sorted({f"{r['machine']}; jax {r['jax']}, {r['device']}" for r in runs})
     lines += ["", "Machine: " + "; ".join(machines) + "."]

@@ -613,12 +613,8 @@ def no_space(fd):
     raise OSError(28, "No space left on device")
 
 
-@pytest.mark.parametrize("sweep", [False, True], ids=["study", "sweep"])
-def test_a_full_disk_at_write_is_one_line_and_keeps_the_earlier_results(
-    sweep, tmp_path, capsys, monkeypatch, tiny_mnist
-):
-    """The disk fills up when the second run writes (every write's fsync fails): one line naming
-    the file, status 1, the first run's files byte for byte, and no temporary file."""
+def first_run(sweep, tmp_path, capsys, monkeypatch, tiny_mnist):
+    """A study (or a sweep) run into ``tmp_path/o``: (its folder, its argv, its files' bytes)."""
     monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
     out = tmp_path / "o"
     argv = ["--sweep", "--lr", "0.1,0.2", "--epochs", "1", "--quiet", "--out", str(out)]
@@ -626,6 +622,16 @@ def test_a_full_disk_at_write_is_one_line_and_keeps_the_earlier_results(
     assert cli.main(argv) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     capsys.readouterr()
+    return out, argv, before
+
+
+@pytest.mark.parametrize("sweep", [False, True], ids=["study", "sweep"])
+def test_a_full_disk_at_write_is_one_line_and_keeps_the_earlier_results(
+    sweep, tmp_path, capsys, monkeypatch, tiny_mnist
+):
+    """The disk fills up when the second run writes (every write's fsync fails): one line naming
+    the file, status 1, the first run's files byte for byte, and no temporary file."""
+    out, argv, before = first_run(sweep, tmp_path, capsys, monkeypatch, tiny_mnist)
     monkeypatch.setattr(os, "fsync", no_space)
     assert cli.main([*argv, "--overwrite", "--lr", "0.3,0.4" if sweep else "0.3"]) == 1
     err = capsys.readouterr().err
@@ -642,13 +648,7 @@ def test_a_disk_that_fills_up_mid_write_keeps_the_earlier_run_whole(
     """--overwrite, and the disk fills up after the new run's first file was written: --out
     still holds the earlier run, every file of it byte for byte (it held the new results.json
     beside the old figures), and nothing of the new run is left anywhere."""
-    monkeypatch.setattr(cli, "load_data", lambda args: tiny_mnist)
-    out = tmp_path / "o"
-    argv = ["--sweep", "--lr", "0.1,0.2", "--epochs", "1", "--quiet", "--out", str(out)]
-    argv = argv if sweep else quick(out)
-    assert cli.main(argv) == 0
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
-    capsys.readouterr()
+    out, argv, before = first_run(sweep, tmp_path, capsys, monkeypatch, tiny_mnist)
     writes = []
 
     def fills_up(fd):  # the first file is written, the second finds the disk full

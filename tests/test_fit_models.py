@@ -3,7 +3,8 @@ with BatchNorm and Dropout equal, cell by cell, the plain loop of fit's contract
 partial last batch, chunked and unchunked, one and four devices); the model state goes through
 halving, checkpoints and saved results; several named evaluation sets.
 
-Internals pinned here, and why: ``_checkpoint.Checkpoint.save`` (a crash between two saves)."""
+Internals pinned here, and why: ``_checkpoint.Checkpoint.save`` (a crash between two saves,
+through tests/crash.py)."""
 
 import os
 import subprocess
@@ -15,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from crash import crash_after_save
 from fit_problem import X as MLP_X
 from fit_problem import Y as MLP_Y
 from fit_problem import mlp_init, mlp_loss, mlp_metrics
@@ -36,7 +38,6 @@ from model_problem import (
 )  # fmt: skip
 
 from jaxmom import sweep
-from jaxmom.sweep._checkpoint import Checkpoint
 
 LRS = [0.05, 0.3]
 GRID = sweep.product(lr=LRS, momentum=[0.9]).with_seeds(2)  # 4 cells
@@ -156,25 +157,11 @@ def test_halving_carries_each_survivors_model_state_and_names_the_metric_it_sele
     assert_cells_equal_the_loop(res, survivors, problem_of(NNX), **loop_kw(NNX, EVAL))
 
 
-class Crash(Exception):
-    pass
-
-
 def test_a_run_with_state_crashed_at_a_checkpoint_resumes_bit_identically(tmp_path, monkeypatch):
     kw = dict(**NNX, **COMMON, eval=EVAL, chunk_size=3)
     whole = sweep.fit(GRID, **kw)
-    save, calls = Checkpoint.save, []
-
-    def crashing(self, *args):
-        calls.append(1)
-        if len(calls) == 3:  # chunk 2, epoch 1: after the first chunk's state and results
-            raise Crash
-        return save(self, *args)
-
-    monkeypatch.setattr(Checkpoint, "save", crashing)
-    with pytest.raises(Crash):
-        sweep.fit(GRID, **kw, checkpoint_dir=tmp_path)
-    monkeypatch.setattr(Checkpoint, "save", save)
+    # after the second save (chunk 1's last epoch): chunk 2, epoch 1 never saved
+    crash_after_save(monkeypatch, 2, lambda: sweep.fit(GRID, **kw, checkpoint_dir=tmp_path))
     resumed = sweep.fit(GRID, **kw, checkpoint_dir=tmp_path)
     assert resumed.info["resumed_epochs"] == [[[2, 2]], [[2, 0]]]  # chunk 1 (cells 0-2) done
     for k in whole.metrics:
@@ -184,26 +171,16 @@ def test_a_run_with_state_crashed_at_a_checkpoint_resumes_bit_identically(tmp_pa
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("crash_at", [2, 4])  # in the first rung's second chunk; in the second rung
+# after the first save, before the first rung's second chunk saves; in the second rung
+@pytest.mark.parametrize("saves", [1, 3])
 def test_halving_with_state_crashed_at_a_checkpoint_resumes_bit_identically(
-    tmp_path, monkeypatch, crash_at
+    tmp_path, monkeypatch, saves
 ):
     grid = sweep.product(lr=[0.02, 0.1, 0.3, 0.6], momentum=[0.9]).with_seeds(2)
     h = sweep.Halving(eta=2, metric="val/accuracy")
     kw = dict(**NNX, **COMMON, eval=EVAL, chunk_size=3, halving=h)
     whole = sweep.fit(grid, **kw)
-    save, calls = Checkpoint.save, []
-
-    def crashing(self, *args):
-        calls.append(1)
-        if len(calls) == crash_at:
-            raise Crash
-        return save(self, *args)
-
-    monkeypatch.setattr(Checkpoint, "save", crashing)
-    with pytest.raises(Crash):
-        sweep.fit(grid, **kw, checkpoint_dir=tmp_path)
-    monkeypatch.setattr(Checkpoint, "save", save)
+    crash_after_save(monkeypatch, saves, lambda: sweep.fit(grid, **kw, checkpoint_dir=tmp_path))
     resumed = sweep.fit(grid, **kw, checkpoint_dir=tmp_path)
     assert np.sum(resumed.info["resumed_epochs"]) > 0  # it did resume
     for k in whole.metrics:

@@ -9,8 +9,12 @@ gradient ``(K*out, in)`` back, every step (``docs/speed.md`` shows the profile).
 neither visible to the user's model or optimizer, remove both copies:
 
 - :func:`weights_first` evaluates the user's loss with every ``x @ W`` (``W`` a 2-D parameter,
-  ``x`` not) computed as ``(W.T @ x.T).T``: the kernel becomes the left operand, whose K stacked
-  copies ``(K, out, in)`` are one ``(K*out, in)`` matrix;
+  ``x`` not) computed as ``W.T @ x.T``: the kernel becomes the left operand, whose K stacked
+  copies ``(K, out, in)`` are one ``(K*out, in)`` matrix. The product stays feature-major,
+  ``(out, batch)``, through what follows it element by element (bias, activation, also under a
+  custom derivative such as ``nn.relu``'s) or reduces it, into the next layer's product, as a
+  hand-written feature-major model computes; it is transposed back only where an operation of
+  another kind (a gather, a sort, the loss's output) needs it;
 - :func:`swap` keeps those kernels, and the optimizer-state leaves of their shape, transposed,
   ``(out, in)``, for the length of an epoch's ``lax.scan``: the carry is swapped back before each
   step and again after it (XLA cancels the two), so the optimizer and the loss see the arrays
@@ -58,7 +62,8 @@ def weights_first(fn: Callable, found: list | None = None, traces: dict | None =
             if traces is not None:
                 traces[key] = closed, shape
         weights = [i < n_params for i in range(len(flat))]
-        out = _eval(closed.jaxpr, closed.consts, flat, weights, found)
+        out, moved = _eval(closed.jaxpr, closed.consts, flat, weights, found)
+        out = [jnp.moveaxis(x, 0, -1) if m else x for x, m in zip(out, moved)]
         return jax.tree.unflatten(jax.tree.structure(shape), out)
 
     return rewritten
@@ -71,67 +76,186 @@ def _type(x) -> tuple:
     return t.shape, t.dtype, getattr(t, "weak_type", False)
 
 
-def _eval(jaxpr, consts, args, weights, found):
-    """Evaluate ``jaxpr`` on ``args``; ``weights[i]``: ``args[i]`` is a parameter."""
-    env, is_weight = {}, {}
+# Primitives that act element by element (operands of one shape, or of size 1 along an axis, or
+# scalars): they run as well on activations kept feature-major, so those stay feature-major.
+_ELEMENTWISE = frozenset(
+    """abs acos acosh add and asin asinh atan atan2 atanh cbrt ceil clamp complex conj
+    convert_element_type copy copy_p cos cosh div eq erf erf_inv erfc exp exp2 expm1 floor ge gt
+    imag integer_pow is_finite le lt log log1p logistic max min mul ne neg nextafter not or pow
+    real reduce_precision rem round rsqrt select_n sign sin sinh sqrt square stop_gradient sub tan
+    tanh xor""".split()
+)
+_CUSTOM = frozenset({"custom_jvp_call", "custom_vjp_call"})
+_REDUCTIONS = frozenset(
+    "argmax argmin reduce_and reduce_max reduce_min reduce_or reduce_prod reduce_sum".split()
+)
 
-    def read(v):
-        return v.val if isinstance(v, core.Literal) else env[v]
 
-    def weight(v):
-        return not isinstance(v, core.Literal) and is_weight.get(v, False)
+class _Env:
+    """The values of a jaxpr's variables. A *moved* value is kept feature-major: stored with its
+    last axis first, ``stored = moveaxis(value, -1, 0)``; :meth:`read` gives the value itself."""
 
+    def __init__(self):
+        self.stored, self.moved, self.weight = {}, set(), set()
+
+    def put(self, v, x, moved=False, weight=False):
+        self.stored[v] = x
+        (self.moved.add if moved else self.moved.discard)(v)
+        (self.weight.add if weight else self.weight.discard)(v)
+
+    def is_moved(self, v) -> bool:
+        return not isinstance(v, core.Literal) and v in self.moved
+
+    def is_weight(self, v) -> bool:
+        return not isinstance(v, core.Literal) and v in self.weight
+
+    def raw(self, v):
+        return v.val if isinstance(v, core.Literal) else self.stored[v]
+
+    def read(self, v):
+        x = self.raw(v)
+        return jnp.moveaxis(x, 0, -1) if self.is_moved(v) else x
+
+
+def _eval(jaxpr, consts, args, weights, found, moved=None):
+    """Evaluate ``jaxpr`` on ``args``; ``weights[i]``: ``args[i]`` is a parameter; ``moved[i]``:
+    ``args[i]`` is stored feature-major. Returns the outputs and which of them are moved."""
+    env = _Env()
     for v, x in zip(jaxpr.constvars, consts):
-        env[v] = x
-    for v, x, w in zip(jaxpr.invars, args, weights):
-        env[v], is_weight[v] = x, w
+        env.put(v, x)
+    for v, x, w, m in zip(jaxpr.invars, args, weights, moved or [False] * len(args)):
+        env.put(v, x, moved=m, weight=w)
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
-        invals = [read(v) for v in eqn.invars]
-        flags = [weight(v) for v in eqn.invars]
-        out_weight = [False] * len(eqn.outvars)
-        if name == "dot_general" and _kernel_on_right(eqn, flags):
-            outvals = [_swapped_dot(*invals, **eqn.params)]
-            if found is not None:
-                found.append(tuple(invals[1].shape))
-        elif name in _CALLS:
+        outs = None
+        if name in _CALLS:
             inner = eqn.params["jaxpr"]
-            outvals = _eval(inner.jaxpr, inner.consts, invals, flags, found)
-        else:
-            with eqn.ctx.manager:  # as jax.core.eval_jaxpr binds
-                outvals = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
-            outvals = outvals if eqn.primitive.multiple_results else [outvals]
-            if name in _SAME:
-                out_weight = [flags[0]]
-        for v, x, w in zip(eqn.outvars, outvals, out_weight):
-            env[v], is_weight[v] = x, w
-    return [read(v) for v in jaxpr.outvars]
+            flags = [env.is_weight(v) for v in eqn.invars]
+            moves = [env.is_moved(v) for v in eqn.invars]
+            raws = [env.raw(v) for v in eqn.invars]
+            vals, out_moved = _eval(inner.jaxpr, inner.consts, raws, flags, found, moves)
+            outs = list(zip(vals, out_moved))
+        elif name == "dot_general" and _kernel_on_right(eqn, env):
+            outs = [(_kernel_first_dot(eqn, env), True)]
+            if found is not None:
+                found.append(tuple(eqn.invars[1].aval.shape))
+        elif any(env.is_moved(v) for v in eqn.invars):
+            outs = _feature_major(eqn, env)
+        if outs is None:
+            outs = [(x, False) for x in _bind(eqn, [env.read(v) for v in eqn.invars])]
+        same = name in _SAME and env.is_weight(eqn.invars[0])
+        for v, (x, m) in zip(eqn.outvars, outs):
+            env.put(v, x, moved=m, weight=same)
+    return [env.raw(v) for v in jaxpr.outvars], [env.is_moved(v) for v in jaxpr.outvars]
 
 
-def _kernel_on_right(eqn, flags) -> bool:
+def _bind(eqn, invals) -> list:
+    with eqn.ctx.manager:  # as jax.core.eval_jaxpr binds
+        out = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
+    return list(out) if eqn.primitive.multiple_results else [out]
+
+
+def _kernel_on_right(eqn, env) -> bool:
     """``x @ W``: a 2-D parameter on the right contracted on its first axis, no batch axes, and
     no parameter on the left."""
     (_, rc), (lb, rb) = eqn.params["dimension_numbers"]
-    rhs = eqn.invars[1].aval
-    return flags[1] and not flags[0] and rhs.ndim == 2 and tuple(rc) == (0,) and not lb and not rb
-
-
-def _swapped_dot(lhs, rhs, *, dimension_numbers, precision, preferred_element_type, **rest):
-    """``dot_general(lhs, rhs)`` computed as ``dot_general(rhs.T, lhs)`` and transposed back: the
-    kernel ``rhs`` (in, out) enters as its transpose (out, in), contracted on its last axis."""
-    (lc, _), _ = dimension_numbers
-    if isinstance(precision, tuple):
-        precision = precision[::-1]
-    out = lax.dot_general_p.bind(
-        rhs.T,
-        lhs,
-        dimension_numbers=(((1,), tuple(lc)), ((), ())),
-        precision=precision,
-        preferred_element_type=preferred_element_type,
-        **rest,
+    lhs, rhs = eqn.invars
+    return (
+        env.is_weight(rhs)
+        and not env.is_weight(lhs)
+        and rhs.aval.ndim == 2
+        and tuple(rc) == (0,)
+        and not lb
+        and not rb
     )
-    n_lhs = lhs.ndim - len(lc)  # out: the kernel's one free axis, then lhs's
-    return jnp.transpose(out, [*range(1, 1 + n_lhs), 0])
+
+
+def _kernel_first_dot(eqn, env):
+    """``x @ W`` computed as ``W.T @ x.T``, kept feature-major: the kernel ``W`` (in, out) enters
+    as its transpose (out, in), contracted on its last axis; ``x`` enters as stored."""
+    lhs, rhs = eqn.invars
+    (lc, _), _ = eqn.params["dimension_numbers"]
+    x = env.raw(lhs)
+    if env.is_moved(lhs) and tuple(lc) == (lhs.aval.ndim - 1,):
+        lc = (0,)  # its features are already first
+    elif env.is_moved(lhs):
+        x = env.read(lhs)
+    params: dict = {**eqn.params, "dimension_numbers": (((1,), tuple(lc)), ((), ()))}
+    if isinstance(params["precision"], tuple):
+        params["precision"] = params["precision"][::-1]
+    with eqn.ctx.manager:
+        return lax.dot_general_p.bind(env.raw(rhs).T, x, **params)
+
+
+def _feature_major(eqn, env):
+    """``eqn`` run on its operands as stored, where some are moved: an element-wise primitive (or
+    a custom derivative of one) or a reduction. ``None`` where it cannot be: then the moved
+    operands are moved back."""
+    name, ndim = eqn.primitive.name, eqn.outvars[0].aval.ndim
+    if name in _REDUCTIONS and len(eqn.invars) == 1:
+        axes = tuple(eqn.params["axes"])
+        stored = tuple(0 if a == ndim + len(axes) - 1 else a + 1 for a in axes)
+        out = _bind(_with(eqn, axes=stored), [env.raw(eqn.invars[0])])
+        return [(out[0], ndim + len(axes) - 1 not in axes)]
+    custom = name in _CUSTOM and _is_elementwise(_inner(eqn))
+    operands = _aligned(eqn, env) if name in _ELEMENTWISE or custom else None
+    if operands is None:
+        return None
+    if not custom:
+        return [(x, True) for x in _bind(eqn, operands)]
+    # a custom derivative of an element-wise function was traced for the value's own shape: it
+    # gets the same elements in that shape, a reshape that XLA makes free
+    shapes = [v.aval.shape for v in eqn.invars]
+    flat = [x.reshape(s) if jnp.ndim(x) else x for x, s in zip(operands, shapes)]
+    stored = next(x.shape for x in operands if jnp.ndim(x))
+    return [(x.reshape(stored), True) for x in _bind(eqn, flat)]
+
+
+def _aligned(eqn, env):
+    """Every operand of ``eqn`` as stored, feature-major, for an element-wise primitive: moved
+    ones as they are, scalars as they are, others of the same rank moved (a size-1 one, such as
+    a bias ``(1, out)``, for free). ``None`` where an operand has another rank."""
+    ndim = eqn.outvars[0].aval.ndim
+    out = []
+    for v in eqn.invars:
+        if env.is_moved(v) or v.aval.ndim == 0:
+            out.append(env.raw(v))
+        elif v.aval.ndim == ndim and ndim > 0:
+            out.append(jnp.moveaxis(env.raw(v), -1, 0))
+        else:
+            return None
+    return out
+
+
+def _with(eqn, **params):
+    return eqn.replace(params=dict(eqn.params, **params))
+
+
+def _inner(eqn):
+    """The closed jaxpr a call-like primitive runs (``None`` if it has none)."""
+    for p in eqn.params.values():
+        if isinstance(p, core.ClosedJaxpr):
+            return p.jaxpr
+    return None
+
+
+def _is_elementwise(jaxpr) -> bool:
+    """Whether ``jaxpr`` is element-wise: every equation element-wise (or a call of such), on
+    operands of one shape or scalars, and nothing else in or out."""
+    if jaxpr is None or not jaxpr.outvars:
+        return False
+    shape = jaxpr.outvars[0].aval.shape
+    ok = lambda v: v.aval.shape in (shape, ())
+    if not all(ok(v) for v in [*jaxpr.invars, *jaxpr.outvars]):
+        return False
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        inner_ok = name in _CALLS | _CUSTOM and _is_elementwise(_inner(eqn))
+        if not (name in _ELEMENTWISE or inner_ok) or not all(
+            ok(v) for v in [*eqn.invars, *eqn.outvars]
+        ):
+            return False
+    return True
 
 
 def kernels(fn: Callable, params, *args, key: bool = False, traces: dict | None = None) -> list:

@@ -51,7 +51,7 @@ from jaxmom import sweep
 from jaxmom.studies.mnist import train
 from jaxmom.studies.mnist.config import Config
 from jaxmom.studies.mnist.data import Dataset
-from jaxmom.studies.mnist.model import preprocess, torch_linear_init
+from jaxmom.studies.mnist.model import MLP, preprocess
 from jaxmom.studies.mnist.sweep import run_sweep
 from jaxmom.sweep import add_compile_cache_flags, configure_compile_cache
 
@@ -67,7 +67,6 @@ TARGETS = {  # (row, baseline): issue 8's minimum speed-up (stretch in the comme
     (SWEEP, VMAP): 1.4,  # stretch 1.6
     (EPOCH, "pytorch eager: torch.optim.SGD, randperm batches"): 1.7,
     (EPOCH, "optax+flax jitted step in a Python loop, host-gathered batches"): 1.25,
-    (EPOCH, "the same epoch with flax nn.Dense (in, out) kernels (before)"): 1.0,
     (DENSE, VMAP): 1.4,  # issue 26
 }
 CNN_FIT = "cnn 4x4: jaxmom.sweep.fit (--cnn)"
@@ -117,19 +116,6 @@ def synthetic(n_train: int, n_test: int) -> Dataset:
     )
 
 
-class DenseMLP(nn.Module):
-    """The peers' model: the same MLP and initial values with Flax's ``nn.Dense`` (in, out)."""
-
-    @nn.compact
-    def __call__(self, x):
-        for i, width in enumerate((200, 10)):
-            if i:
-                x = nn.relu(x)
-            init = torch_linear_init(x.shape[-1])
-            x = nn.Dense(width, kernel_init=init, bias_init=init)(x)
-        return x
-
-
 def accuracy(model, params, images, labels):
     """The straightforward evaluation: the whole test set in one forward pass."""
     logits = jnp.asarray(model.apply({"params": params}, preprocess(images)))
@@ -148,11 +134,11 @@ def study_epoch(data):
 
 
 def dense_fit(data, grid):
-    """``jaxmom.sweep.fit`` of ``grid`` on a plain Flax ``nn.Dense`` MLP ((in, out) kernels, the
-    usual (batch, 10) logits), as a user writes it: one cell is the layout before issue 8, the
-    4x4 grid is issue 26's "the user's own model". Returns (run, seconds of the first call:
+    """``jaxmom.sweep.fit`` of ``grid`` on the study's plain Flax ``nn.Dense`` MLP ((in, out)
+    kernels, (batch, 10) logits) with a loss and evaluation as a user writes them: issue 26's "the
+    user's own model", without the study's extras (its checks, divergence, per-epoch records). Returns (run, seconds of the first call:
     compiles included, compile seconds)."""
-    model = DenseMLP()
+    model = MLP()
 
     def init(key):
         return model.init(key, jnp.zeros((1, 784)))["params"]
@@ -203,7 +189,7 @@ def study_sweep(data, lrs=LRS, momenta=MOMENTA):
 def optax_vmap(data):
     """The straightforward Optax sweep: ``inject_hyperparams(optax.sgd)`` + ``vmap`` over a
     ``lax.scan`` epoch of shuffled, gathered, scaled batches, then the test accuracy."""
-    model = DenseMLP()
+    model = MLP()
     arrays = tuple(jax.device_put(x) for x in data[:4])
 
     def run(lr, momentum, key, arrays):
@@ -242,7 +228,7 @@ def optax_vmap(data):
 def flax_loop(data):
     """The common Optax + Flax way, as Flax's MNIST example: a host permutation per epoch, the
     batch gathered on the host, a jitted train step per batch, a jitted evaluation."""
-    model, tx = DenseMLP(), optax.sgd(LR, MU)
+    model, tx = MLP(), optax.sgd(LR, MU)
     images, labels = np.asarray(data[0]), np.asarray(data[1])
     test = tuple(jax.device_put(x) for x in data[2:4])
 
@@ -603,8 +589,6 @@ def main(argv=None) -> int:
     steps = -(-args.samples // 64)
     k = len(LRS) * len(MOMENTA)
     epoch, epoch_c = study_epoch(data)
-    one_cell = sweep.zipped(axis="run", learning_rate=[LR], momentum=[MU])
-    before, _, before_c = dense_fit(data, one_cell)
     dense, dense_first, dense_c = dense_fit(
         data, sweep.product(learning_rate=LRS, momentum=MOMENTA)
     )
@@ -617,7 +601,6 @@ def main(argv=None) -> int:
     rows = {  # name: (callable, configurations, compile seconds, flop)
         "peak: 4096^2 float32 matmul": (pk, None, pk_c, pk_flop),
         EPOCH: (epoch, 1, epoch_c, None),
-        "the same epoch with flax nn.Dense (in, out) kernels (before)": (before, 1, before_c, None),
         "optax+flax jitted step in a Python loop, host-gathered batches": (loop, 1, loop_c, None),
         SWEEP: (swept, k, first.compile_seconds, None),
         VMAP: (vmapped, k, vmap_c, None),

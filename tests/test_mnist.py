@@ -54,7 +54,9 @@ def test_torch_init_matches_nn_linear_and_flax_init_differs():
     for layer, (fan_in, fan_out) in (("Dense_0", (784, 200)), ("Dense_1", (200, 10))):
         reference = torch.nn.Linear(fan_in, fan_out)  # PyTorch's own default init
         kernel, bias = np.asarray(params[layer]["kernel"]), np.asarray(params[layer]["bias"])
-        assert kernel.shape == reference.weight.shape == (fan_out, fan_in)  # (out, in) as PyTorch
+        assert (
+            kernel.shape == reference.weight.shape[::-1] == (fan_in, fan_out)
+        )  # nn.Dense: (in, out)
         assert bias.shape == (fan_out,)
         torch_bound = reference.weight.detach().abs().max().item()
         assert np.abs(kernel).max() <= 1 / np.sqrt(fan_in)
@@ -81,7 +83,7 @@ def torch_net(params):
     net = torch.nn.Sequential(torch.nn.Linear(784, 200), torch.nn.ReLU(), torch.nn.Linear(200, 10))
     with torch.no_grad():
         for i, layer in ((0, "Dense_0"), (2, "Dense_1")):
-            net[i].weight.copy_(torch.from_numpy(np.asarray(params[layer]["kernel"]).copy()))
+            net[i].weight.copy_(torch.from_numpy(np.asarray(params[layer]["kernel"]).T.copy()))
             net[i].bias.copy_(torch.from_numpy(np.asarray(params[layer]["bias"]).copy()))
     return net
 

@@ -13,8 +13,8 @@ split(key(s))``; epoch ``e`` (0-based) visits ``permutation(fold_in(data_key, e)
 ``DataLoader`` (no ``drop_last``) does. A resumed run therefore sees exactly the batches it would
 have seen. Epochs are numbered from 1 wherever they are shown or recorded.
 
-The model keeps its layout tricks (see :mod:`~jaxmom.studies.mnist.model`): (out, in) kernels and
-a feature-major loss (:func:`loss`). ``init``, ``loss``, ``optimizer``, ``evaluate`` and
+The model is a plain ``nn.Dense`` MLP (:mod:`~jaxmom.studies.mnist.model`); ``fit`` lays out its
+products for a sweep itself. ``init``, ``loss``, ``optimizer``, ``evaluate`` and
 ``eval_params`` are the same function objects for the same optimizer, options and init scheme
 (:func:`functions`), so ``fit`` reuses its compiled programs from run to run.
 """
@@ -50,17 +50,10 @@ def inputs(params, images):
 
 
 def loss(params, images, labels):
-    """Per-example softmax cross-entropy, shape (batch,).
-
-    The model computes its logits feature-major, (10, batch), and returns their transpose; the
-    loss transposes back and takes the softmax over axis 0, so XLA cancels the two transposes and
-    lays the logits' gradient out (10, batch) too. Under a sweep's ``vmap`` the last layer's
-    weight gradient is then one plain batched matmul, with no transposed copy of the gradient
-    (measured: 2-4% of a 4x4 sweep's step on a 2-core Xeon). The model computes in the
-    parameters' dtype (:func:`inputs`), the loss in float32."""
-    logits = jnp.asarray(_MODEL.apply({"params": params}, inputs(params, images))).T
-    logits = logits.astype(jnp.float32)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels, axis=0)
+    """Per-example softmax cross-entropy, shape (batch,). The model computes in the parameters'
+    dtype (:func:`inputs`), the loss in float32."""
+    logits = jnp.asarray(_MODEL.apply({"params": params}, inputs(params, images)))
+    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
 
 
 def evaluate(params, images, labels):

@@ -12,11 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from fit_problem import X, Y, mlp_init, mlp_loss
 from flax import nnx
 
 import jaxmom
 from jaxmom import sweep
-from jaxmom.sweep._layout import kernel_mask, swap, weights_first
+from jaxmom.sweep._layout import in_layout, kernel_mask, kernels, swap, weights_first
 
 
 class MLP(nn.Module):
@@ -200,3 +201,53 @@ def test_no_step_of_a_dense_models_sweep_copies_a_stacked_kernel():
         if re.search(r"= f32\[8,(37,29|29,37|32,29|29,32)\]\{[\d,]*\} (transpose|copy)\(", line)
     ]
     assert moves == []
+
+
+def test_in_layout_runs_element_wise_work_on_the_stored_arrays_and_the_rest_as_written():
+    g, p = (jax.random.normal(jax.random.key(i), (4, 3)) for i in (6, 7))
+    fn = lambda g, p: (2 * g + p, jnp.sum(g * g, axis=0), (g @ g.T) @ p, p)
+    call = in_layout(fn, (True, True), (True, False, False, False))
+    got = jax.jit(call)(g.T, p.T)  # g and p come stored transposed
+    want = fn(g, p)
+    np.testing.assert_allclose(got[0], want[0].T, rtol=1e-6)  # asked back stored
+    for a, b in zip(got[1:], want[1:]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def shaped_sgd(h):
+    """SGD after a step that depends on each 2-D gradient's layout: its columns normalised, then
+    one Newton-Schulz-like product (``g - 0.1 (g g^T) g``), as Muon-style optimizers do."""
+
+    def update(updates, state, params=None):
+        def shape(g):
+            if g.ndim != 2:
+                return g
+            g = g / (jnp.linalg.norm(g, axis=0, keepdims=True) + 1e-3)
+            return g - 0.1 * (g @ g.T) @ g
+
+        return jax.tree.map(shape, updates), state
+
+    shaped = optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+    return optax.chain(shaped, jaxmom.sgd(h["lr"], h["momentum"]))
+
+
+def test_an_update_that_depends_on_the_layout_is_computed_as_written():
+    """The kernels are stored (out, in) through the epoch and the update runs on them: an update
+    that reads a kernel's axes (column norms, a matrix product) still sees (in, out)."""
+    from test_fit import plain_loop
+
+    assert sorted(kernels(mlp_loss, mlp_init(jax.random.key(0)), X[:16], Y[:16])) == [
+        (6, 16),
+        (16, 3),
+    ]
+    res = sweep.fit(
+        sweep.product(lr=[0.1], momentum=[0.0, 0.9]), init=mlp_init, loss=mlp_loss,
+        optimizer=shaped_sgd, train=(X, Y), batch_size=16, epochs=2, seed=3,
+        return_params=True, progress=False, chunk_size=None,
+    )  # fmt: skip
+    for j, mu in enumerate([0.0, 0.9]):
+        hp = {"lr": 0.1, "momentum": mu}
+        params, losses = plain_loop(mlp_init, mlp_loss, shaped_sgd, hp, (X, Y), 16, 2, 3)
+        np.testing.assert_allclose(res.metrics["loss"][0, j], losses, rtol=2e-5, atol=2e-6)
+        got = jax.tree.map(lambda x: x[0, j], res.params)
+        chex.assert_trees_all_close(got, params, rtol=1e-4, atol=2e-5)

@@ -14,6 +14,7 @@ BatchNorm's batch statistics and a dropout mask's shape are those of the plain l
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -21,7 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxmom.sweep import _engine
-from jaxmom.sweep._layout import kernel_mask, kernels, swap, weights_first
+from jaxmom.sweep._layout import in_layout, kernel_mask, kernels, swap, weights_first
 from jaxmom.sweep._setup import Setup, batch_shapes
 
 
@@ -93,10 +94,10 @@ def cell_fns(s: Setup) -> CellFns:
         keys = jax.vmap(lambda i: step_key(seed, e, i))(jnp.arange(s.steps))
         return (*xs, keys)
 
-    def mean_loss(params, batch, w):
+    def mean_loss(loss_fn, params, batch, w):
         return jnp.sum(w * loss_fn(params, *batch)) / jnp.sum(w)
 
-    def objective(params, model_state, batch, key):
+    def objective(loss_fn, params, model_state, batch, key):
         """(the batch's mean loss, the new model state) of a model with state or a key."""
         kw = {"key": key} if s.loss_key else {}
         # rebuilt in the gradient's trace: the Variables of a Flax NNX state are then this
@@ -106,36 +107,44 @@ def cell_fns(s: Setup) -> CellFns:
         losses, new = out if s.has_state else (out, None)
         return jnp.mean(losses), new
 
-    def one_step(state, tx, xs, train, size=None):
+    def one_step(state, tx, xs, train, size=None, mask=None):
+        """One step. ``mask`` (a tree of bools over ``state``): the leaves stored transposed,
+        kernels first (see :func:`epoch`); the loss and the update then run on them so."""
+        loss, update = loss_fn, tx.update
+        if mask is not None:
+            loss = weights_first(s.loss, traces=traces, moved=mask[0])
+            update = in_layout(tx.update, (mask[0], mask[1], mask[0]), (mask[0], mask[1]))
         idx, w = xs[0], xs[1]
         if not exact:  # the plain loss: the padded batch, averaged by its weights
             params, opt_state = state
-            value, grads = jax.value_and_grad(mean_loss)(params, tuple(a[idx] for a in train), w)
-            updates, opt_state = tx.update(grads, opt_state, params)
+            batch = tuple(a[idx] for a in train)
+            value, grads = jax.value_and_grad(partial(mean_loss, loss))(params, batch, w)
+            updates, opt_state = update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), value
         idx = idx if size is None else idx[:size]
         batch = tuple(a[idx] for a in train)
         key = xs[2] if s.loss_key else None
         model_state = state[2] if s.has_state else None
-        grad = jax.value_and_grad(objective, has_aux=True)
+        grad = jax.value_and_grad(partial(objective, loss), has_aux=True)
         (value, model_state), grads = grad(state[0], model_state, batch, key)
-        updates, opt_state = tx.update(grads, state[1], state[0])
+        updates, opt_state = update(grads, state[1], state[0])
         params = optax.apply_updates(state[0], updates)
         return ((params, opt_state, model_state) if s.has_state else (params, opt_state)), value
 
     def epoch(state, hp, seed, e, fixed, train):
         tx = tx_of(hp, fixed)
         xs = order(seed, e)
-        # the kernels and their optimizer state are kept (out, in) through the scan: no step
-        # copies them (see jaxmom.sweep._layout)
+        # the kernels and their optimizer state are kept (out, in) through the scan, and the
+        # loss, its gradient and the update computed on them so: no step moves a kernel (see
+        # jaxmom.sweep._layout); apply_updates adds element by element, whatever the layout
         pre = (state[2],) if s.has_state else ()
         batch = batch_shapes(train, s.batch_size)
         found = kernels(s.loss, state[0], *pre, *batch, key=s.loss_key, traces=traces)
-        mask = kernel_mask(state, found)
+        params_mask, opt_mask = kernel_mask(state[:2], found)  # the model's state stays as it is
+        mask = (params_mask, opt_mask, *jax.tree.map(lambda _: False, pre))
 
         def body(c, b):
-            new, loss = one_step(swap(c, mask), tx, b, train)
-            return swap(new, mask), loss
+            return one_step(c, tx, b, train, mask=mask)
 
         def run(state, xs):
             state, losses = jax.lax.scan(body, swap(state, mask, pinned=True), xs)
@@ -160,9 +169,8 @@ def cell_fns(s: Setup) -> CellFns:
         batch = batch_shapes(data, size)
         found = kernels(s.evaluate, params, *pre, *batch, key=s.eval_key, traces=eval_traces)
         mask = kernel_mask(params, found)
-        evaluate_fn = weights_first(s.evaluate, traces=eval_traces)
+        at = weights_first(s.evaluate, traces=eval_traces, moved=mask)
         stored = swap(params, mask, pinned=True)
-        at = lambda p, *args, **kw: evaluate_fn(swap(p, mask), *args, **kw)
         if not s.exact_eval:
             return _padded_mean(at, stored, data, n, size)
 

@@ -5,20 +5,23 @@ configurations without copying their kernels (issue 26).
 out)`` kernel, as Flax's ``nn.Dense`` stores it, then meets K kernels ``(K, in, out)``; to multiply
 the shared batch by all of them at once XLA must see them as one matrix, and ``(K, in, out)`` is
 not one: XLA:CPU copies the K kernels into ``(in, K*out)`` for the forward product and the
-gradient ``(K*out, in)`` back, every step (``docs/speed.md`` shows the profile). Two rewrites,
-neither visible to the user's model or optimizer, remove both copies:
+gradient ``(K*out, in)`` back, every step (``docs/speed.md`` shows the profile). This module
+computes such a model kernel first and feature-major, as a hand-written ``W @ x.T`` model would,
+with no change to the user's model or optimizer:
 
-- :func:`weights_first` evaluates the user's loss with every ``x @ W`` (``W`` a 2-D parameter,
-  ``x`` not) computed as ``W.T @ x.T``: the kernel becomes the left operand, whose K stacked
-  copies ``(K, out, in)`` are one ``(K*out, in)`` matrix. The product stays feature-major,
-  ``(out, batch)``, through what follows it element by element (bias, activation, also under a
-  custom derivative such as ``nn.relu``'s) or reduces it, into the next layer's product, as a
-  hand-written feature-major model computes; it is transposed back only where an operation of
-  another kind (a gather, a sort, the loss's output) needs it;
-- :func:`swap` keeps those kernels, and the optimizer-state leaves of their shape, transposed,
-  ``(out, in)``, for the length of an epoch's ``lax.scan``: the carry is swapped back before each
-  step and again after it (XLA cancels the two), so the optimizer and the loss see the arrays
-  they were written for, and everything outside the scan sees the state unchanged.
+- :func:`swap` stores the kernels, and the optimizer-state leaves of their shape, transposed,
+  ``(out, in)``, for the length of an epoch's ``lax.scan``; the K stacked copies ``(K, out, in)``
+  are one ``(K*out, in)`` matrix. Outside the scan the state is as the user wrote it;
+- :func:`weights_first` evaluates the user's loss (and evaluation) through its jaxpr on those
+  stored kernels: every ``x @ W`` (``W`` a 2-D parameter contracted on its first axis, ``x`` not
+  a parameter) is computed as ``W.T @ x.T`` with the stored kernel as the left operand, and its
+  result stays feature-major, ``(out, batch)``, through what follows it element by element (bias,
+  activation, also under a custom derivative such as ``nn.relu``'s) or reduces it, into the next
+  layer's product. A value is transposed back only where an operation of another kind (a gather,
+  a sort, the loss's output) needs it. Its gradient comes out stored, ``(out, in)``;
+- :func:`in_layout` runs the optimizer's update the same way on the stored gradient, state and
+  parameters: an element-wise update touches the stored arrays as they are, and anything that
+  depends on the layout (a row norm, an orthogonalisation) gets the values transposed back.
 
 Mathematically nothing changes; float results differ from the direct products by rounding only.
 """
@@ -26,6 +29,7 @@ Mathematically nothing changes; float results differ from the direct products by
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -39,41 +43,90 @@ _SAME = frozenset({"convert_element_type", "copy", "copy_p"})
 _CALLS = frozenset({"jit", "pjit", "closed_call"})
 
 
-def weights_first(fn: Callable, found: list | None = None, traces: dict | None = None) -> Callable:
+def weights_first(
+    fn: Callable,
+    found: list | None = None,
+    traces: dict | None = None,
+    moved: object = None,
+) -> Callable:
     """``fn(params, *args, **kw)`` computed with every ``x @ W`` (``W`` a 2-D leaf of ``params``
-    contracted on its first axis, ``x`` not a parameter) as ``(W.T @ x.T).T``. ``found``, if
-    given, collects the shapes of the kernels so rewritten. ``traces``, if given, keeps ``fn``'s
-    jaxpr by its arguments' types, so that calls sharing it trace ``fn`` once, as a direct call
-    would (its keyword arguments are inputs of the jaxpr, never closed over)."""
+    contracted on its first axis, ``x`` not a parameter) as ``W.T @ x.T``, its result kept
+    feature-major while it can be. ``moved``, if given, is a tree of bools over ``params``: those
+    leaves come stored transposed, ``(out, in)`` (a kernel enters its product as it is stored).
+    ``found``, if given, collects the shapes of the kernels so rewritten. ``traces``, if given,
+    keeps ``fn``'s jaxpr by its arguments' types, so that calls sharing it trace ``fn`` once, as a
+    direct call would (its keyword arguments are inputs of the jaxpr, never closed over)."""
 
     def rewritten(params, *args, **kw):
-        flat, tree = jax.tree.flatten((params, args, kw))
         n_params = len(jax.tree.leaves(params))
-        key = (tree, tuple(_type(x) for x in flat))
-        if traces is not None and key in traces:
-            closed, shape = traces[key]
-        else:
-
-            def call(*leaves):
-                p, a, k = jax.tree.unflatten(tree, leaves)
-                return fn(p, *a, **k)
-
-            closed, shape = jax.make_jaxpr(call, return_shape=True)(*flat)
-            if traces is not None:
-                traces[key] = closed, shape
+        flags = [False] * n_params if moved is None else jax.tree.leaves(moved)
+        flat, _ = jax.tree.flatten((params, args, kw))
+        flags += [False] * (len(flat) - n_params)
         weights = [i < n_params for i in range(len(flat))]
-        out, moved = _eval(closed.jaxpr, closed.consts, flat, weights, found)
-        out = [jnp.moveaxis(x, 0, -1) if m else x for x, m in zip(out, moved)]
-        return jax.tree.unflatten(jax.tree.structure(shape), out)
+        out, out_moved, tree = _run(
+            lambda p, *a, **k: fn(p, *a, **k), (params, *args), kw, flags, weights, found, traces
+        )
+        return jax.tree.unflatten(tree, [_as(x, m, False) for x, m in zip(out, out_moved)])
 
     return rewritten
 
 
-def _type(x) -> tuple:
-    """What a trace of ``fn`` depends on: shape, dtype, weak type (not the sharding, which a
-    ``jax.ShapeDtypeStruct`` batch lacks and the chunk's batch has)."""
+def in_layout(fn: Callable, moved_in, moved_out) -> Callable:
+    """``fn(*args)`` on arguments whose leaves marked in ``moved_in`` (a tree of bools over
+    ``args``) are stored transposed; of its outputs, those marked in ``moved_out`` (a tree of
+    bools over them) are returned stored transposed, the others as they are. ``fn`` runs through
+    its jaxpr: element-wise work (an optimizer's update) runs on the stored arrays themselves, and
+    whatever needs the values as they are gets them transposed back."""
+
+    def call(*args):
+        flags = jax.tree.leaves(moved_in)
+        out, out_moved, tree = _run(fn, args, {}, flags, [False] * len(flags), None, None)
+        want = jax.tree.leaves(moved_out)
+        return jax.tree.unflatten(tree, [_as(*x) for x in zip(out, out_moved, want)])
+
+    return call
+
+
+def _run(fn, args: tuple, kw: dict, moved: list, weights: list, found, traces):
+    """``fn(*args, **kw)`` through its jaxpr, the flat leaves marked in ``moved`` stored
+    transposed; (flat outputs as stored, which of them are moved, the outputs' tree)."""
+    flat, tree = jax.tree.flatten((args, kw))
+    types = [_type(x, m) for x, m in zip(flat, moved)]
+    key = (tree, tuple(types))
+    if traces is not None and key in traces:
+        closed, shape = traces[key]
+    else:
+
+        def call(*leaves):
+            a, k = jax.tree.unflatten(tree, leaves)
+            return fn(*a, **k)
+
+        logical = [_struct(*t) if m else x for x, t, m in zip(flat, types, moved)]
+        closed, shape = jax.make_jaxpr(call, return_shape=True)(*logical)
+        if traces is not None:
+            traces[key] = closed, shape
+    out, out_moved = _eval(closed.jaxpr, closed.consts, flat, weights, found, moved)
+    return out, out_moved, jax.tree.structure(shape)
+
+
+def _struct(shape, dtype, weak_type):
+    return jax.ShapeDtypeStruct(shape, dtype, weak_type=weak_type)
+
+
+def _as(x, is_moved: bool, want_moved: bool):
+    """``x`` (moved or not) as wanted: stored transposed, or as it is."""
+    if is_moved == want_moved:
+        return x
+    return jnp.moveaxis(x, 0, -1) if is_moved else jnp.moveaxis(x, -1, 0)
+
+
+def _type(x, moved: bool = False) -> tuple:
+    """What a trace of ``fn`` depends on: shape (as ``fn`` sees it: a moved leaf's transposed
+    back), dtype, weak type (not the sharding, which a ``jax.ShapeDtypeStruct`` batch lacks and
+    the chunk's batch has)."""
     t = jax.typeof(x)
-    return t.shape, t.dtype, getattr(t, "weak_type", False)
+    shape = (*t.shape[1:], t.shape[0]) if moved else t.shape
+    return shape, t.dtype, getattr(t, "weak_type", False)
 
 
 # Primitives that act element by element (operands of one shape, or of size 1 along an axis, or
@@ -183,8 +236,9 @@ def _kernel_first_dot(eqn, env):
     params: dict = {**eqn.params, "dimension_numbers": (((1,), tuple(lc)), ((), ()))}
     if isinstance(params["precision"], tuple):
         params["precision"] = params["precision"][::-1]
+    kernel = env.raw(rhs) if env.is_moved(rhs) else env.raw(rhs).T  # (out, in)
     with eqn.ctx.manager:
-        return lax.dot_general_p.bind(env.raw(rhs).T, x, **params)
+        return lax.dot_general_p.bind(kernel, x, **params)
 
 
 def _feature_major(eqn, env):
@@ -269,7 +323,7 @@ def kernels(fn: Callable, params, *args, key: bool = False, traces: dict | None 
     return found
 
 
-def kernel_mask(tree, shapes) -> object:
+def kernel_mask(tree, shapes) -> Any:
     """True at every 2-D leaf of ``tree`` whose shape is in ``shapes`` (a rewritten kernel's: the
     kernel itself and the optimizer state that mirrors it), False elsewhere."""
     shapes = set(shapes)

@@ -1,7 +1,8 @@
 """The small problems of tests/test_fit.py, importable by its subprocesses: an MLP on random
 features and a small CNN (one 3x3 convolution of 8 channels, max-pooling, a dense layer) on random
-Fashion-MNIST-shaped images."""
+Fashion-MNIST-shaped images; and the plain loop, written apart from fit, that a cell must equal."""
 
+import functools
 import math
 
 import flax.linen as nn
@@ -74,3 +75,40 @@ def cnn_loss(params, x, y):
 
 def sgd(h):
     return jaxmom.sgd(h["lr"], h["momentum"])
+
+
+# ---- the plain loop, written apart from fit ----------------------------------------------------
+
+
+@functools.cache
+def jitted_step(loss, make_tx):
+    """A jitted step of the mean loss: value_and_grad, tx.update, optax.apply_updates."""
+
+    @jax.jit
+    def step(params, opt_state, hp, batch):
+        value, grads = jax.value_and_grad(lambda p: jnp.mean(loss(p, *batch)))(params)
+        updates, opt_state = make_tx(hp).update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    return step
+
+
+def plain_loop(init, loss, make_tx, hparams, train, batch_size, epochs, seed, drop_last=False):
+    """The contract: split(key(seed)) into init and data keys; epoch e visits
+    permutation(fold_in(data_key, e), n) in slices of batch_size; a jitted value_and_grad of the
+    mean loss, tx.update, optax.apply_updates. Returns (params, every step's loss)."""
+    step = jitted_step(loss, make_tx)
+    hp = {k: jnp.float32(v) for k, v in hparams.items()}
+    root = seed if isinstance(seed, jax.Array) else jax.random.key(seed)  # a seed, or its key
+    init_key, data_key = jax.random.split(root)
+    params = init(init_key)
+    opt_state = make_tx(hp).init(params)
+    n, losses = len(train[0]), []
+    for e in range(epochs):
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(data_key, e), n))
+        stop = n - n % batch_size if drop_last else n
+        for i in range(0, stop, batch_size):
+            idx = order[i : i + batch_size]
+            params, opt_state, value = step(params, opt_state, hp, tuple(a[idx] for a in train))
+            losses.append(float(value))
+    return params, np.array(losses)

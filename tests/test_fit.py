@@ -28,6 +28,7 @@ from fit_problem import (
     mlp_logits,
     mlp_loss,
     mlp_metrics,
+    plain_loop,
     sgd,
 )  # fmt: skip
 
@@ -39,41 +40,7 @@ from jaxmom import sweep
 # estimate and _programs' compiled programs (peak memory against the estimate).
 from jaxmom.sweep import _driver, _memory, _setup
 
-# ---- the plain loop, written apart from fit ----------------------------------------------------
-
-
-@functools.cache
-def jitted_step(loss, make_tx):
-    """A jitted step of the mean loss: value_and_grad, tx.update, optax.apply_updates."""
-
-    @jax.jit
-    def step(params, opt_state, hp, batch):
-        value, grads = jax.value_and_grad(lambda p: jnp.mean(loss(p, *batch)))(params)
-        updates, opt_state = make_tx(hp).update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value
-
-    return step
-
-
-def plain_loop(init, loss, make_tx, hparams, train, batch_size, epochs, seed, drop_last=False):
-    """The contract: split(key(seed)) into init and data keys; epoch e visits
-    permutation(fold_in(data_key, e), n) in slices of batch_size; a jitted value_and_grad of the
-    mean loss, tx.update, optax.apply_updates. Returns (params, every step's loss)."""
-    step = jitted_step(loss, make_tx)
-    hp = {k: jnp.float32(v) for k, v in hparams.items()}
-    root = seed if isinstance(seed, jax.Array) else jax.random.key(seed)  # a seed, or its key
-    init_key, data_key = jax.random.split(root)
-    params = init(init_key)
-    opt_state = make_tx(hp).init(params)
-    n, losses = len(train[0]), []
-    for e in range(epochs):
-        order = np.asarray(jax.random.permutation(jax.random.fold_in(data_key, e), n))
-        stop = n - n % batch_size if drop_last else n
-        for i in range(0, stop, batch_size):
-            idx = order[i : i + batch_size]
-            params, opt_state, value = step(params, opt_state, hp, tuple(a[idx] for a in train))
-            losses.append(float(value))
-    return params, np.array(losses)
+# ---- a cell equals the plain loop (fit_problem.plain_loop) ---------------------------------------
 
 
 def assert_cell_equals_loop(res, index, cell, init, loss, train, batch_size, epochs, seed, **kw):
@@ -81,9 +48,6 @@ def assert_cell_equals_loop(res, index, cell, init, loss, train, batch_size, epo
     np.testing.assert_allclose(res.metrics["loss"][index], losses, rtol=2e-5, atol=2e-6)
     got = jax.tree.map(lambda x: x[index], res.params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5), got, params)
-
-
-# ---- a cell equals the plain loop -----------------------------------------------------------
 
 
 @pytest.mark.parametrize("drop_last", [False, True])

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from fit_problem import X, Y, mlp_init, mlp_loss
+from fit_problem import X, Y, mlp_init, mlp_loss, plain_loop
 from flax import nnx
 
 import jaxmom
@@ -234,8 +234,6 @@ def shaped_sgd(h):
 def test_an_update_that_depends_on_the_layout_is_computed_as_written():
     """The kernels are stored (out, in) through the epoch and the update runs on them: an update
     that reads a kernel's axes (column norms, a matrix product) still sees (in, out)."""
-    from test_fit import plain_loop
-
     assert sorted(kernels(mlp_loss, mlp_init(jax.random.key(0)), X[:16], Y[:16])) == [
         (6, 16),
         (16, 3),

@@ -78,8 +78,9 @@ def check_init(init: Callable, has_state: bool):
     return out[0], out[1]
 
 
-def check_loss(loss, params, model_state, batch: tuple, has_state: bool) -> str:
-    """Trace ``loss`` on one batch and check what it gives; returns its jaxpr's text."""
+def check_loss(loss, params, model_state, batch: tuple, has_state: bool) -> set[str]:
+    """Trace ``loss`` on one batch and check what it gives; returns the names of the primitives
+    it uses."""
     b = int(batch[0].shape[0])
     pre = (model_state,) if has_state else ()
     kw = {"key": jax.random.key(0)} if takes_key(loss) else {}
@@ -100,7 +101,20 @@ def check_loss(loss, params, model_state, batch: tuple, has_state: bool) -> str:
         elif isinstance(out, tuple | list) and not has_state:
             hint = " (a loss that gives (losses, new_model_state) needs has_state=True)"
         raise ValueError(f"{name} gave {_text(out)} for a batch of {b}; expected {want}{hint}")
-    return str(jaxpr)
+    return primitives(jaxpr.jaxpr)
+
+
+def primitives(jaxpr) -> set[str]:
+    """The names of the primitives ``jaxpr`` uses, those of the jaxprs it calls included."""
+    names = set()
+    for eqn in jaxpr.eqns:
+        names.add(eqn.primitive.name)
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, tuple | list) else (param,):
+                inner = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr's, or a Jaxpr itself
+                if hasattr(inner, "eqns"):
+                    names |= primitives(inner)
+    return names
 
 
 def _check_same_state(name: str, old, new) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 
 import jax
 import numpy as np
@@ -49,9 +50,9 @@ def bytes_per_config(s: Setup) -> int:
     shared = nbytes((s.train, s.fixed))
     results = 4 * (s.steps * s.epochs + 8 * s.epochs)
     try:
-        analysis = [epoch_program(s)[0].memory_analysis()]
+        analysis = [_analysis(epoch_program(s)[0])]
         if s.evaluate is not None:
-            analysis += [eval_program(s, i)[0].memory_analysis() for i in range(len(s.evals))]
+            analysis += [_analysis(eval_program(s, i)[0]) for i in range(len(s.evals))]
         live = max(
             a.temp_size_in_bytes
             + a.argument_size_in_bytes
@@ -63,6 +64,16 @@ def bytes_per_config(s: Setup) -> int:
     except (AttributeError, TypeError, NotImplementedError, jax.errors.JaxRuntimeError):
         batch = sum(math.prod(a.shape[1:]) * a.dtype.itemsize for a in s.train) * s.batch_size
         return 5 * state + 4 * batch + results
+
+
+_ANALYSES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _analysis(exe):
+    """``exe.memory_analysis()``, kept with the compiled program (each call of ``fit`` asks)."""
+    if exe not in _ANALYSES:
+        _ANALYSES[exe] = exe.memory_analysis()
+    return _ANALYSES[exe]
 
 
 def most_per_device(s: Setup) -> int:

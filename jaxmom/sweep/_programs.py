@@ -12,6 +12,7 @@ Every program is compiled once per :meth:`Setup.key` and kept in the sweeps' one
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -53,9 +54,15 @@ def chunk_inputs(s: Setup, cells: np.ndarray, hparams: Mapping[str, np.ndarray] 
     return Chunk(hp, seeds, _state_shapes(s, hp, seeds))
 
 
+_TEMPLATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def template(s: Setup) -> Chunk:
-    """The :class:`Chunk` of ``s``'s first chunk: what every program of ``s`` is traced with."""
-    return chunk_inputs(s, s.chunks()[0])
+    """The :class:`Chunk` of ``s``'s first chunk: what every program of ``s`` is traced with (its
+    state as shapes only). Made once per setup: a call of ``fit`` asks several times."""
+    if s not in _TEMPLATES:
+        _TEMPLATES[s] = chunk_inputs(s, s.chunks()[0])
+    return _TEMPLATES[s]
 
 
 def cell_template(s: Setup) -> Chunk:

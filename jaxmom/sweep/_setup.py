@@ -248,7 +248,7 @@ def setup(
     traced, static = _split_fixed(fixed)
     params, model_state = _contract.check_init(init, has_state)
     batch = batch_shapes(train, batch_size)
-    jaxpr = _contract.check_loss(loss, params, model_state, batch, has_state)
+    used = _contract.check_loss(loss, params, model_state, batch, has_state)
     names = []
     for _, arrays in evals:
         b = min(eval_batch_size, int(arrays[0].shape[0]))
@@ -288,13 +288,13 @@ def setup(
         drop_last=bool(drop_last),
         mesh=mesh,
         chunk=-(-grid.size // len(devices)),
-        # Whether loss convolves (its jaxpr, traced once by the contract's check). XLA:CPU runs a
+        # Whether loss convolves (its primitives, traced once by the contract's check). XLA:CPU runs a
         # convolution inside a loop (a lax.scan epoch) several times slower than the same one
         # outside, and the grouped convolution that vmap makes of stacked kernels slower than one
         # convolution per configuration (experiments/benchmark.py --cnn measures both ways
         # against single runs): on CPU such models train one configuration at a time
         # (chunk_size="auto"), one compiled step at a time.
-        stepwise=devices[0].platform == "cpu" and "conv_general_dilated" in jaxpr,
+        stepwise=devices[0].platform == "cpu" and "conv_general_dilated" in used,
     )
 
 

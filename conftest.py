@@ -35,18 +35,28 @@ MATRIX = 8
 
 
 def pytest_configure(config):
-    """The test session's compile cache: JAX's persistent compilation cache in a fresh temporary
-    folder (removed at the end), shared by the session's subprocesses through the environment, so
-    a program compiled by one test or process is loaded, not compiled again, by the next. An
-    existing ``JAXMOM_COMPILE_CACHE`` is used instead (``off``: none; a folder: kept across
-    sessions). Every entry is keyed by the program's HLO, its options and the devices: a hit is
-    the very executable a compile would give."""
-    from jaxmom.sweep import configure_compile_cache
+    """The test session's compile cache: JAX's persistent compilation cache, shared by the
+    session's subprocesses through the environment, so that a program compiled by one test or
+    process is loaded, not compiled again, by the next. The full suite (CI) uses a fresh temporary
+    folder, removed at the end. The fast loop (``-m "not slow"``, exactly) keeps its folder across
+    sessions, :data:`FAST_LOOP_CACHE` under the user's cache folder (at most
+    :data:`FAST_LOOP_CACHE_BYTES`, the least recently used entries dropped): a rerun while working
+    compiles only what changed. An existing ``JAXMOM_COMPILE_CACHE`` is used instead (``off``:
+    none; a folder: that one). Every entry is keyed by the program's HLO, its options and the
+    devices: a hit is the very executable a compile would give."""
+    from jaxmom.sweep import configure_compile_cache, default_compile_cache_dir
 
-    if config.option.markexpr == "not slow":
+    fast = config.option.markexpr == "not slow"
+    if fast:
         fast_loop_compiles()
     setting = os.environ.get("JAXMOM_COMPILE_CACHE")
-    if setting is None:
+    if setting is None and fast:
+        setting = default_compile_cache_dir().parent / FAST_LOOP_CACHE
+        os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(FAST_LOOP_CACHE_BYTES)
+        import jax
+
+        jax.config.update("jax_compilation_cache_max_size", FAST_LOOP_CACHE_BYTES)
+    elif setting is None:
         setting = tempfile.mkdtemp(prefix="jaxmom-test-jax-cache-")
         config._jaxmom_cache = setting  # type: ignore[attr-defined]
     folder = configure_compile_cache(setting, prog="pytest")
@@ -55,6 +65,10 @@ def pytest_configure(config):
         os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder)
         os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
         os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "-1"
+
+
+FAST_LOOP_CACHE = "pytest-fast-loop"  # beside the scripts' cache: ~/.cache/jaxmom/
+FAST_LOOP_CACHE_BYTES = 512 * 2**20
 
 
 def fast_loop_compiles():

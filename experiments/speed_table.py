@@ -44,9 +44,11 @@ def tables(runs: list[dict]) -> str:
         lines.append(f"| {row['row']} | {configs} | " + " | ".join(cells) + " |")
     lines += ["", "| speed-up | " + " | ".join(names) + " | target |"]
     lines.append("|---|" + "---:|" * len(runs) + "---:|")
-    for pair, first in runs[0]["speedups"].items():
-        cells = [f"{run['speedups'][pair]['speedup']:.2f}×" for run in runs]
-        lines.append(f"| {pair} | " + " | ".join(cells) + f" | {first['target']}× |")
+    pairs = {pair: s["target"] for run in runs for pair, s in run["speedups"].items()}
+    for pair, target in pairs.items():  # every run's ratios; "–" where a run has none
+        got = [run["speedups"].get(pair) for run in runs]
+        cells = [f"{s['speedup']:.2f}×" if s else "–" for s in got]
+        lines.append(f"| {pair} | " + " | ".join(cells) + f" | {target}× |")
     first = [r["row"] for r in rows if "first_call_seconds" in r]
     if first:  # the first call in the process: compiles (or the compile cache's loads) included
         lines += ["", "| first call, compile included | " + " | ".join(names) + " |"]

@@ -63,9 +63,7 @@ def weights_first(
         flat, _ = jax.tree.flatten((params, args, kw))
         flags += [False] * (len(flat) - n_params)
         weights = [i < n_params for i in range(len(flat))]
-        out, out_moved, tree = _run(
-            lambda p, *a, **k: fn(p, *a, **k), (params, *args), kw, flags, weights, found, traces
-        )
+        out, out_moved, tree = _run(fn, (params, *args), kw, flags, weights, found, traces)
         return jax.tree.unflatten(tree, [_as(x, m, False) for x, m in zip(out, out_moved)])
 
     return rewritten

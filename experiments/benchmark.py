@@ -136,8 +136,8 @@ def study_epoch(data):
 def dense_fit(data, grid):
     """``jaxmom.sweep.fit`` of ``grid`` on the study's plain Flax ``nn.Dense`` MLP ((in, out)
     kernels, (batch, 10) logits) with a loss and evaluation as a user writes them: issue 26's "the
-    user's own model", without the study's extras (its checks, divergence, per-epoch records). Returns (run, seconds of the first call:
-    compiles included, compile seconds)."""
+    user's own model", without the study's extras (its checks, divergence, per-epoch records).
+    Returns (run, seconds of the first call: compiles included, compile seconds)."""
     model = MLP()
 
     def init(key):

@@ -73,7 +73,7 @@ def cell_fns(s: Setup) -> CellFns:
     static = dict(s.static)
     exact = s.exact  # every batch at its true size (a model with state or a key)
     rest = partial_size(s.n, s.batch_size, s.drop_last) if exact else 0
-    # x @ W as (W.T @ x.T).T (jaxmom.sweep._layout); one trace of the user's loss and evaluate
+    # the user's loss and evaluate computed kernel first (jaxmom.sweep._layout); one trace of each
     # per program, shared by the search for their kernels and their calls
     traces, eval_traces = {}, {}
     loss_fn = weights_first(s.loss, traces=traces)

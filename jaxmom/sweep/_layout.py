@@ -58,11 +58,9 @@ def weights_first(
     direct call would (its keyword arguments are inputs of the jaxpr, never closed over)."""
 
     def rewritten(params, *args, **kw):
-        n_params = len(jax.tree.leaves(params))
+        n_params, n_rest = len(jax.tree.leaves(params)), len(jax.tree.leaves((args, kw)))
         flags = [False] * n_params if moved is None else jax.tree.leaves(moved)
-        flat, _ = jax.tree.flatten((params, args, kw))
-        flags += [False] * (len(flat) - n_params)
-        weights = [i < n_params for i in range(len(flat))]
+        flags, weights = flags + [False] * n_rest, [True] * n_params + [False] * n_rest
         out, out_moved, tree = _run(fn, (params, *args), kw, flags, weights, found, traces)
         return jax.tree.unflatten(tree, [_as(x, m, False) for x, m in zip(out, out_moved)])
 

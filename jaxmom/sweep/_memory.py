@@ -42,9 +42,9 @@ def bytes_per_config(s: Setup) -> int:
     programs ``fit`` runs for ``s``'s chunk (so measuring costs no compile of its own): the
     compiled epoch (and evaluation) program's ``memory_analysis()`` where the backend reports it,
     its temporaries plus its arguments and outputs less the shared data, per configuration of the
-    chunk (at least its optimizer state and parameters), and 1/16 more; else the parameters five times, the
-    optimizer state three times and the batch's inputs four times; plus every step's loss and the
-    evaluations kept on the host."""
+    chunk (at least its optimizer state and parameters), and 1/16 more; else the parameters five
+    times, the optimizer state three times and the batch's inputs four times; plus every step's
+    loss and the evaluations kept on the host."""
     t = template(s)
     state = -(-nbytes(t.state) // s.width)
     shared = nbytes((s.train, s.fixed))

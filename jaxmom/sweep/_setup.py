@@ -288,8 +288,8 @@ def setup(
         drop_last=bool(drop_last),
         mesh=mesh,
         chunk=-(-grid.size // len(devices)),
-        # Whether loss convolves (its primitives, traced once by the contract's check). XLA:CPU runs a
-        # convolution inside a loop (a lax.scan epoch) several times slower than the same one
+        # Whether loss convolves (its primitives, traced once by the contract's check). XLA:CPU runs
+        # a convolution inside a loop (a lax.scan epoch) several times slower than the same one
         # outside, and the grouped convolution that vmap makes of stacked kernels slower than one
         # convolution per configuration (experiments/benchmark.py --cnn measures both ways
         # against single runs): on CPU such models train one configuration at a time
